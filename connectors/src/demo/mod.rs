@@ -1,0 +1,320 @@
+//! Deterministic synthetic demo databases for `tongban demo`.
+//!
+//! [`create_demo_databases`] writes three SQLite files, one per providing
+//! department, each with one table keyed by the dataset's subject identifier:
+//!
+//! | file | table | key column | department | connector |
+//! |---|---|---|---|---|
+//! | `population.db` | `residents` | `id_number` | `sz-psb` | `population-db` |
+//! | `legal_person.db` | `legal_persons` | `credit_code` | `sz-amr` | `legal-person-db` |
+//! | `e_license.db` | `licenses` | `license_id` | `sz-data` | `e-license-db` |
+//!
+//! Column names differ from field names where a department's schema would (e.g.
+//! `full_name` for `name`); [`demo_sources`] carries the queries and mappings.
+//!
+//! Everything is a function of the seed: names, addresses and identifiers are
+//! synthetic (division codes are real GB/T 2260 codes, every credit code is made up).
+//! Residents' sexes match the parity of their ID sequence and are stored as `male` /
+//! `female`; legal representatives, newborns' parents and licence holders are
+//! residents or legal persons of the same seed.
+//!
+//! # E-licence signatures
+//!
+//! Every licence carries `issuer_signature`: an Ed25519 signature, base64url without
+//! padding, by the demo issuer key ([`demo_issuer_public_key`]), over
+//! [`license_signing_input`] of the record. In the demo one key stands in for every
+//! issuing department.
+
+mod generate;
+mod lists;
+mod store;
+
+use std::path::Path;
+
+use base64::Engine as _;
+use ring::digest;
+use ring::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
+
+use crate::sql::SqlBinding;
+use crate::{ConnectorError, Dataset, Record};
+
+/// How many records [`create_demo_databases`] writes per dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoCounts {
+    /// Rows of `residents` (population).
+    pub residents: usize,
+    /// Rows of `legal_persons` (legal_person).
+    pub legal_persons: usize,
+    /// Rows of `licenses` (e_license).
+    pub licenses: usize,
+}
+
+/// One demo database and how a [`crate::sql::SqlConnector`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoSource {
+    /// The dataset this database serves.
+    pub dataset: Dataset,
+    /// Code of the department that provides the dataset (owner in agreements).
+    pub department: &'static str,
+    /// Connector name, e.g. `population-db`.
+    pub connector: &'static str,
+    /// File name inside the demo directory.
+    pub file: &'static str,
+    /// Lookup query with one `?` parameter, the subject.
+    pub query: &'static str,
+    /// (field, column) pairs covering every field of the dataset.
+    pub fields: &'static [(&'static str, &'static str)],
+}
+
+/// Identifiers to try against the demo databases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoSamples {
+    /// The first few resident ID numbers written (present).
+    pub residents: Vec<String>,
+    /// The first few credit codes written (present).
+    pub credit_codes: Vec<String>,
+    /// The first few licence identifiers written (present): a business licence, a
+    /// birth medical certificate, a driving licence and a food business licence,
+    /// then whatever follows (when the counts allow each kind).
+    pub license_ids: Vec<String>,
+    /// A valid resident ID number that is not in the database.
+    pub absent_resident: String,
+    /// A valid credit code that is not in the database.
+    pub absent_credit_code: String,
+    /// A valid licence identifier that is not in the database.
+    pub absent_license_id: String,
+    /// Raw 32-byte Ed25519 public key that verifies every `issuer_signature`.
+    pub issuer_public_key: Vec<u8>,
+}
+
+/// How many present identifiers of each kind [`DemoSamples`] carries.
+const SAMPLES_PER_KIND: usize = 5;
+
+/// The fields covered by the issuer signature, in the order of [`Dataset::fields`].
+const SIGNED_FIELDS: [&str; 9] = [
+    "license_type",
+    "holder_id",
+    "holder_name",
+    "issuer",
+    "issued_on",
+    "valid_until",
+    "status",
+    "content",
+    "file_sha256",
+];
+
+const POPULATION_FIELDS: &[(&str, &str)] = &[
+    ("name", "full_name"),
+    ("sex", "sex"),
+    ("birth_date", "date_of_birth"),
+    ("ethnicity", "ethnic_group"),
+    ("household_address", "hukou_address"),
+    ("registration_authority", "registration_authority"),
+    ("status", "status"),
+];
+
+const LEGAL_PERSON_FIELDS: &[(&str, &str)] = &[
+    ("name", "entity_name"),
+    ("entity_type", "entity_type"),
+    ("legal_representative", "legal_rep_name"),
+    ("legal_representative_id", "legal_rep_id"),
+    ("registered_capital", "registered_capital_yuan"),
+    ("established_on", "established_on"),
+    ("registered_address", "registered_address"),
+    ("status", "status"),
+    ("business_scope", "business_scope"),
+];
+
+const E_LICENSE_FIELDS: &[(&str, &str)] = &[
+    ("license_type", "license_type"),
+    ("holder_id", "holder_id"),
+    ("holder_name", "holder_name"),
+    ("issuer", "issuer_name"),
+    ("issued_on", "issued_on"),
+    ("valid_until", "valid_until"),
+    ("status", "status"),
+    ("content", "content"),
+    ("issuer_signature", "issuer_signature"),
+    ("file_sha256", "file_sha256"),
+];
+
+impl Default for DemoCounts {
+    /// 10,000 residents, 2,000 legal persons, 5,000 licences.
+    fn default() -> Self {
+        DemoCounts {
+            residents: 10_000,
+            legal_persons: 2_000,
+            licenses: 5_000,
+        }
+    }
+}
+
+impl DemoSource {
+    /// The [`SqlBinding`] that reads this source.
+    pub fn binding(&self) -> SqlBinding {
+        SqlBinding {
+            dataset: self.dataset,
+            query: self.query.to_owned(),
+            fields: self
+                .fields
+                .iter()
+                .map(|(f, c)| ((*f).to_owned(), (*c).to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// The three demo databases: population (`sz-psb`), legal_person (`sz-amr`) and
+/// e_license (`sz-data`), in the order of [`Dataset::ALL`].
+pub fn demo_sources() -> Vec<DemoSource> {
+    vec![
+        DemoSource {
+            dataset: Dataset::Population,
+            department: "sz-psb",
+            connector: "population-db",
+            file: "population.db",
+            query: "SELECT full_name, sex, date_of_birth, ethnic_group, hukou_address, \
+                    registration_authority, status FROM residents WHERE id_number = ?",
+            fields: POPULATION_FIELDS,
+        },
+        DemoSource {
+            dataset: Dataset::LegalPerson,
+            department: "sz-amr",
+            connector: "legal-person-db",
+            file: "legal_person.db",
+            query: "SELECT entity_name, entity_type, legal_rep_name, legal_rep_id, \
+                    registered_capital_yuan, established_on, registered_address, status, \
+                    business_scope FROM legal_persons WHERE credit_code = ?",
+            fields: LEGAL_PERSON_FIELDS,
+        },
+        DemoSource {
+            dataset: Dataset::ELicense,
+            department: "sz-data",
+            connector: "e-license-db",
+            file: "e_license.db",
+            query: "SELECT license_type, holder_id, holder_name, issuer_name, issued_on, \
+                    valid_until, status, content, issuer_signature, file_sha256 \
+                    FROM licenses WHERE license_id = ?",
+            fields: E_LICENSE_FIELDS,
+        },
+    ]
+}
+
+/// Writes the three demo databases into `dir` (created if missing; existing database
+/// files are removed first) and returns identifiers to try. The same `counts` and
+/// `seed` always give the same records; each table draws from its own stream of the
+/// seed, so the first residents stay the same when only another count changes.
+pub async fn create_demo_databases(
+    dir: &Path,
+    counts: &DemoCounts,
+    seed: u64,
+) -> Result<DemoSamples, ConnectorError> {
+    let key = demo_issuer_key(seed)?;
+    let data = generate::generate(counts, seed, &key)?;
+    tokio::fs::create_dir_all(dir).await?;
+    let sources = demo_sources();
+    let file = |d: Dataset| {
+        sources
+            .iter()
+            .find(|s| s.dataset == d)
+            .map(|s| dir.join(s.file))
+            .ok_or_else(|| ConnectorError::Config(format!("no demo source for {d}")))
+    };
+    let (population, legal_person, e_license) = (
+        file(Dataset::Population)?,
+        file(Dataset::LegalPerson)?,
+        file(Dataset::ELicense)?,
+    );
+    // Three files, three connections, each on its own SQLite worker thread.
+    tokio::try_join!(
+        store::write_residents(&population, &data.residents),
+        store::write_legal_persons(&legal_person, &data.legal_persons),
+        store::write_licenses(&e_license, &data.licenses),
+    )?;
+    Ok(DemoSamples {
+        residents: first_ids(data.residents.iter().map(|r| &r.id)),
+        credit_codes: first_ids(data.legal_persons.iter().map(|l| &l.code)),
+        license_ids: first_ids(data.licenses.iter().map(|l| &l.id)),
+        absent_resident: data.absent_resident,
+        absent_credit_code: data.absent_credit_code,
+        absent_license_id: data.absent_license_id,
+        issuer_public_key: key.public_key().as_ref().to_vec(),
+    })
+}
+
+/// The raw Ed25519 public key of the demo issuer for `seed`, the key that verifies
+/// the `issuer_signature` of every licence [`create_demo_databases`] writes with that
+/// seed. Lets a re-run reuse existing demo databases without regenerating them.
+pub fn demo_issuer_public_key(seed: u64) -> Result<Vec<u8>, ConnectorError> {
+    Ok(demo_issuer_key(seed)?.public_key().as_ref().to_vec())
+}
+
+/// The bytes an e-licence's `issuer_signature` signs: the RFC 8785 (JCS) canonical
+/// JSON of an object holding exactly these members of `record`, with their values as
+/// returned by the connector (strings, `valid_until` may be `null`):
+///
+/// `license_type`, `holder_id`, `holder_name`, `issuer`, `issued_on`, `valid_until`,
+/// `status`, `content`, `file_sha256`
+///
+/// — every e_license field except `issuer_signature` itself. JCS sorts the members, so
+/// the order above does not matter. Other members of `record` are ignored; a missing
+/// one is an error, so verify a full record before fields are filtered or masked.
+pub fn license_signing_input(record: &Record) -> Result<Vec<u8>, ConnectorError> {
+    let mut signed = Record::new();
+    for field in SIGNED_FIELDS {
+        let value = record.get(field).ok_or_else(|| {
+            ConnectorError::Data(format!("e-licence record lacks signed field {field}"))
+        })?;
+        signed.insert(field.to_owned(), value.clone());
+    }
+    serde_json_canonicalizer::to_vec(&signed)
+        .map_err(|e| ConnectorError::Data(format!("canonical JSON: {e}")))
+}
+
+/// Checks a record's `issuer_signature` (base64url, no padding) against a raw
+/// Ed25519 public key over [`license_signing_input`]. `false` when the signature is
+/// missing, malformed or does not verify.
+pub fn verify_license_signature(record: &Record, public_key: &[u8]) -> bool {
+    let Some(signature) = record.get("issuer_signature").and_then(|v| v.as_str()) else {
+        return false;
+    };
+    let Ok(signature) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature) else {
+        return false;
+    };
+    let Ok(input) = license_signing_input(record) else {
+        return false;
+    };
+    UnparsedPublicKey::new(&ED25519, public_key)
+        .verify(&input, &signature)
+        .is_ok()
+}
+
+/// The demo issuer's key pair: its 32-byte Ed25519 seed is
+/// SHA-256(`"tongban demo e-licence issuer v1"` ‖ seed as 8 little-endian bytes).
+fn demo_issuer_key(seed: u64) -> Result<Ed25519KeyPair, ConnectorError> {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(b"tongban demo e-licence issuer v1");
+    ctx.update(&seed.to_le_bytes());
+    let key_seed = ctx.finish();
+    Ed25519KeyPair::from_seed_unchecked(key_seed.as_ref())
+        .map_err(|e| ConnectorError::Data(format!("demo issuer key: {e}")))
+}
+
+/// `file_sha256` of a licence: hex SHA-256 of the stand-in for its OFD file, the
+/// UTF-8 text `"%OFD-DEMO\n" + license_id + "\n" + content + "\n"`.
+fn fake_file_sha256(license_id: &str, content: &str) -> String {
+    let file = format!("%OFD-DEMO\n{license_id}\n{content}\n");
+    hex::encode(digest::digest(&digest::SHA256, file.as_bytes()))
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn first_ids<'a>(ids: impl Iterator<Item = &'a String>) -> Vec<String> {
+    ids.take(SAMPLES_PER_KIND).cloned().collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
