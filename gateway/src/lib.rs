@@ -1,1 +1,21 @@
-//! gateway
+//! The Tongban gateway: a mutual-TLS proxy that answers record lookups between
+//! government departments, allowed by sharing agreements, signed, and audited before
+//! the answer leaves.
+//!
+//! `main.rs` only wires; everything here can be driven from tests.
+
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod server;
+pub mod signing;
+pub mod telemetry;
+
+/// Install the ring provider as rustls' process default (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,164 @@
+//! Everything a running gateway holds, built once from the config.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use connectors::sql::{SqlBinding, SqlConnector, SqlSource};
+use connectors::{Connector, Dataset};
+use policy::{AgreementStore, Authorizer};
+use sqlx::SqlitePool;
+use tokio::sync::Semaphore;
+
+use crate::audit::{state_db_options, AuditLog};
+use crate::config::Config;
+use crate::http::fetch::Route;
+use crate::signing::Signer;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// TLS files.
+    #[error("TLS: {0}")]
+    Tls(#[from] certs::CertError),
+    /// Signing key.
+    #[error("signing key: {0}")]
+    Signing(#[from] crate::signing::SigningError),
+    /// State database.
+    #[error("state database {path}: {source}")]
+    State {
+        /// The database file.
+        path: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// Agreements.
+    #[error("policy: {0}")]
+    Policy(#[from] policy::PolicyError),
+    /// Audit log.
+    #[error("audit log: {0}")]
+    Audit(#[from] crate::audit::AuditError),
+    /// A source.
+    #[error("source {name}: {source}")]
+    Source {
+        /// Source name.
+        name: String,
+        /// Why.
+        source: connectors::ConnectorError,
+    },
+    /// Binding a listener.
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The gateway's parts, shared by every connection.
+pub struct App {
+    /// The validated config.
+    pub config: Config,
+    /// Response signer.
+    pub signer: Arc<Signer>,
+    /// Policy decisions.
+    pub authorizer: Arc<Authorizer>,
+    /// Agreement storage.
+    pub agreements: AgreementStore,
+    /// Audit chain writer.
+    pub audit: AuditLog,
+    /// Dataset → source.
+    pub routes: Arc<HashMap<Dataset, Route>>,
+    /// The state database (agreements, audit).
+    pub state: SqlitePool,
+    /// Server TLS config.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Requests in flight, bounded.
+    pub in_flight: Arc<Semaphore>,
+}
+
+impl App {
+    /// Build every part from `config`; fails on the first part that cannot start.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let tls = certs::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_cas)?;
+        let signer = Arc::new(Signer::load(&config.signing_key)?);
+        let state = open_state(&config).await?;
+        let agreements = AgreementStore::open(state.clone()).await?;
+        let authorizer =
+            Arc::new(Authorizer::new(agreements.list().await?, agreements.roles().await?).await?);
+        let audit = AuditLog::open(&config.state_db, config.audit.batch_max).await?;
+        let routes = Arc::new(connect_sources(&config).await?);
+        let in_flight = Arc::new(Semaphore::new(config.limits.max_concurrent_requests));
+        Ok(Self {
+            config,
+            signer,
+            authorizer,
+            agreements,
+            audit,
+            routes,
+            state,
+            tls,
+            in_flight,
+        })
+    }
+}
+
+/// Open the state database pool (WAL, durable commits).
+pub async fn open_state(config: &Config) -> Result<SqlitePool, StartError> {
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(state_db_options(&config.state_db))
+        .await
+        .map_err(|source| StartError::State {
+            path: config.state_db.display().to_string(),
+            source,
+        })
+}
+
+async fn connect_sources(config: &Config) -> Result<HashMap<Dataset, Route>, StartError> {
+    let mut routes = HashMap::new();
+    for s in &config.sources {
+        let bindings: Vec<SqlBinding> = config
+            .datasets
+            .iter()
+            .filter(|d| d.source == s.name)
+            .map(|d| SqlBinding {
+                dataset: d.dataset,
+                query: d.query.clone(),
+                fields: d.fields.clone(),
+            })
+            .collect();
+        let served: Vec<(Dataset, String)> = config
+            .datasets
+            .iter()
+            .filter(|d| d.source == s.name)
+            .map(|d| (d.dataset, d.department.clone()))
+            .collect();
+        let source = SqlSource {
+            name: s.name.clone(),
+            url: s.url.clone(),
+            max_connections: s.max_connections,
+            acquire_timeout_ms: s.acquire_timeout_ms,
+        };
+        let connector: Arc<dyn Connector> = Arc::new(
+            SqlConnector::connect(&source, bindings)
+                .await
+                .map_err(|source| StartError::Source {
+                    name: s.name.clone(),
+                    source,
+                })?,
+        );
+        for (dataset, department) in served {
+            routes.insert(
+                dataset,
+                Route {
+                    department,
+                    connector: Arc::clone(&connector),
+                },
+            );
+        }
+    }
+    Ok(routes)
+}

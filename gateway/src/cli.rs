@@ -1,0 +1,278 @@
+//! The `tongban` command line. Exit codes: 0 success, 1 the operation failed (for
+//! example verification found tampering), 2 bad usage or bad configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use connectors::demo::DemoCounts;
+use sqlx::ConnectOptions as _;
+
+use crate::audit::{state_db_options, verify_chain};
+use crate::config::Config;
+use crate::server::{start, Running};
+use crate::signing::{verify, Signer};
+use crate::{demo, telemetry};
+
+/// Tongban: the gateway departments share records through.
+#[derive(Debug, Parser)]
+#[command(name = "tongban", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a demo directory (CA, certificates, data, agreements, config) and serve it.
+    Demo {
+        /// Demo directory; reused when it already holds a tongban.toml.
+        #[arg(long, default_value = "./tongban-demo")]
+        dir: PathBuf,
+        /// Counter API address (default 127.0.0.1:8443).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Ops address (default 127.0.0.1:9090).
+        #[arg(long)]
+        ops_listen: Option<SocketAddr>,
+    },
+    /// Run the gateway from a config file.
+    Serve {
+        /// Config file.
+        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
+        config: PathBuf,
+    },
+    /// Verify a saved lookup response offline.
+    Verify {
+        /// The saved response (JSON).
+        file: PathBuf,
+        /// JWKS file with the gateway's public key (else the key of --config).
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// Config whose signing key to use when no --jwks is given.
+        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
+        config: PathBuf,
+    },
+    /// Audit log tools.
+    Audit {
+        /// Which.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `tongban audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; name the first bad record.
+    Verify {
+        /// Config file.
+        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
+        config: PathBuf,
+    },
+}
+
+/// How a command failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage or configuration: exit 2.
+    Usage(String),
+    /// The operation failed: exit 1.
+    Failed(String),
+}
+
+impl Failure {
+    /// The process exit code.
+    pub fn code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Failed(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Usage(m) | Failure::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Run a parsed command line; prints results to stdout and returns the exit code.
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Demo {
+            dir,
+            listen,
+            ops_listen,
+        } => run_demo(&dir, listen, ops_listen).await,
+        Command::Serve { config } => {
+            let config = Config::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;
+            let _telemetry = telemetry::init(&config.telemetry)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", config.path.display())))?;
+            let running = start(config).await.map_err(start_failure)?;
+            wait_and_stop(running).await
+        }
+        Command::Verify { file, jwks, config } => verify_file(&file, jwks.as_deref(), &config),
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => audit_verify(&config).await,
+    }
+}
+
+fn start_failure(e: crate::app::StartError) -> Failure {
+    use crate::app::StartError::*;
+    match e {
+        Tls(_) | Signing(_) | Policy(_) => Failure::Usage(e.to_string()),
+        _ => Failure::Failed(e.to_string()),
+    }
+}
+
+async fn run_demo(
+    dir: &Path,
+    listen: Option<SocketAddr>,
+    ops_listen: Option<SocketAddr>,
+) -> Result<(), Failure> {
+    let began = std::time::Instant::now();
+    let demo = demo::prepare(dir, listen, ops_listen, &DemoCounts::default())
+        .await
+        .map_err(|e| Failure::Failed(format!("demo: {e}")))?;
+    let _telemetry =
+        telemetry::init(&demo.config.telemetry).map_err(|e| Failure::Usage(e.to_string()))?;
+    let running = start(demo.config).await.map_err(start_failure)?;
+    let verb = if demo.created { "created" } else { "reused" };
+    println!(
+        "Tongban demo {verb} in {} and serving after {} ms",
+        demo.dir.display(),
+        began.elapsed().as_millis()
+    );
+    println!("  counter API (mTLS): https://{}", running.addr);
+    println!(
+        "  ops:                http://{}/healthz  /readyz",
+        running.ops_addr
+    );
+    println!(
+        "  samples:            {}",
+        demo.dir.join("samples.json").display()
+    );
+    let samples = demo::load_samples(&demo.dir).unwrap_or_default();
+    let shown = curl_address(running.addr);
+    if let Some(ok) = samples.iter().find(|s| s["expect"] == 200) {
+        println!(
+            "\nA lookup that succeeds:\n{}",
+            demo::curl_command(&demo.dir, shown, ok)
+        );
+    }
+    if let Some(denied) = samples.iter().find(|s| s["expect"] == 403) {
+        println!(
+            "\nA lookup that is denied (403):\n{}",
+            demo::curl_command(&demo.dir, shown, denied)
+        );
+    }
+    println!(
+        "\nVerify a saved answer: tongban verify answer.json --config {}",
+        demo.dir.join("tongban.toml").display()
+    );
+    println!(
+        "Check the audit chain:  tongban audit verify --config {}\n",
+        demo.dir.join("tongban.toml").display()
+    );
+    wait_and_stop(running).await
+}
+
+/// A wildcard listen address is reached on loopback.
+fn curl_address(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+async fn wait_and_stop(running: Running) -> Result<(), Failure> {
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing open requests");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn verify_file(file: &Path, jwks: Option<&Path>, config: &Path) -> Result<(), Failure> {
+    let read_json = |p: &Path| -> Result<serde_json::Value, Failure> {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Failure::Usage(format!("{}: not JSON: {e}", p.display())))
+    };
+    let document = read_json(file)?;
+    let keys = match jwks {
+        Some(p) => read_json(p)?,
+        None => {
+            let config = Config::load(config).map_err(|e| Failure::Usage(e.to_string()))?;
+            Signer::load(&config.signing_key)
+                .map_err(|e| Failure::Usage(e.to_string()))?
+                .jwks()
+        }
+    };
+    match verify(&document, &keys) {
+        Ok(kid) => {
+            println!(
+                "OK: {} is signed by key {kid} (request {}, audit seq {})",
+                file.display(),
+                document["request_id"].as_str().unwrap_or("?"),
+                document["audit"]["seq"],
+            );
+            Ok(())
+        }
+        Err(e) => Err(Failure::Failed(format!("FAILED: {}: {e}", file.display()))),
+    }
+}
+
+async fn audit_verify(config: &Path) -> Result<(), Failure> {
+    let config = Config::load(config).map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut conn = state_db_options(&config.state_db)
+        .create_if_missing(false)
+        .connect()
+        .await
+        .map_err(|e| Failure::Failed(format!("{}: {e}", config.state_db.display())))?;
+    let report = verify_chain(&mut conn)
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    match report.failure {
+        None => {
+            println!(
+                "OK: audit chain verified: {} records, head seq {} hash {}",
+                report.records, report.head.0, report.head.1
+            );
+            Ok(())
+        }
+        Some(f) => Err(Failure::Failed(format!(
+            "FAILED: audit chain broken at seq {}: {} ({} records verified before it)",
+            f.seq, f.reason, report.records
+        ))),
+    }
+}

@@ -1,0 +1,161 @@
+//! The errors a request can end in. Each knows its HTTP status and problem type; the
+//! rendering to problem+json lives in `http::respond`, the only place that does it.
+
+use connectors::ids::IdError;
+use connectors::{ConnectorError, ErrorOrigin};
+use http::StatusCode;
+use policy::Denial;
+
+/// Why a request was not answered with a record.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// The request body or a header is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The subject identifier breaks a rule of its standard.
+    #[error("subject {subject:?} is not a valid {kind}: {error}")]
+    InvalidIdentifier {
+        /// What kind of identifier was expected.
+        kind: &'static str,
+        /// The subject as sent.
+        subject: String,
+        /// The rule it breaks.
+        error: IdError,
+    },
+    /// `X-Operator-Id` missing or malformed.
+    #[error("{0}")]
+    Operator(String),
+    /// Policy refused.
+    #[error("{0}")]
+    Forbidden(Denial),
+    /// The subject is not in the source.
+    #[error("no {dataset} record for this subject")]
+    NotFound {
+        /// Dataset asked.
+        dataset: String,
+    },
+    /// No such endpoint.
+    #[error("no endpoint {0}")]
+    NoRoute(String),
+    /// Endpoint exists, method does not.
+    #[error("method {0} is not allowed here")]
+    Method(String),
+    /// Body too large.
+    #[error("request body exceeds {0} bytes")]
+    TooLarge(usize),
+    /// The dataset is not served by this gateway.
+    #[error("dataset {0} is not served by this gateway")]
+    NotServed(String),
+    /// The source failed.
+    #[error("source failed: {message}")]
+    Upstream {
+        /// Where the failure came from.
+        origin: ErrorOrigin,
+        /// The connector's message (audited, never sent to the caller).
+        message: String,
+    },
+    /// The audit store could not record the request: nothing is answered.
+    #[error("the audit log cannot record this request now; nothing is answered without a record")]
+    AuditUnavailable,
+    /// Too many requests in flight.
+    #[error("the gateway is overloaded; retry shortly")]
+    Overloaded,
+    /// A bug or an unexpected internal failure.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<ConnectorError> for ApiError {
+    fn from(e: ConnectorError) -> Self {
+        ApiError::Upstream {
+            origin: e.origin(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl ApiError {
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_)
+            | ApiError::InvalidIdentifier { .. }
+            | ApiError::Operator(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } | ApiError::NoRoute(_) | ApiError::NotServed(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Upstream { origin, .. } => match origin {
+                ErrorOrigin::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorOrigin::Upstream => StatusCode::BAD_GATEWAY,
+                ErrorOrigin::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::AuditUnavailable | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem type slug, `type` being `/problems/<slug>`.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::InvalidIdentifier { .. } => "invalid-identifier",
+            ApiError::Operator(_) => "operator-required",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound { .. } => "not-found",
+            ApiError::NoRoute(_) => "no-such-endpoint",
+            ApiError::Method(_) => "method-not-allowed",
+            ApiError::TooLarge(_) => "payload-too-large",
+            ApiError::NotServed(_) => "dataset-not-served",
+            ApiError::Upstream { origin, .. } => match origin {
+                ErrorOrigin::Unavailable => "upstream-unavailable",
+                ErrorOrigin::Upstream => "upstream-bad-answer",
+                ErrorOrigin::Internal => "connector-misconfigured",
+            },
+            ApiError::AuditUnavailable => "audit-unavailable",
+            ApiError::Overloaded => "overloaded",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The short, stable title.
+    pub fn title(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "Malformed request",
+            ApiError::InvalidIdentifier { .. } => "Invalid identifier",
+            ApiError::Operator(_) => "Operator required",
+            ApiError::Forbidden(_) => "Not allowed by any sharing agreement",
+            ApiError::NotFound { .. } => "Record not found",
+            ApiError::NoRoute(_) => "No such endpoint",
+            ApiError::Method(_) => "Method not allowed",
+            ApiError::TooLarge(_) => "Request too large",
+            ApiError::NotServed(_) => "Dataset not served",
+            ApiError::Upstream { .. } => "Source failed",
+            ApiError::AuditUnavailable => "Audit log unavailable",
+            ApiError::Overloaded => "Overloaded",
+            ApiError::Internal(_) => "Internal error",
+        }
+    }
+
+    /// Extra problem members: the broken rule of an identifier, the policy reason.
+    pub fn extension(&self) -> Option<(&'static str, String)> {
+        match self {
+            ApiError::InvalidIdentifier { error, .. } => Some(("rule", error.rule().to_owned())),
+            ApiError::Forbidden(d) => Some(("reason", d.code().to_owned())),
+            _ => None,
+        }
+    }
+
+    /// What the audit record gives as reason. Upstream and internal details go to the
+    /// audit log (for officers), never to the caller.
+    pub fn audit_reason(&self) -> String {
+        match self {
+            ApiError::Upstream { message, .. } => format!("upstream: {message}"),
+            ApiError::Internal(e) => format!("internal: {e}"),
+            ApiError::Forbidden(d) => format!("{}: {d}", d.code()),
+            other => other.to_string(),
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Audit: no answer leaves without its record durably in the chain.
+
+use std::task::{Context, Poll};
+
+use http::Request;
+use tower::{Layer, Service};
+use tracing::Instrument as _;
+
+use super::parse::OPERATOR_HEADER;
+use super::{take_ready, BoxFuture, Outcome, Principal, RequestMeta};
+use crate::audit::{AuditEntry, AuditLog, Decision, Receipt};
+use crate::error::ApiError;
+
+/// An outcome and, when it was recorded, where. An outcome without a receipt is
+/// always the audit-unavailable error: nothing else may be answered unrecorded.
+#[derive(Debug, Clone)]
+pub struct Audited {
+    /// What to answer.
+    pub outcome: Outcome,
+    /// Where its audit record is.
+    pub receipt: Option<Receipt>,
+    /// The request id.
+    pub request_id: String,
+}
+
+/// Writes one audit record per request and waits for its commit.
+#[derive(Clone)]
+pub struct AuditLayer {
+    log: AuditLog,
+    node: String,
+}
+
+impl AuditLayer {
+    /// Record into `log`, naming this gateway `node`.
+    pub fn new(log: AuditLog, node: String) -> Self {
+        Self { log, node }
+    }
+}
+
+impl<S> Layer<S> for AuditLayer {
+    type Service = AuditService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuditService {
+            inner,
+            log: self.log.clone(),
+            node: self.node.clone(),
+        }
+    }
+}
+
+/// See [`AuditLayer`].
+#[derive(Clone)]
+pub struct AuditService<S> {
+    inner: S,
+    log: AuditLog,
+    node: String,
+}
+
+impl<S, B> Service<Request<B>> for AuditService<S>
+where
+    S: Service<Request<B>, Response = Outcome, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = Audited;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Audited>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let envelope = envelope(&req, &self.node);
+        let meta = req.extensions().get::<RequestMeta>().cloned();
+        let mut inner = take_ready(&mut self.inner);
+        let log = self.log.clone();
+        Box::pin(async move {
+            let outcome = inner.call(req).await?;
+            let request_id = envelope.request_id.clone();
+            let entry = complete(envelope, &outcome, meta.as_ref());
+            let span = tracing::info_span!("audit");
+            match log.append(entry).instrument(span).await {
+                Ok(receipt) => Ok(Audited {
+                    outcome,
+                    receipt: Some(receipt),
+                    request_id,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, status = outcome.status().as_u16(), "audit write failed; answering 503 without the record");
+                    Ok(Audited {
+                        outcome: Outcome::error(ApiError::AuditUnavailable),
+                        receipt: None,
+                        request_id,
+                    })
+                }
+            }
+        })
+    }
+}
+
+/// What is known before the request runs.
+fn envelope<B>(req: &Request<B>, node: &str) -> AuditEntry {
+    let meta = req.extensions().get::<RequestMeta>();
+    let principal = req.extensions().get::<Principal>();
+    AuditEntry {
+        time: meta
+            .map(|m| {
+                m.received_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            })
+            .unwrap_or_default(),
+        request_id: meta.map(|m| m.id.clone()).unwrap_or_default(),
+        node: node.to_owned(),
+        consumer: principal.map(|p| p.identity.to_string()),
+        cert_fingerprint: principal.map(|p| p.fingerprint.clone()),
+        operator: req
+            .headers()
+            .get(OPERATOR_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(64).collect()),
+        method: req.method().to_string(),
+        path: req.uri().path().chars().take(256).collect(),
+        ..AuditEntry::default()
+    }
+}
+
+/// Add what the request learned and how it ended.
+fn complete(mut e: AuditEntry, o: &Outcome, meta: Option<&RequestMeta>) -> AuditEntry {
+    let f = &o.facts;
+    e.matter = f.matter.clone();
+    e.case_id = f.case_id.clone();
+    e.dataset = f.dataset.clone();
+    e.subject = f.subject.clone();
+    e.agreement = f.agreement.clone();
+    e.status = o.status().as_u16();
+    match &o.result {
+        Ok(_) => {
+            e.fields = f.fields.clone();
+            e.decision = f.decision.unwrap_or(Decision::Allow);
+        }
+        Err(err) => {
+            // The policy verdict when one was reached (a 404 after an allow is still
+            // an allowed access), otherwise deny or error by the kind of failure.
+            e.decision = f.decision.unwrap_or(match err {
+                ApiError::Forbidden(_) => Decision::Deny,
+                _ => Decision::Error,
+            });
+            e.reason = Some(err.audit_reason());
+        }
+    }
+    e.latency_us = meta
+        .map(|m| u64::try_from(m.started.elapsed().as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or_default();
+    e
+}

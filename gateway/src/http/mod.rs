@@ -1,0 +1,129 @@
+//! The counter API: the request path as tower layers over a hyper connection.
+//!
+//! ```text
+//!  TLS accept ─▶ Principal (from the client certificate's URI SAN)
+//!   └▶ meta       request id, clock, tracing span
+//!    └▶ identity  puts the Principal on the request, drops identity headers
+//!     └▶ respond  signs records, renders problem+json — the only place that does
+//!      └▶ audit   appends the record and waits for its durable commit (fail-closed)
+//!       └▶ limit  sheds load beyond the concurrency limit (503, audited)
+//!        └▶ route  /v1/lookup, /.well-known/jwks.json
+//!         └▶ parse      body, X-Operator-Id, identifier validation (400)
+//!          └▶ authorize sharing agreement via the policy crate (403)
+//!           └▶ fetch    connector lookup, field filter and masking (404/5xx)
+//! ```
+
+pub mod audit_layer;
+pub mod authorize;
+pub mod fetch;
+pub mod identity;
+pub mod limit;
+pub mod meta;
+pub mod ops;
+pub mod parse;
+pub mod respond;
+pub mod route;
+pub mod stack;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+
+use connectors::{Dataset, Record};
+use serde_json::Value;
+
+use crate::audit::Decision;
+use crate::error::ApiError;
+
+pub use identity::Principal;
+pub use meta::RequestMeta;
+
+/// The future type of the layers in this module: they never fail, an error is an
+/// [`Outcome`] like any other, so that it gets audited.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, Infallible>> + Send>>;
+
+/// What the audit log needs to know about a request beyond its envelope, filled in by
+/// the layers that learn it.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Matter named.
+    pub matter: Option<String>,
+    /// Case id named.
+    pub case_id: Option<String>,
+    /// Dataset asked.
+    pub dataset: Option<String>,
+    /// Subject asked.
+    pub subject: Option<String>,
+    /// Fields returned.
+    pub fields: Vec<String>,
+    /// Agreement that decided.
+    pub agreement: Option<String>,
+    /// Policy verdict, when one was reached.
+    pub decision: Option<Decision>,
+}
+
+/// A successful answer before it is audited and rendered.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// A record lookup.
+    Lookup(LookupAnswer),
+    /// A JSON document (e.g. the JWKS).
+    Json(Value),
+}
+
+/// The record and where it came from.
+#[derive(Debug, Clone)]
+pub struct LookupAnswer {
+    /// Request id.
+    pub request_id: String,
+    /// Dataset.
+    pub dataset: Dataset,
+    /// Subject.
+    pub subject: String,
+    /// Fields returned.
+    pub record: Record,
+    /// Which of them are masked.
+    pub masked: Vec<String>,
+    /// Owning department.
+    pub department: String,
+    /// Connector name.
+    pub connector: String,
+    /// RFC 3339 time of the fetch.
+    pub fetched_at: String,
+    /// Agreement that allowed it.
+    pub agreement: String,
+}
+
+/// The result of a request, on its way up the stack to be audited and rendered.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Facts for the audit record.
+    pub facts: Facts,
+    /// The answer or the error.
+    pub result: Result<Answer, ApiError>,
+}
+
+impl Outcome {
+    /// An error outcome with no facts yet.
+    pub fn error(e: ApiError) -> Self {
+        Self {
+            facts: Facts::default(),
+            result: Err(e),
+        }
+    }
+
+    /// The HTTP status it will be answered with.
+    pub fn status(&self) -> http::StatusCode {
+        match &self.result {
+            Ok(_) => http::StatusCode::OK,
+            Err(e) => e.status(),
+        }
+    }
+}
+
+/// Swap a ready inner service out of `slot`, the tower idiom for calling a cloned
+/// service inside a `'static` future.
+pub(crate) fn take_ready<S: Clone>(slot: &mut S) -> S {
+    let clone = slot.clone();
+    std::mem::replace(slot, clone)
+}

@@ -1,0 +1,86 @@
+//! The ops listener: plain HTTP for probes and scrapers; bind it to loopback.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::App;
+
+/// Serve `/healthz` and `/readyz` until `stop` flips.
+pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let app = Arc::clone(&app);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), req));
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, body) = match req.uri().path() {
+        "/healthz" => (StatusCode::OK, json!({"status": "ok"})),
+        "/readyz" => readiness(&app).await,
+        _ => (StatusCode::NOT_FOUND, json!({"status": "no such endpoint"})),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// Ready when the state database answers and every source answers its probe.
+async fn readiness(app: &App) -> (StatusCode, serde_json::Value) {
+    let mut checks = serde_json::Map::new();
+    let mut ready = true;
+    let db = sqlx::query("SELECT 1").execute(&app.state).await;
+    ready &= db.is_ok();
+    checks.insert(
+        "state_db".into(),
+        json!(db
+            .map(|_| "ok".to_owned())
+            .unwrap_or_else(|e| e.to_string())),
+    );
+    let mut seen = std::collections::HashSet::new();
+    for route in app.routes.values() {
+        let name = route.connector.name().to_owned();
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let h = route.connector.health().await;
+        ready &= h.is_ok();
+        checks.insert(
+            format!("source:{name}"),
+            json!(h.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string())),
+        );
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, json!({"ready": ready, "checks": checks}))
+}

@@ -1,0 +1,65 @@
+//! The request path, stacked in one place.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceBuilder};
+
+use super::audit_layer::AuditLayer;
+use super::authorize::AuthorizeLayer;
+use super::fetch::Fetch;
+use super::identity::IdentityLayer;
+use super::limit::ShedLayer;
+use super::meta::MetaLayer;
+use super::parse::ParseLayer;
+use super::respond::{RespondLayer, ResponseBody};
+use super::route::Router;
+use super::{Outcome, Principal};
+use crate::app::App;
+
+/// The lookup path below the router: parse, authorize, fetch. Built once per gateway.
+pub fn lookup_service<B>(app: &App) -> BoxCloneSyncService<Request<B>, Outcome, Infallible>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    let svc = ServiceBuilder::new()
+        // Malformed bodies and identifiers stop here, before policy or any source.
+        .layer(ParseLayer::new(app.config.limits.max_body_bytes))
+        // Default deny: only an agreement lets a lookup through.
+        .layer(AuthorizeLayer::new(Arc::clone(&app.authorizer)))
+        // The owning department's source, fields filtered and masked.
+        .service(Fetch::new(Arc::clone(&app.routes)));
+    BoxCloneSyncService::new(svc)
+}
+
+/// The whole counter API for one mTLS connection whose certificate gave `principal`.
+pub fn counter_service<B>(
+    app: &App,
+    router: Router<B>,
+    principal: Principal,
+) -> impl Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible, Future: Send>
+       + Clone
+       + Send
+       + Sync
+       + 'static
+where
+    B: Send + 'static,
+{
+    ServiceBuilder::new()
+        // Request id, clock and the request span come first, so everything is inside them.
+        .layer(MetaLayer)
+        // Identity is the certificate's; client-sent identity headers are dropped.
+        .layer(IdentityLayer::new(principal))
+        // Signing and problem+json, above audit so the receipt is in the signed body.
+        .layer(RespondLayer::new(Arc::clone(&app.signer)))
+        // Fail-closed: nothing is answered that is not durably recorded.
+        .layer(AuditLayer::new(app.audit.clone(), app.config.node.clone()))
+        // Shed beyond the concurrency limit, as an outcome so it is audited.
+        .layer(ShedLayer::new(Arc::clone(&app.in_flight)))
+        .service(router)
+}

@@ -1,0 +1,172 @@
+//! Listeners: the mTLS counter API and the plain ops endpoints, with graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::app::{App, StartError};
+use crate::config::Config;
+use crate::http::route::Router;
+use crate::http::stack::{counter_service, lookup_service};
+use crate::http::{ops, Principal};
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A gateway that is serving.
+pub struct Running {
+    /// Bound counter API address (useful with port 0).
+    pub addr: SocketAddr,
+    /// Bound ops address.
+    pub ops_addr: SocketAddr,
+    /// The gateway's parts.
+    pub app: Arc<App>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stop accepting, let open requests finish, and wait.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Build the gateway from `config`, bind both listeners and start serving.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let app = Arc::new(App::build(config).await?);
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let counter = bind(app.config.listen).await?;
+    let ops_listener = bind(app.config.ops_listen).await?;
+    let addr = counter.local_addr().map_err(|source| StartError::Bind {
+        addr: app.config.listen,
+        source,
+    })?;
+    let ops_addr = ops_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: app.config.ops_listen,
+            source,
+        })?;
+    let (stop, stopped) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(serve_counter(Arc::clone(&app), counter, stopped.clone())),
+        tokio::spawn(ops::serve(Arc::clone(&app), ops_listener, stopped)),
+    ];
+    tracing::info!(%addr, %ops_addr, node = %app.config.node, "tongban gateway serving");
+    Ok(Running {
+        addr,
+        ops_addr,
+        app,
+        stop,
+        tasks,
+    })
+}
+
+async fn serve_counter(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let acceptor = TlsAcceptor::from(Arc::clone(&app.tls));
+    let router = Router::<Incoming>::new(lookup_service(&app), app.signer.jwks());
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let conn = connection(Arc::clone(&app), acceptor.clone(), router.clone(), tcp, peer);
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move { conn.run(watcher).await });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+struct Connection {
+    app: Arc<App>,
+    acceptor: TlsAcceptor,
+    router: Router<Incoming>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+}
+
+fn connection(
+    app: Arc<App>,
+    acceptor: TlsAcceptor,
+    router: Router<Incoming>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Connection {
+    Connection {
+        app,
+        acceptor,
+        router,
+        tcp,
+        peer,
+    }
+}
+
+impl Connection {
+    async fn run(self, watcher: hyper_util::server::graceful::Watcher) {
+        let _ = self.tcp.set_nodelay(true);
+        let tls =
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(self.tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::info!(peer = %self.peer, reason = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(peer = %self.peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+        let principal = match peer_principal(tls.get_ref().1) {
+            Ok(p) => p,
+            Err(reason) => {
+                tracing::info!(peer = %self.peer, %reason, "client certificate carries no usable identity");
+                return;
+            }
+        };
+        let svc = counter_service(&self.app, self.router, principal);
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
+        if let Err(e) = watcher.watch(conn.into_owned()).await {
+            tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+fn peer_principal(conn: &rustls::ServerConnection) -> Result<Principal, String> {
+    let cert = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or("no client certificate")?;
+    let identity = certs::identity_from_cert(cert.as_ref()).map_err(|e| e.to_string())?;
+    Ok(Principal {
+        identity,
+        fingerprint: certs::fingerprint(cert.as_ref()),
+    })
+}
