@@ -117,16 +117,19 @@ impl Gateway {
 
     /// Run a `tongban` command line in-process; returns the exit code.
     pub async fn tongban(&self, args: &[&str]) -> u8 {
+        self.tongban_output(args).await.0
+    }
+
+    /// Run a `tongban` command line in-process; returns the exit code and the error
+    /// message (empty on success).
+    pub async fn tongban_output(&self, args: &[&str]) -> (u8, String) {
         use clap::Parser as _;
         let mut argv = vec!["tongban"];
         argv.extend_from_slice(args);
         let cli = gateway::cli::Cli::try_parse_from(argv).expect("valid command line");
         match gateway::cli::run(cli).await {
-            Ok(()) => 0,
-            Err(f) => {
-                eprintln!("tongban: {f}");
-                f.code()
-            }
+            Ok(()) => (0, String::new()),
+            Err(f) => (f.code(), f.to_string()),
         }
     }
 }

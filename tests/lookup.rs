@@ -356,7 +356,9 @@ async fn audit_chain_verifies_and_names_an_edited_row() {
     .execute(&pool)
     .await
     .unwrap();
-    assert_eq!(gw.tongban(&args).await, 1);
+    let (code, message) = gw.tongban_output(&args).await;
+    assert_eq!(code, 1);
+    assert!(message.contains("broken at seq 3"), "{message}");
     let mut conn = pool.acquire().await.unwrap();
     let report = gateway::audit::verify_chain(&mut conn).await.unwrap();
     assert_eq!(report.failure.unwrap().seq, 3);
@@ -439,4 +441,30 @@ async fn bad_usage_exits_2() {
             .await,
         2
     );
+}
+
+#[tokio::test]
+async fn demo_directory_is_reused() {
+    gateway::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let counts = tongban_tests::test_counts();
+    let first = gateway::demo::prepare(dir.path(), None, None, &counts)
+        .await
+        .unwrap();
+    assert!(first.created);
+    let ca = std::fs::read(dir.path().join("pki/ca.pem")).unwrap();
+    let again = gateway::demo::prepare(dir.path(), None, None, &counts)
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(std::fs::read(dir.path().join("pki/ca.pem")).unwrap(), ca);
+    for name in ["counter-a", "counter-b", "admin", "auditor"] {
+        for ext in ["pem", "key"] {
+            assert!(
+                dir.path().join(format!("pki/{name}.{ext}")).is_file(),
+                "{name}.{ext}"
+            );
+        }
+    }
+    assert!(dir.path().join("samples.json").is_file());
 }

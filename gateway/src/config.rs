@@ -448,3 +448,109 @@ impl Checker<'_> {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"node = "gw-1"
+listen = "127.0.0.1:8443"
+ops_listen = "127.0.0.1:9090"
+state_db = "state.db"
+signing_key = "signing.pem"
+
+[tls]
+cert = "server.pem"
+key = "server.key"
+client_cas = ["ca.pem"]
+
+[[sources]]
+name = "population-db"
+kind = "sql"
+url = "sqlite://population.db"
+
+[[datasets]]
+name = "population"
+department = "sz-psb"
+source = "population-db"
+query = "SELECT full_name FROM residents WHERE id_number = ?"
+[datasets.fields]
+name = "full_name"
+"#;
+
+    fn dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "signing.pem",
+            "server.pem",
+            "server.key",
+            "ca.pem",
+            "population.db",
+        ] {
+            std::fs::write(d.path().join(f), "x").unwrap();
+        }
+        d
+    }
+
+    fn parse(d: &tempfile::TempDir, text: &str) -> Result<Config, String> {
+        Config::parse(&d.path().join("tongban.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn good_config_resolves_paths() {
+        let d = dir();
+        let c = parse(&d, GOOD).unwrap();
+        assert_eq!(c.tls.cert, d.path().join("server.pem"));
+        assert_eq!(
+            c.sources[0].url,
+            format!("sqlite://{}", d.path().join("population.db").display())
+        );
+        assert_eq!(c.audit.batch_max, 512);
+        assert!(c.dataset(Dataset::Population).is_some());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let d = dir();
+        let cases = [
+            (
+                GOOD.replace("127.0.0.1:9090", "localhost"),
+                ":3: ops_listen",
+            ),
+            (
+                GOOD.replace("cert = \"server.pem\"", "cert = \"missing.pem\""),
+                ":8: tls.cert: no such file",
+            ),
+            (
+                GOOD.replace("kind = \"sql\"", "kind = \"ftp\""),
+                ":14: sources.kind",
+            ),
+            (
+                GOOD.replace("name = \"population\"", "name = \"people\""),
+                ":18: datasets.name: unknown dataset",
+            ),
+            (
+                GOOD.replace("name = \"full_name\"", "nickname = \"full_name\""),
+                ":18: datasets.fields",
+            ),
+            (
+                GOOD.replace("source = \"population-db\"", "source = \"nope\""),
+                ":20: datasets.source",
+            ),
+            (
+                GOOD.replace("node = \"gw-1\"", "node = \"gw-1\"\nspeed = 3"),
+                ":2: unknown field `speed`",
+            ),
+            (
+                GOOD.replace("[tls]", "[tls]\nextra = 1"),
+                ":8: unknown field `extra`",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(&d, &text).unwrap_err();
+            assert!(err.contains("tongban.toml"), "{err}");
+            assert!(err.contains(want), "want {want:?} in {err}");
+        }
+    }
+}

@@ -336,6 +336,7 @@ file_sha256 = "full"
 }
 
 fn lookup(
+    n: usize,
     cert: &str,
     expect: u16,
     note: &str,
@@ -346,7 +347,7 @@ fn lookup(
 ) -> Value {
     let mut body = json!({
         "dataset": dataset, "subject": subject, "matter": matter,
-        "case_id": format!("CASE-2026-{:06}", subject.len() * 1000 + usize::from(expect)),
+        "case_id": format!("SB-2026-{:06}", 100 + n),
     });
     if let Some(f) = fields {
         body["fields"] = json!(f);
@@ -370,6 +371,7 @@ fn samples_json(s: &DemoSamples) -> String {
     let license = first(&s.license_ids);
     let items = vec![
         lookup(
+            1,
             "counter-a",
             200,
             "population, allowed; household_address comes masked",
@@ -379,6 +381,7 @@ fn samples_json(s: &DemoSamples) -> String {
             Some(&["name", "birth_date", "household_address"]),
         ),
         lookup(
+            2,
             "counter-a",
             200,
             "legal_person, allowed",
@@ -388,6 +391,7 @@ fn samples_json(s: &DemoSamples) -> String {
             None,
         ),
         lookup(
+            3,
             "counter-b",
             200,
             "e_license, allowed",
@@ -397,6 +401,7 @@ fn samples_json(s: &DemoSamples) -> String {
             None,
         ),
         lookup(
+            4,
             "counter-b",
             403,
             "no agreement gives counter-b legal_person",
@@ -406,6 +411,7 @@ fn samples_json(s: &DemoSamples) -> String {
             None,
         ),
         lookup(
+            5,
             "counter-a",
             403,
             "ethnicity is not granted to counter-a",
@@ -415,6 +421,7 @@ fn samples_json(s: &DemoSamples) -> String {
             Some(&["name", "ethnicity"]),
         ),
         lookup(
+            6,
             "counter-a",
             403,
             "matter not covered by the agreement",
@@ -424,6 +431,7 @@ fn samples_json(s: &DemoSamples) -> String {
             None,
         ),
         lookup(
+            7,
             "counter-a",
             400,
             "resident ID with a wrong check character",
@@ -433,6 +441,7 @@ fn samples_json(s: &DemoSamples) -> String {
             None,
         ),
         lookup(
+            8,
             "counter-a",
             400,
             "credit code with a wrong check character",
@@ -442,6 +451,7 @@ fn samples_json(s: &DemoSamples) -> String {
             None,
         ),
         lookup(
+            9,
             "counter-a",
             404,
             "valid resident ID with no record",
