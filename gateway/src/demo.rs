@@ -335,25 +335,29 @@ file_sha256 = "full"
     )
 }
 
-fn lookup(
-    n: usize,
-    cert: &str,
+/// One entry of `samples.json`, before rendering.
+struct Sample<'a> {
+    cert: &'a str,
     expect: u16,
-    note: &str,
-    dataset: &str,
-    subject: &str,
-    matter: &str,
-    fields: Option<&[&str]>,
-) -> Value {
-    let mut body = json!({
-        "dataset": dataset, "subject": subject, "matter": matter,
-        "case_id": format!("SB-2026-{:06}", 100 + n),
-    });
-    if let Some(f) = fields {
-        body["fields"] = json!(f);
+    note: &'a str,
+    dataset: &'a str,
+    subject: String,
+    matter: &'a str,
+    fields: Option<&'a [&'a str]>,
+}
+
+impl Sample<'_> {
+    fn to_json(&self, n: usize) -> Value {
+        let mut body = json!({
+            "dataset": self.dataset, "subject": self.subject, "matter": self.matter,
+            "case_id": format!("SB-2026-{:06}", 100 + n),
+        });
+        if let Some(f) = self.fields {
+            body["fields"] = json!(f);
+        }
+        json!({"cert": self.cert, "path": "/v1/lookup", "operator": "clerk-001", "body": body,
+               "expect": self.expect, "note": self.note})
     }
-    json!({"cert": cert, "path": "/v1/lookup", "operator": "clerk-001", "body": body,
-           "expect": expect, "note": note})
 }
 
 fn bad_check_char(id: &str) -> String {
@@ -369,19 +373,26 @@ fn samples_json(s: &DemoSamples) -> String {
     let resident = first(&s.residents);
     let company = first(&s.credit_codes);
     let license = first(&s.license_ids);
-    let items = vec![
-        lookup(
-            1,
+    let sample = |cert, expect, note, dataset, subject: &str, matter, fields| Sample {
+        cert,
+        expect,
+        note,
+        dataset,
+        subject: subject.to_owned(),
+        matter,
+        fields,
+    };
+    let items = [
+        sample(
             "counter-a",
             200,
             "population, allowed; household_address comes masked",
             "population",
             &resident,
             "social-insurance-enrollment",
-            Some(&["name", "birth_date", "household_address"]),
+            Some(&["name", "birth_date", "household_address"][..]),
         ),
-        lookup(
-            2,
+        sample(
             "counter-a",
             200,
             "legal_person, allowed",
@@ -390,8 +401,7 @@ fn samples_json(s: &DemoSamples) -> String {
             "employer-registration",
             None,
         ),
-        lookup(
-            3,
+        sample(
             "counter-b",
             200,
             "e_license, allowed",
@@ -400,8 +410,7 @@ fn samples_json(s: &DemoSamples) -> String {
             "newborn-registration",
             None,
         ),
-        lookup(
-            4,
+        sample(
             "counter-b",
             403,
             "no agreement gives counter-b legal_person",
@@ -410,18 +419,16 @@ fn samples_json(s: &DemoSamples) -> String {
             "newborn-registration",
             None,
         ),
-        lookup(
-            5,
+        sample(
             "counter-a",
             403,
             "ethnicity is not granted to counter-a",
             "population",
             &resident,
             "social-insurance-enrollment",
-            Some(&["name", "ethnicity"]),
+            Some(&["name", "ethnicity"][..]),
         ),
-        lookup(
-            6,
+        sample(
             "counter-a",
             403,
             "matter not covered by the agreement",
@@ -430,8 +437,7 @@ fn samples_json(s: &DemoSamples) -> String {
             "marketing",
             None,
         ),
-        lookup(
-            7,
+        sample(
             "counter-a",
             400,
             "resident ID with a wrong check character",
@@ -440,8 +446,7 @@ fn samples_json(s: &DemoSamples) -> String {
             "social-insurance-enrollment",
             None,
         ),
-        lookup(
-            8,
+        sample(
             "counter-a",
             400,
             "credit code with a wrong check character",
@@ -450,8 +455,7 @@ fn samples_json(s: &DemoSamples) -> String {
             "employer-registration",
             None,
         ),
-        lookup(
-            9,
+        sample(
             "counter-a",
             404,
             "valid resident ID with no record",
@@ -461,7 +465,12 @@ fn samples_json(s: &DemoSamples) -> String {
             None,
         ),
     ];
-    serde_json::to_string_pretty(&Value::Array(items)).unwrap_or_default()
+    let items: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(n, x)| x.to_json(n + 1))
+        .collect();
+    serde_json::to_string_pretty(&items).unwrap_or_default()
 }
 
 /// A ready-to-paste curl command for a sample request.
