@@ -11,7 +11,7 @@ use sqlx::SqlitePool;
 use tokio::sync::Semaphore;
 
 use crate::audit::{state_db_options, AuditLog};
-use crate::config::Config;
+use crate::config::{Config, StateDb};
 use crate::http::fetch::Route;
 use crate::signing::Signer;
 
@@ -87,7 +87,7 @@ impl App {
         let agreements = AgreementStore::open(state.clone()).await?;
         let authorizer =
             Arc::new(Authorizer::new(agreements.list().await?, agreements.roles().await?).await?);
-        let audit = AuditLog::open(&config.state_db, config.audit.batch_max).await?;
+        let audit = AuditLog::open(sqlite_path(&config)?, config.audit.batch_max).await?;
         let routes = Arc::new(connect_sources(&config).await?);
         let in_flight = Arc::new(Semaphore::new(config.limits.max_concurrent_requests));
         Ok(Self {
@@ -104,15 +104,28 @@ impl App {
     }
 }
 
+/// The SQLite file of the state database; PostgreSQL is not supported yet.
+pub fn sqlite_path(config: &Config) -> Result<&std::path::Path, StartError> {
+    match &config.state_db {
+        StateDb::Sqlite(path) => Ok(path),
+        StateDb::Postgres(_) => Err(StartError::State {
+            path: config.state_db.to_string(),
+            source: sqlx::Error::Configuration(
+                "a PostgreSQL state store is not supported yet; use a SQLite file".into(),
+            ),
+        }),
+    }
+}
+
 /// Open the state database pool (WAL, durable commits).
 pub async fn open_state(config: &Config) -> Result<SqlitePool, StartError> {
     sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(state_db_options(&config.state_db))
+        .connect_with(state_db_options(sqlite_path(config)?))
         .await
         .map_err(|source| StartError::State {
-            path: config.state_db.display().to_string(),
+            path: config.state_db.to_string(),
             source,
         })
 }

@@ -38,8 +38,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Ed25519 PKCS#8 PEM key that signs responses.
     pub signing_key: PathBuf,
-    /// SQLite database holding agreements, role bindings and the audit log.
-    pub state_db: PathBuf,
+    /// Database holding agreements, role bindings and the audit log.
+    pub state_db: StateDb,
     /// Audit batching.
     pub audit: AuditConfig,
     /// Request limits.
@@ -50,6 +50,33 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Datasets and the source that serves each.
     pub datasets: Vec<DatasetConfig>,
+}
+
+/// Where the gateway keeps its own state (agreements, role bindings, audit log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateDb {
+    /// An embedded SQLite file: one gateway.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL: several gateways sharing one store.
+    Postgres(String),
+}
+
+impl std::fmt::Display for StateDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateDb::Sqlite(p) => write!(f, "{}", p.display()),
+            // Never print credentials.
+            StateDb::Postgres(url) => {
+                let host = url.rsplit_once('@').map(|(_, h)| h).unwrap_or(url);
+                write!(
+                    f,
+                    "postgres://…@{}",
+                    host.trim_start_matches("postgres://")
+                        .trim_start_matches("postgresql://")
+                )
+            }
+        }
+    }
 }
 
 /// Server certificate, key and the CAs whose client certificates are accepted.
@@ -363,13 +390,22 @@ impl Checker<'_> {
             ops_listen: self.addr("ops_listen", &raw.ops_listen)?,
             tls,
             signing_key: self.existing_file("signing_key", &raw.signing_key)?,
-            state_db: self.resolve(raw.state_db.get_ref()),
+            state_db: self.state_db(&raw.state_db),
             audit: raw.audit,
             limits: raw.limits,
             telemetry: raw.telemetry,
             sources,
             datasets,
         })
+    }
+
+    fn state_db(&self, v: &Spanned<String>) -> StateDb {
+        let v = v.get_ref();
+        if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+            StateDb::Postgres(v.clone())
+        } else {
+            StateDb::Sqlite(self.resolve(v.strip_prefix("sqlite://").unwrap_or(v)))
+        }
     }
 
     fn source(&self, s: &RawSource) -> Result<SourceConfig, ConfigError> {

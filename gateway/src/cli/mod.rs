@@ -1,14 +1,14 @@
-//! The `tongban` command line. Exit codes: 0 success, 1 the operation failed (for
+//! The `tongban` command line; one module per command group. Exit codes: 0 success, 1 the operation failed (for
 //! example verification found tampering), 2 bad usage or bad configuration.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-use connectors::demo::DemoCounts;
-use sqlx::ConnectOptions as _;
 
-use crate::audit::{state_db_options, verify_chain};
+mod audit;
+use connectors::demo::DemoCounts;
+
 use crate::config::Config;
 use crate::server::{start, Running};
 use crate::signing::{verify, Signer};
@@ -55,23 +55,8 @@ pub enum Command {
         #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
         config: PathBuf,
     },
-    /// Audit log tools.
-    Audit {
-        /// Which.
-        #[command(subcommand)]
-        command: AuditCommand,
-    },
-}
-
-/// `tongban audit …`
-#[derive(Debug, Subcommand)]
-pub enum AuditCommand {
-    /// Check the hash chain; name the first bad record.
-    Verify {
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
-    },
+    /// Audit log tools: verify the chain.
+    Audit(audit::AuditArgs),
 }
 
 /// How a command failed.
@@ -117,9 +102,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             wait_and_stop(running).await
         }
         Command::Verify { file, jwks, config } => verify_file(&file, jwks.as_deref(), &config),
-        Command::Audit {
-            command: AuditCommand::Verify { config },
-        } => audit_verify(&config).await,
+        Command::Audit(args) => audit::run(args).await,
     }
 }
 
@@ -249,30 +232,5 @@ fn verify_file(file: &Path, jwks: Option<&Path>, config: &Path) -> Result<(), Fa
             Ok(())
         }
         Err(e) => Err(Failure::Failed(format!("FAILED: {}: {e}", file.display()))),
-    }
-}
-
-async fn audit_verify(config: &Path) -> Result<(), Failure> {
-    let config = Config::load(config).map_err(|e| Failure::Usage(e.to_string()))?;
-    let mut conn = state_db_options(&config.state_db)
-        .create_if_missing(false)
-        .connect()
-        .await
-        .map_err(|e| Failure::Failed(format!("{}: {e}", config.state_db.display())))?;
-    let report = verify_chain(&mut conn)
-        .await
-        .map_err(|e| Failure::Failed(e.to_string()))?;
-    match report.failure {
-        None => {
-            println!(
-                "OK: audit chain verified: {} records, head seq {} hash {}",
-                report.records, report.head.0, report.head.1
-            );
-            Ok(())
-        }
-        Some(f) => Err(Failure::Failed(format!(
-            "FAILED: audit chain broken at seq {}: {} ({} records verified before it)",
-            f.seq, f.reason, report.records
-        ))),
     }
 }
