@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::app::{App, StartError};
 use crate::config::Config;
 use crate::http::route::Router;
-use crate::http::stack::{counter_service, lookup_service};
+use crate::http::stack::{counter_service, router};
 use crate::http::{ops, Principal};
 
 /// How long a client has to finish the TLS handshake.
@@ -82,7 +82,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
 async fn serve_counter(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let acceptor = TlsAcceptor::from(Arc::clone(&app.tls));
-    let router = Router::<Incoming>::new(lookup_service(&app), app.signer.jwks());
+    let router = router::<Incoming>(&app);
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {

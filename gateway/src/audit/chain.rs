@@ -56,6 +56,8 @@ pub struct AuditEntry {
     pub status: u16,
     /// Microseconds from receipt to the audit write.
     pub latency_us: u64,
+    /// Extra facts of non-lookup requests (e.g. an agreement's before and after).
+    pub detail: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]

@@ -136,6 +136,7 @@ fn complete(mut e: AuditEntry, o: &Outcome, meta: Option<&RequestMeta>) -> Audit
     e.dataset = f.dataset.clone();
     e.subject = f.subject.clone();
     e.agreement = f.agreement.clone();
+    e.detail = f.detail.clone();
     e.status = o.status().as_u16();
     match &o.result {
         Ok(_) => {

@@ -60,6 +60,9 @@ pub struct Facts {
     pub agreement: Option<String>,
     /// Policy verdict, when one was reached.
     pub decision: Option<Decision>,
+    /// Anything else worth recording for non-lookup requests (an agreement change's
+    /// before and after, an audit search's filters). Never record contents.
+    pub detail: Option<Value>,
 }
 
 /// A successful answer before it is audited and rendered.
@@ -67,8 +70,13 @@ pub struct Facts {
 pub enum Answer {
     /// A record lookup.
     Lookup(LookupAnswer),
-    /// A JSON document (e.g. the JWKS).
-    Json(Value),
+    /// A JSON document (the JWKS, admin and auditor API answers), not signed.
+    Json {
+        /// 200, 201, …
+        status: http::StatusCode,
+        /// The document.
+        body: Value,
+    },
 }
 
 /// The record and where it came from.
@@ -112,10 +120,19 @@ impl Outcome {
         }
     }
 
+    /// A successful outcome with no facts yet.
+    pub fn answer(a: Answer) -> Self {
+        Self {
+            facts: Facts::default(),
+            result: Ok(a),
+        }
+    }
+
     /// The HTTP status it will be answered with.
     pub fn status(&self) -> http::StatusCode {
         match &self.result {
-            Ok(_) => http::StatusCode::OK,
+            Ok(Answer::Json { status, .. }) => *status,
+            Ok(Answer::Lookup(_)) => http::StatusCode::OK,
             Err(e) => e.status(),
         }
     }

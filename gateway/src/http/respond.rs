@@ -88,7 +88,7 @@ pub fn render(signer: &Signer, a: Audited) -> Response<ResponseBody> {
         (Err(e), _) => Err(e),
     };
     let mut response = match result {
-        Ok(body) => json_response(StatusCode::OK, "application/json", body),
+        Ok((status, body)) => json_response(status, "application/json", body),
         Err(e) => problem(&e, &request_id),
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -101,14 +101,14 @@ fn answer_body(
     signer: &Signer,
     answer: Answer,
     receipt: &crate::audit::Receipt,
-) -> Result<Value, ApiError> {
+) -> Result<(StatusCode, Value), ApiError> {
     match answer {
-        Answer::Json(v) => Ok(v),
+        Answer::Json { status, body } => Ok((status, body)),
         Answer::Lookup(l) => {
             let body = lookup_body(l, receipt);
             signer
                 .sign(body)
-                .map(Value::Object)
+                .map(|b| (StatusCode::OK, Value::Object(b)))
                 .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))
         }
     }

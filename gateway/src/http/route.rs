@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Method, Request};
+use http::{Method, Request, StatusCode};
 use serde_json::Value;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt as _};
@@ -18,27 +18,94 @@ pub const LOOKUP: &str = "/v1/lookup";
 /// The signing key set.
 pub const JWKS: &str = "/.well-known/jwks.json";
 
-/// Dispatches counter API requests.
-pub struct Router<B> {
-    lookup: BoxCloneSyncService<Request<B>, Outcome, Infallible>,
-    jwks: Arc<Value>,
+/// A service answering one route.
+pub type RouteService<B> = BoxCloneSyncService<Request<B>, Outcome, Infallible>;
+
+/// How a route matches a path.
+#[derive(Debug, Clone, Copy)]
+enum PathMatch {
+    Exact(&'static str),
+    /// The path itself or anything below it (`/admin/v1/agreements/…`).
+    Prefix(&'static str),
 }
 
-impl<B> Router<B> {
-    /// Route lookups to `lookup`, serve `jwks` as the key set.
-    pub fn new(lookup: BoxCloneSyncService<Request<B>, Outcome, Infallible>, jwks: Value) -> Self {
-        Self {
-            lookup,
-            jwks: Arc::new(jwks),
+impl PathMatch {
+    fn matches(self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => {
+                path == p || (path.starts_with(p) && path[p.len()..].starts_with('/'))
+            }
         }
     }
+}
+
+struct Entry<B> {
+    methods: Vec<Method>,
+    path: PathMatch,
+    service: RouteService<B>,
+}
+
+impl<B> Clone for Entry<B> {
+    fn clone(&self) -> Self {
+        Self {
+            methods: self.methods.clone(),
+            path: self.path,
+            service: self.service.clone(),
+        }
+    }
+}
+
+/// Dispatches counter API requests. Built once with [`Router::route`] and
+/// [`Router::prefix`], one line per endpoint.
+pub struct Router<B> {
+    routes: Arc<Vec<Entry<B>>>,
 }
 
 impl<B> Clone for Router<B> {
     fn clone(&self) -> Self {
         Self {
-            lookup: self.lookup.clone(),
-            jwks: Arc::clone(&self.jwks),
+            routes: Arc::clone(&self.routes),
+        }
+    }
+}
+
+impl<B: Send + 'static> Router<B> {
+    /// A router that serves `jwks` at [`JWKS`] and nothing else yet.
+    pub fn new(jwks: Value) -> Self {
+        let jwks = Arc::new(jwks);
+        let svc = tower::service_fn(move |_req: Request<B>| {
+            let body = jwks.as_ref().clone();
+            std::future::ready(Ok::<_, Infallible>(Outcome::answer(Answer::Json {
+                status: StatusCode::OK,
+                body,
+            })))
+        });
+        Self {
+            routes: Arc::new(Vec::new()),
+        }
+        .route(&[Method::GET], JWKS, BoxCloneSyncService::new(svc))
+    }
+
+    /// Serve `path` exactly, for `methods`.
+    pub fn route(self, methods: &[Method], path: &'static str, service: RouteService<B>) -> Self {
+        self.add(methods, PathMatch::Exact(path), service)
+    }
+
+    /// Serve `path` and everything below it, for `methods`.
+    pub fn prefix(self, methods: &[Method], path: &'static str, service: RouteService<B>) -> Self {
+        self.add(methods, PathMatch::Prefix(path), service)
+    }
+
+    fn add(self, methods: &[Method], path: PathMatch, service: RouteService<B>) -> Self {
+        let mut routes = Arc::unwrap_or_clone(self.routes);
+        routes.push(Entry {
+            methods: methods.to_vec(),
+            path,
+            service,
+        });
+        Self {
+            routes: Arc::new(routes),
         }
     }
 }
@@ -54,21 +121,20 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let path = req.uri().path();
-        let method = req.method();
-        let answer = |r: Result<Answer, ApiError>| -> Self::Future {
-            Box::pin(std::future::ready(Ok(Outcome {
-                facts: Default::default(),
-                result: r,
-            })))
-        };
-        match (path, method) {
-            (LOOKUP, &Method::POST) => Box::pin(self.lookup.clone().oneshot(req)),
-            (JWKS, &Method::GET) => answer(Ok(Answer::Json(self.jwks.as_ref().clone()))),
-            (LOOKUP, m) | (JWKS, m) => answer(Err(ApiError::Method(m.to_string()))),
-            (p, _) => {
-                let p: String = p.chars().take(128).collect();
-                answer(Err(ApiError::NoRoute(p)))
+        let mut path_known = false;
+        for entry in self.routes.iter() {
+            if entry.path.matches(path) {
+                path_known = true;
+                if entry.methods.contains(req.method()) {
+                    return Box::pin(entry.service.clone().oneshot(req));
+                }
             }
         }
+        let error = if path_known {
+            ApiError::Method(req.method().to_string())
+        } else {
+            ApiError::NoRoute(path.chars().take(128).collect())
+        };
+        Box::pin(std::future::ready(Ok(Outcome::error(error))))
     }
 }

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body::Body;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
@@ -17,7 +17,7 @@ use super::limit::ShedLayer;
 use super::meta::MetaLayer;
 use super::parse::ParseLayer;
 use super::respond::{RespondLayer, ResponseBody};
-use super::route::Router;
+use super::route::{Router, LOOKUP};
 use super::{Outcome, Principal};
 use crate::app::App;
 
@@ -35,6 +35,15 @@ where
         // The owning department's source, fields filtered and masked.
         .service(Fetch::new(Arc::clone(&app.routes)));
     BoxCloneSyncService::new(svc)
+}
+
+/// Every endpoint of the counter listener, one line each.
+pub fn router<B>(app: &App) -> Router<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    Router::new(app.signer.jwks()).route(&[Method::POST], LOOKUP, lookup_service(app))
 }
 
 /// The whole counter API for one mTLS connection whose certificate gave `principal`.
