@@ -39,9 +39,12 @@ impl Gateway {
         gateway::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let any = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let demo = gateway::demo::prepare(dir.path(), any, any, &test_counts())
+        let mut demo = gateway::demo::prepare(dir.path(), any, any, &test_counts())
             .await
             .expect("demo directory");
+        gateway::demo::start_department(&mut demo)
+            .await
+            .expect("demo department service");
         let running = start(demo.config).await.expect("gateway starts");
         Self { dir, running }
     }

@@ -45,9 +45,47 @@ pub enum CertError {
     /// A TLS configuration could not be built.
     #[error("TLS: {0}")]
     Tls(String),
+    /// A request that cannot be carried out as asked (a CA directory that already
+    /// holds a CA, an unknown serial, a file that would be overwritten, ...).
+    #[error("{0}")]
+    Usage(String),
+    /// The issued-certificate index of a CA directory does not parse.
+    #[error("{}: {reason}", path.display())]
+    Index {
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Another process holds the CA directory's lock.
+    #[error("{}: the CA directory is locked by another tongban certs command; if none is running, remove this file", path.display())]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+    },
 }
 
 impl CertError {
+    /// Whether the error is the caller's input (a malformed or missing file, a key
+    /// that does not match, a bad identity or argument), as opposed to a failure
+    /// while carrying out a valid request (a full disk, a busy lock).
+    pub fn is_bad_input(&self) -> bool {
+        use std::io::ErrorKind;
+        match self {
+            Self::Io { source, .. } => matches!(
+                source.kind(),
+                ErrorKind::NotFound
+                    | ErrorKind::PermissionDenied
+                    | ErrorKind::InvalidData
+                    | ErrorKind::InvalidInput
+                    | ErrorKind::IsADirectory
+                    | ErrorKind::NotADirectory
+            ),
+            Self::Busy { .. } => false,
+            _ => true,
+        }
+    }
+
     /// An [`CertError::Io`] for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {

@@ -50,9 +50,10 @@ pub fn write_public_pem(path: &Path, pem: &str) -> Result<(), CertError> {
     write_atomically(path, pem, 0o644)
 }
 
-/// Writes `contents` to a temporary sibling of `path` with `mode`, syncs it and
-/// renames it over `path`.
-fn write_atomically(path: &Path, contents: &str, mode: u32) -> Result<(), CertError> {
+/// Writes `contents` to a temporary sibling of `path` with `mode`, syncs it,
+/// renames it over `path` and syncs the directory, so that after a crash the file
+/// is either the old or the new version.
+pub(crate) fn write_atomically(path: &Path, contents: &str, mode: u32) -> Result<(), CertError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| CertError::io(parent, e))?;
     }
@@ -63,7 +64,20 @@ fn write_atomically(path: &Path, contents: &str, mode: u32) -> Result<(), CertEr
         let _ = fs::remove_file(&tmp);
         return Err(CertError::io(path, e));
     }
+    sync_parent(path);
     Ok(())
+}
+
+/// Makes a rename durable. Best effort: some file systems refuse to sync a directory.
+fn sync_parent(path: &Path) {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// `dir/.name.tmp-<pid>` for `dir/name`.

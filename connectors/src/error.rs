@@ -6,7 +6,10 @@ pub enum ErrorOrigin {
     /// The data source could not be reached in time (pool time-out, connection refused):
     /// usually a gateway time-out or "service unavailable" for the caller.
     Unavailable,
-    /// The data source answered with an error (bad query, unsupported column type).
+    /// The data source did not answer within the time allowed: a gateway time-out.
+    Timeout,
+    /// The data source answered with an error, or with an answer that cannot be read
+    /// (bad query, unsupported column type, malformed JSON): a bad gateway.
     Upstream,
     /// Configuration or local problems (bad URL, missing binding, file system).
     Internal,
@@ -19,6 +22,10 @@ pub enum ConnectorError {
     /// acquiring a connection (how a down server shows).
     #[error("data source unavailable: {0}")]
     Unavailable(String),
+    /// The source did not answer in time (the gateway's time-out, or the connector's
+    /// own connect time-out).
+    #[error("data source timed out: {0}")]
+    Timeout(String),
     /// The source answered with an error, or its answer could not be mapped to a record.
     #[error("query failed: {0}")]
     Query(String),
@@ -38,11 +45,20 @@ impl ConnectorError {
     pub fn origin(&self) -> ErrorOrigin {
         match self {
             ConnectorError::Unavailable(_) => ErrorOrigin::Unavailable,
+            ConnectorError::Timeout(_) => ErrorOrigin::Timeout,
             ConnectorError::Query(_) => ErrorOrigin::Upstream,
             ConnectorError::Config(_) | ConnectorError::Data(_) | ConnectorError::Io(_) => {
                 ErrorOrigin::Internal
             }
         }
+    }
+
+    /// Whether trying again may succeed: the source could not be reached or said it
+    /// is briefly unavailable. Time-outs are not transient in this sense — retrying a
+    /// slow source only adds load to it — and neither are bad answers or
+    /// configuration errors.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ConnectorError::Unavailable(_))
     }
 }
 

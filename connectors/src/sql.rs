@@ -53,6 +53,11 @@ pub struct SqlBinding {
     /// `SELECT full_name, sex FROM residents WHERE id_number = ?`. When it returns
     /// several rows the first is used.
     pub query: String,
+    /// For e-licences: a query with two bound parameters, the holder ID then the
+    /// licence type, returning the holder's licences of that type newest first (the
+    /// first row is used), with the same columns as `query`.
+    #[serde(default)]
+    pub holder_query: Option<String>,
     /// Dataset field name → result column name. Every key must be a field of
     /// `dataset`; fields left out are simply never returned by this connector.
     pub fields: BTreeMap<String, String>,
@@ -69,6 +74,7 @@ pub struct SqlConnector {
 struct Binding {
     /// Shared so each lookup hands sqlx the text without copying it.
     query: Arc<str>,
+    holder_query: Option<Arc<str>>,
     /// (field, column), in field-name order.
     fields: Vec<(String, String)>,
 }
@@ -159,6 +165,15 @@ impl SqlConnector {
             .map_err(|e| ConnectorError::Unavailable(format!("connector {}: {e}", self.name)))
     }
 
+    fn binding(&self, dataset: Dataset) -> Result<&Binding, ConnectorError> {
+        self.bindings.get(&dataset).ok_or_else(|| {
+            ConnectorError::Config(format!(
+                "connector {} has no binding for dataset {dataset}",
+                self.name
+            ))
+        })
+    }
+
     /// Closes the pool, waiting for checked-out connections to come back.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -176,17 +191,35 @@ impl Connector for SqlConnector {
         dataset: Dataset,
         subject: &str,
     ) -> Result<Option<Record>, ConnectorError> {
-        let binding = self.bindings.get(&dataset).ok_or_else(|| {
-            ConnectorError::Config(format!(
-                "connector {} has no binding for dataset {dataset}",
-                self.name
-            ))
-        })?;
+        let binding = self.binding(dataset)?;
         let mut conn = self.acquire().await?;
         // The query text is operator configuration, reviewed like code, never built
         // from request data; the subject travels only as a bound parameter.
         let row = sqlx::query(AssertSqlSafe(Arc::clone(&binding.query)))
             .bind(subject.to_owned())
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.map(|row| to_record(&row, &binding.fields)).transpose()
+    }
+
+    async fn lookup_by_holder(
+        &self,
+        dataset: Dataset,
+        holder_id: &str,
+        license_type: &str,
+    ) -> Result<Option<Record>, ConnectorError> {
+        let binding = self.binding(dataset)?;
+        let query = binding.holder_query.as_ref().ok_or_else(|| {
+            ConnectorError::Config(format!(
+                "connector {}: dataset {dataset} has no holder_query",
+                self.name
+            ))
+        })?;
+        let mut conn = self.acquire().await?;
+        // As in `lookup`: both values are bound parameters, never spliced.
+        let row = sqlx::query(AssertSqlSafe(Arc::clone(query)))
+            .bind(holder_id.to_owned())
+            .bind(license_type.to_owned())
             .fetch_optional(&mut *conn)
             .await?;
         row.map(|row| to_record(&row, &binding.fields)).transpose()
@@ -267,6 +300,17 @@ fn validate_binding(binding: SqlBinding) -> Result<Binding, String> {
     if binding.query.trim().is_empty() {
         return Err(format!("dataset {dataset}: query is empty"));
     }
+    match &binding.holder_query {
+        Some(_) if dataset != Dataset::ELicense => {
+            return Err(format!(
+                "dataset {dataset}: holder_query is only for e_license"
+            ))
+        }
+        Some(q) if q.trim().is_empty() => {
+            return Err(format!("dataset {dataset}: holder_query is empty"))
+        }
+        _ => {}
+    }
     if binding.fields.is_empty() {
         return Err(format!("dataset {dataset}: no fields mapped"));
     }
@@ -283,6 +327,7 @@ fn validate_binding(binding: SqlBinding) -> Result<Binding, String> {
     }
     Ok(Binding {
         query: Arc::from(binding.query),
+        holder_query: binding.holder_query.map(Arc::from),
         fields: binding.fields.into_iter().collect(),
     })
 }
@@ -293,8 +338,13 @@ fn connect_error(source: &SqlSource, e: sqlx::Error) -> ConnectorError {
         source.name,
         redact_url(&source.url)
     );
+    let server = !source.url.starts_with("sqlite:");
     match e {
         sqlx::Error::Configuration(_) => ConnectorError::Config(detail),
+        // A database server answered and refused (credentials, unknown database): a
+        // configuration problem, not an outage. SQLite's refusals are about the file
+        // (missing, unreadable), which may come back.
+        sqlx::Error::Database(_) if server => ConnectorError::Config(detail),
         _ => ConnectorError::Unavailable(detail),
     }
 }
@@ -406,6 +456,7 @@ mod tests {
         SqlBinding {
             dataset: Dataset::Population,
             query: "SELECT * FROM residents WHERE id_number = ?".to_owned(),
+            holder_query: None,
             fields: fields
                 .iter()
                 .map(|(f, c)| (f.to_string(), c.to_string()))

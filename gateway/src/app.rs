@@ -4,13 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use connectors::sql::{SqlBinding, SqlConnector, SqlSource};
-use connectors::{Connector, Dataset};
+use connectors::Dataset;
 use policy::{AgreementStore, Authorizer};
 use sqlx::SqlitePool;
 use tokio::sync::Semaphore;
 
-use crate::audit::{state_db_options, AuditLog};
+use crate::audit::{state_db_options, AuditLog, AuditSettings};
 use crate::config::{Config, StateDb};
 use crate::http::fetch::Route;
 use crate::signing::Signer;
@@ -66,14 +65,14 @@ pub struct App {
     pub authorizer: Arc<Authorizer>,
     /// Agreement storage.
     pub agreements: AgreementStore,
+    /// Agreements: store, authorizer, quota meter, catalogue, change follower.
+    pub policy: Arc<crate::policy_sync::PolicyService>,
     /// Audit chain writer.
     pub audit: AuditLog,
     /// Dataset → source.
     pub routes: Arc<HashMap<Dataset, Route>>,
-    /// The state database (agreements, audit).
-    pub state: SqlitePool,
-    /// Server TLS config.
-    pub tls: Arc<rustls::ServerConfig>,
+    /// Server TLS config, reloaded when its files change or on SIGHUP.
+    pub tls: Arc<crate::tls::ServerTls>,
     /// Requests in flight, bounded.
     pub in_flight: Arc<Semaphore>,
 }
@@ -81,23 +80,28 @@ pub struct App {
 impl App {
     /// Build every part from `config`; fails on the first part that cannot start.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let tls = certs::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_cas)?;
+        let tls_metrics = Arc::new(crate::tls::TlsMetrics::default());
+        let tls = Arc::new(crate::tls::ServerTls::server(&config, tls_metrics)?);
         let signer = Arc::new(Signer::load(&config.signing_key)?);
-        let state = open_state(&config).await?;
-        let agreements = AgreementStore::open(state.clone()).await?;
-        let authorizer =
-            Arc::new(Authorizer::new(agreements.list().await?, agreements.roles().await?).await?);
-        let audit = AuditLog::open(sqlite_path(&config)?, config.audit.batch_max).await?;
-        let routes = Arc::new(connect_sources(&config).await?);
+        let policy = Arc::new(crate::policy_sync::PolicyService::open(&config).await?);
+        let agreements = policy.store.clone();
+        let authorizer = Arc::clone(&policy.authorizer);
+        let audit = AuditLog::open(
+            &config.state_db,
+            Arc::clone(&signer),
+            AuditSettings::from_config(&config),
+        )
+        .await?;
+        let routes = Arc::new(crate::sources::connect(&config).await?);
         let in_flight = Arc::new(Semaphore::new(config.limits.max_concurrent_requests));
         Ok(Self {
             config,
             signer,
             authorizer,
             agreements,
+            policy,
             audit,
             routes,
-            state,
             tls,
             in_flight,
         })
@@ -128,50 +132,4 @@ pub async fn open_state(config: &Config) -> Result<SqlitePool, StartError> {
             path: config.state_db.to_string(),
             source,
         })
-}
-
-async fn connect_sources(config: &Config) -> Result<HashMap<Dataset, Route>, StartError> {
-    let mut routes = HashMap::new();
-    for s in &config.sources {
-        let bindings: Vec<SqlBinding> = config
-            .datasets
-            .iter()
-            .filter(|d| d.source == s.name)
-            .map(|d| SqlBinding {
-                dataset: d.dataset,
-                query: d.query.clone(),
-                fields: d.fields.clone(),
-            })
-            .collect();
-        let served: Vec<(Dataset, String)> = config
-            .datasets
-            .iter()
-            .filter(|d| d.source == s.name)
-            .map(|d| (d.dataset, d.department.clone()))
-            .collect();
-        let source = SqlSource {
-            name: s.name.clone(),
-            url: s.url.clone(),
-            max_connections: s.max_connections,
-            acquire_timeout_ms: s.acquire_timeout_ms,
-        };
-        let connector: Arc<dyn Connector> = Arc::new(
-            SqlConnector::connect(&source, bindings)
-                .await
-                .map_err(|source| StartError::Source {
-                    name: s.name.clone(),
-                    source,
-                })?,
-        );
-        for (dataset, department) in served {
-            routes.insert(
-                dataset,
-                Route {
-                    department,
-                    connector: Arc::clone(&connector),
-                },
-            );
-        }
-    }
-    Ok(routes)
 }

@@ -11,6 +11,16 @@ use connectors::Dataset;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod policy;
+mod sources;
+
+pub use policy::PolicyConfig;
+
+pub use sources::{
+    BundleConfig, BundleItem, DatasetConfig, ItemSubject, ResilienceConfig, SourceConfig,
+    SourceKind, SourceTls,
+};
+
 /// A configuration problem, rendered as `file:line: key: what is wrong`.
 #[derive(Debug, thiserror::Error)]
 #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -50,6 +60,10 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Datasets and the source that serves each.
     pub datasets: Vec<DatasetConfig>,
+    /// Named sets of datasets fetched together (`POST /v1/bundle`).
+    pub bundles: Vec<BundleConfig>,
+    /// Sharing agreements: time zone, change polling, decision cache, matters.
+    pub policy: PolicyConfig,
 }
 
 /// Where the gateway keeps its own state (agreements, role bindings, audit log).
@@ -88,15 +102,79 @@ pub struct TlsConfig {
     pub key: PathBuf,
     /// Trusted client CAs (PEM), one or more.
     pub client_cas: Vec<PathBuf>,
+    /// CRLs checked at every handshake (PEM); empty: no revocation check.
+    pub crls: Vec<PathBuf>,
+    /// With CRLs listed: refuse (`deny`, the default) or accept (`allow`) a client
+    /// whose chain has a CA no listed CRL speaks for.
+    pub unknown_revocation: certs::UnknownRevocation,
 }
 
-/// Group-commit settings of the audit writer.
+impl TlsConfig {
+    /// The files the server side of mutual TLS is built from.
+    pub fn files(&self) -> certs::ServerTlsFiles {
+        certs::ServerTlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            client_cas: self.client_cas.clone(),
+            crls: self.crls.clone(),
+            unknown_revocation: self.unknown_revocation,
+        }
+    }
+}
+
+/// The audit log: group commit, checkpoints, retention and anomaly thresholds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Most records committed in one transaction.
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
+    /// Seal the chain's head with a signed checkpoint at least every this many records.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// … and at least this often (seconds) while records are unsealed.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval_secs: u64,
+    /// Copy of each checkpoint this gateway writes, outside the store (JSON lines;
+    /// empty string: none).
+    #[serde(default = "default_checkpoint_file")]
+    pub checkpoint_file: Option<PathBuf>,
+    /// JWKS files of other gateways' keys trusted to sign checkpoints (shared store).
+    #[serde(default)]
+    pub trusted_jwks: Vec<PathBuf>,
+    /// Archive records older than this many days (0: keep everything in the store).
+    #[serde(default)]
+    pub retention_days: u32,
+    /// Where archive files go.
+    #[serde(default = "default_archive_dir")]
+    pub archive_dir: PathBuf,
+    /// Thresholds of `tongban audit report`.
+    #[serde(default)]
+    pub anomaly: AnomalyConfig,
+}
+
+/// Thresholds of the anomaly rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// Lookups by one operator in one hour above which it is reported.
+    #[serde(default = "default_operator_lookups")]
+    pub operator_lookups_per_hour: u64,
+    /// Hours of service, China Standard Time, `HH:MM-HH:MM`.
+    #[serde(default = "default_service_hours")]
+    pub service_hours: String,
+    /// Distinct subjects under one case id above which it is reported.
+    #[serde(default = "default_subjects_per_case")]
+    pub subjects_per_case: usize,
+    /// Denials of one system within `denials_window_secs` at which it is reported.
+    #[serde(default = "default_denials_burst")]
+    pub denials_burst: usize,
+    /// The denial window.
+    #[serde(default = "default_denials_window")]
+    pub denials_window_secs: u64,
+    /// The CA's certificate index (JSON) naming revoked certificates.
+    #[serde(default)]
+    pub revoked_index: Option<PathBuf>,
 }
 
 /// Limits on the counter listener.
@@ -126,36 +204,35 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: String,
 }
 
-/// A data source of the owning department.
-#[derive(Debug, Clone)]
-pub struct SourceConfig {
-    /// Connector name, shown in responses.
-    pub name: String,
-    /// Database URL; SQLite paths already resolved.
-    pub url: String,
-    /// Pool size.
-    pub max_connections: u32,
-    /// How long to wait for a pooled connection.
-    pub acquire_timeout_ms: u64,
-}
-
-/// A dataset served by the gateway.
-#[derive(Debug, Clone)]
-pub struct DatasetConfig {
-    /// Which dataset.
-    pub dataset: Dataset,
-    /// Owning department code.
-    pub department: String,
-    /// Name of the source serving it.
-    pub source: String,
-    /// Parameterized query, the subject its one parameter.
-    pub query: String,
-    /// field name → column name.
-    pub fields: std::collections::BTreeMap<String, String>,
-}
-
 fn default_batch_max() -> usize {
     512
+}
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+fn default_checkpoint_interval() -> u64 {
+    10
+}
+fn default_checkpoint_file() -> Option<PathBuf> {
+    Some(PathBuf::from("audit-checkpoints.jsonl"))
+}
+fn default_archive_dir() -> PathBuf {
+    PathBuf::from("audit-archive")
+}
+fn default_operator_lookups() -> u64 {
+    100
+}
+fn default_service_hours() -> String {
+    "08:00-18:00".to_owned()
+}
+fn default_subjects_per_case() -> usize {
+    20
+}
+fn default_denials_burst() -> usize {
+    10
+}
+fn default_denials_window() -> u64 {
+    60
 }
 fn default_max_concurrent() -> usize {
     4096
@@ -174,7 +251,47 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             batch_max: default_batch_max(),
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_interval_secs: default_checkpoint_interval(),
+            checkpoint_file: default_checkpoint_file(),
+            trusted_jwks: Vec::new(),
+            retention_days: 0,
+            archive_dir: default_archive_dir(),
+            anomaly: AnomalyConfig::default(),
         }
+    }
+}
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        Self {
+            operator_lookups_per_hour: default_operator_lookups(),
+            service_hours: default_service_hours(),
+            subjects_per_case: default_subjects_per_case(),
+            denials_burst: default_denials_burst(),
+            denials_window_secs: default_denials_window(),
+            revoked_index: None,
+        }
+    }
+}
+
+impl AnomalyConfig {
+    /// The hours of service as minutes after midnight, `[open, close)`.
+    pub fn service_minutes(&self) -> Result<(u32, u32), String> {
+        let minutes = |hm: &str| -> Option<u32> {
+            let (h, m) = hm.trim().split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+        };
+        self.service_hours
+            .split_once('-')
+            .and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)))
+            .filter(|(a, b)| a < b)
+            .ok_or_else(|| {
+                format!(
+                    "audit.anomaly.service_hours: {:?} is not HH:MM-HH:MM with the start before the end",
+                    self.service_hours
+                )
+            })
     }
 }
 impl Default for LimitsConfig {
@@ -213,9 +330,13 @@ struct RawConfig {
     #[serde(default)]
     telemetry: TelemetryConfig,
     #[serde(default)]
-    sources: Vec<RawSource>,
+    sources: Vec<sources::RawSource>,
     #[serde(default)]
-    datasets: Vec<RawDataset>,
+    datasets: Vec<sources::RawDataset>,
+    #[serde(default)]
+    bundles: Vec<sources::RawBundle>,
+    #[serde(default)]
+    policy: policy::RawPolicy,
 }
 
 #[derive(Deserialize)]
@@ -224,35 +345,10 @@ struct RawTls {
     cert: Spanned<String>,
     key: Spanned<String>,
     client_cas: Vec<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    name: Spanned<String>,
-    kind: Spanned<String>,
-    url: Spanned<String>,
-    #[serde(default = "default_pool")]
-    max_connections: u32,
-    #[serde(default = "default_acquire_ms")]
-    acquire_timeout_ms: u64,
-}
-
-fn default_pool() -> u32 {
-    8
-}
-fn default_acquire_ms() -> u64 {
-    2000
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDataset {
-    name: Spanned<String>,
-    department: String,
-    source: Spanned<String>,
-    query: String,
-    fields: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    crls: Vec<Spanned<String>>,
+    #[serde(default)]
+    unknown_revocation: Option<Spanned<String>>,
 }
 
 impl Config {
@@ -279,6 +375,11 @@ impl Config {
     /// The dataset entry for `dataset`, if served.
     pub fn dataset(&self, dataset: Dataset) -> Option<&DatasetConfig> {
         self.datasets.iter().find(|d| d.dataset == dataset)
+    }
+
+    /// The bundle named `name`, if configured.
+    pub fn bundle(&self, name: &str) -> Option<&BundleConfig> {
+        self.bundles.iter().find(|b| b.name == name)
     }
 }
 
@@ -336,6 +437,20 @@ impl Checker<'_> {
         Ok(p)
     }
 
+    fn unknown_revocation(
+        &self,
+        v: Option<&Spanned<String>>,
+    ) -> Result<certs::UnknownRevocation, ConfigError> {
+        match v.map(|v| (v.get_ref().as_str(), v.span())) {
+            None | Some(("deny", _)) => Ok(certs::UnknownRevocation::Deny),
+            Some(("allow", _)) => Ok(certs::UnknownRevocation::Allow),
+            Some((other, span)) => Err(self.err(
+                span,
+                format!("tls.unknown_revocation: {other:?} is not one of deny, allow"),
+            )),
+        }
+    }
+
     fn check(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let node = raw.node.get_ref().trim().to_owned();
         if node.is_empty() {
@@ -350,6 +465,13 @@ impl Checker<'_> {
                 .iter()
                 .map(|ca| self.existing_file("tls.client_cas", ca))
                 .collect::<Result<_, _>>()?,
+            crls: raw
+                .tls
+                .crls
+                .iter()
+                .map(|crl| self.existing_file("tls.crls", crl))
+                .collect::<Result<_, _>>()?,
+            unknown_revocation: self.unknown_revocation(raw.tls.unknown_revocation.as_ref())?,
         };
         if tls.client_cas.is_empty() {
             return Err(self.err(
@@ -367,22 +489,10 @@ impl Checker<'_> {
                 ),
             });
         }
-        let sources = raw
-            .sources
-            .iter()
-            .map(|s| self.source(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut datasets: Vec<DatasetConfig> = Vec::new();
-        for d in &raw.datasets {
-            let dataset = self.dataset(d, &sources)?;
-            if datasets.iter().any(|x| x.dataset == dataset.dataset) {
-                return Err(self.err(
-                    d.name.span(),
-                    format!("datasets.name: {} is configured twice", dataset.dataset),
-                ));
-            }
-            datasets.push(dataset);
-        }
+        let sources = self.sources(&raw.sources)?;
+        let datasets = self.datasets(&raw.datasets, &sources)?;
+        let bundles = self.bundles(&raw.bundles, &datasets)?;
+        let policy = self.policy(&raw.policy)?;
         Ok(Config {
             path: self.path.to_owned(),
             node,
@@ -391,12 +501,49 @@ impl Checker<'_> {
             tls,
             signing_key: self.existing_file("signing_key", &raw.signing_key)?,
             state_db: self.state_db(&raw.state_db),
-            audit: raw.audit,
+            audit: self.audit(raw.audit)?,
             limits: raw.limits,
             telemetry: raw.telemetry,
             sources,
             datasets,
+            bundles,
+            policy,
         })
+    }
+
+    /// Resolve the audit paths against the config's directory; check the thresholds.
+    fn audit(&self, mut a: AuditConfig) -> Result<AuditConfig, ConfigError> {
+        let err = |message: String| ConfigError {
+            path: self.path.to_owned(),
+            line: None,
+            message,
+        };
+        a.anomaly.service_minutes().map_err(err)?;
+        a.checkpoint_file = a
+            .checkpoint_file
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| self.resolve(&p.to_string_lossy()));
+        a.trusted_jwks = a
+            .trusted_jwks
+            .iter()
+            .map(|p| {
+                let resolved = self.resolve(&p.to_string_lossy());
+                if resolved.is_file() {
+                    Ok(resolved)
+                } else {
+                    Err(err(format!(
+                        "audit.trusted_jwks: no such file {}",
+                        resolved.display()
+                    )))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        a.archive_dir = self.resolve(&a.archive_dir.to_string_lossy());
+        a.anomaly.revoked_index = a
+            .anomaly
+            .revoked_index
+            .map(|p| self.resolve(&p.to_string_lossy()));
+        Ok(a)
     }
 
     fn state_db(&self, v: &Spanned<String>) -> StateDb {
@@ -406,82 +553,6 @@ impl Checker<'_> {
         } else {
             StateDb::Sqlite(self.resolve(v.strip_prefix("sqlite://").unwrap_or(v)))
         }
-    }
-
-    fn source(&self, s: &RawSource) -> Result<SourceConfig, ConfigError> {
-        if s.kind.get_ref() != "sql" {
-            return Err(self.err(
-                s.kind.span(),
-                format!(
-                    "sources.kind: {:?} is not a known kind (sql)",
-                    s.kind.get_ref()
-                ),
-            ));
-        }
-        let url = s.url.get_ref();
-        let url = if let Some(rest) = url.strip_prefix("sqlite://") {
-            let (file, query) = rest.split_once('?').unwrap_or((rest, ""));
-            let file = self.resolve(file);
-            if !file.is_file() {
-                return Err(self.err(
-                    s.url.span(),
-                    format!("sources.url: no such SQLite file {}", file.display()),
-                ));
-            }
-            let sep = if query.is_empty() { "" } else { "?" };
-            format!("sqlite://{}{sep}{query}", file.display())
-        } else if url.starts_with("postgres://")
-            || url.starts_with("postgresql://")
-            || url.starts_with("mysql://")
-        {
-            url.clone()
-        } else {
-            return Err(self.err(
-                s.url.span(),
-                "sources.url: must start with sqlite://, postgres:// or mysql://".into(),
-            ));
-        };
-        Ok(SourceConfig {
-            name: s.name.get_ref().clone(),
-            url,
-            max_connections: s.max_connections.max(1),
-            acquire_timeout_ms: s.acquire_timeout_ms,
-        })
-    }
-
-    fn dataset(
-        &self,
-        d: &RawDataset,
-        sources: &[SourceConfig],
-    ) -> Result<DatasetConfig, ConfigError> {
-        let dataset: Dataset = d
-            .name
-            .get_ref()
-            .parse()
-            .map_err(|e| self.err(d.name.span(), format!("datasets.name: {e}")))?;
-        if !sources.iter().any(|s| &s.name == d.source.get_ref()) {
-            return Err(self.err(
-                d.source.span(),
-                format!("datasets.source: no source named {:?}", d.source.get_ref()),
-            ));
-        }
-        if let Some(unknown) = d
-            .fields
-            .keys()
-            .find(|f| !dataset.fields().contains(&f.as_str()))
-        {
-            return Err(self.err(
-                d.name.span(),
-                format!("datasets.fields: {dataset} has no field {unknown:?}"),
-            ));
-        }
-        Ok(DatasetConfig {
-            dataset,
-            department: d.department.clone(),
-            source: d.source.get_ref().clone(),
-            query: d.query.clone(),
-            fields: d.fields.clone(),
-        })
     }
 }
 
@@ -544,6 +615,26 @@ name = "full_name"
         );
         assert_eq!(c.audit.batch_max, 512);
         assert!(c.dataset(Dataset::Population).is_some());
+    }
+
+    #[test]
+    fn tls_crls_and_unknown_revocation() {
+        let d = dir();
+        let c = parse(&d, GOOD).unwrap();
+        assert!(c.tls.crls.is_empty());
+        assert_eq!(c.tls.unknown_revocation, certs::UnknownRevocation::Deny);
+        std::fs::write(d.path().join("crl.pem"), "x").unwrap();
+        let with = GOOD.replace(
+            "client_cas = [\"ca.pem\"]\n",
+            "client_cas = [\"ca.pem\"]\ncrls = [\"crl.pem\"]\nunknown_revocation = \"allow\"\n",
+        );
+        let c = parse(&d, &with).unwrap();
+        assert_eq!(c.tls.crls, vec![d.path().join("crl.pem")]);
+        assert_eq!(c.tls.unknown_revocation, certs::UnknownRevocation::Allow);
+        let e = parse(&d, &with.replace("crl.pem", "gone.pem")).unwrap_err();
+        assert!(e.contains(":11: tls.crls: no such file"), "{e}");
+        let e = parse(&d, &with.replace("\"allow\"", "\"maybe\"")).unwrap_err();
+        assert!(e.contains(":12: tls.unknown_revocation: \"maybe\""), "{e}");
     }
 
     #[test]

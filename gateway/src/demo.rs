@@ -4,13 +4,14 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use certs::{Authority, Identity, KeyAlg};
-use connectors::demo::{create_demo_databases, demo_sources, DemoCounts, DemoSamples};
-use policy::{AgreementFile, AgreementStore};
+use certs::{CaDir, Identity, InitOptions, IssueRequest, KeyAlg, Subject, Validity};
+use connectors::demo::{create_demo_databases, DemoCounts, DemoSamples};
+use connectors::IssuerKeys;
+use policy::AgreementFile;
 use serde_json::{json, Value};
 
-use crate::app::open_state;
 use crate::config::Config;
+use crate::demo_department::DepartmentService;
 use crate::signing::Signer;
 
 /// Demo set-up failures.
@@ -36,10 +37,16 @@ pub enum DemoError {
     /// Agreements.
     #[error("{0}")]
     Policy(#[from] policy::PolicyError),
+    /// The demo department service.
+    #[error("{0}")]
+    Department(#[from] crate::demo_department::DepartmentError),
     /// Anything else on the way.
     #[error("{0}")]
     Other(String),
 }
+
+/// Who the demo's first agreement versions and role bindings are recorded as.
+const DEMO_ACTOR: &str = "tongban-demo";
 
 /// A demo client: file stem in `pki/`, identity and roles.
 pub struct DemoClient {
@@ -135,6 +142,36 @@ pub async fn prepare(
     })
 }
 
+/// Starts the demo department service (e-licences over mutual TLS) where the demo
+/// config's `e-license-api` source points, and points the source at the port it got
+/// when that was port 0. `None` when the config names no such loopback source (an
+/// operator pointed it at a real department). The service keeps running after the
+/// handle is dropped, until the runtime ends; call it before serving the config.
+pub async fn start_department(demo: &mut Demo) -> Result<Option<DepartmentService>, DemoError> {
+    let Some(source) = demo
+        .config
+        .sources
+        .iter_mut()
+        .find(|s| s.name == crate::demo_department::SOURCE_NAME)
+    else {
+        return Ok(None);
+    };
+    let addr = source
+        .url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.authority().map(|a| a.as_str().to_owned()))
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .filter(|a| a.ip().is_loopback());
+    let Some(addr) = addr else {
+        // Pointed elsewhere by its operator: a real department serves it.
+        return Ok(None);
+    };
+    let service = DepartmentService::start(&crate::demo_department::files(&demo.dir), addr).await?;
+    source.url = format!("https://{}", service.addr);
+    Ok(Some(service))
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
     move |source| DemoError::Io {
         path: path.to_owned(),
@@ -167,51 +204,106 @@ async fn create(
     write(&dir.join("samples.json"), &samples_json(&samples))?;
     // The config goes last: its presence is what marks the directory as complete.
     let config_path = dir.join("tongban.toml");
-    write(&config_path, &config_toml(listen, ops_listen))?;
+    // The demo department listens beside the gateway: on a fixed port by default, on
+    // any free one when the gateway is asked to (tests).
+    let department = SocketAddr::from(([127, 0, 0, 1], if listen.port() == 0 { 0 } else { 8444 }));
+    let issuer_key = IssuerKeys::new(&[&samples.issuer_public_key])?
+        .to_base64url()
+        .concat();
+    write(
+        &config_path,
+        &config_toml(listen, ops_listen, department, &issuer_key),
+    )?;
     let config = Config::load(&config_path)?;
-    let store = AgreementStore::open(
-        open_state(&config)
-            .await
-            .map_err(|e| DemoError::Other(e.to_string()))?,
-    )
-    .await?;
+    // The same path as `tongban policy apply -f agreements.toml`; the state database
+    // has no audit chain yet, so the first versions are in the policy history only.
+    let store = crate::policy_sync::open_store(&config).await?;
     let file = AgreementFile::parse(&dir.join("agreements.toml"), &agreements)?;
-    for a in &file.agreements {
-        store.put(a).await?;
-    }
+    crate::agreements::apply_file(
+        &store,
+        &crate::policy_sync::catalogue(&config),
+        &file,
+        false,
+        false,
+        DEMO_ACTOR,
+        &crate::agreements::ChangeAudit::Bootstrap,
+    )
+    .await
+    .map_err(|e| DemoError::Other(e.to_string()))?;
     for c in CLIENTS {
         store
-            .bind_role(
+            .bind_role_by(
                 &format!("urn:tongban:{}:{}", c.department, c.system),
                 c.role,
+                DEMO_ACTOR,
             )
             .await?;
     }
     Ok(())
 }
 
+/// The demo CA is an ordinary CA directory (index, CRL), so `tongban certs list /
+/// revoke / crl --ca-dir DIR/pki` work on it.
 fn write_pki(pki: &Path) -> Result<(), DemoError> {
-    let ca = Authority::create("Tongban Demo CA", KeyAlg::EcdsaP256)?;
-    let ca_pem = ca.certified();
-    certs::write_public_pem(&pki.join("ca.pem"), &ca_pem.cert_pem)?;
-    certs::write_private_pem(&pki.join("ca.key"), &ca_pem.key_pem)?;
-    let server = ca.issue_server(
-        &["localhost".to_owned()],
-        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        825,
-    )?;
-    certs::write_public_pem(&pki.join("server.pem"), &server.cert_pem)?;
-    certs::write_private_pem(&pki.join("server.key"), &server.key_pem)?;
+    let options = InitOptions {
+        common_name: "Tongban Demo CA".into(),
+        alg: KeyAlg::EcdsaP256,
+        validity: Validity::days(3650)?,
+        crl_next_update: certs::time::Duration::days(30),
+    };
+    let mut ca = CaDir::init(pki, &options, None)?;
+    let server = IssueRequest {
+        subject: Subject::Server {
+            dns: vec!["localhost".to_owned()],
+            ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        },
+        validity: Validity::days(825)?,
+        key_alg: KeyAlg::EcdsaP256,
+    };
+    ca.issue(&server, pki, "server", true)?;
     for c in CLIENTS {
-        let identity = Identity::new(c.department, c.system)?;
-        let issued = ca.issue_client(&identity, c.name, 825)?;
-        certs::write_public_pem(&pki.join(format!("{}.pem", c.name)), &issued.cert_pem)?;
-        certs::write_private_pem(&pki.join(format!("{}.key", c.name)), &issued.key_pem)?;
+        let client = IssueRequest {
+            subject: Subject::Client {
+                identity: Identity::new(c.department, c.system)?,
+                common_name: c.name.to_owned(),
+            },
+            validity: Validity::days(825)?,
+            key_alg: KeyAlg::EcdsaP256,
+        };
+        ca.issue(&client, pki, c.name, true)?;
     }
+    // The demo department service's certificate, and the gateway's own client
+    // certificate towards departments.
+    let department = IssueRequest {
+        subject: Subject::Server {
+            dns: vec!["localhost".to_owned()],
+            ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        },
+        validity: Validity::days(825)?,
+        key_alg: KeyAlg::EcdsaP256,
+    };
+    ca.issue(&department, pki, "department", true)?;
+    let gateway = IssueRequest {
+        subject: Subject::Client {
+            identity: Identity::new(
+                crate::demo_department::GATEWAY_DEPARTMENT,
+                crate::demo_department::GATEWAY_SYSTEM,
+            )?,
+            common_name: "gateway".to_owned(),
+        },
+        validity: Validity::days(825)?,
+        key_alg: KeyAlg::EcdsaP256,
+    };
+    ca.issue(&gateway, pki, "gateway", true)?;
     Ok(())
 }
 
-fn config_toml(listen: SocketAddr, ops_listen: SocketAddr) -> String {
+fn config_toml(
+    listen: SocketAddr,
+    ops_listen: SocketAddr,
+    department: SocketAddr,
+    issuer_key: &str,
+) -> String {
     let mut out = format!(
         r#"# Tongban gateway configuration (written by `tongban demo`).
 # Relative paths are resolved against this file's directory.
@@ -225,7 +317,10 @@ signing_key = "keys/signing.pem" # Ed25519 key that signs every record returned
 [tls]
 cert = "pki/server.pem"
 key = "pki/server.key"
-client_cas = ["pki/ca.pem"]
+client_cas = ["pki/ca.pem"]     # CAs whose client certificates are accepted
+crls = ["pki/crl.pem"]          # checked at every handshake; `tongban certs revoke` rewrites it
+# unknown_revocation = "deny"   # a client CA with no CRL listed: "deny" (default) or "allow"
+# Certificates, CAs and CRLs reload without a restart: on SIGHUP and within a second of a change.
 
 [audit]
 batch_max = 512                 # records per group commit
@@ -238,23 +333,22 @@ max_body_bytes = 65536
 log_format = "text"             # or "json"
 log_level = "info"
 otlp_endpoint = ""              # e.g. "http://127.0.0.1:4317"; empty = no export
+
+[policy]
+time_zone = "+08:00"            # hours of service and quota days (China Standard Time)
+sync_interval_ms = 250          # changes made elsewhere take effect within this
+decision_cache = 1024           # (consumer, dataset) decision engines kept built
+# The matters (purposes) agreements may name; an agreement naming another is refused.
+matters = [
+  "social-insurance-enrollment", "pension-qualification", "employer-registration",
+  "newborn-registration", "marriage-registration", "company-opening",
+  "business-registration", "household-transfer", "housing-fund-withdrawal",
+]
 "#
     );
-    for s in demo_sources() {
-        out.push_str(&format!(
-            "\n[[sources]]\nname = \"{}\"\nkind = \"sql\"\nurl = \"sqlite://data/{}?mode=ro\"\nmax_connections = 8\n",
-            s.connector, s.file
-        ));
-    }
-    for s in demo_sources() {
-        out.push_str(&format!(
-            "\n[[datasets]]\nname = \"{}\"\ndepartment = \"{}\"\nsource = \"{}\"\nquery = \"{}\"\n[datasets.fields]  # field = column\n",
-            s.dataset, s.department, s.connector, s.query
-        ));
-        for (field, column) in s.fields {
-            out.push_str(&format!("{field} = \"{column}\"\n"));
-        }
-    }
+    out.push_str(&crate::demo_department::connectors_toml(
+        department, issuer_key,
+    ));
     out
 }
 
@@ -269,7 +363,7 @@ id = "hrss-population-2026"
 provider = "sz-psb"
 consumer = "urn:tongban:sz-hrss:counter-01"
 dataset = "population"
-matters = ["social-insurance-enrollment", "pension-qualification"]
+matters = ["social-insurance-enrollment", "pension-qualification", "company-opening"]
 {window}
 approver = "urn:tongban:sz-psb:admin-01"
 [agreement.fields]
@@ -284,13 +378,14 @@ id = "hrss-legal-person-2026"
 provider = "sz-amr"
 consumer = "urn:tongban:sz-hrss:counter-01"
 dataset = "legal_person"
-matters = ["social-insurance-enrollment", "employer-registration"]
+matters = ["social-insurance-enrollment", "employer-registration", "company-opening"]
 {window}
 approver = "urn:tongban:sz-amr:admin-01"
 [agreement.fields]
 name = "full"
 entity_type = "full"
 legal_representative = "masked"
+legal_representative_id = "full"
 registered_address = "full"
 established_on = "full"
 status = "full"
@@ -311,6 +406,25 @@ ethnicity = "full"
 household_address = "full"
 registration_authority = "full"
 status = "full"
+
+[[agreement]]
+id = "hrss-e-license-2026"
+provider = "sz-data"
+consumer = "urn:tongban:sz-hrss:counter-01"
+dataset = "e_license"
+matters = ["company-opening"]
+{window}
+approver = "urn:tongban:sz-data:admin-01"
+[agreement.fields]
+license_type = "full"
+holder_id = "full"
+holder_name = "full"
+issuer = "full"
+issued_on = "full"
+valid_until = "full"
+status = "full"
+issuer_signature = "full"
+file_sha256 = "full"
 
 [[agreement]]
 id = "civil-e-license-2026"
@@ -465,12 +579,45 @@ fn samples_json(s: &DemoSamples) -> String {
             None,
         ),
     ];
-    let items: Vec<Value> = items
+    let mut items: Vec<Value> = items
         .iter()
         .enumerate()
         .map(|(n, x)| x.to_json(n + 1))
         .collect();
+    items.extend(bundle_samples(s));
     serde_json::to_string_pretty(&items).unwrap_or_default()
+}
+
+/// Bundle requests, allowed: a newborn's registration from the birth certificate, a
+/// company's opening from its credit code.
+fn bundle_samples(s: &DemoSamples) -> Vec<Value> {
+    let bundle = |cert: &str, bundle: &str, subject: &str, matter: &str, case: &str, note: &str| {
+        json!({"cert": cert, "path": "/v1/bundle", "operator": "clerk-001",
+               "body": {"bundle": bundle, "subject": subject, "matter": matter, "case_id": case},
+               "expect": 200, "note": note})
+    };
+    let mut out = Vec::new();
+    if !s.birth_certificate.is_empty() {
+        out.push(bundle(
+            "counter-b",
+            "newborn",
+            &s.birth_certificate,
+            "newborn-registration",
+            "MZ-2026-000001",
+            "bundle newborn: the birth certificate, then both parents' records found through it",
+        ));
+    }
+    if !s.licensed_company.is_empty() {
+        out.push(bundle(
+            "counter-a",
+            "company-opening",
+            &s.licensed_company,
+            "company-opening",
+            "SB-2026-000900",
+            "bundle company-opening: the company, its business licence (by holder) and its legal representative",
+        ));
+    }
+    out
 }
 
 /// A ready-to-paste curl command for a sample request.

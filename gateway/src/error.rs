@@ -54,6 +54,17 @@ pub enum ApiError {
         /// The connector's message (audited, never sent to the caller).
         message: String,
     },
+    /// A bundle item could not be tried because the item it takes its subject from
+    /// failed or did not give one.
+    #[error("{0}")]
+    Dependency(String),
+    /// The caller's identity does not hold the role the endpoint requires.
+    #[error("this endpoint requires the {0} role")]
+    RoleRequired(&'static str),
+    /// An agreement change was refused: the id exists (409), does not (404), or the
+    /// caller may not act on that department's dataset (403).
+    #[error("{0}")]
+    Refused(policy::Refusal),
     /// The audit store could not record the request: nothing is answered.
     #[error("the audit log cannot record this request now; nothing is answered without a record")]
     AuditUnavailable,
@@ -81,7 +92,14 @@ impl ApiError {
             ApiError::BadRequest(_)
             | ApiError::InvalidIdentifier { .. }
             | ApiError::Operator(_) => StatusCode::BAD_REQUEST,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            // A counted limit (daily quota, operator rate): retry later.
+            ApiError::Forbidden(d) if d.is_limit() => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Forbidden(_) | ApiError::RoleRequired(_) => StatusCode::FORBIDDEN,
+            ApiError::Refused(r) => match r {
+                policy::Refusal::Exists(_) => StatusCode::CONFLICT,
+                policy::Refusal::Missing(_) => StatusCode::NOT_FOUND,
+                policy::Refusal::NotPermitted(_) => StatusCode::FORBIDDEN,
+            },
             ApiError::NotFound { .. } | ApiError::NoRoute(_) | ApiError::NotServed(_) => {
                 StatusCode::NOT_FOUND
             }
@@ -89,9 +107,11 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Upstream { origin, .. } => match origin {
                 ErrorOrigin::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorOrigin::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 ErrorOrigin::Upstream => StatusCode::BAD_GATEWAY,
                 ErrorOrigin::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            ApiError::Dependency(_) => StatusCode::FAILED_DEPENDENCY,
             ApiError::AuditUnavailable | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -103,7 +123,14 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad-request",
             ApiError::InvalidIdentifier { .. } => "invalid-identifier",
             ApiError::Operator(_) => "operator-required",
+            ApiError::Forbidden(d) if d.is_limit() => "limit-reached",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::RoleRequired(_) => "role-required",
+            ApiError::Refused(r) => match r {
+                policy::Refusal::Exists(_) => "agreement-exists",
+                policy::Refusal::Missing(_) => "no-such-agreement",
+                policy::Refusal::NotPermitted(_) => "not-permitted",
+            },
             ApiError::NotFound { .. } => "not-found",
             ApiError::NoRoute(_) => "no-such-endpoint",
             ApiError::Method(_) => "method-not-allowed",
@@ -111,9 +138,11 @@ impl ApiError {
             ApiError::NotServed(_) => "dataset-not-served",
             ApiError::Upstream { origin, .. } => match origin {
                 ErrorOrigin::Unavailable => "upstream-unavailable",
+                ErrorOrigin::Timeout => "upstream-timeout",
                 ErrorOrigin::Upstream => "upstream-bad-answer",
                 ErrorOrigin::Internal => "connector-misconfigured",
             },
+            ApiError::Dependency(_) => "dependency-failed",
             ApiError::AuditUnavailable => "audit-unavailable",
             ApiError::Overloaded => "overloaded",
             ApiError::Internal(_) => "internal",
@@ -126,13 +155,26 @@ impl ApiError {
             ApiError::BadRequest(_) => "Malformed request",
             ApiError::InvalidIdentifier { .. } => "Invalid identifier",
             ApiError::Operator(_) => "Operator required",
+            ApiError::Forbidden(d) if d.is_limit() => "Sharing agreement limit reached",
             ApiError::Forbidden(_) => "Not allowed by any sharing agreement",
+            ApiError::RoleRequired(_) => "Role required",
+            ApiError::Refused(r) => match r {
+                policy::Refusal::Exists(_) => "Agreement exists",
+                policy::Refusal::Missing(_) => "No such agreement",
+                policy::Refusal::NotPermitted(_) => "Not permitted",
+            },
             ApiError::NotFound { .. } => "Record not found",
             ApiError::NoRoute(_) => "No such endpoint",
             ApiError::Method(_) => "Method not allowed",
             ApiError::TooLarge(_) => "Request too large",
             ApiError::NotServed(_) => "Dataset not served",
-            ApiError::Upstream { .. } => "Source failed",
+            ApiError::Upstream { origin, .. } => match origin {
+                ErrorOrigin::Unavailable => "Source unavailable",
+                ErrorOrigin::Timeout => "Source timed out",
+                ErrorOrigin::Upstream => "Source gave a bad answer",
+                ErrorOrigin::Internal => "Source failed",
+            },
+            ApiError::Dependency(_) => "Depends on a failed item",
             ApiError::AuditUnavailable => "Audit log unavailable",
             ApiError::Overloaded => "Overloaded",
             ApiError::Internal(_) => "Internal error",

@@ -4,16 +4,22 @@
 //!
 //! `main.rs` only wires; everything here can be driven from tests.
 
+pub mod agreements;
 pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod demo_department;
 pub mod error;
 pub mod http;
+pub mod policy_sync;
+pub mod resilience;
 pub mod server;
 pub mod signing;
+pub mod sources;
 pub mod telemetry;
+pub mod tls;
 
 /// Install the ring provider as rustls' process default (idempotent).
 pub fn install_crypto_provider() {

@@ -68,7 +68,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(serve_counter(Arc::clone(&app), counter, stopped.clone())),
-        tokio::spawn(ops::serve(Arc::clone(&app), ops_listener, stopped)),
+        tokio::spawn(ops::serve(Arc::clone(&app), ops_listener, stopped.clone())),
+        // TLS reloads on SIGHUP and file changes.
+        crate::tls::spawn_watcher(vec![Arc::clone(&app.tls) as _], stopped),
     ];
     tracing::info!(%addr, %ops_addr, node = %app.config.node, "tongban gateway serving");
     Ok(Running {
@@ -81,14 +83,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 }
 
 async fn serve_counter(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let acceptor = TlsAcceptor::from(Arc::clone(&app.tls));
     let router = router::<Incoming>(&app);
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let conn = connection(Arc::clone(&app), acceptor.clone(), router.clone(), tcp, peer);
+                    // The TLS config current now: a reload applies to the next handshake,
+                    // open connections keep the config they were accepted with.
+                    let acceptor = TlsAcceptor::from(app.tls.current());
+                    let conn = connection(Arc::clone(&app), acceptor, router.clone(), tcp, peer);
                     let watcher = graceful.watcher();
                     tokio::spawn(async move { conn.run(watcher).await });
                 }
@@ -135,18 +139,25 @@ impl Connection {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(self.tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    tracing::info!(peer = %self.peer, reason = %e, "TLS handshake refused");
+                    let reason = certs::HandshakeRefusal::from_io(&e);
+                    self.app.tls.metrics().refused(reason);
+                    tracing::info!(peer = %self.peer, %reason, error = %e, "TLS handshake refused");
                     return;
                 }
                 Err(_) => {
-                    tracing::info!(peer = %self.peer, "TLS handshake timed out");
+                    let reason = certs::HandshakeRefusal::Timeout;
+                    self.app.tls.metrics().refused(reason);
+                    tracing::info!(peer = %self.peer, %reason, "TLS handshake refused");
                     return;
                 }
             };
-        let principal = match peer_principal(tls.get_ref().1) {
+        let principal = match peer_principal(tls.get_ref().1, self.app.tls.metrics()) {
             Ok(p) => p,
-            Err(reason) => {
-                tracing::info!(peer = %self.peer, %reason, "client certificate carries no usable identity");
+            Err(error) => {
+                // The verifier refuses such certificates already; kept as a safety net.
+                let reason = certs::HandshakeRefusal::NoIdentity;
+                self.app.tls.metrics().refused(reason);
+                tracing::info!(peer = %self.peer, %reason, %error, "TLS handshake refused");
                 return;
             }
         };
@@ -159,12 +170,16 @@ impl Connection {
     }
 }
 
-fn peer_principal(conn: &rustls::ServerConnection) -> Result<Principal, String> {
+fn peer_principal(
+    conn: &rustls::ServerConnection,
+    metrics: &crate::tls::TlsMetrics,
+) -> Result<Principal, String> {
     let cert = conn
         .peer_certificates()
         .and_then(|c| c.first())
         .ok_or("no client certificate")?;
     let identity = certs::identity_from_cert(cert.as_ref()).map_err(|e| e.to_string())?;
+    metrics.accepted(cert.as_ref());
     Ok(Principal {
         identity,
         fingerprint: certs::fingerprint(cert.as_ref()),

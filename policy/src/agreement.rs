@@ -1,9 +1,13 @@
-use std::collections::BTreeMap;
-use std::path::Path;
+//! The sharing agreement and the rules every agreement keeps on its own. Rules that
+//! need to know the world (which datasets, fields and matters exist) are the
+//! [`crate::Catalogue`]'s.
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SubsecRound as _, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::{Clock, Days, Rate, ServiceHours};
 use crate::PolicyError;
 
 /// How a field may be returned under an agreement.
@@ -14,6 +18,16 @@ pub enum FieldRule {
     Full,
     /// The value masked (see [`crate::mask_value`]).
     Masked,
+}
+
+impl FieldRule {
+    /// `full` or `masked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldRule::Full => "full",
+            FieldRule::Masked => "masked",
+        }
+    }
 }
 
 /// Whether an agreement grants or explicitly forbids access.
@@ -37,7 +51,8 @@ impl Effect {
     }
 }
 
-/// A sharing agreement: what a provider department lets one consumer do with one dataset.
+/// A sharing agreement: what a provider department lets one consumer (an identity or
+/// every holder of a role) do with one dataset, for which matters, when and how much.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Agreement {
@@ -51,57 +66,160 @@ pub struct Agreement {
     pub dataset: String,
     /// Matters (purposes) the data may be used for.
     pub matters: Vec<String>,
-    /// Fields granted and how; a field absent here is refused.
-    #[serde(default)]
-    pub fields: BTreeMap<String, FieldRule>,
     /// Start of validity.
     pub valid_from: DateTime<Utc>,
     /// End of validity (inclusive).
     pub valid_until: DateTime<Utc>,
-    /// Who approved it, for the record.
+    /// Daily hours of service in the gateway's time zone; absent = all day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<ServiceHours>,
+    /// Weekdays served; absent = every day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<Days>,
+    /// Lookups per consumer identity per local day; absent = no quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_quota: Option<u32>,
+    /// Lookups per operator (clerk) of a consumer, e.g. `30/min`; absent = no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_rate: Option<Rate>,
+    /// Who approved it (for an agreement made through the admin API, the caller when
+    /// left out).
+    #[serde(default)]
     pub approver: String,
     /// Allow (default) or an explicit deny.
     #[serde(default)]
     pub effect: Effect,
+    /// Fields granted and how; a field absent here is refused. Last, so that the
+    /// TOML form keeps it as a trailing `[agreement.fields]` table.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldRule>,
+}
+
+/// Why an agreement does not cover a question, one condition at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// The matter is not among the agreement's matters.
+    Matter,
+    /// The moment is outside valid_from..=valid_until.
+    Validity,
+    /// The local day is not one of the agreement's days.
+    Day,
+    /// The local time is outside the hours of service.
+    Hours,
 }
 
 impl Agreement {
-    /// Check the rules every agreement must keep.
+    /// Check the rules every agreement must keep; the error names the field.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        let invalid = |message: &str| PolicyError::Invalid {
+        let invalid = |field: &str, message: String| PolicyError::Invalid {
             id: self.id.clone(),
-            message: message.to_owned(),
+            field: field.to_owned(),
+            message,
         };
-        if self.id.is_empty() || !self.id.chars().all(is_token_char) {
+        if self.id.is_empty() || self.id.len() > 64 || !self.id.chars().all(is_token_char) {
             return Err(invalid(
-                "id must be non-empty lowercase letters, digits, '-' or '_'",
+                "id",
+                "must be 1-64 lowercase letters, digits, '-' or '_'".into(),
             ));
         }
-        if !self.consumer.starts_with("urn:tongban:") && !self.consumer.starts_with("role:") {
-            return Err(invalid(
-                "consumer must be an identity urn:tongban:<dept>:<system> or role:<name>",
-            ));
+        certs::Identity::new(&self.provider, "check")
+            .map_err(|e| invalid("provider", format!("not a department code: {e}")))?;
+        check_consumer(&self.consumer).map_err(|m| invalid("consumer", m))?;
+        if self.dataset.is_empty() {
+            return Err(invalid("dataset", "must name a dataset".into()));
         }
         if self.matters.is_empty() {
-            return Err(invalid("matters must name at least one matter"));
+            return Err(invalid("matters", "must name at least one matter".into()));
         }
-        if self.matters.iter().any(|m| m.is_empty() || m.contains(',')) {
-            return Err(invalid("a matter must be non-empty and contain no ','"));
-        }
-        if self.effect == Effect::Allow && self.fields.is_empty() {
+        if let Some(m) = self.matters.iter().find(|m| !is_matter(m)) {
             return Err(invalid(
-                "an allowing agreement must grant at least one field",
+                "matters",
+                format!("{m:?} is not a matter code (1-64 of a-z 0-9 - _ . /)"),
             ));
         }
+        match self.effect {
+            Effect::Allow if self.fields.is_empty() => {
+                return Err(invalid(
+                    "fields",
+                    "an allowing agreement must grant at least one field".into(),
+                ))
+            }
+            Effect::Deny if !self.fields.is_empty() => {
+                return Err(invalid(
+                    "fields",
+                    "a deny agreement refuses the whole dataset; leave fields out".into(),
+                ))
+            }
+            _ => {}
+        }
         if self.valid_until < self.valid_from {
-            return Err(invalid("valid_until is before valid_from"));
+            return Err(invalid("valid_until", "is before valid_from".into()));
+        }
+        if self.daily_quota == Some(0) {
+            return Err(invalid(
+                "daily_quota",
+                "0 allows nothing; use a deny agreement instead".into(),
+            ));
+        }
+        if self.approver.trim().is_empty() {
+            return Err(invalid("approver", "must name who approved it".into()));
         }
         Ok(())
     }
 
-    /// Whether `at` lies within the validity window.
+    /// Whether `at` lies within the validity window, to the second (as casbin
+    /// compares it).
     pub fn in_force(&self, at: DateTime<Utc>) -> bool {
-        self.valid_from <= at && at <= self.valid_until
+        let at = at.trunc_subsecs(0);
+        self.valid_from.trunc_subsecs(0) <= at && at <= self.valid_until.trunc_subsecs(0)
+    }
+
+    /// Whether the hours of service and days include the local moment of `clock`.
+    pub fn in_service(&self, clock: &Clock) -> bool {
+        self.days.is_none_or(|d| d.contains(clock.weekday()))
+            && self.hours.is_none_or(|h| h.contains(clock.minute()))
+    }
+
+    /// The first condition under which this agreement does not cover `matter` at
+    /// `clock`, in the order the casbin matcher checks them; `None` when it covers.
+    pub fn unmet(&self, matter: &str, clock: &Clock) -> Option<Condition> {
+        if !self.matters.iter().any(|m| m == matter) {
+            Some(Condition::Matter)
+        } else if !self.in_force(clock.at) {
+            Some(Condition::Validity)
+        } else if !self.days.is_none_or(|d| d.contains(clock.weekday())) {
+            Some(Condition::Day)
+        } else if !self.hours.is_none_or(|h| h.contains(clock.minute())) {
+            Some(Condition::Hours)
+        } else {
+            None
+        }
+    }
+
+    /// The schedule as the casbin policy line carries it: empty for "always",
+    /// else `<day bits>|<from minute>-<until minute>`.
+    pub(crate) fn schedule_token(&self) -> String {
+        if self.hours.is_none() && self.days.is_none() {
+            return String::new();
+        }
+        let days = self.days.unwrap_or(Days::ALL).bits();
+        let (from, until) = self
+            .hours
+            .map(|h| (h.from, h.until))
+            .unwrap_or((0, 24 * 60));
+        format!("{days}|{from}-{until}")
+    }
+
+    /// Human description of when it serves, e.g. `mon-fri 08:30-17:30`.
+    pub fn schedule_text(&self) -> String {
+        let days = self.days.map(|d| d.names().join(","));
+        let hours = self.hours.map(|h| h.to_string());
+        match (days, hours) {
+            (None, None) => "at any time".into(),
+            (Some(d), None) => format!("on {d}"),
+            (None, Some(h)) => format!("{h} daily"),
+            (Some(d), Some(h)) => format!("{h} on {d}"),
+        }
     }
 }
 
@@ -109,104 +227,139 @@ fn is_token_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
 }
 
-/// A TOML file of agreements: `[[agreement]]` tables.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgreementFile {
-    /// The agreements, in file order.
-    #[serde(default, rename = "agreement")]
-    pub agreements: Vec<Agreement>,
+/// A matter code, the same characters the lookup API accepts.
+fn is_matter(m: &str) -> bool {
+    !m.is_empty()
+        && m.len() <= 64
+        && m.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
-impl AgreementFile {
-    /// Parse agreements from TOML text; `path` names the source in errors, which carry
-    /// line, column and field.
-    pub fn parse(path: &Path, text: &str) -> Result<Self, PolicyError> {
-        let file: AgreementFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        for a in &file.agreements {
-            a.validate().map_err(|e| PolicyError::Parse {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
+/// A consumer is an identity URI that parses as a certificate identity, or
+/// `role:<name>`.
+fn check_consumer(consumer: &str) -> Result<(), String> {
+    if let Some(role) = consumer.strip_prefix("role:") {
+        if role.is_empty() || role.len() > 64 || !role.chars().all(is_token_char) {
+            return Err(format!(
+                "{consumer:?}: a role name is 1-64 lowercase letters, digits, '-' or '_'"
+            ));
         }
-        Ok(file)
+        return Ok(());
     }
-
-    /// Read and parse an agreement file.
-    pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(path, &text)
-    }
-
-    /// Render as TOML.
-    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
-        toml::to_string_pretty(self)
-    }
+    consumer.parse::<certs::Identity>().map(|_| ()).map_err(|e| {
+        format!("{consumer:?} is neither an identity urn:tongban:<dept>:<system> nor role:<name>: {e}")
+    })
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use chrono::TimeZone as _;
 
-    const GOOD: &str = r#"
-[[agreement]]
-id = "hrss-population-2026"
-provider = "sz-psb"
-consumer = "urn:tongban:sz-hrss:counter-01"
-dataset = "population"
-matters = ["social-insurance-enrollment"]
-valid_from = "2026-01-01T00:00:00Z"
-valid_until = "2027-12-31T23:59:59Z"
-approver = "sz-psb:admin-01"
-[agreement.fields]
-name = "full"
-household_address = "masked"
-"#;
+    pub(crate) fn sample() -> Agreement {
+        let mut fields = BTreeMap::new();
+        fields.insert("name".to_owned(), FieldRule::Full);
+        fields.insert("household_address".to_owned(), FieldRule::Masked);
+        Agreement {
+            id: "hrss-population-2026".into(),
+            provider: "sz-psb".into(),
+            consumer: "urn:tongban:sz-hrss:counter-01".into(),
+            dataset: "population".into(),
+            matters: vec!["social-insurance-enrollment".into()],
+            valid_from: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            valid_until: Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 59).unwrap(),
+            hours: None,
+            days: None,
+            daily_quota: None,
+            operator_rate: None,
+            approver: "urn:tongban:sz-psb:admin-01".into(),
+            effect: Effect::Allow,
+            fields,
+        }
+    }
+
+    fn field_of(a: &Agreement) -> String {
+        match a.validate() {
+            Err(PolicyError::Invalid { field, .. }) => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        }
+    }
+
+    type Edit = Box<dyn Fn(&mut Agreement)>;
 
     #[test]
-    fn parses_a_good_file() {
-        let f = AgreementFile::parse(Path::new("a.toml"), GOOD).unwrap();
-        assert_eq!(f.agreements.len(), 1);
+    fn validation_names_the_field() {
+        assert!(sample().validate().is_ok());
+        let cases: Vec<(Edit, &str)> = vec![
+            (Box::new(|a| a.id = "Bad Id".into()), "id"),
+            (Box::new(|a| a.provider = "SZ_PSB".into()), "provider"),
+            (Box::new(|a| a.consumer = "counter-01".into()), "consumer"),
+            (
+                Box::new(|a| a.consumer = "urn:tongban:sz-hrss".into()),
+                "consumer",
+            ),
+            (Box::new(|a| a.consumer = "role:".into()), "consumer"),
+            (Box::new(|a| a.matters.clear()), "matters"),
+            (Box::new(|a| a.matters = vec!["a b".into()]), "matters"),
+            (Box::new(|a| a.fields.clear()), "fields"),
+            (Box::new(|a| a.effect = Effect::Deny), "fields"),
+            (
+                Box::new(|a| a.valid_until = a.valid_from - chrono::Duration::days(1)),
+                "valid_until",
+            ),
+            (Box::new(|a| a.daily_quota = Some(0)), "daily_quota"),
+            (Box::new(|a| a.approver.clear()), "approver"),
+        ];
+        for (change, want) in cases {
+            let mut a = sample();
+            change(&mut a);
+            assert_eq!(field_of(&a), want, "{a:?}");
+        }
+        let mut role = sample();
+        role.consumer = "role:counter".into();
+        assert!(role.validate().is_ok());
+    }
+
+    #[test]
+    fn conditions_in_matcher_order() {
+        let tz = crate::TimeZone::default();
+        let mut a = sample();
+        a.hours = Some("09:00-17:00".parse().unwrap());
+        a.days = Some(Days::from_names(&["mon", "tue", "wed", "thu", "fri"]).unwrap());
+        // Monday 2026-06-01 10:00 in Beijing.
+        let monday = Clock::new(Utc.with_ymd_and_hms(2026, 6, 1, 2, 0, 0).unwrap(), tz);
+        assert_eq!(a.unmet("social-insurance-enrollment", &monday), None);
+        assert_eq!(a.unmet("marketing", &monday), Some(Condition::Matter));
+        let evening = Clock::new(Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(), tz);
         assert_eq!(
-            f.agreements[0].fields["household_address"],
-            FieldRule::Masked
+            a.unmet("social-insurance-enrollment", &evening),
+            Some(Condition::Hours)
         );
-        assert_eq!(f.agreements[0].effect, Effect::Allow);
+        let sunday = Clock::new(Utc.with_ymd_and_hms(2026, 6, 7, 2, 0, 0).unwrap(), tz);
+        assert_eq!(
+            a.unmet("social-insurance-enrollment", &sunday),
+            Some(Condition::Day)
+        );
+        let later = Clock::new(Utc.with_ymd_and_hms(2027, 6, 1, 2, 0, 0).unwrap(), tz);
+        assert_eq!(
+            a.unmet("social-insurance-enrollment", &later),
+            Some(Condition::Validity)
+        );
+        assert_eq!(a.schedule_token(), "31|540-1020");
+        assert_eq!(a.schedule_text(), "09:00-17:00 on mon,tue,wed,thu,fri");
     }
 
     #[test]
-    fn bad_field_value_names_file_line_and_field() {
-        let bad = GOOD.replace("\"masked\"", "\"partial\"");
-        let err = AgreementFile::parse(Path::new("a.toml"), &bad)
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("a.toml:"), "{err}");
-        assert!(err.contains("line 13"), "{err}");
-        assert!(err.contains("household_address"), "{err}");
-    }
-
-    #[test]
-    fn consumer_must_be_an_identity_or_role() {
-        let bad = GOOD.replace("urn:tongban:sz-hrss:counter-01", "counter-01");
-        let err = AgreementFile::parse(Path::new("a.toml"), &bad)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("consumer must be"), "{err}");
-    }
-
-    #[test]
-    fn window_must_be_ordered() {
-        let bad = GOOD.replace("2027-12-31T23:59:59Z", "2025-12-31T23:59:59Z");
-        let err = AgreementFile::parse(Path::new("a.toml"), &bad)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("valid_until is before valid_from"), "{err}");
+    fn json_round_trip_keeps_every_field() {
+        let mut a = sample();
+        a.hours = Some("08:30-17:30".parse().unwrap());
+        a.daily_quota = Some(100);
+        a.operator_rate = Some("30/min".parse().unwrap());
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(text.contains("\"hours\":\"08:30-17:30\""), "{text}");
+        assert!(text.contains("\"operator_rate\":\"30/min\""), "{text}");
+        let back: Agreement = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, a);
     }
 }

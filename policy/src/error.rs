@@ -11,23 +11,30 @@ pub enum PolicyError {
         /// Why.
         source: std::io::Error,
     },
-    /// An agreement file is not valid TOML or has a bad field; the message carries line
-    /// and column.
-    #[error("{path}: {message}")]
+    /// An agreement file has a syntax error or a bad field: `file:line: message`.
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Parse {
         /// The file.
         path: PathBuf,
-        /// What is wrong and where.
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// What is wrong, naming the agreement and field.
         message: String,
     },
-    /// An agreement breaks a rule of the model (e.g. empty matters).
-    #[error("agreement {id}: {message}")]
+    /// An agreement breaks a rule of the model or of the catalogue.
+    #[error("agreement {id}: {field}: {message}")]
     Invalid {
         /// The agreement id.
         id: String,
+        /// The field at fault (`matters`, `fields.ethnicity`, …).
+        field: String,
         /// What is wrong.
         message: String,
     },
+    /// A change was refused: the agreement exists (create) or does not (revoke), or
+    /// the caller's guard refused it.
+    #[error("{0}")]
+    Refused(Refusal),
     /// The agreement database failed.
     #[error("agreement store: {0}")]
     Store(#[from] sqlx::Error),
@@ -42,4 +49,18 @@ pub enum PolicyError {
     /// casbin refused the model or a policy line.
     #[error("policy engine: {0}")]
     Engine(#[from] casbin::Error),
+}
+
+/// Why a change to the store was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Create of an id that exists.
+    #[error("agreement {0} already exists")]
+    Exists(String),
+    /// Update or revoke of an id that does not exist.
+    #[error("no agreement {0}")]
+    Missing(String),
+    /// The caller may not make this change (e.g. another department's dataset).
+    #[error("{0}")]
+    NotPermitted(String),
 }

@@ -1,21 +1,43 @@
 //! Sharing agreements and the decisions made from them.
 //!
 //! An [`Agreement`] is what a provider department grants a consumer: a dataset, the
-//! matters it may be used for, which fields (in full or masked) and for how long. The
-//! [`Authorizer`] answers "may this consumer read these fields of this dataset for this
-//! matter, now?" — default deny, an explicit deny overriding any allow. The allow/deny
-//! verdict is casbin's; the agreement index picks the agreement and the fields.
+//! matters it may be used for, which fields (in full or masked), for how long, in
+//! which hours, and how much. The [`Authorizer`] answers "may this consumer read
+//! these fields of this dataset for this matter, now?" — default deny, an explicit
+//! deny overriding any allow. The allow/deny verdict is casbin's, evaluated over just
+//! the candidate agreements an index by (consumer, dataset) picks, so a decision
+//! costs the same at 100 agreements as at 100,000. The [`Meter`] charges daily
+//! quotas and operator rates; the [`AgreementStore`] keeps agreements versioned in
+//! SQLite or PostgreSQL, and [`Authorizer::catch_up`] follows its changes.
 //!
 //! This crate knows nothing of HTTP: the gateway asks, the authorizer answers.
 
 mod agreement;
 mod authorizer;
+mod catalogue;
+mod engine;
 mod error;
+mod explain;
+mod file;
+mod limits;
 mod mask;
+mod plan;
+mod schedule;
 mod store;
+mod sync;
 
-pub use agreement::{Agreement, AgreementFile, Effect, FieldRule};
-pub use authorizer::{Authorizer, Decision, Denial, FieldGrant, Grant, Question};
-pub use error::PolicyError;
+pub use agreement::{Agreement, Condition, Effect, FieldRule};
+pub use authorizer::{
+    Authorizer, Change, Decision, Denial, FieldGrant, Grant, Limits, Question, Settings,
+};
+pub use catalogue::{Catalogue, CatalogueDataset, DEFAULT_MATTERS};
+pub use error::{PolicyError, Refusal};
+pub use explain::{CandidateCheck, Explanation, LimitUsage};
+pub use file::AgreementFile;
+pub use limits::Meter;
 pub use mask::mask_value;
-pub use store::{AgreementStore, RoleBinding};
+pub use plan::{diff, Plan, Step};
+pub use schedule::{Clock, Days, Period, Rate, ServiceHours, TimeZone};
+pub use store::{
+    Action, AgreementStore, Applied, Edit, HistoryEntry, RoleBinding, StoredAgreement,
+};

@@ -483,8 +483,20 @@ impl<'a> LicenseFactory<'a> {
         key: &'a Ed25519KeyPair,
     ) -> Result<Self, ConnectorError> {
         let kinds = vec![
-            LicenseKind::new("营业执照", &lists::SAMR, "001", Holder::LegalPerson, 30)?,
-            LicenseKind::new("出生医学证明", &lists::NHC, "011", Holder::Newborn, 10)?,
+            LicenseKind::new(
+                super::BUSINESS_LICENCE,
+                &lists::SAMR,
+                "001",
+                Holder::LegalPerson,
+                30,
+            )?,
+            LicenseKind::new(
+                super::BIRTH_CERTIFICATE,
+                &lists::NHC,
+                "011",
+                Holder::Newborn,
+                10,
+            )?,
             LicenseKind::new("机动车驾驶证", &lists::MPS, "021", Holder::Adult, 45)?,
             LicenseKind::new(
                 "食品经营许可证",

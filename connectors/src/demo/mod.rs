@@ -62,6 +62,9 @@ pub struct DemoSource {
     pub file: &'static str,
     /// Lookup query with one `?` parameter, the subject.
     pub query: &'static str,
+    /// For e-licences: the query finding a holder's newest licence of a type (two `?`
+    /// parameters, holder ID then licence type).
+    pub holder_query: Option<&'static str>,
     /// (field, column) pairs covering every field of the dataset.
     pub fields: &'static [(&'static str, &'static str)],
 }
@@ -83,9 +86,22 @@ pub struct DemoSamples {
     pub absent_credit_code: String,
     /// A valid licence identifier that is not in the database.
     pub absent_license_id: String,
+    /// Identifier of the first birth medical certificate (`出生医学证明`), whose
+    /// `content` names the newborn's parents; empty when none was written.
+    pub birth_certificate: String,
+    /// Credit code of the holder of the first business licence (`营业执照`), a
+    /// company with a legal-person record and a legal representative; empty when none
+    /// was written.
+    pub licensed_company: String,
     /// Raw 32-byte Ed25519 public key that verifies every `issuer_signature`.
     pub issuer_public_key: Vec<u8>,
 }
+
+/// `license_type` of a business licence, the company-opening bundle's licence.
+pub const BUSINESS_LICENCE: &str = "营业执照";
+
+/// `license_type` of a birth medical certificate, the newborn bundle's root.
+pub const BIRTH_CERTIFICATE: &str = "出生医学证明";
 
 /// How many present identifiers of each kind [`DemoSamples`] carries.
 const SAMPLES_PER_KIND: usize = 5;
@@ -155,6 +171,7 @@ impl DemoSource {
         SqlBinding {
             dataset: self.dataset,
             query: self.query.to_owned(),
+            holder_query: self.holder_query.map(str::to_owned),
             fields: self
                 .fields
                 .iter()
@@ -175,6 +192,7 @@ pub fn demo_sources() -> Vec<DemoSource> {
             file: "population.db",
             query: "SELECT full_name, sex, date_of_birth, ethnic_group, hukou_address, \
                     registration_authority, status FROM residents WHERE id_number = ?",
+            holder_query: None,
             fields: POPULATION_FIELDS,
         },
         DemoSource {
@@ -185,6 +203,7 @@ pub fn demo_sources() -> Vec<DemoSource> {
             query: "SELECT entity_name, entity_type, legal_rep_name, legal_rep_id, \
                     registered_capital_yuan, established_on, registered_address, status, \
                     business_scope FROM legal_persons WHERE credit_code = ?",
+            holder_query: None,
             fields: LEGAL_PERSON_FIELDS,
         },
         DemoSource {
@@ -195,6 +214,12 @@ pub fn demo_sources() -> Vec<DemoSource> {
             query: "SELECT license_type, holder_id, holder_name, issuer_name, issued_on, \
                     valid_until, status, content, issuer_signature, file_sha256 \
                     FROM licenses WHERE license_id = ?",
+            holder_query: Some(
+                "SELECT license_type, holder_id, holder_name, issuer_name, issued_on, \
+                 valid_until, status, content, issuer_signature, file_sha256 \
+                 FROM licenses WHERE holder_id = ? AND license_type = ? \
+                 ORDER BY issued_on DESC, license_id DESC LIMIT 1",
+            ),
             fields: E_LICENSE_FIELDS,
         },
     ]
@@ -238,6 +263,14 @@ pub async fn create_demo_databases(
         absent_resident: data.absent_resident,
         absent_credit_code: data.absent_credit_code,
         absent_license_id: data.absent_license_id,
+        birth_certificate: first_of_kind(&data.licenses, BIRTH_CERTIFICATE)
+            .map(|l| l.id.clone())
+            .unwrap_or_default(),
+        licensed_company: first_of_kind(&data.licenses, BUSINESS_LICENCE)
+            .and_then(|l| l.record.get("holder_id"))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned(),
         issuer_public_key: key.public_key().as_ref().to_vec(),
     })
 }
@@ -309,6 +342,15 @@ fn fake_file_sha256(license_id: &str, content: &str) -> String {
 
 fn base64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn first_of_kind<'a>(
+    licenses: &'a [generate::License],
+    kind: &str,
+) -> Option<&'a generate::License> {
+    licenses
+        .iter()
+        .find(|l| l.record.get("license_type").and_then(|v| v.as_str()) == Some(kind))
 }
 
 fn first_ids<'a>(ids: impl Iterator<Item = &'a String>) -> Vec<String> {

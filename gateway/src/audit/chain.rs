@@ -1,10 +1,10 @@
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The decision an audit record reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// Access allowed and answered.
@@ -16,9 +16,33 @@ pub enum Decision {
     Error,
 }
 
+impl Decision {
+    /// The name used in records and filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::Error => "error",
+        }
+    }
+}
+
+impl std::str::FromStr for Decision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "allow" => Ok(Decision::Allow),
+            "deny" => Ok(Decision::Deny),
+            "error" => Ok(Decision::Error),
+            other => Err(format!("{other:?} is not one of allow, deny, error")),
+        }
+    }
+}
+
 /// What one request did, as the audit log records it. `seq` and `prev_hash` are
 /// added by the writer when the record joins the chain.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuditEntry {
     /// RFC 3339 UTC time the request was received.
     pub time: String,
@@ -60,6 +84,18 @@ pub struct AuditEntry {
     pub detail: Option<serde_json::Value>,
 }
 
+/// A record as stored: the entry with its place in the chain.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredRecord {
+    /// Sequence number.
+    pub seq: i64,
+    /// Hash of the record before it.
+    pub prev_hash: String,
+    /// What the request did.
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+}
+
 #[derive(Serialize)]
 pub(crate) struct Chained<'a> {
     pub seq: i64,
@@ -74,4 +110,22 @@ pub fn chain_hash(prev_hash: &str, record: &[u8]) -> String {
     ctx.update(prev_hash.as_bytes());
     ctx.update(record);
     hex::encode(ctx.finish().as_ref())
+}
+
+/// The canonical JSON and chain hash of `entry` placed at `seq` after `prev_hash` —
+/// what the writer stores. Public for tools that build logs (benchmarks, tests).
+pub fn seal_entry(
+    seq: i64,
+    prev_hash: &str,
+    entry: &AuditEntry,
+) -> Result<(String, String), crate::signing::SigningError> {
+    let record = crate::signing::canonical(&Chained {
+        seq,
+        prev_hash,
+        entry,
+    })?;
+    let hash = chain_hash(prev_hash, &record);
+    let record = String::from_utf8(record)
+        .map_err(|e| crate::signing::SigningError::Canonical(e.to_string()))?;
+    Ok((record, hash))
 }

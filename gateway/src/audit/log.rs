@@ -1,13 +1,20 @@
-use std::path::Path;
-use std::time::Duration;
+//! The writer: group commit onto the chain, with signed checkpoints.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection};
+use sqlx::{ConnectOptions as _, Connection as _, PgPool, SqliteConnection};
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::{chain_hash, Chained, GENESIS};
+use super::chain::{seal_entry, GENESIS};
+use super::checkpoint::Checkpoint;
+use super::store::{AuditStore, CHAIN_LOCK};
 use super::AuditEntry;
-use crate::signing::canonical;
+use crate::config::{Config, StateDb};
+use crate::signing::Signer;
 
 /// Where a record landed in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,23 +42,47 @@ impl From<sqlx::Error> for AuditError {
     }
 }
 
+/// How the writer batches and seals.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Node name written into checkpoints.
+    pub node: String,
+    /// Most records per group commit.
+    pub batch_max: usize,
+    /// Seal the head at least every this many records.
+    pub checkpoint_every: i64,
+    /// … and at least this often while records are unsealed.
+    pub checkpoint_interval: Duration,
+    /// Copy of every checkpoint this node writes, outside the store.
+    pub checkpoint_file: Option<PathBuf>,
+}
+
+impl AuditSettings {
+    /// The settings of a gateway config.
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            node: c.node.clone(),
+            batch_max: c.audit.batch_max.max(1),
+            checkpoint_every: i64::try_from(c.audit.checkpoint_every.max(1)).unwrap_or(i64::MAX),
+            checkpoint_interval: Duration::from_secs(c.audit.checkpoint_interval_secs.max(1)),
+            checkpoint_file: c.audit.checkpoint_file.clone(),
+        }
+    }
+}
+
 /// Appends records to the chain with group commit: requests that arrive while a
 /// commit is running wait and are committed together in the next transaction, so a
 /// durable commit (fsync) is paid once per batch, not per request.
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Pending>,
+    store: AuditStore,
 }
 
 struct Pending {
     entry: AuditEntry,
     reply: oneshot::Sender<Result<Receipt, AuditError>>,
 }
-
-pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS audit_log (
-    seq INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    record TEXT NOT NULL)";
 
 /// Connection options for the state database: WAL, and `synchronous=FULL` so a
 /// commit is on disk when it returns.
@@ -66,14 +97,32 @@ pub fn state_db_options(path: &Path) -> SqliteConnectOptions {
 }
 
 impl AuditLog {
-    /// Open the audit table in the SQLite database at `path` and start the writer.
-    pub async fn open(path: &Path, batch_max: usize) -> Result<Self, AuditError> {
-        let mut conn = state_db_options(path).connect().await?;
-        sqlx::query(SCHEMA).execute(&mut conn).await?;
-        let head = read_head(&mut conn).await?;
-        let (tx, rx) = mpsc::channel(batch_max.max(1) * 4);
-        tokio::spawn(writer(conn, rx, head, batch_max.max(1)));
-        Ok(Self { tx })
+    /// Open the audit store of `db` and start the writer, which seals checkpoints
+    /// with `signer`.
+    pub async fn open(
+        db: &StateDb,
+        signer: Arc<Signer>,
+        settings: AuditSettings,
+    ) -> Result<Self, AuditError> {
+        let store = AuditStore::open(db).await?;
+        let mut backend = match db {
+            StateDb::Sqlite(path) => Backend::Sqlite(state_db_options(path).connect().await?),
+            StateDb::Postgres(_) => match &store {
+                AuditStore::Postgres(pool) => Backend::Postgres(pool.clone()),
+                AuditStore::Sqlite(_) => return Err(AuditError::Store("store mismatch".into())),
+            },
+        };
+        let state = backend.read_state().await?;
+        let (tx, rx) = mpsc::channel(settings.batch_max * 4);
+        let writer = Writer {
+            backend,
+            state,
+            signer,
+            last_sealed_at: Instant::now(),
+            settings,
+        };
+        tokio::spawn(writer.run(rx));
+        Ok(Self { tx, store })
     }
 
     /// Append `entry` and wait until it is durably committed.
@@ -85,31 +134,263 @@ impl AuditLog {
             .map_err(|_| AuditError::Closed)?;
         rx.await.map_err(|_| AuditError::Closed)?
     }
+
+    /// The store, for reading.
+    pub fn store(&self) -> &AuditStore {
+        &self.store
+    }
 }
 
-async fn read_head(conn: &mut SqliteConnection) -> Result<(i64, String), AuditError> {
-    let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(head.unwrap_or((0, GENESIS.to_owned())))
+/// The chain's head and its last seal, as the writer sees them.
+#[derive(Debug, Clone)]
+struct ChainState {
+    seq: i64,
+    hash: String,
+    sealed: i64,
 }
 
-async fn writer(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Pending>,
-    mut head: (i64, String),
-    batch_max: usize,
-) {
-    let mut batch = Vec::with_capacity(batch_max);
-    while rx.recv_many(&mut batch, batch_max).await > 0 {
-        match commit(&mut conn, &head, &batch).await {
-            Ok(receipts) => {
-                if let Some(last) = receipts.last() {
-                    head = (last.seq, last.hash.clone());
+/// A record ready to insert, with its search columns.
+struct NewRow {
+    seq: i64,
+    hash: String,
+    record: String,
+    columns: [Option<String>; 8],
+}
+
+struct Prepared {
+    rows: Vec<NewRow>,
+    checkpoint: Option<Checkpoint>,
+}
+
+enum Backend {
+    /// One dedicated connection: this process is the only writer.
+    Sqlite(SqliteConnection),
+    /// Any pooled connection: the chain is shared, so its head is read under the
+    /// advisory lock in every transaction.
+    Postgres(PgPool),
+}
+
+impl Backend {
+    async fn read_state(&mut self) -> Result<ChainState, AuditError> {
+        match self {
+            Backend::Sqlite(conn) => read_state_sqlite(conn).await,
+            Backend::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                read_state_pg(&mut conn).await
+            }
+        }
+    }
+
+    /// One transaction: read or take the head, let `prepare` chain the records, insert.
+    async fn append(
+        &mut self,
+        cached: &ChainState,
+        prepare: impl FnOnce(&ChainState) -> Result<Prepared, AuditError>,
+    ) -> Result<(Prepared, ChainState), AuditError> {
+        match self {
+            Backend::Sqlite(conn) => {
+                // IMMEDIATE takes the write lock now, so the head read below stays the
+                // head until commit. Another process (a `tongban policy` command) may
+                // have appended since the last batch: then re-read the whole state.
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                let head: Option<(i64, String)> =
+                    sqlx::query_as(HEAD).fetch_optional(&mut *tx).await?;
+                let moved =
+                    head.is_some_and(|(seq, hash)| seq != cached.seq || hash != cached.hash);
+                let current = if moved {
+                    read_state_sqlite(&mut tx).await?
+                } else {
+                    cached.clone()
+                };
+                let cached = &current;
+                let p = prepare(cached)?;
+                for r in &p.rows {
+                    let mut q = sqlx::query(
+                        "INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    )
+                    .bind(r.seq)
+                    .bind(&r.hash)
+                    .bind(&r.record);
+                    for c in &r.columns {
+                        q = q.bind(c);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
-                for (p, r) in batch.drain(..).zip(receipts) {
-                    let _ = p.reply.send(Ok(r));
+                if let Some(c) = &p.checkpoint {
+                    sqlx::query(
+                        "INSERT INTO audit_checkpoint (seq, hash, checkpoint) VALUES (?1, ?2, ?3)",
+                    )
+                    .bind(c.seq)
+                    .bind(&c.hash)
+                    .bind(c.to_json())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                let state = next_state(cached.clone(), &p);
+                Ok((p, state))
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(CHAIN_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                let current = read_state_pg(&mut tx).await?;
+                let p = prepare(&current)?;
+                insert_pg(&mut tx, &p).await?;
+                tx.commit().await?;
+                let state = next_state(current, &p);
+                Ok((p, state))
+            }
+        }
+    }
+}
+
+fn next_state(mut s: ChainState, p: &Prepared) -> ChainState {
+    if let Some(last) = p.rows.last() {
+        s.seq = last.seq;
+        s.hash = last.hash.clone();
+    }
+    if let Some(c) = &p.checkpoint {
+        s.sealed = c.seq;
+    }
+    s
+}
+
+const HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+const SEALED: &str = "SELECT MAX(seq) FROM audit_checkpoint";
+const ARCHIVED: &str = "SELECT to_seq, last_hash FROM audit_archive ORDER BY to_seq DESC LIMIT 1";
+
+async fn read_state_sqlite(conn: &mut SqliteConnection) -> Result<ChainState, AuditError> {
+    let head: Option<(i64, String)> = sqlx::query_as(HEAD).fetch_optional(&mut *conn).await?;
+    let archived: Option<(i64, String)> =
+        sqlx::query_as(ARCHIVED).fetch_optional(&mut *conn).await?;
+    let sealed: Option<i64> = sqlx::query_scalar(SEALED).fetch_one(&mut *conn).await?;
+    Ok(state_of(head, archived, sealed))
+}
+
+async fn read_state_pg(conn: &mut sqlx::PgConnection) -> Result<ChainState, AuditError> {
+    let head: Option<(i64, String)> = sqlx::query_as(HEAD).fetch_optional(&mut *conn).await?;
+    let archived: Option<(i64, String)> = if head.is_none() {
+        sqlx::query_as(ARCHIVED).fetch_optional(&mut *conn).await?
+    } else {
+        None
+    };
+    let sealed: Option<i64> = sqlx::query_scalar(SEALED).fetch_one(&mut *conn).await?;
+    Ok(state_of(head, archived, sealed))
+}
+
+/// The head is the last stored record, or — when everything was archived — the last
+/// archived one.
+fn state_of(
+    head: Option<(i64, String)>,
+    archived: Option<(i64, String)>,
+    sealed: Option<i64>,
+) -> ChainState {
+    let (seq, hash) = head.or(archived).unwrap_or_else(|| (0, GENESIS.to_owned()));
+    ChainState {
+        seq,
+        hash,
+        sealed: sealed.unwrap_or(0),
+    }
+}
+
+async fn insert_pg(tx: &mut sqlx::PgConnection, p: &Prepared) -> Result<(), AuditError> {
+    if !p.rows.is_empty() {
+        // One statement per batch: arrays unnested server-side, one round trip.
+        let mut cols: Vec<Vec<Option<String>>> =
+            (0..8).map(|_| Vec::with_capacity(p.rows.len())).collect();
+        for r in &p.rows {
+            for (i, c) in r.columns.iter().enumerate() {
+                cols[i].push(c.clone());
+            }
+        }
+        let mut q = sqlx::query(
+            "INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                  $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])",
+        )
+        .bind(p.rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(p.rows.iter().map(|r| r.hash.clone()).collect::<Vec<_>>())
+        .bind(p.rows.iter().map(|r| r.record.clone()).collect::<Vec<_>>());
+        for c in cols {
+            q = q.bind(c);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    if let Some(c) = &p.checkpoint {
+        sqlx::query("INSERT INTO audit_checkpoint (seq, hash, checkpoint) VALUES ($1, $2, $3)")
+            .bind(c.seq)
+            .bind(&c.hash)
+            .bind(c.to_json())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+struct Writer {
+    backend: Backend,
+    state: ChainState,
+    signer: Arc<Signer>,
+    last_sealed_at: Instant,
+    settings: AuditSettings,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+        let max = self.settings.batch_max;
+        let mut batch = Vec::with_capacity(max);
+        let mut tick = tokio::time::interval(self.settings.checkpoint_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                n = rx.recv_many(&mut batch, max) => {
+                    if n == 0 {
+                        break;
+                    }
+                    self.commit(&mut batch).await;
+                }
+                _ = tick.tick() => {
+                    // A lone SQLite writer knows when nothing is unsealed; with a
+                    // shared PostgreSQL chain, other gateways may have appended.
+                    let idle = matches!(self.backend, Backend::Sqlite(_))
+                        && self.state.seq == self.state.sealed;
+                    if !idle && self.last_sealed_at.elapsed() >= self.settings.checkpoint_interval {
+                        self.commit(&mut batch).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commit the waiting records (possibly none: a timed seal) and answer them.
+    async fn commit(&mut self, batch: &mut Vec<Pending>) {
+        let entries: Vec<&AuditEntry> = batch.iter().map(|p| &p.entry).collect();
+        let time_due = self.last_sealed_at.elapsed() >= self.settings.checkpoint_interval;
+        let (signer, settings) = (&self.signer, &self.settings);
+        let result = self
+            .backend
+            .append(&self.state, |head| {
+                chain(head, &entries, time_due, signer, settings)
+            })
+            .await;
+        drop(entries);
+        match result {
+            Ok((prepared, state)) => {
+                self.state = state;
+                if let Some(c) = &prepared.checkpoint {
+                    self.last_sealed_at = Instant::now();
+                    self.copy_checkpoint(c).await;
+                }
+                for (p, r) in batch.drain(..).zip(prepared.rows) {
+                    let _ = p.reply.send(Ok(Receipt {
+                        seq: r.seq,
+                        hash: r.hash,
+                    }));
                 }
             }
             Err(e) => {
@@ -119,46 +400,77 @@ async fn writer(
                 }
                 // The transaction rolled back; re-read the head in case the store
                 // moved under us.
-                if let Ok(h) = read_head(&mut conn).await {
-                    head = h;
+                if let Ok(s) = self.backend.read_state().await {
+                    self.state = s;
                 }
             }
         }
     }
+
+    /// Keep a copy of the checkpoint outside the store, so that deleting records and
+    /// their checkpoints together is still noticed.
+    async fn copy_checkpoint(&self, c: &Checkpoint) {
+        let Some(path) = &self.settings.checkpoint_file else {
+            return;
+        };
+        let line = format!("{}\n", c.to_json());
+        let write = async {
+            let mut f = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .await?;
+            f.write_all(line.as_bytes()).await?;
+            f.sync_data().await
+        };
+        if let Err(e) = write.await {
+            tracing::error!(error = %e, file = %path.display(), seq = c.seq, "cannot copy the audit checkpoint outside the store");
+        }
+    }
 }
 
-async fn commit(
-    conn: &mut SqliteConnection,
-    head: &(i64, String),
-    batch: &[Pending],
-) -> Result<Vec<Receipt>, AuditError> {
-    let mut tx = conn.begin().await?;
-    let (mut seq, mut prev) = head.clone();
-    let mut receipts = Vec::with_capacity(batch.len());
-    for p in batch {
+/// Chain `entries` onto `head`, and seal the new head when a checkpoint is due.
+fn chain(
+    head: &ChainState,
+    entries: &[&AuditEntry],
+    time_due: bool,
+    signer: &Signer,
+    settings: &AuditSettings,
+) -> Result<Prepared, AuditError> {
+    let (mut seq, mut prev) = (head.seq, head.hash.clone());
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
         seq += 1;
-        let record = canonical(&Chained {
-            seq,
-            prev_hash: &prev,
-            entry: &p.entry,
-        })
-        .map_err(|e| AuditError::Store(e.to_string()))?;
-        let hash = chain_hash(&prev, &record);
-        let text = String::from_utf8(record).map_err(|e| AuditError::Store(e.to_string()))?;
-        sqlx::query("INSERT INTO audit_log (seq, hash, record) VALUES (?1, ?2, ?3)")
-            .bind(seq)
-            .bind(&hash)
-            .bind(text)
-            .execute(&mut *tx)
-            .await?;
-        receipts.push(Receipt {
+        let (record, hash) =
+            seal_entry(seq, &prev, e).map_err(|e| AuditError::Store(e.to_string()))?;
+        rows.push(NewRow {
             seq,
             hash: hash.clone(),
+            record,
+            columns: [
+                Some(e.time.clone()),
+                e.consumer.clone(),
+                e.operator.clone(),
+                e.dataset.clone(),
+                e.subject.clone(),
+                e.matter.clone(),
+                e.case_id.clone(),
+                Some(e.decision.as_str().to_owned()),
+            ],
         });
         prev = hash;
     }
-    tx.commit().await?;
-    Ok(receipts)
+    let unsealed = seq - head.sealed;
+    let due = unsealed >= settings.checkpoint_every || (time_due && unsealed > 0);
+    let checkpoint = if due {
+        Some(
+            Checkpoint::sign(signer, seq, &prev, &settings.node)
+                .map_err(|e| AuditError::Store(format!("checkpoint: {e}")))?,
+        )
+    } else {
+        None
+    };
+    Ok(Prepared { rows, checkpoint })
 }
 
 #[cfg(test)]
@@ -167,11 +479,38 @@ mod tests {
     use super::*;
     use crate::audit::verify_chain;
 
+    pub(crate) fn test_signer() -> Arc<Signer> {
+        use rustls_pki_types::pem::PemObject as _;
+        let pem = Signer::generate_pem().unwrap();
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+        Arc::new(Signer::from_pkcs8(der.secret_pkcs8_der()).unwrap())
+    }
+
+    fn settings(every: i64) -> AuditSettings {
+        AuditSettings {
+            node: "gw-test".into(),
+            batch_max: 8,
+            checkpoint_every: every,
+            checkpoint_interval: Duration::from_secs(3600),
+            checkpoint_file: None,
+        }
+    }
+
+    async fn open(path: &Path, every: i64) -> AuditLog {
+        AuditLog::open(
+            &StateDb::Sqlite(path.to_owned()),
+            test_signer(),
+            settings(every),
+        )
+        .await
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn appends_chain_and_verifies() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let log = AuditLog::open(&path, 8).await.unwrap();
+        let log = open(&path, 10).await;
         let mut handles = Vec::new();
         for i in 0..50 {
             let log = log.clone();
@@ -194,10 +533,14 @@ mod tests {
         let report = verify_chain(&mut conn).await.unwrap();
         assert_eq!(report.records, 50);
         assert!(report.failure.is_none());
+        let cps = log.store().checkpoints(1, 50).await.unwrap();
+        // Sealed once 10 or more are unsealed, at the end of a batch of up to 8.
+        assert!(cps.len() >= 3, "{cps:?}");
+        assert!(cps.windows(2).all(|w| w[1].seq - w[0].seq < 10 + 8));
 
         // A reopened log continues the chain.
         drop(log);
-        let log = AuditLog::open(&path, 8).await.unwrap();
+        let log = open(&path, 10).await;
         let r = log.append(AuditEntry::default()).await.unwrap();
         assert_eq!(r.seq, 51);
         let report = verify_chain(&mut conn).await.unwrap();
@@ -208,7 +551,7 @@ mod tests {
     async fn failed_commit_is_reported_and_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let log = AuditLog::open(&path, 8).await.unwrap();
+        let log = open(&path, 1000).await;
         log.append(AuditEntry::default()).await.unwrap();
         let mut conn = state_db_options(&path).connect().await.unwrap();
         sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'refused'); END")

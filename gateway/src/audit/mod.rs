@@ -1,15 +1,40 @@
 //! The audit log: every request that reaches the HTTP layer, hash-chained, committed
-//! before its response leaves.
+//! before its response leaves, sealed by signed checkpoints.
 //!
 //! Record `n` stores its canonical JSON (RFC 8785) holding `seq` and `prev_hash`, and
 //! `hash = SHA-256(prev_hash ‖ canonical JSON)` in lowercase hex, `prev_hash` of the
 //! first record being 64 zeros. Editing, deleting, inserting or reordering a row breaks
-//! the chain at that row, which `verify` names.
+//! the chain at that row, which `verify` names. Every N records or T seconds the writer
+//! signs a [`Checkpoint`] of the head with the gateway's Ed25519 key, stored beside the
+//! chain and copied to a file outside it, so that a cut-off tail or a chain rewritten
+//! with recomputed hashes is caught too.
+//!
+//! ```text
+//!  AuditLog::append ─▶ writer task (group commit) ─▶ AuditStore (SQLite | PostgreSQL)
+//!                         └─ every N records / T s: Checkpoint ─▶ store + checkpoint file
+//!  verify · search · export · subject · report · archive ─▶ AuditStore
+//! ```
 
+mod archive;
 mod chain;
+mod checkpoint;
+mod export;
 mod log;
+mod report;
+mod search;
+mod store;
+mod subject;
 mod verify;
 
-pub use chain::{chain_hash, AuditEntry, Decision, GENESIS};
-pub use log::{state_db_options, AuditError, AuditLog, Receipt};
-pub use verify::{verify_chain, VerifyFailure, VerifyReport};
+pub use archive::{archive, read_archive};
+pub use chain::{chain_hash, seal_entry, AuditEntry, Decision, StoredRecord, GENESIS};
+pub use checkpoint::{merge_jwks, read_checkpoint_file, Checkpoint, CHECKPOINT_KIND};
+pub use export::{
+    export, parse_line, ExportContext, ExportLine, ExportSummary, Format, EXPORT_FORMAT,
+};
+pub use log::{state_db_options, AuditError, AuditLog, AuditSettings, Receipt};
+pub use report::{anomalies, revoked_from_index, Anomaly, AnomalyRules};
+pub use search::{parse_time, Filter};
+pub use store::{ArchiveEntry, AuditStore, Row};
+pub use subject::{subject_report, Access, SubjectReport};
+pub use verify::{verify, verify_chain, ChainChecker, VerifyFailure, VerifyOptions, VerifyReport};

@@ -1,9 +1,24 @@
+//! Verification: the chain record by record, then the signed checkpoints against it.
+//!
+//! The chain alone catches an edited, deleted, inserted or reordered record; the
+//! checkpoints catch what the chain cannot — a tail cut off, or a chain rewritten with
+//! recomputed hashes — up to the last checkpoint. Records after the last checkpoint
+//! are reported as unsealed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use futures_util::TryStreamExt as _;
-use serde::Deserialize;
+use ring::digest::{Context, SHA256};
+use serde_json::Value;
 use sqlx::SqliteConnection;
 
-use super::chain::{chain_hash, GENESIS};
+use super::archive::read_archive;
+use super::chain::GENESIS;
+use super::checkpoint::Checkpoint;
 use super::log::AuditError;
+use super::store::{AuditStore, Row};
 
 /// The first place the chain is broken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,7 +30,7 @@ pub struct VerifyFailure {
 }
 
 /// Result of checking the chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VerifyReport {
     /// Records checked before stopping.
     pub records: u64,
@@ -23,68 +38,588 @@ pub struct VerifyReport {
     pub head: (i64, String),
     /// The first break, if any.
     pub failure: Option<VerifyFailure>,
+    /// Signed checkpoints checked.
+    pub checkpoints: usize,
+    /// Highest sequence number sealed by a valid checkpoint.
+    pub sealed: i64,
+    /// Records read from archive files.
+    pub archived: u64,
 }
 
-#[derive(Deserialize)]
-struct Head<'a> {
-    seq: i64,
-    #[serde(borrow)]
-    prev_hash: &'a str,
+/// What to verify and against which keys.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// First sequence number (default: the start of the chain).
+    pub from: Option<i64>,
+    /// Last sequence number (default: the end).
+    pub to: Option<i64>,
+    /// JWKS of the keys trusted to sign checkpoints.
+    pub jwks: Value,
+    /// Checkpoints kept outside the store.
+    pub external: Vec<Checkpoint>,
+    /// Where relative archive file names are found.
+    pub archive_dir: Option<std::path::PathBuf>,
 }
 
-/// Walk the whole chain in sequence order and report the first break.
+/// Checks consecutive records: `seq` follows, the record names the previous hash and
+/// its own seq, and its stored hash is SHA-256 over the previous hash and its bytes.
+#[derive(Debug, Clone)]
+pub struct ChainChecker {
+    expected: i64,
+    prev: [u8; 64],
+    checked: u64,
+}
+
+impl ChainChecker {
+    /// Start at `first_seq`, whose `prev_hash` must be `anchor`.
+    pub fn new(first_seq: i64, anchor: &str) -> Self {
+        let mut prev = [b'0'; 64];
+        if anchor.len() == 64 {
+            prev.copy_from_slice(anchor.as_bytes());
+        }
+        Self {
+            expected: first_seq,
+            prev,
+            checked: 0,
+        }
+    }
+
+    /// The next sequence number expected.
+    pub fn expected(&self) -> i64 {
+        self.expected
+    }
+
+    /// Records checked so far.
+    pub fn checked(&self) -> u64 {
+        self.checked
+    }
+
+    /// The last good hash (the anchor before any record).
+    pub fn prev_hash(&self) -> String {
+        String::from_utf8_lossy(&self.prev).into_owned()
+    }
+
+    /// Check one record.
+    pub fn check(&mut self, seq: i64, hash: &str, record: &[u8]) -> Result<(), VerifyFailure> {
+        let fail = |seq: i64, reason: String| VerifyFailure { seq, reason };
+        if seq != self.expected {
+            return Err(if seq > self.expected {
+                fail(
+                    self.expected,
+                    format!(
+                        "record {} is missing (the next stored record is {seq}): deleted",
+                        self.expected
+                    ),
+                )
+            } else {
+                fail(
+                    seq,
+                    format!(
+                        "record {seq} appears again after {}: inserted or reordered",
+                        self.expected - 1
+                    ),
+                )
+            });
+        }
+        let (rec_seq, rec_prev) = head_fields(record).ok_or_else(|| {
+            fail(
+                seq,
+                "record is not a chained audit record (no seq/prev_hash)".into(),
+            )
+        })?;
+        if rec_seq != seq {
+            return Err(fail(
+                seq,
+                format!("record says seq {rec_seq}, stored as {seq}: reordered"),
+            ));
+        }
+        if rec_prev != self.prev {
+            return Err(fail(
+                seq,
+                "prev_hash does not match the previous record's hash: a record before it was deleted, inserted or reordered".into(),
+            ));
+        }
+        let mut ctx = Context::new(&SHA256);
+        ctx.update(&self.prev);
+        ctx.update(record);
+        let mut hex_buf = [0u8; 64];
+        hex_into(ctx.finish().as_ref(), &mut hex_buf);
+        if hash.as_bytes() != hex_buf {
+            return Err(fail(
+                seq,
+                "record content does not match its hash: edited".into(),
+            ));
+        }
+        self.prev = hex_buf;
+        self.expected = seq + 1;
+        self.checked += 1;
+        Ok(())
+    }
+}
+
+fn hex_into(bytes: &[u8], out: &mut [u8; 64]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate().take(32) {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 15)];
+    }
+}
+
+/// The top-level `seq` and `prev_hash` of a canonical record, without parsing it.
+///
+/// In RFC 8785 output members are sorted and strings never hold an unescaped `"`, so
+/// the byte patterns below occur only as member names. Members sorting after
+/// `prev_hash` and `seq` (reason, request_id, status, subject, time) are scalars, so
+/// the last occurrence of each pattern is the top-level member even when `detail`
+/// nests objects that reuse the names.
+fn head_fields(record: &[u8]) -> Option<(i64, &[u8])> {
+    const PREV: &[u8] = b"\"prev_hash\":\"";
+    const SEQ: &[u8] = b"\"seq\":";
+    let seq_at = rfind(record, SEQ)?;
+    let s = seq_at + SEQ.len();
+    let digits = record[s..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b'-')
+        .count();
+    let seq = std::str::from_utf8(&record[s..s + digits])
+        .ok()?
+        .parse()
+        .ok()?;
+    // `prev_hash` sorts before `seq`.
+    let p = rfind(&record[..seq_at], PREV)? + PREV.len();
+    let prev = record.get(p..p + 64)?;
+    if record.get(p + 64) != Some(&b'"') {
+        return None;
+    }
+    Some((seq, prev))
+}
+
+/// Last occurrence of `needle`, scanning back from the end (the members sought are
+/// near it): a byte test first, the full comparison only on a match.
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, _) = needle.split_first()?;
+    let mut i = hay.len().checked_sub(needle.len())?;
+    loop {
+        if hay[i] == first && hay[i..].starts_with(needle) {
+            return Some(i);
+        }
+        i = i.checked_sub(1)?;
+    }
+}
+
+/// Walk the whole chain of a SQLite state database and report the first break (no
+/// checkpoints; see [`verify`] for the full check).
 pub async fn verify_chain(conn: &mut SqliteConnection) -> Result<VerifyReport, AuditError> {
     let mut rows = sqlx::query_as::<_, (i64, String, String)>(
         "SELECT seq, hash, record FROM audit_log ORDER BY seq",
     )
     .fetch(&mut *conn);
-    let mut expected_seq = 1;
-    let mut prev = GENESIS.to_owned();
-    let mut records = 0;
+    let mut checker = ChainChecker::new(1, GENESIS);
+    let mut failure = None;
     while let Some((seq, hash, record)) = rows.try_next().await? {
-        if let Err(reason) = check_row(expected_seq, &prev, seq, &hash, &record) {
-            return Ok(VerifyReport {
-                records,
-                head: (expected_seq - 1, prev),
-                failure: Some(VerifyFailure {
-                    seq: seq.min(expected_seq),
-                    reason,
-                }),
-            });
+        if let Err(f) = checker.check(seq, &hash, record.as_bytes()) {
+            failure = Some(f);
+            break;
         }
-        records += 1;
-        expected_seq = seq + 1;
-        prev = hash;
     }
     Ok(VerifyReport {
-        records,
-        head: (expected_seq - 1, prev),
-        failure: None,
+        records: checker.checked(),
+        head: (checker.expected() - 1, checker.prev_hash()),
+        failure,
+        ..VerifyReport::default()
     })
 }
 
-fn check_row(
-    expected_seq: i64,
-    prev: &str,
-    seq: i64,
-    hash: &str,
-    record: &str,
-) -> Result<(), String> {
-    if seq != expected_seq {
-        return Err(format!(
-            "expected record {expected_seq}, found {seq}: records are missing"
+/// Verify the chain (archives, then the store) and every checkpoint; `progress` is
+/// called with the number of records checked so far, now and then.
+pub async fn verify(
+    store: &AuditStore,
+    opts: &VerifyOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<VerifyReport, AuditError> {
+    let lo = opts.from.unwrap_or(1).max(1);
+    let hi = opts.to.unwrap_or(i64::MAX);
+    let mut failures: Vec<VerifyFailure> = Vec::new();
+    let seals = seals(store, opts, lo, hi, &mut failures).await?;
+    let archives = store.archives().await?;
+    let bounds = store.bounds().await?;
+
+    // Where the walk starts, and the hash it is anchored on.
+    let mut checker: Option<ChainChecker> = None;
+    let mut report = VerifyReport::default();
+    for (i, a) in archives
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.to_seq >= lo && a.from_seq <= hi)
+    {
+        let anchor = if i == 0 {
+            GENESIS.to_owned()
+        } else {
+            archives[i - 1].last_hash.clone()
+        };
+        let c = checker.get_or_insert_with(|| ChainChecker::new(a.from_seq, &anchor));
+        let path = match &opts.archive_dir {
+            Some(dir) => dir.join(&a.file),
+            None => a.file.clone().into(),
+        };
+        match read_archive(&path, &a.sha256) {
+            Ok(rows) => {
+                for r in rows {
+                    let r = match r {
+                        Ok(r) => r,
+                        Err(e) => {
+                            failures.push(VerifyFailure {
+                                seq: c.expected(),
+                                reason: format!("archive {e}"),
+                            });
+                            break;
+                        }
+                    };
+                    if r.seq > hi {
+                        break;
+                    }
+                    if let Err(f) = check_sealed(c, &r, &seals) {
+                        failures.push(f);
+                        break;
+                    }
+                    report.archived += 1;
+                }
+            }
+            Err(e) => failures.push(VerifyFailure {
+                seq: a.from_seq,
+                reason: format!("archive {}: {e}", path.display()),
+            }),
+        }
+        if !failures.is_empty() {
+            break;
+        }
+    }
+    if failures.is_empty() {
+        if let Some((first, _)) = bounds {
+            let start = lo.max(first);
+            let mut c = match checker.take() {
+                Some(c) => c,
+                None if start == 1 => ChainChecker::new(1, GENESIS),
+                None => match anchor_of(store, &archives, start).await? {
+                    Some(anchor) => ChainChecker::new(start, &anchor),
+                    None => {
+                        failures.push(VerifyFailure {
+                            seq: lo.max(1),
+                            reason: format!("records {}..{} are missing: deleted from the start of the log, and no archive holds them", lo.max(1), first - 1),
+                        });
+                        ChainChecker::new(start, GENESIS)
+                    }
+                },
+            };
+            if failures.is_empty() {
+                let end = hi.min(bounds.map(|(_, last)| last).unwrap_or(hi));
+                let parts = if end - c.expected() + 1 >= PARALLEL_FROM {
+                    PARTS
+                } else {
+                    1
+                };
+                let (walked, failure) =
+                    walk(store, c, end, parts, &seals, &mut progress, report.archived).await?;
+                failures.extend(failure);
+                c = walked;
+            }
+            checker = Some(c);
+        }
+    }
+    let checker = checker.unwrap_or_else(|| ChainChecker::new(lo, GENESIS));
+    let last = checker.expected() - 1;
+    // A checkpoint beyond the last record seals records that are gone.
+    let beyond = if last < hi {
+        seals.range(last + 1..=hi).next()
+    } else {
+        None
+    };
+    if let Some((&seq, seal)) = beyond {
+        if failures.is_empty() {
+            failures.push(VerifyFailure {
+                seq: last + 1,
+                reason: format!(
+                    "the log ends at seq {last}, but a checkpoint signed by {} at {} seals seq {seq}: records {}..{seq} were truncated",
+                    seal.node, seal.time, last + 1
+                ),
+            });
+        }
+    }
+    report.records = checker.checked();
+    report.head = (last, checker.prev_hash());
+    report.checkpoints = seals.len();
+    report.sealed = seals
+        .range(..=last)
+        .next_back()
+        .map(|(s, _)| *s)
+        .unwrap_or(0);
+    report.failure = failures.into_iter().min_by_key(|f| f.seq);
+    progress(report.records);
+    Ok(report)
+}
+
+/// Below this many records one sequential walk; above, [`PARTS`] at once.
+const PARALLEL_FROM: i64 = 100_000;
+/// Ranges read and checked at once, each on its own pooled connection.
+const PARTS: i64 = 4;
+
+/// Check records `c.expected()..=end` of the store, cut into `parts` ranges read and
+/// checked at once; part k starts from the stored hash of the
+/// record before it, which part k-1 proves (its last record must hash to exactly that),
+/// so the first failure found is the one a single sequential walk would find.
+async fn walk(
+    store: &AuditStore,
+    c: ChainChecker,
+    end: i64,
+    parts: i64,
+    seals: &BTreeMap<i64, Checkpoint>,
+    progress: &mut impl FnMut(u64),
+    base: u64,
+) -> Result<(ChainChecker, Option<VerifyFailure>), AuditError> {
+    let start = c.expected();
+    let size = ((end - start + 1).max(1) + parts - 1) / parts;
+    let seals = Arc::new(seals.clone());
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let mut checker = Some(c);
+    for k in 0..parts {
+        let (a, b) = (start + k * size, (start + (k + 1) * size - 1).min(end));
+        if a > end {
+            break;
+        }
+        let part = match checker.take() {
+            Some(first) => first,
+            // A missing anchor makes this part fail at its start; the part before
+            // reports the missing record, which comes first.
+            None => ChainChecker::new(a, &store.hash_of(a - 1).await?.unwrap_or_default()),
+        };
+        let (store, seals, counter) = (store.clone(), Arc::clone(&seals), Arc::clone(&counter));
+        tasks.push((
+            b,
+            tokio::spawn(async move { walk_part(&store, part, b, &seals, &counter).await }),
         ));
     }
-    let head: Head<'_> =
-        serde_json::from_str(record).map_err(|e| format!("record is not valid JSON: {e}"))?;
-    if head.seq != seq {
-        return Err(format!("record says seq {}, stored as {seq}", head.seq));
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut results = Vec::new();
+    for (b, mut task) in tasks {
+        let result = loop {
+            tokio::select! {
+                r = &mut task => break r,
+                _ = tick.tick() => progress(base + counter.load(Ordering::Relaxed)),
+            }
+        };
+        let (part, failure) =
+            result.map_err(|e| AuditError::Store(format!("verify task: {e}")))??;
+        // A part that ran out before its end lost its last records.
+        let failure = failure.or_else(|| {
+            (part.expected() <= b && b < end).then(|| VerifyFailure {
+                seq: part.expected(),
+                reason: format!("record {} is missing: deleted", part.expected()),
+            })
+        });
+        let stop = failure.is_some();
+        results.push((part, failure));
+        if stop {
+            break;
+        }
     }
-    if head.prev_hash != prev {
-        return Err("prev_hash does not match the previous record's hash".into());
+    let checked: u64 = results.iter().map(|(p, _)| p.checked()).sum();
+    let (mut last, failure) = results
+        .pop()
+        .unwrap_or_else(|| (ChainChecker::new(start, GENESIS), None));
+    last.checked = checked;
+    Ok((last, failure))
+}
+
+async fn walk_part(
+    store: &AuditStore,
+    mut c: ChainChecker,
+    end: i64,
+    seals: &BTreeMap<i64, Checkpoint>,
+    counter: &AtomicU64,
+) -> Result<(ChainChecker, Option<VerifyFailure>), AuditError> {
+    let mut rows = store.rows(c.expected(), end);
+    while let Some(r) = rows.try_next().await? {
+        if let Err(f) = check_sealed(&mut c, &r, seals) {
+            return Ok((c, Some(f)));
+        }
+        if c.checked().is_multiple_of(4096) {
+            counter.fetch_add(4096, Ordering::Relaxed);
+        }
     }
-    if chain_hash(prev, record.as_bytes()) != hash {
-        return Err("record content does not match its hash (edited)".into());
+    Ok((c, None))
+}
+
+/// The valid checkpoints in range, by seq, from the store and the external copies.
+/// A bad signature or two disagreeing seals are failures at their seq.
+async fn seals(
+    store: &AuditStore,
+    opts: &VerifyOptions,
+    lo: i64,
+    hi: i64,
+    failures: &mut Vec<VerifyFailure>,
+) -> Result<BTreeMap<i64, Checkpoint>, AuditError> {
+    let mut out: BTreeMap<i64, Checkpoint> = BTreeMap::new();
+    let stored = store.checkpoints(lo, hi).await?;
+    let external = opts
+        .external
+        .iter()
+        .filter(|c| c.seq >= lo && c.seq <= hi)
+        .cloned();
+    for c in stored.into_iter().chain(external) {
+        if let Err(e) = c.verify(&opts.jwks) {
+            failures.push(VerifyFailure {
+                seq: c.seq,
+                reason: format!("the checkpoint sealing seq {} does not verify: {e}", c.seq),
+            });
+            continue;
+        }
+        match out.get(&c.seq) {
+            Some(have) if have.hash != c.hash => failures.push(VerifyFailure {
+                seq: c.seq,
+                reason: format!(
+                    "two valid checkpoints seal seq {} with different hashes",
+                    c.seq
+                ),
+            }),
+            Some(_) => {}
+            None => {
+                out.insert(c.seq, c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Check a record and, when a checkpoint seals it, its hash against the seal.
+fn check_sealed(
+    c: &mut ChainChecker,
+    r: &Row,
+    seals: &BTreeMap<i64, Checkpoint>,
+) -> Result<(), VerifyFailure> {
+    c.check(r.seq, &r.hash, r.record.as_bytes())?;
+    if let Some(seal) = seals.get(&r.seq) {
+        if seal.hash != r.hash {
+            let previous = seals
+                .range(..r.seq)
+                .next_back()
+                .map(|(s, _)| *s)
+                .unwrap_or(0);
+            return Err(VerifyFailure {
+                seq: previous + 1,
+                reason: format!(
+                    "record {} does not match the checkpoint signed by {} at {}: records {}..{} were rewritten (hashes recomputed) after sealing",
+                    r.seq, seal.node, seal.time, previous + 1, r.seq
+                ),
+            });
+        }
     }
     Ok(())
+}
+
+/// The hash record `start` must chain onto: the stored hash of `start - 1`, or the
+/// last hash of the archive ending there.
+async fn anchor_of(
+    store: &AuditStore,
+    archives: &[super::store::ArchiveEntry],
+    start: i64,
+) -> Result<Option<String>, AuditError> {
+    if let Some(a) = archives.iter().find(|a| a.to_seq == start - 1) {
+        return Ok(Some(a.last_hash.clone()));
+    }
+    store.hash_of(start - 1).await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::audit::{seal_entry, AuditEntry};
+    use crate::config::StateDb;
+
+    /// A store of `n` chained records.
+    async fn store(dir: &std::path::Path, n: i64) -> (AuditStore, sqlx::SqlitePool) {
+        let db = dir.join("state.db");
+        let store = AuditStore::open(&StateDb::Sqlite(db.clone()))
+            .await
+            .unwrap();
+        let AuditStore::Sqlite(pool) = &store else {
+            unreachable!()
+        };
+        let mut prev = GENESIS.to_owned();
+        for seq in 1..=n {
+            let e = AuditEntry {
+                request_id: format!("r{seq}"),
+                ..AuditEntry::default()
+            };
+            let (record, hash) = seal_entry(seq, &prev, &e).unwrap();
+            sqlx::query("INSERT INTO audit_log (seq, hash, record) VALUES (?1, ?2, ?3)")
+                .bind(seq)
+                .bind(&hash)
+                .bind(record)
+                .execute(pool)
+                .await
+                .unwrap();
+            prev = hash;
+        }
+        let pool = pool.clone();
+        (store, pool)
+    }
+
+    async fn walk_with(store: &AuditStore, parts: i64) -> (i64, u64, Option<i64>) {
+        let none = BTreeMap::new();
+        let (c, f) = walk(
+            store,
+            ChainChecker::new(1, GENESIS),
+            40,
+            parts,
+            &none,
+            &mut |_| {},
+            0,
+        )
+        .await
+        .unwrap();
+        (c.expected(), c.checked(), f.map(|f| f.seq))
+    }
+
+    #[tokio::test]
+    async fn parts_find_the_failure_a_sequential_walk_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (intact, _) = store(dir.path(), 40).await;
+        assert_eq!(walk_with(&intact, 4).await, (41, 40, None));
+        // Parts are 1-10, 11-20, 21-30, 31-40: tamper at and around the boundaries.
+        let cases = [
+            ("DELETE FROM audit_log WHERE seq = 10", Some(10)),
+            ("DELETE FROM audit_log WHERE seq = 11", Some(11)),
+            ("UPDATE audit_log SET record = replace(record, '\"r25\"', '\"x25\"') WHERE seq = 25", Some(25)),
+            ("UPDATE audit_log SET seq = -1 WHERE seq = 20; UPDATE audit_log SET seq = 20 WHERE seq = 21; UPDATE audit_log SET seq = 21 WHERE seq = -1", Some(20)),
+            // The end of the log is the checkpoints' business.
+            ("DELETE FROM audit_log WHERE seq = 40", None),
+        ];
+        for (i, (sql, want)) in cases.into_iter().enumerate() {
+            let sub = dir.path().join(i.to_string());
+            std::fs::create_dir(&sub).unwrap();
+            let (store, pool) = store(&sub, 40).await;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
+            let (_, _, one) = walk_with(&store, 1).await;
+            let (_, _, four) = walk_with(&store, 4).await;
+            assert_eq!(one, want, "{sql}");
+            assert_eq!(four, want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn head_fields_take_the_top_level_members() {
+        let prev = "a".repeat(64);
+        let rec = format!(
+            "{{\"detail\":{{\"prev_hash\":\"{}\",\"seq\":9}},\"prev_hash\":\"{prev}\",\"reason\":\"x \\\"seq\\\":5\",\"seq\":12,\"time\":\"t\"}}",
+            "b".repeat(64)
+        );
+        let (seq, p) = head_fields(rec.as_bytes()).unwrap();
+        assert_eq!(seq, 12);
+        assert_eq!(p, prev.as_bytes());
+    }
 }

@@ -1,13 +1,19 @@
 //! `tongban audit …`: the security officer's tools.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use clap::{Args, Subcommand};
-use sqlx::ConnectOptions as _;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::Value;
 
 use super::Failure;
-use crate::audit::{state_db_options, verify_chain};
+use crate::audit::{
+    self, merge_jwks, read_checkpoint_file, AnomalyRules, AuditStore, Checkpoint, ExportContext,
+    Filter, Format, VerifyOptions,
+};
 use crate::config::Config;
+use crate::signing::Signer;
 
 /// `tongban audit` arguments.
 #[derive(Debug, Args)]
@@ -17,40 +23,290 @@ pub struct AuditArgs {
     pub command: AuditCommand,
 }
 
+/// Text for people, JSON for programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable text.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// The search filters, shared by `search`, `report` and `subject`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Received at or after (RFC 3339, or a date YYYY-MM-DD in China Standard Time).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Received before (RFC 3339), or up to the end of a date.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Consumer identity (urn:tongban:<dept>:<system>).
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// Operator (clerk) id.
+    #[arg(long)]
+    pub operator: Option<String>,
+    /// Dataset.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Subject identifier.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Matter.
+    #[arg(long)]
+    pub matter: Option<String>,
+    /// Case id.
+    #[arg(long)]
+    pub case_id: Option<String>,
+    /// allow, deny or error.
+    #[arg(long)]
+    pub decision: Option<String>,
+}
+
 /// `tongban audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain; name the first bad record.
+    /// Check the hash chain, archives and signed checkpoints; name the first bad record.
     Verify {
         /// Config file.
         #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
         config: PathBuf,
+        /// First sequence number to check (default: the start).
+        #[arg(long)]
+        from: Option<i64>,
+        /// Last sequence number to check (default: the end).
+        #[arg(long)]
+        to: Option<i64>,
+        /// More checkpoint copies kept elsewhere (JSON lines), to check against.
+        #[arg(long = "checkpoints")]
+        checkpoints: Vec<PathBuf>,
+        /// More JWKS files whose keys are trusted to sign checkpoints.
+        #[arg(long)]
+        jwks: Vec<PathBuf>,
+    },
+    /// Search records; prints one JSON record per line, or a table.
+    Search {
+        /// Config file.
+        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
+        config: PathBuf,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many records.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Only records after this sequence number (the next page).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Json)]
+        format: Output,
+    },
+    /// Export records with their checkpoints and public keys, for verification elsewhere.
+    Export {
+        /// Config file.
+        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
+        config: PathBuf,
+        /// jsonl or csv.
+        #[arg(long, value_enum)]
+        format: Format,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// First sequence number.
+        #[arg(long)]
+        from: Option<i64>,
+        /// Last sequence number.
+        #[arg(long)]
+        to: Option<i64>,
+    },
+    /// A citizen's access report: who looked at this subject's records, why and when.
+    Subject {
+        /// The subject identifier (resident ID, credit code, license id).
+        id: String,
+        /// Config file.
+        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
+        config: PathBuf,
+        /// Received at or after.
+        #[arg(long)]
+        from: Option<String>,
+        /// Received before.
+        #[arg(long)]
+        to: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        format: Output,
+    },
+    /// Anomaly report: volume, hours, case fan-out, denial bursts, revoked certificates.
+    Report {
+        /// Config file.
+        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
+        config: PathBuf,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Certificate index naming revoked certificates (default: audit.anomaly.revoked_index).
+        #[arg(long)]
+        revoked: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        format: Output,
+    },
+    /// Move records older than the retention period into compressed archive files.
+    Archive {
+        /// Config file.
+        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
+        config: PathBuf,
+        /// Archive records received before this time instead of audit.retention_days ago.
+        #[arg(long)]
+        before: Option<String>,
     },
 }
 
 /// Run an audit command.
 pub async fn run(args: AuditArgs) -> Result<(), Failure> {
     match args.command {
-        AuditCommand::Verify { config } => verify(&config).await,
+        AuditCommand::Verify {
+            config,
+            from,
+            to,
+            checkpoints,
+            jwks,
+        } => verify(&config, from, to, &checkpoints, &jwks).await,
+        AuditCommand::Search {
+            config,
+            filter,
+            limit,
+            after,
+            format,
+        } => search(&config, &filter, limit, after, format).await,
+        AuditCommand::Export {
+            config,
+            format,
+            out,
+            from,
+            to,
+        } => export(&config, format, out.as_deref(), from, to).await,
+        AuditCommand::Subject {
+            id,
+            config,
+            from,
+            to,
+            format,
+        } => {
+            let range = FilterArgs {
+                from,
+                to,
+                ..FilterArgs::default()
+            };
+            subject(&config, &id, &range, format).await
+        }
+        AuditCommand::Report {
+            config,
+            filter,
+            revoked,
+            format,
+        } => report(&config, &filter, revoked.as_deref(), format).await,
+        AuditCommand::Archive { config, before } => archive(&config, before.as_deref()).await,
     }
 }
 
-async fn verify(config: &Path) -> Result<(), Failure> {
-    let config = Config::load(config).map_err(|e| Failure::Usage(e.to_string()))?;
-    let path = crate::app::sqlite_path(&config).map_err(|e| Failure::Usage(e.to_string()))?;
-    let mut conn = state_db_options(path)
-        .create_if_missing(false)
-        .connect()
+fn usage(e: impl std::fmt::Display) -> Failure {
+    Failure::Usage(e.to_string())
+}
+
+fn failed(e: impl std::fmt::Display) -> Failure {
+    Failure::Failed(e.to_string())
+}
+
+async fn open(config: &Path) -> Result<(Config, AuditStore), Failure> {
+    let config = Config::load(config).map_err(usage)?;
+    let store = AuditStore::open_existing(&config.state_db)
         .await
-        .map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))?;
-    let report = verify_chain(&mut conn)
+        .map_err(|e| failed(format!("{}: {e}", config.state_db)))?;
+    Ok((config, store))
+}
+
+/// The keys trusted to sign checkpoints: this gateway's, `audit.trusted_jwks` and extras.
+fn trusted_keys(config: &Config, extra: &[PathBuf]) -> Result<Value, Failure> {
+    let own = Signer::load(&config.signing_key).map_err(usage)?.jwks();
+    let mut docs = vec![own];
+    for p in config.audit.trusted_jwks.iter().chain(extra) {
+        let text =
+            std::fs::read_to_string(p).map_err(|e| usage(format!("{}: {e}", p.display())))?;
+        docs.push(
+            serde_json::from_str(&text)
+                .map_err(|e| usage(format!("{}: not a JWKS document: {e}", p.display())))?,
+        );
+    }
+    Ok(merge_jwks(&docs))
+}
+
+/// Checkpoints kept outside the store: the config's copy and any extra files.
+fn external_checkpoints(config: &Config, extra: &[PathBuf]) -> Result<Vec<Checkpoint>, Failure> {
+    let mut out = Vec::new();
+    for p in config.audit.checkpoint_file.iter().chain(extra) {
+        out.extend(read_checkpoint_file(p).map_err(failed)?);
+    }
+    Ok(out)
+}
+
+async fn verify(
+    config: &Path,
+    from: Option<i64>,
+    to: Option<i64>,
+    checkpoints: &[PathBuf],
+    jwks: &[PathBuf],
+) -> Result<(), Failure> {
+    let (config, store) = open(config).await?;
+    let opts = VerifyOptions {
+        from,
+        to,
+        jwks: trusted_keys(&config, jwks)?,
+        external: external_checkpoints(&config, checkpoints)?,
+        archive_dir: Some(config.audit.archive_dir.clone()),
+    };
+    let total = match store.bounds().await.map_err(failed)? {
+        Some((first, hi)) => {
+            let lo = from.unwrap_or(1).max(first);
+            u64::try_from(to.unwrap_or(hi).min(hi) - lo + 1).unwrap_or(0)
+        }
+        None => 0,
+    };
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} verifying [{bar:40}] {human_pos}/{human_len} records ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let report = audit::verify(&store, &opts, |n| bar.set_position(n))
         .await
-        .map_err(|e| Failure::Failed(e.to_string()))?;
+        .map_err(failed)?;
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let rate = if secs > 0.0 {
+        report.records as f64 / secs
+    } else {
+        0.0
+    };
     match report.failure {
         None => {
+            let unsealed = report.head.0 - report.sealed;
             println!(
-                "OK: audit chain verified: {} records, head seq {} hash {}",
-                report.records, report.head.0, report.head.1
+                "OK: audit chain verified: {} records ({} from archives), head seq {} hash {}",
+                report.records, report.archived, report.head.0, report.head.1
+            );
+            println!(
+                "    {} signed checkpoints; sealed up to seq {}{}; {:.0} records/s",
+                report.checkpoints,
+                report.sealed,
+                if unsealed > 0 {
+                    format!(" ({unsealed} newer records not sealed yet)")
+                } else {
+                    String::new()
+                },
+                rate
             );
             Ok(())
         }
@@ -59,4 +315,207 @@ async fn verify(config: &Path) -> Result<(), Failure> {
             f.seq, f.reason, report.records
         ))),
     }
+}
+
+fn filter_of(args: &FilterArgs) -> Result<Filter, Failure> {
+    let mut f = Filter::default();
+    let pairs = [
+        ("from", &args.from),
+        ("to", &args.to),
+        ("consumer", &args.consumer),
+        ("operator", &args.operator),
+        ("dataset", &args.dataset),
+        ("subject", &args.subject),
+        ("matter", &args.matter),
+        ("case_id", &args.case_id),
+        ("decision", &args.decision),
+    ];
+    for (name, value) in pairs {
+        if let Some(v) = value {
+            f.set(name, v).map_err(|e| usage(format!("--{e}")))?;
+        }
+    }
+    Ok(f)
+}
+
+async fn search(
+    config: &Path,
+    args: &FilterArgs,
+    limit: usize,
+    after: i64,
+    format: Output,
+) -> Result<(), Failure> {
+    let filter = filter_of(args)?;
+    let (_, store) = open(config).await?;
+    let rows = store
+        .search(&filter, after, limit.max(1))
+        .await
+        .map_err(failed)?;
+    let mut out = std::io::stdout().lock();
+    for r in &rows {
+        let line = match format {
+            Output::Json => r.record.clone(),
+            Output::Text => {
+                let v: Value = serde_json::from_str(&r.record).unwrap_or(Value::Null);
+                let s = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
+                format!(
+                    "{:>8} {} {:<5} {} {} op={} {} {} case={} matter={} status={}",
+                    r.seq,
+                    s("time"),
+                    s("decision"),
+                    s("consumer"),
+                    s("path"),
+                    s("operator"),
+                    s("dataset"),
+                    s("subject"),
+                    s("case_id"),
+                    s("matter"),
+                    v["status"]
+                )
+            }
+        };
+        writeln!(out, "{line}").map_err(failed)?;
+    }
+    if rows.len() == limit.max(1) {
+        if let Some(last) = rows.last() {
+            eprintln!("more records: repeat with --after {}", last.seq);
+        }
+    }
+    Ok(())
+}
+
+async fn export(
+    config: &Path,
+    format: Format,
+    out: Option<&Path>,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<(), Failure> {
+    let (config, store) = open(config).await?;
+    let ctx = ExportContext {
+        jwks: trusted_keys(&config, &[])?,
+        external: external_checkpoints(&config, &[])?,
+        anchor: None,
+    };
+    let (from, to) = (from.unwrap_or(1), to.unwrap_or(i64::MAX));
+    let summary = match out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            let mut w = std::io::BufWriter::new(file);
+            let s = audit::export(&store, from, to, format, &ctx, &mut w)
+                .await
+                .map_err(failed)?;
+            w.into_inner()
+                .map_err(|e| failed(e.into_error()))?
+                .sync_all()
+                .map_err(failed)?;
+            s
+        }
+        None => {
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            audit::export(&store, from, to, format, &ctx, &mut w)
+                .await
+                .map_err(failed)?
+        }
+    };
+    eprintln!(
+        "exported {} records (to seq {}) and {} checkpoints",
+        summary.records, summary.last_seq, summary.checkpoints
+    );
+    Ok(())
+}
+
+async fn subject(
+    config: &Path,
+    id: &str,
+    range: &FilterArgs,
+    format: Output,
+) -> Result<(), Failure> {
+    let range = filter_of(range)?;
+    let (_, store) = open(config).await?;
+    let report = audit::subject_report(&store, id, &range)
+        .await
+        .map_err(failed)?;
+    match format {
+        Output::Text => print!("{}", report.to_text()),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report).map_err(failed)?),
+    }
+    Ok(())
+}
+
+async fn report(
+    config: &Path,
+    args: &FilterArgs,
+    revoked: Option<&Path>,
+    format: Output,
+) -> Result<(), Failure> {
+    let filter = filter_of(args)?;
+    let (config, store) = open(config).await?;
+    let a = &config.audit.anomaly;
+    let mut rules = AnomalyRules {
+        operator_lookups_per_hour: a.operator_lookups_per_hour,
+        service_hours: a.service_minutes().map_err(usage)?,
+        subjects_per_case: a.subjects_per_case,
+        denials_burst: a.denials_burst.max(1),
+        denials_window_secs: i64::try_from(a.denials_window_secs).unwrap_or(i64::MAX),
+        revoked: Default::default(),
+    };
+    if let Some(index) = revoked.or(a.revoked_index.as_deref()) {
+        let text = std::fs::read_to_string(index)
+            .map_err(|e| usage(format!("{}: {e}", index.display())))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| usage(format!("{}: not JSON: {e}", index.display())))?;
+        rules.revoked = audit::revoked_from_index(&v);
+    }
+    let found = audit::anomalies(&store, &filter, &rules)
+        .await
+        .map_err(failed)?;
+    match format {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&found).map_err(failed)?),
+        Output::Text if found.is_empty() => println!("No anomalies."),
+        Output::Text => {
+            println!("{} anomalies:", found.len());
+            for f in &found {
+                println!(
+                    "\n[{}] {}\n  {}\n  {} .. {}; records {:?}",
+                    f.rule, f.who, f.detail, f.first, f.last, f.seqs
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn archive(config: &Path, before: Option<&str>) -> Result<(), Failure> {
+    let (config, store) = open(config).await?;
+    let before = match before {
+        Some(b) => audit::parse_time(b, false).map_err(|e| usage(format!("--before: {e}")))?,
+        None if config.audit.retention_days == 0 => {
+            return Err(usage(
+                "audit.retention_days is 0 (keep everything); set it or pass --before",
+            ))
+        }
+        None => (chrono::Utc::now()
+            - chrono::Duration::days(i64::from(config.audit.retention_days)))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    };
+    let ctx = ExportContext {
+        jwks: trusted_keys(&config, &[])?,
+        external: external_checkpoints(&config, &[])?,
+        anchor: None,
+    };
+    match audit::archive(&store, &before, &config.audit.archive_dir, &ctx)
+        .await
+        .map_err(failed)?
+    {
+        Some((entry, deleted)) => println!(
+            "archived records {}..{} ({deleted} removed from the store) into {}",
+            entry.from_seq,
+            entry.to_seq,
+            config.audit.archive_dir.join(&entry.file).display()
+        ),
+        None => println!("nothing to archive: no sealed records received before {before}"),
+    }
+    Ok(())
 }

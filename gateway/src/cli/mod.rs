@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 mod audit;
+pub mod certs;
+pub mod policy;
 use connectors::demo::DemoCounts;
 
 use crate::config::Config;
@@ -57,6 +59,10 @@ pub enum Command {
     },
     /// Audit log tools: verify the chain.
     Audit(audit::AuditArgs),
+    /// The department CA: init, issue, revoke, crl, list.
+    Certs(certs::CertsArgs),
+    /// Sharing agreements: apply a file, list, explain a decision, history, revoke.
+    Policy(policy::PolicyArgs),
 }
 
 /// How a command failed.
@@ -103,6 +109,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Verify { file, jwks, config } => verify_file(&file, jwks.as_deref(), &config),
         Command::Audit(args) => audit::run(args).await,
+        Command::Certs(args) => certs::run(args).await,
+        Command::Policy(args) => policy::run(args).await,
     }
 }
 
@@ -120,11 +128,15 @@ async fn run_demo(
     ops_listen: Option<SocketAddr>,
 ) -> Result<(), Failure> {
     let began = std::time::Instant::now();
-    let demo = demo::prepare(dir, listen, ops_listen, &DemoCounts::default())
+    let mut demo = demo::prepare(dir, listen, ops_listen, &DemoCounts::default())
         .await
         .map_err(|e| Failure::Failed(format!("demo: {e}")))?;
     let _telemetry =
         telemetry::init(&demo.config.telemetry).map_err(|e| Failure::Usage(e.to_string()))?;
+    // The e-licence department the demo config's http source points at.
+    let department = demo::start_department(&mut demo)
+        .await
+        .map_err(|e| Failure::Failed(format!("demo: {e}")))?;
     let running = start(demo.config).await.map_err(start_failure)?;
     let verb = if demo.created { "created" } else { "reused" };
     println!(
@@ -137,6 +149,12 @@ async fn run_demo(
         "  ops:                http://{}/healthz  /readyz",
         running.ops_addr
     );
+    if let Some(d) = &department {
+        println!(
+            "  demo department:    https://{} (e-licences, mTLS)",
+            d.addr
+        );
+    }
     println!(
         "  samples:            {}",
         demo.dir.join("samples.json").display()
@@ -147,6 +165,12 @@ async fn run_demo(
         println!(
             "\nA lookup that succeeds:\n{}",
             demo::curl_command(&demo.dir, shown, ok)
+        );
+    }
+    if let Some(bundle) = samples.iter().find(|s| s["path"] == "/v1/bundle") {
+        println!(
+            "\nA bundle, one thing in one go (each item audited on its own):\n{}",
+            demo::curl_command(&demo.dir, shown, bundle)
         );
     }
     if let Some(denied) = samples.iter().find(|s| s["expect"] == 403) {
@@ -160,8 +184,12 @@ async fn run_demo(
         demo.dir.join("tongban.toml").display()
     );
     println!(
-        "Check the audit chain:  tongban audit verify --config {}\n",
+        "Check the audit chain:  tongban audit verify --config {}",
         demo.dir.join("tongban.toml").display()
+    );
+    println!(
+        "Certificates:           tongban certs list --ca-dir {}  (revoke takes effect within a second)\n",
+        demo.dir.join("pki").display()
     );
     wait_and_stop(running).await
 }

@@ -1,9 +1,10 @@
-//! Authorize: the sharing agreement decides (default deny).
+//! Authorize: the sharing agreement decides (default deny), then the allowing
+//! agreement's daily quota and the operator's rate are charged.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use policy::{Authorizer, Decision as Verdict, Grant, Question};
+use policy::{Decision as Verdict, Grant, Question};
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 
@@ -11,6 +12,7 @@ use super::parse::LookupCall;
 use super::{take_ready, BoxFuture, Outcome};
 use crate::audit::Decision;
 use crate::error::ApiError;
+use crate::policy_sync::PolicyService;
 
 /// A lookup that an agreement allows, with the fields it may return.
 #[derive(Debug, Clone)]
@@ -21,16 +23,17 @@ pub struct Authorized {
     pub grant: Grant,
 }
 
-/// Asks the [`Authorizer`] about every lookup; refuses with 403 and the reason.
+/// Asks the policy about every lookup; refuses with 403 (429 for a counted limit)
+/// and the reason.
 #[derive(Clone)]
 pub struct AuthorizeLayer {
-    authorizer: Arc<Authorizer>,
+    policy: Arc<PolicyService>,
 }
 
 impl AuthorizeLayer {
-    /// Decide with `authorizer`.
-    pub fn new(authorizer: Arc<Authorizer>) -> Self {
-        Self { authorizer }
+    /// Decide and count with `policy`.
+    pub fn new(policy: Arc<PolicyService>) -> Self {
+        Self { policy }
     }
 }
 
@@ -39,7 +42,7 @@ impl<S> Layer<S> for AuthorizeLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Authorize {
             inner,
-            authorizer: Arc::clone(&self.authorizer),
+            policy: Arc::clone(&self.policy),
         }
     }
 }
@@ -48,7 +51,7 @@ impl<S> Layer<S> for AuthorizeLayer {
 #[derive(Clone)]
 pub struct Authorize<S> {
     inner: S,
-    authorizer: Arc<Authorizer>,
+    policy: Arc<PolicyService>,
 }
 
 impl<S> Service<LookupCall> for Authorize<S>
@@ -68,37 +71,38 @@ where
     }
 
     fn call(&mut self, call: LookupCall) -> Self::Future {
-        let verdict = tracing::info_span!("policy", dataset = %call.dataset).in_scope(|| {
-            self.authorizer.decide(&Question {
-                consumer: call.principal.identity.as_uri(),
-                dataset: call.dataset.as_str(),
-                matter: &call.matter,
-                fields: call.fields.as_deref(),
-                at: call.meta.received_at,
-            })
-        });
-        match verdict {
-            Ok(Verdict::Allow(grant)) => {
-                let mut inner = take_ready(&mut self.inner);
-                Box::pin(
-                    async move { inner.call(Authorized { call, grant }).await }.in_current_span(),
-                )
+        let mut inner = take_ready(&mut self.inner);
+        let policy = Arc::clone(&self.policy);
+        let span = tracing::info_span!("policy", dataset = %call.dataset);
+        Box::pin(
+            async move {
+                let verdict = policy
+                    .authorize(
+                        &Question {
+                            consumer: call.principal.identity.as_uri(),
+                            dataset: call.dataset.as_str(),
+                            matter: &call.matter,
+                            fields: call.fields.as_deref(),
+                            at: call.meta.received_at,
+                        },
+                        &call.operator,
+                    )
+                    .instrument(span)
+                    .await;
+                match verdict {
+                    Ok(Verdict::Allow(grant)) => inner.call(Authorized { call, grant }).await,
+                    Ok(Verdict::Deny(denial)) => {
+                        let mut o = Outcome::error(ApiError::Forbidden(denial.clone()));
+                        o.facts.decision = Some(Decision::Deny);
+                        o.facts.agreement = denial.agreement().map(str::to_owned);
+                        Ok(o)
+                    }
+                    Err(e) => Ok(Outcome::error(ApiError::Internal(format!(
+                        "policy engine: {e}"
+                    )))),
+                }
             }
-            Ok(Verdict::Deny(denial)) => {
-                let mut o = Outcome::error(ApiError::Forbidden(denial.clone()));
-                o.facts.decision = Some(Decision::Deny);
-                o.facts.agreement = match &denial {
-                    policy::Denial::ExplicitDeny { agreement }
-                    | policy::Denial::NotInForce { agreement }
-                    | policy::Denial::FieldNotAllowed { agreement, .. } => Some(agreement.clone()),
-                    _ => None,
-                };
-                Box::pin(std::future::ready(Ok(o)))
-            }
-            Err(e) => {
-                let o = Outcome::error(ApiError::Internal(format!("policy engine: {e}")));
-                Box::pin(std::future::ready(Ok(o)))
-            }
-        }
+            .in_current_span(),
+        )
     }
 }

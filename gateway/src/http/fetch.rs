@@ -1,12 +1,17 @@
-//! Fetch: read the record from the owning department's source, keep only the granted
-//! fields, mask what the agreement says to mask.
+//! Fetch: read the record from the owning department's source through its resilience
+//! layers, check an e-licence's issuer signature on the record as the source gave it,
+//! then keep only the granted fields and mask what the agreement says to mask.
+//!
+//! [`fetch`] is the one connector call path: the lookup endpoint's innermost service
+//! ([`Fetch`]) and every bundle item use it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use connectors::{Connector, Dataset, Record};
-use policy::{mask_value, FieldRule};
+use connectors::{Dataset, IssuerKeys, Key, Query, Record, Verification};
+use policy::{mask_value, FieldRule, Grant};
+use serde_json::{json, Value};
 use tower::Service;
 use tracing::Instrument as _;
 
@@ -14,14 +19,18 @@ use super::authorize::Authorized;
 use super::{Answer, BoxFuture, LookupAnswer, Outcome};
 use crate::audit::Decision;
 use crate::error::ApiError;
+use crate::resilience::Guarded;
 
 /// A dataset's source and owner.
 #[derive(Clone)]
 pub struct Route {
     /// Owning department code.
     pub department: String,
-    /// The connector serving it.
-    pub connector: Arc<dyn Connector>,
+    /// The connector serving it, behind its resilience layers.
+    pub source: Guarded,
+    /// E-licences: the issuer keys their signatures are checked against (`None` for
+    /// datasets that carry no signature).
+    pub issuer_keys: Option<IssuerKeys>,
 }
 
 /// The innermost service: one connector call per allowed lookup.
@@ -48,29 +57,40 @@ impl Service<Authorized> for Fetch {
 
     fn call(&mut self, a: Authorized) -> Self::Future {
         let routes = Arc::clone(&self.routes);
-        Box::pin(async move { Ok(fetch(&routes, a).await) })
+        Box::pin(async move {
+            let Authorized { call, grant } = a;
+            let query = Query::subject(call.dataset, call.subject);
+            Ok(fetch(&routes, &call.meta.id, query, grant).await)
+        })
     }
 }
 
-async fn fetch(routes: &HashMap<Dataset, Route>, a: Authorized) -> Outcome {
-    let Authorized { call, grant } = a;
-    let mut outcome = Outcome::error(ApiError::NotServed(call.dataset.to_string()));
+/// Fetches `query`, which `grant` allows, and shapes the answer. The outcome carries
+/// the allow decision, the agreement and, for e-licences, the verification in
+/// `facts.detail`; errors keep the connector's message for the audit record.
+pub async fn fetch(
+    routes: &HashMap<Dataset, Route>,
+    request_id: &str,
+    query: Query,
+    grant: Grant,
+) -> Outcome {
+    let dataset = query.dataset;
+    let mut outcome = Outcome::error(ApiError::NotServed(dataset.to_string()));
     outcome.facts.agreement = Some(grant.agreement.clone());
     outcome.facts.decision = Some(Decision::Allow);
-    let Some(route) = routes.get(&call.dataset) else {
+    if let Key::Holder { license_type, .. } = &query.key {
+        outcome.facts.detail = Some(json!({"license_type": license_type}));
+    }
+    let Some(route) = routes.get(&dataset) else {
         return outcome;
     };
-    let span = tracing::info_span!("connector", connector = route.connector.name());
-    let found = route
-        .connector
-        .lookup(call.dataset, &call.subject)
-        .instrument(span)
-        .await;
-    let record = match found {
+    let span = tracing::info_span!("connector", connector = route.source.name());
+    let subject = query.key.subject().to_owned();
+    let record = match route.source.call(query).instrument(span).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             outcome.result = Err(ApiError::NotFound {
-                dataset: call.dataset.to_string(),
+                dataset: dataset.to_string(),
             });
             return outcome;
         }
@@ -79,20 +99,44 @@ async fn fetch(routes: &HashMap<Dataset, Route>, a: Authorized) -> Outcome {
             return outcome;
         }
     };
+    // The signature covers the record as issued: check it before anything is
+    // filtered or masked away.
+    let verification = route.issuer_keys.as_ref().map(|keys| keys.verify(&record));
+    if let Some(v) = &verification {
+        merge_detail(&mut outcome.facts.detail, verification_facts(v));
+    }
     let (record, masked) = filter(record, &grant.fields);
     outcome.facts.fields = grant.fields.iter().map(|f| f.name.clone()).collect();
     outcome.result = Ok(Answer::Lookup(LookupAnswer {
-        request_id: call.meta.id.clone(),
-        dataset: call.dataset,
-        subject: call.subject,
+        request_id: request_id.to_owned(),
+        dataset,
+        subject,
         record,
         masked,
         department: route.department.clone(),
-        connector: route.connector.name().to_owned(),
+        connector: route.source.name().to_owned(),
         fetched_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         agreement: grant.agreement,
+        verification,
     }));
     outcome
+}
+
+/// `{"verified": …, "verification_error": …}` as the answer and the audit show it.
+pub fn verification_facts(v: &Verification) -> Value {
+    match v.error() {
+        None => json!({"verified": true}),
+        Some(reason) => json!({"verified": false, "verification_error": reason}),
+    }
+}
+
+/// Adds the members of `more` (an object) to `detail`, creating it if needed.
+pub fn merge_detail(detail: &mut Option<Value>, more: Value) {
+    let Value::Object(more) = more else { return };
+    match detail {
+        Some(Value::Object(d)) => d.extend(more),
+        _ => *detail = Some(Value::Object(more)),
+    }
 }
 
 /// Keep exactly the granted fields, masking those granted `masked`. A granted field

@@ -7,14 +7,17 @@
 //!     └▶ respond  signs records, renders problem+json — the only place that does
 //!      └▶ audit   appends the record and waits for its durable commit (fail-closed)
 //!       └▶ limit  sheds load beyond the concurrency limit (503, audited)
-//!        └▶ route  /v1/lookup, /.well-known/jwks.json
+//!        └▶ route  /v1/lookup, /v1/bundle, /.well-known/jwks.json
 //!         └▶ parse      body, X-Operator-Id, identifier validation (400)
 //!          └▶ authorize sharing agreement via the policy crate (403)
 //!           └▶ fetch    connector lookup, field filter and masking (404/5xx)
 //! ```
 
+pub mod admin;
+pub mod audit_api;
 pub mod audit_layer;
 pub mod authorize;
+pub mod bundle;
 pub mod fetch;
 pub mod identity;
 pub mod limit;
@@ -70,6 +73,9 @@ pub struct Facts {
 pub enum Answer {
     /// A record lookup.
     Lookup(LookupAnswer),
+    /// A JSON document signed like a record, the audit receipt added as `audit`
+    /// (bundle answers).
+    Signed(serde_json::Map<String, Value>),
     /// A JSON document (the JWKS, admin and auditor API answers), not signed.
     Json {
         /// 200, 201, …
@@ -100,6 +106,8 @@ pub struct LookupAnswer {
     pub fetched_at: String,
     /// Agreement that allowed it.
     pub agreement: String,
+    /// E-licences: whether the issuer signature holds (checked before filtering).
+    pub verification: Option<connectors::Verification>,
 }
 
 /// The result of a request, on its way up the stack to be audited and rendered.
@@ -132,7 +140,7 @@ impl Outcome {
     pub fn status(&self) -> http::StatusCode {
         match &self.result {
             Ok(Answer::Json { status, .. }) => *status,
-            Ok(Answer::Lookup(_)) => http::StatusCode::OK,
+            Ok(Answer::Lookup(_) | Answer::Signed(_)) => http::StatusCode::OK,
             Err(e) => e.status(),
         }
     }

@@ -56,7 +56,8 @@ async fn handle(
 async fn readiness(app: &App) -> (StatusCode, serde_json::Value) {
     let mut checks = serde_json::Map::new();
     let mut ready = true;
-    let db = sqlx::query("SELECT 1").execute(&app.state).await;
+    // The agreement store's pool reaches the state database, SQLite or PostgreSQL.
+    let db = app.policy.store.ping().await;
     ready &= db.is_ok();
     checks.insert(
         "state_db".into(),
@@ -66,15 +67,21 @@ async fn readiness(app: &App) -> (StatusCode, serde_json::Value) {
     );
     let mut seen = std::collections::HashSet::new();
     for route in app.routes.values() {
-        let name = route.connector.name().to_owned();
+        let name = route.source.name().to_owned();
         if !seen.insert(name.clone()) {
             continue;
         }
-        let h = route.connector.health().await;
+        // The source's own probe (bounded by its time-out), and the breaker's view.
+        let h = route.source.health().await;
         ready &= h.is_ok();
+        let breaker = route.source.breaker();
         checks.insert(
             format!("source:{name}"),
-            json!(h.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string())),
+            json!({
+                "health": h.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string()),
+                "breaker": breaker.state().as_str(),
+                "consecutive_failures": breaker.failures(),
+            }),
         );
     }
     let status = if ready {

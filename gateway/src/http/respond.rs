@@ -111,11 +111,23 @@ fn answer_body(
                 .map(|b| (StatusCode::OK, Value::Object(b)))
                 .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))
         }
+        Answer::Signed(mut body) => {
+            body.insert(
+                "audit".into(),
+                json!({"seq": receipt.seq, "hash": receipt.hash}),
+            );
+            signer
+                .sign(body)
+                .map(|b| (StatusCode::OK, Value::Object(b)))
+                .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))
+        }
     }
 }
 
-fn lookup_body(l: LookupAnswer, receipt: &crate::audit::Receipt) -> Map<String, Value> {
-    let v = json!({
+/// The body of a lookup answer, before it is signed; bundle items reuse it.
+pub fn lookup_body(l: LookupAnswer, receipt: &crate::audit::Receipt) -> Map<String, Value> {
+    let verification = l.verification.clone();
+    let mut v = json!({
         "request_id": l.request_id,
         "dataset": l.dataset.as_str(),
         "subject": l.subject,
@@ -129,6 +141,12 @@ fn lookup_body(l: LookupAnswer, receipt: &crate::audit::Receipt) -> Map<String, 
         "agreement": l.agreement,
         "audit": {"seq": receipt.seq, "hash": receipt.hash},
     });
+    if let Some(check) = verification {
+        v["verified"] = Value::Bool(check.is_verified());
+        if let Some(reason) = check.error() {
+            v["verification_error"] = Value::String(reason.to_owned());
+        }
+    }
     match v {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -138,7 +156,16 @@ fn lookup_body(l: LookupAnswer, receipt: &crate::audit::Receipt) -> Map<String, 
 /// An RFC 9457 problem response. Internal and upstream details stay in the logs and
 /// the audit record; the caller gets the title and a safe detail.
 pub fn problem(e: &ApiError, request_id: &str) -> Response<ResponseBody> {
-    let status = e.status();
+    json_response(
+        e.status(),
+        "application/problem+json",
+        problem_body(e, request_id),
+    )
+}
+
+/// The RFC 9457 problem document for `e` (also the `problem` of a failed bundle
+/// item).
+pub fn problem_body(e: &ApiError, request_id: &str) -> Value {
     let detail = match e {
         ApiError::Internal(_) | ApiError::Upstream { .. } => e.title().to_owned(),
         other => other.to_string(),
@@ -146,14 +173,14 @@ pub fn problem(e: &ApiError, request_id: &str) -> Response<ResponseBody> {
     let mut body = json!({
         "type": format!("/problems/{}", e.slug()),
         "title": e.title(),
-        "status": status.as_u16(),
+        "status": e.status().as_u16(),
         "detail": detail,
         "request_id": request_id,
     });
     if let Some((k, v)) = e.extension() {
         body[k] = Value::String(v);
     }
-    json_response(status, "application/problem+json", body)
+    body
 }
 
 fn json_response(

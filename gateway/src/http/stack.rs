@@ -9,8 +9,11 @@ use http_body::Body;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
+use super::admin::{agreements_service, explain_service, AGREEMENTS, EXPLAIN};
+use super::audit_api::{records_service, RECORDS};
 use super::audit_layer::AuditLayer;
 use super::authorize::AuthorizeLayer;
+use super::bundle::{bundle_service, BUNDLE};
 use super::fetch::Fetch;
 use super::identity::IdentityLayer;
 use super::limit::ShedLayer;
@@ -30,8 +33,8 @@ where
     let svc = ServiceBuilder::new()
         // Malformed bodies and identifiers stop here, before policy or any source.
         .layer(ParseLayer::new(app.config.limits.max_body_bytes))
-        // Default deny: only an agreement lets a lookup through.
-        .layer(AuthorizeLayer::new(Arc::clone(&app.authorizer)))
+        // Default deny: only an agreement lets a lookup through; quotas and rates counted.
+        .layer(AuthorizeLayer::new(Arc::clone(&app.policy)))
         // The owning department's source, fields filtered and masked.
         .service(Fetch::new(Arc::clone(&app.routes)));
     BoxCloneSyncService::new(svc)
@@ -43,7 +46,24 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    Router::new(app.signer.jwks()).route(&[Method::POST], LOOKUP, lookup_service(app))
+    Router::new(app.signer.jwks())
+        .route(&[Method::POST], LOOKUP, lookup_service(app))
+        .route(&[Method::POST], BUNDLE, bundle_service(app))
+        .prefix(
+            &[Method::GET],
+            RECORDS,
+            records_service(app.audit.store().clone(), Arc::clone(&app.authorizer)),
+        )
+        .prefix(
+            &[Method::GET, Method::POST, Method::PUT, Method::DELETE],
+            AGREEMENTS,
+            agreements_service(Arc::clone(&app.policy), app.config.limits.max_body_bytes),
+        )
+        .route(
+            &[Method::GET],
+            EXPLAIN,
+            explain_service(Arc::clone(&app.policy)),
+        )
 }
 
 /// The whole counter API for one mTLS connection whose certificate gave `principal`.

@@ -1,0 +1,154 @@
+//! `audit verify` throughput on a generated log.
+//!
+//! ```sh
+//! cargo run --release -p gateway --example audit_verify_bench -- 1000000
+//! ```
+//!
+//! Builds a SQLite audit store of N realistic lookup records (default 1,000,000) with a
+//! signed checkpoint every 1,000, then verifies it exactly as `tongban audit verify`
+//! does and prints one JSON line with records/s. The store is built with large
+//! transactions rather than through the group-commit writer, so that generating a
+//! million records takes seconds; the records and hashes are the writer's own.
+
+use std::time::Instant;
+
+use gateway::audit::{
+    self, seal_entry, AuditEntry, AuditStore, Checkpoint, Decision, VerifyOptions, GENESIS,
+};
+use gateway::config::StateDb;
+use gateway::signing::Signer;
+use rustls_pki_types::pem::PemObject as _;
+use sqlx::Connection as _;
+
+type Error = Box<dyn std::error::Error>;
+
+fn main() -> Result<(), Error> {
+    let n: i64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(n))
+}
+
+fn entry(i: i64) -> AuditEntry {
+    AuditEntry {
+        time: format!(
+            "2026-11-28T{:02}:{:02}:{:02}.{:06}Z",
+            (i / 3_600_000) % 24,
+            (i / 60_000) % 60,
+            (i / 1000) % 60,
+            i % 1_000_000
+        ),
+        request_id: format!("0193a0b2-7c4e-7d1a-9f00-{i:012x}"),
+        node: "gw-1".into(),
+        consumer: Some("urn:tongban:sz-hrss:counter-01".into()),
+        cert_fingerprint: Some(
+            "9f2c4d0e8b7a6f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6".into(),
+        ),
+        operator: Some(format!("clerk-{:03}", i % 200)),
+        method: "POST".into(),
+        path: "/v1/lookup".into(),
+        matter: Some("social-insurance-enrollment".into()),
+        case_id: Some(format!("SB-2026-{:06}", i / 3)),
+        dataset: Some("population".into()),
+        subject: Some(format!("4403041972041{:05}", i % 100_000)),
+        fields: vec![
+            "name".into(),
+            "birth_date".into(),
+            "household_address".into(),
+        ],
+        agreement: Some("hrss-population-2026".into()),
+        decision: Decision::Allow,
+        reason: None,
+        status: 200,
+        latency_us: 850 + u64::try_from(i % 700).unwrap_or(0),
+        detail: None,
+    }
+}
+
+async fn run(n: i64) -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("state.db");
+    let db = StateDb::Sqlite(path.clone());
+    let store = AuditStore::open(&db).await?;
+    let pem = Signer::generate_pem()?;
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())?;
+    let signer = Signer::from_pkcs8(der.secret_pkcs8_der())?;
+
+    let began = Instant::now();
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
+    let mut prev = GENESIS.to_owned();
+    let mut bytes = 0usize;
+    let mut seq = 0;
+    while seq < n {
+        let mut tx = conn.begin().await?;
+        for _ in 0..10_000.min(n - seq) {
+            seq += 1;
+            let e = entry(seq);
+            let (record, hash) = seal_entry(seq, &prev, &e)?;
+            bytes += record.len();
+            sqlx::query("INSERT INTO audit_log (seq, hash, record, time, subject) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .bind(seq)
+                .bind(&hash)
+                .bind(record)
+                .bind(&e.time)
+                .bind(&e.subject)
+                .execute(&mut *tx)
+                .await?;
+            if seq % 1000 == 0 {
+                let c = Checkpoint::sign(&signer, seq, &hash, "gw-1")?;
+                sqlx::query(
+                    "INSERT INTO audit_checkpoint (seq, hash, checkpoint) VALUES (?1, ?2, ?3)",
+                )
+                .bind(seq)
+                .bind(&hash)
+                .bind(c.to_json())
+                .execute(&mut *tx)
+                .await?;
+            }
+            prev = hash;
+        }
+        tx.commit().await?;
+    }
+    let generated = began.elapsed();
+
+    // Reading alone, for comparison: what the store costs before any checking.
+    let began = Instant::now();
+    let mut rows = store.rows(1, n);
+    let mut read = 0u64;
+    while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+        read += u64::try_from(r.record.len())?;
+    }
+    drop(rows);
+    let scan_s = began.elapsed().as_secs_f64();
+
+    let opts = VerifyOptions {
+        jwks: signer.jwks(),
+        ..VerifyOptions::default()
+    };
+    let began = Instant::now();
+    let report = audit::verify(&store, &opts, |_| {}).await?;
+    let took = began.elapsed().as_secs_f64();
+    if let Some(f) = &report.failure {
+        return Err(format!("verification failed at {}: {}", f.seq, f.reason).into());
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "audit_verify",
+            "records": report.records,
+            "checkpoints": report.checkpoints,
+            "avg_record_bytes": bytes / usize::try_from(n.max(1))?,
+            "generate_s": (generated.as_secs_f64() * 100.0).round() / 100.0,
+            "read_only_s": (scan_s * 1000.0).round() / 1000.0,
+            "read_bytes": read,
+            "verify_s": (took * 1000.0).round() / 1000.0,
+            "records_per_s": (report.records as f64 / took).round(),
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Changing agreements: the one path the admin API, `tongban policy apply` and the
+//! demo all take — check against the model and the catalogue, store (versioned,
+//! with before and after), and record the change in the audit chain.
+
+use serde_json::{json, Value};
+
+use policy::{
+    Agreement, AgreementFile, AgreementStore, Applied, Catalogue, Edit, Plan, PolicyError, Step,
+};
+
+use crate::audit::{AuditEntry, AuditError, AuditLog, Decision, Receipt};
+
+/// Why a change could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    /// The agreements are bad (file, line, field) or refused.
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
+    /// The change was made but its audit record could not be written.
+    #[error("version {version} is stored but its audit record could not be written: {source}")]
+    Audit {
+        /// The change's version.
+        version: i64,
+        /// Why.
+        source: AuditError,
+    },
+}
+
+impl ManageError {
+    /// Whether the input was at fault (exit 2) rather than the operation (exit 1).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            ManageError::Policy(
+                PolicyError::Parse { .. }
+                    | PolicyError::Invalid { .. }
+                    | PolicyError::Read { .. }
+                    | PolicyError::Refused(_)
+            )
+        )
+    }
+}
+
+/// Where changes made outside HTTP are audited. (Changes through the admin API are
+/// audited by the audit layer, like every request.)
+pub enum ChangeAudit<'a> {
+    /// Append a record per change to the chain of this log, naming `node`.
+    Chain {
+        /// The log.
+        log: &'a AuditLog,
+        /// Node name for the records.
+        node: &'a str,
+    },
+    /// The demo writing its first agreements into a state database that has no
+    /// chain yet: recorded in the policy history only.
+    Bootstrap,
+}
+
+impl ChangeAudit<'_> {
+    async fn record(
+        &self,
+        id: &str,
+        applied: &Applied,
+        actor: &str,
+        command: &str,
+    ) -> Result<Option<Receipt>, ManageError> {
+        let ChangeAudit::Chain { log, node } = self else {
+            return Ok(None);
+        };
+        let now = chrono::Utc::now();
+        let entry = AuditEntry {
+            time: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            request_id: uuid::Uuid::now_v7().to_string(),
+            node: (*node).to_owned(),
+            consumer: Some(format!("cli:{actor}")),
+            method: "CLI".into(),
+            path: command.to_owned(),
+            dataset: applied
+                .after
+                .as_ref()
+                .or(applied.before.as_ref())
+                .map(|a| a.dataset.clone()),
+            agreement: Some(id.to_owned()),
+            decision: Decision::Allow,
+            status: 200,
+            detail: Some(change_detail(id, applied)),
+            ..AuditEntry::default()
+        };
+        log.append(entry)
+            .await
+            .map(Some)
+            .map_err(|source| ManageError::Audit {
+                version: applied.version,
+                source,
+            })
+    }
+}
+
+/// The audit `detail` of an agreement change: action, version, before and after.
+pub fn change_detail(id: &str, applied: &Applied) -> Value {
+    json!({"policy_change": {
+        "action": applied.action.as_str(),
+        "agreement": id,
+        "version": applied.version,
+        "before": applied.before,
+        "after": applied.after,
+    }})
+}
+
+/// Check an agreement against the model's rules and the catalogue.
+pub fn check(a: &Agreement, catalogue: &Catalogue) -> Result<(), PolicyError> {
+    a.validate()?;
+    catalogue.check(a)
+}
+
+/// What applying a file did.
+#[derive(Debug)]
+pub struct ApplyReport {
+    /// The plan (what differed).
+    pub plan: Plan,
+    /// The changes made (empty on a dry run).
+    pub applied: Vec<Applied>,
+    /// Their audit records.
+    pub receipts: Vec<Receipt>,
+}
+
+/// Bring the store to `file`'s agreements as `actor`: check every agreement first
+/// (nothing is changed if any is bad), plan, and unless `dry_run` make each change
+/// and audit it. Idempotent: a second run plans nothing.
+pub async fn apply_file(
+    store: &AgreementStore,
+    catalogue: &Catalogue,
+    file: &AgreementFile,
+    prune: bool,
+    dry_run: bool,
+    actor: &str,
+    audit: &ChangeAudit<'_>,
+) -> Result<ApplyReport, ManageError> {
+    file.check(catalogue)?;
+    let current = store.agreements().await?;
+    let plan = Plan::new(&current, &file.agreements, prune);
+    let mut report = ApplyReport {
+        plan,
+        applied: Vec::new(),
+        receipts: Vec::new(),
+    };
+    if dry_run {
+        return Ok(report);
+    }
+    for step in &report.plan.steps {
+        let edit = match step {
+            Step::Create(a) => Edit::Create(a.clone()),
+            Step::Update { after, .. } => Edit::Put((**after).clone()),
+            Step::Revoke(a) => Edit::Revoke(a.id.clone()),
+        };
+        // Someone may have changed the store since the plan: a create that now
+        // exists, or a revoke of something gone, is refused and stops the run.
+        let Some(applied) = store.edit(edit, actor, |_| Ok(())).await? else {
+            continue;
+        };
+        if let Some(r) = audit
+            .record(step.id(), &applied, actor, "tongban policy apply")
+            .await?
+        {
+            report.receipts.push(r);
+        }
+        report.applied.push(applied);
+    }
+    Ok(report)
+}
+
+/// Revoke one agreement as `actor` and audit it.
+pub async fn revoke(
+    store: &AgreementStore,
+    id: &str,
+    actor: &str,
+    audit: &ChangeAudit<'_>,
+) -> Result<(Applied, Option<Receipt>), ManageError> {
+    let applied = store
+        .edit(Edit::Revoke(id.to_owned()), actor, |_| Ok(()))
+        .await?
+        .ok_or_else(|| PolicyError::Refused(policy::Refusal::Missing(id.to_owned())))?;
+    let receipt = audit
+        .record(id, &applied, actor, "tongban policy revoke")
+        .await?;
+    Ok((applied, receipt))
+}

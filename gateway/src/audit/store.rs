@@ -1,0 +1,399 @@
+//! Where the chain lives: a SQLite file (one gateway) or PostgreSQL (several gateways
+//! sharing one chain). Every query of the audit tools goes through [`AuditStore`].
+//!
+//! Besides `seq`, `hash` and `record` (the canonical JSON the hash covers), each row
+//! keeps copies of the searchable fields in indexed columns. Those copies are not
+//! covered by the hash, so search re-checks every hit against its record: a tampered
+//! column can hide a record from a search, never change what it says, and
+//! `audit verify` still vouches for the records themselves.
+
+use std::time::Duration;
+
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
+
+use super::checkpoint::Checkpoint;
+use super::log::{state_db_options, AuditError};
+use super::search::{Filter, SearchColumn};
+use crate::config::StateDb;
+
+/// One stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Sequence number.
+    pub seq: i64,
+    /// Chain hash.
+    pub hash: String,
+    /// Canonical JSON the hash covers.
+    pub record: String,
+}
+
+/// A range of records moved out of the store into an archive file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveEntry {
+    /// First archived sequence number.
+    pub from_seq: i64,
+    /// Last archived sequence number (a checkpointed record).
+    pub to_seq: i64,
+    /// Chain hash of `to_seq`, the anchor of the first record left in the store.
+    pub last_hash: String,
+    /// The archive file, as written.
+    pub file: String,
+    /// SHA-256 of the file.
+    pub sha256: String,
+}
+
+/// The audit store.
+#[derive(Clone, Debug)]
+pub enum AuditStore {
+    /// Embedded SQLite file.
+    Sqlite(SqlitePool),
+    /// PostgreSQL shared by several gateways.
+    Postgres(PgPool),
+}
+
+/// The PostgreSQL advisory lock that serializes appends to the one chain. Every
+/// gateway takes it for the length of one group-commit transaction.
+pub(crate) const CHAIN_LOCK: i64 = 0x746f_6e67_6261_6e01;
+
+const SQLITE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_checkpoint (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    checkpoint TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_archive (
+    from_seq INTEGER PRIMARY KEY,
+    to_seq INTEGER NOT NULL,
+    last_hash TEXT NOT NULL,
+    file TEXT NOT NULL,
+    sha256 TEXT NOT NULL);";
+
+const PG_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq BIGINT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    record TEXT NOT NULL,
+    time TEXT, consumer TEXT, operator TEXT, dataset TEXT, subject TEXT,
+    matter TEXT, case_id TEXT, decision TEXT);
+CREATE TABLE IF NOT EXISTS audit_checkpoint (
+    seq BIGINT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    checkpoint TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_archive (
+    from_seq BIGINT PRIMARY KEY,
+    to_seq BIGINT NOT NULL,
+    last_hash TEXT NOT NULL,
+    file TEXT NOT NULL,
+    sha256 TEXT NOT NULL);";
+
+/// Indexed search columns; `time` doubles as the range index.
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS audit_log_time ON audit_log (time);
+CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject);
+CREATE INDEX IF NOT EXISTS audit_log_case_id ON audit_log (case_id);
+CREATE INDEX IF NOT EXISTS audit_log_operator ON audit_log (operator);";
+
+impl AuditStore {
+    /// Open (creating tables as needed) the audit store of a state database.
+    pub async fn open(db: &StateDb) -> Result<Self, AuditError> {
+        match db {
+            StateDb::Sqlite(path) => {
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(state_db_options(path))
+                    .await?;
+                sqlx::raw_sql(SQLITE_SCHEMA).execute(&pool).await?;
+                add_search_columns(&pool).await?;
+                sqlx::raw_sql(INDEXES).execute(&pool).await?;
+                Ok(Self::Sqlite(pool))
+            }
+            StateDb::Postgres(url) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(url)
+                    .await?;
+                // Gateways starting together would race on CREATE TABLE.
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(CHAIN_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::raw_sql(PG_SCHEMA).execute(&mut *tx).await?;
+                sqlx::raw_sql(INDEXES).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(Self::Postgres(pool))
+            }
+        }
+    }
+
+    /// Open the store of a state database that must already exist (the CLI tools).
+    pub async fn open_existing(db: &StateDb) -> Result<Self, AuditError> {
+        if let StateDb::Sqlite(path) = db {
+            if !path.is_file() {
+                return Err(AuditError::Store(format!(
+                    "{}: no such state database",
+                    path.display()
+                )));
+            }
+        }
+        Self::open(db).await
+    }
+
+    /// Records `from..=to` in sequence order, streamed.
+    pub fn rows(&self, from: i64, to: i64) -> BoxStream<'_, Result<Row, AuditError>> {
+        let map = |(seq, hash, record): (i64, String, String)| Row { seq, hash, record };
+        match self {
+            Self::Sqlite(p) => sqlx::query_as::<_, (i64, String, String)>(
+                "SELECT seq, hash, record FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch(p)
+            .map_ok(map)
+            .map_err(AuditError::from)
+            .boxed(),
+            Self::Postgres(p) => sqlx::query_as::<_, (i64, String, String)>(
+                "SELECT seq, hash, record FROM audit_log WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch(p)
+            .map_ok(map)
+            .map_err(AuditError::from)
+            .boxed(),
+        }
+    }
+
+    /// Lowest and highest sequence number in the store, if any.
+    pub async fn bounds(&self) -> Result<Option<(i64, i64)>, AuditError> {
+        let sql = "SELECT MIN(seq), MAX(seq) FROM audit_log";
+        let (lo, hi): (Option<i64>, Option<i64>) = match self {
+            Self::Sqlite(p) => sqlx::query_as(sql).fetch_one(p).await?,
+            Self::Postgres(p) => sqlx::query_as(sql).fetch_one(p).await?,
+        };
+        Ok(lo.zip(hi))
+    }
+
+    /// The first record received at or after `time` (RFC 3339 UTC, as stored).
+    pub async fn first_seq_from(&self, time: &str) -> Result<Option<i64>, AuditError> {
+        Ok(match self {
+            Self::Sqlite(p) => {
+                sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE time >= ?1")
+                    .bind(time)
+                    .fetch_one(p)
+                    .await?
+            }
+            Self::Postgres(p) => {
+                sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE time >= $1")
+                    .bind(time)
+                    .fetch_one(p)
+                    .await?
+            }
+        })
+    }
+
+    /// The stored hash of record `seq`.
+    pub async fn hash_of(&self, seq: i64) -> Result<Option<String>, AuditError> {
+        Ok(match self {
+            Self::Sqlite(p) => {
+                sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = ?1")
+                    .bind(seq)
+                    .fetch_optional(p)
+                    .await?
+            }
+            Self::Postgres(p) => {
+                sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+                    .bind(seq)
+                    .fetch_optional(p)
+                    .await?
+            }
+        })
+    }
+
+    /// Stored checkpoints sealing `from..=to`, in order. A row that does not parse is
+    /// an error naming its seq.
+    pub async fn checkpoints(&self, from: i64, to: i64) -> Result<Vec<Checkpoint>, AuditError> {
+        let rows: Vec<(i64, String)> = match self {
+            Self::Sqlite(p) => sqlx::query_as(
+                "SELECT seq, checkpoint FROM audit_checkpoint WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(p)
+            .await?,
+            Self::Postgres(p) => sqlx::query_as(
+                "SELECT seq, checkpoint FROM audit_checkpoint WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(p)
+            .await?,
+        };
+        rows.into_iter()
+            .map(|(seq, text)| {
+                serde_json::from_str(&text).map_err(|e| {
+                    AuditError::Store(format!("checkpoint at seq {seq} is not valid: {e}"))
+                })
+            })
+            .collect()
+    }
+
+    /// Archived ranges, oldest first.
+    pub async fn archives(&self) -> Result<Vec<ArchiveEntry>, AuditError> {
+        let sql =
+            "SELECT from_seq, to_seq, last_hash, file, sha256 FROM audit_archive ORDER BY from_seq";
+        let rows: Vec<(i64, i64, String, String, String)> = match self {
+            Self::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await?,
+            Self::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(from_seq, to_seq, last_hash, file, sha256)| ArchiveEntry {
+                from_seq,
+                to_seq,
+                last_hash,
+                file,
+                sha256,
+            })
+            .collect())
+    }
+
+    /// Record an archive and delete its records from the store, in one transaction.
+    pub async fn commit_archive(&self, a: &ArchiveEntry) -> Result<u64, AuditError> {
+        macro_rules! run {
+            ($pool:expr, $ins:literal, $del:literal) => {{
+                let mut tx = $pool.begin().await?;
+                sqlx::query($ins)
+                    .bind(a.from_seq)
+                    .bind(a.to_seq)
+                    .bind(&a.last_hash)
+                    .bind(&a.file)
+                    .bind(&a.sha256)
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query($del)
+                    .bind(a.from_seq)
+                    .bind(a.to_seq)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                n
+            }};
+        }
+        Ok(match self {
+            Self::Sqlite(p) => run!(
+                p,
+                "INSERT INTO audit_archive (from_seq, to_seq, last_hash, file, sha256) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "DELETE FROM audit_log WHERE seq >= ?1 AND seq <= ?2"
+            ),
+            Self::Postgres(p) => run!(
+                p,
+                "INSERT INTO audit_archive (from_seq, to_seq, last_hash, file, sha256) VALUES ($1, $2, $3, $4, $5)",
+                "DELETE FROM audit_log WHERE seq >= $1 AND seq <= $2"
+            ),
+        })
+    }
+
+    /// Up to `limit` records matching `filter` with seq greater than `after`, in
+    /// sequence order. Hits whose record disagrees with its index columns are dropped.
+    pub async fn search(
+        &self,
+        filter: &Filter,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Row>, AuditError> {
+        let pg = matches!(self, Self::Postgres(_));
+        let ph = |i: usize| if pg { format!("${i}") } else { format!("?{i}") };
+        let mut sql = format!(
+            "SELECT seq, hash, record FROM audit_log WHERE seq > {}",
+            ph(1)
+        );
+        let mut binds: Vec<String> = Vec::new();
+        for (column, op, value) in filter.conditions() {
+            binds.push(value);
+            let name = match column {
+                SearchColumn::Time => "time",
+                SearchColumn::Consumer => "consumer",
+                SearchColumn::Operator => "operator",
+                SearchColumn::Dataset => "dataset",
+                SearchColumn::Subject => "subject",
+                SearchColumn::Matter => "matter",
+                SearchColumn::CaseId => "case_id",
+                SearchColumn::Decision => "decision",
+            };
+            sql.push_str(&format!(" AND {name} {op} {}", ph(binds.len() + 1)));
+        }
+        sql.push_str(&format!(" ORDER BY seq LIMIT {}", limit.min(100_000)));
+        macro_rules! fetch {
+            ($pool:expr) => {{
+                let mut q =
+                    sqlx::query_as::<_, (i64, String, String)>(AssertSqlSafe(sql)).bind(after);
+                for b in binds {
+                    q = q.bind(b);
+                }
+                q.fetch_all($pool).await?
+            }};
+        }
+        let rows = match self {
+            Self::Sqlite(p) => fetch!(p),
+            Self::Postgres(p) => fetch!(p),
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(seq, hash, record)| Row { seq, hash, record })
+            .filter(|r| {
+                let ok = filter.matches_record(&r.record);
+                if !ok {
+                    tracing::warn!(seq = r.seq, "audit search: index columns disagree with the record; run `tongban audit verify`");
+                }
+                ok
+            })
+            .collect())
+    }
+}
+
+/// Databases created before the search columns existed get them, filled from the
+/// records (SQLite's JSON functions read the canonical JSON).
+async fn add_search_columns(pool: &SqlitePool) -> Result<(), AuditError> {
+    let have: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pragma_table_info('audit_log') WHERE name = 'subject'",
+    )
+    .fetch_one(pool)
+    .await?;
+    if have > 0 {
+        return Ok(());
+    }
+    sqlx::raw_sql(
+        "BEGIN;
+        ALTER TABLE audit_log ADD COLUMN time TEXT;
+        ALTER TABLE audit_log ADD COLUMN consumer TEXT;
+        ALTER TABLE audit_log ADD COLUMN operator TEXT;
+        ALTER TABLE audit_log ADD COLUMN dataset TEXT;
+        ALTER TABLE audit_log ADD COLUMN subject TEXT;
+        ALTER TABLE audit_log ADD COLUMN matter TEXT;
+        ALTER TABLE audit_log ADD COLUMN case_id TEXT;
+        ALTER TABLE audit_log ADD COLUMN decision TEXT;
+        UPDATE audit_log SET time = json_extract(record, '$.time'),
+            consumer = json_extract(record, '$.consumer'),
+            operator = json_extract(record, '$.operator'),
+            dataset = json_extract(record, '$.dataset'),
+            subject = json_extract(record, '$.subject'),
+            matter = json_extract(record, '$.matter'),
+            case_id = json_extract(record, '$.case_id'),
+            decision = json_extract(record, '$.decision');
+        COMMIT;",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}

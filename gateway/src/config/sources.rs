@@ -1,0 +1,949 @@
+//! The data-source part of the config: `[[sources]]` (SQL databases and department
+//! REST APIs, each with its resilience settings), the `[[datasets]]` bound to them, and
+//! the `[[bundles]]` of datasets fetched together for one life event.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use connectors::{Dataset, IssuerKeys};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Checker, ConfigError};
+
+/// What a source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A SQL database: SQLite, PostgreSQL, MySQL/MariaDB.
+    Sql,
+    /// A department's REST API over mutual TLS, answering JSON.
+    Http,
+}
+
+/// A data source of an owning department.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Connector name, shown in responses.
+    pub name: String,
+    /// `sql` or `http`.
+    pub kind: SourceKind,
+    /// Database URL (SQLite paths already resolved), or the API's `https://` base URL.
+    pub url: String,
+    /// SQL: pool size. HTTP: idle connections kept for reuse.
+    pub max_connections: u32,
+    /// SQL: how long to wait for a pooled connection. HTTP: how long opening a
+    /// connection (TCP and TLS) may take.
+    pub acquire_timeout_ms: u64,
+    /// HTTP: the pinned CA and the gateway's client certificate.
+    pub tls: Option<SourceTls>,
+    /// HTTP: path probed by `/readyz`.
+    pub health_path: String,
+    /// Time-out, concurrency, retry and circuit-breaker settings.
+    pub resilience: ResilienceConfig,
+}
+
+/// Mutual TLS towards a department API.
+#[derive(Debug, Clone)]
+pub struct SourceTls {
+    /// CA certificates the department's server certificate must chain to (pinned: no
+    /// system roots).
+    pub ca: Vec<PathBuf>,
+    /// The gateway's client certificate (PEM) presented to the department.
+    pub cert: PathBuf,
+    /// Its key (PEM).
+    pub key: PathBuf,
+}
+
+/// The resilience layers around one source (`[sources.resilience]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResilienceConfig {
+    /// A lookup not answered within this time fails with 504 (default 2000).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Lookups in flight at once; more are shed with 503 (default 256).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Retries of a transient failure (refused, reset, 503), inside the time-out
+    /// (default 2).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Retries allowed as a percentage of recent lookups, so that retries cannot
+    /// multiply the load on a struggling source (default 20).
+    #[serde(default = "default_retry_budget_percent")]
+    pub retry_budget_percent: u32,
+    /// Consecutive failures that open the circuit breaker (default 5).
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses before letting one probe through (default
+    /// 5000).
+    #[serde(default = "default_breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: u64,
+}
+
+/// A dataset served by the gateway.
+#[derive(Debug, Clone)]
+pub struct DatasetConfig {
+    /// Which dataset.
+    pub dataset: Dataset,
+    /// Owning department code.
+    pub department: String,
+    /// Name of the source serving it.
+    pub source: String,
+    /// SQL: parameterized query, the subject its one parameter (empty for HTTP).
+    pub query: String,
+    /// HTTP: path template holding `{subject}`.
+    pub path: Option<String>,
+    /// SQL, e-licences: query by holder ID then licence type.
+    pub holder_query: Option<String>,
+    /// HTTP, e-licences: path template holding `{holder_id}` and `{license_type}`.
+    pub holder_path: Option<String>,
+    /// E-licences: public keys of the issuers whose signatures verify.
+    pub issuer_keys: IssuerKeys,
+    /// field name → column name (SQL) or JSON pointer (HTTP).
+    pub fields: BTreeMap<String, String>,
+}
+
+/// A named set of datasets fetched in one request (`POST /v1/bundle`).
+#[derive(Debug, Clone)]
+pub struct BundleConfig {
+    /// Bundle name, e.g. `newborn`.
+    pub name: String,
+    /// What it is for, shown to people.
+    pub description: String,
+    /// The items, each after the items it takes its subject from.
+    pub items: Vec<BundleItem>,
+}
+
+/// One record of a bundle.
+#[derive(Debug, Clone)]
+pub struct BundleItem {
+    /// Item name, unique in the bundle, e.g. `mother`.
+    pub name: String,
+    /// The dataset read.
+    pub dataset: Dataset,
+    /// Where the item's subject comes from.
+    pub subject: ItemSubject,
+    /// E-licences found by holder: the licence type (the subject is the holder).
+    pub license_type: Option<String>,
+    /// Fields asked; `None`: every field the agreement grants.
+    pub fields: Option<Vec<String>>,
+}
+
+/// Where a bundle item's subject comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemSubject {
+    /// The request's `subject`.
+    Request,
+    /// A value in an earlier item's returned record: `<item>#<JSON pointer>`. A
+    /// string holding JSON (an e-licence's `content`) is looked into as well.
+    Item {
+        /// Index of the earlier item.
+        index: usize,
+        /// JSON pointer into its record; its first segment is the field.
+        pointer: String,
+    },
+}
+
+impl ItemSubject {
+    /// The field of the earlier item the subject is read from.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ItemSubject::Request => None,
+            ItemSubject::Item { pointer, .. } => pointer.split('/').nth(1),
+        }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    2000
+}
+fn default_max_in_flight() -> usize {
+    256
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_retry_budget_percent() -> u32 {
+    20
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown_ms() -> u64 {
+    5000
+}
+fn default_pool() -> u32 {
+    8
+}
+fn default_acquire_ms() -> u64 {
+    2000
+}
+fn default_health_path() -> String {
+    "/".to_owned()
+}
+fn default_item_subject() -> Spanned<String> {
+    Spanned::new(0..0, "request".to_owned())
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: default_timeout_ms(),
+            max_in_flight: default_max_in_flight(),
+            retries: default_retries(),
+            retry_budget_percent: default_retry_budget_percent(),
+            breaker_failures: default_breaker_failures(),
+            breaker_cooldown_ms: default_breaker_cooldown_ms(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    url: Spanned<String>,
+    #[serde(default = "default_pool")]
+    max_connections: u32,
+    #[serde(default = "default_acquire_ms")]
+    acquire_timeout_ms: u64,
+    #[serde(default)]
+    ca: Vec<Spanned<String>>,
+    #[serde(default)]
+    cert: Option<Spanned<String>>,
+    #[serde(default)]
+    key: Option<Spanned<String>>,
+    #[serde(default = "default_health_path")]
+    health_path: String,
+    #[serde(default)]
+    resilience: Option<Spanned<ResilienceConfig>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDataset {
+    name: Spanned<String>,
+    department: String,
+    source: Spanned<String>,
+    #[serde(default)]
+    query: Option<Spanned<String>>,
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+    #[serde(default)]
+    holder_query: Option<Spanned<String>>,
+    #[serde(default)]
+    holder_path: Option<Spanned<String>>,
+    #[serde(default)]
+    issuer_keys: Option<Spanned<Vec<String>>>,
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBundle {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    items: Vec<RawItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawItem {
+    name: Spanned<String>,
+    dataset: Spanned<String>,
+    #[serde(default = "default_item_subject")]
+    subject: Spanned<String>,
+    #[serde(default)]
+    license_type: Option<Spanned<String>>,
+    #[serde(default)]
+    fields: Option<Spanned<Vec<String>>>,
+}
+
+/// Names of sources, items and bundles: what an operator can type and a URL can hold.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl Checker<'_> {
+    pub(super) fn sources(&self, raw: &[RawSource]) -> Result<Vec<SourceConfig>, ConfigError> {
+        let mut sources: Vec<SourceConfig> = Vec::new();
+        for s in raw {
+            let source = self.source(s)?;
+            if sources.iter().any(|x| x.name == source.name) {
+                return Err(self.err(
+                    s.name.span(),
+                    format!("sources.name: {:?} is configured twice", source.name),
+                ));
+            }
+            sources.push(source);
+        }
+        Ok(sources)
+    }
+
+    fn source(&self, s: &RawSource) -> Result<SourceConfig, ConfigError> {
+        if !is_name(s.name.get_ref()) {
+            return Err(self.err(
+                s.name.span(),
+                "sources.name: must be 1-64 characters of A-Z a-z 0-9 - _ .".into(),
+            ));
+        }
+        let kind = match s.kind.get_ref().as_str() {
+            "sql" => SourceKind::Sql,
+            "http" => SourceKind::Http,
+            other => {
+                return Err(self.err(
+                    s.kind.span(),
+                    format!("sources.kind: {other:?} is not a known kind (sql, http)"),
+                ))
+            }
+        };
+        let (url, tls) = match kind {
+            SourceKind::Sql => (self.sql_url(s)?, None),
+            SourceKind::Http => (self.http_url(s)?, Some(self.source_tls(s)?)),
+        };
+        if kind == SourceKind::Sql && (!s.ca.is_empty() || s.cert.is_some() || s.key.is_some()) {
+            return Err(self.err(
+                s.kind.span(),
+                "sources: ca, cert and key are for kind = \"http\"; a SQL source puts TLS \
+                 settings in its url"
+                    .into(),
+            ));
+        }
+        if !s.health_path.starts_with('/') {
+            return Err(self.err(
+                s.url.span(),
+                "sources.health_path: must start with /".into(),
+            ));
+        }
+        let resilience = match &s.resilience {
+            Some(r) => self.resilience(r)?,
+            None => ResilienceConfig::default(),
+        };
+        Ok(SourceConfig {
+            name: s.name.get_ref().clone(),
+            kind,
+            url,
+            max_connections: s.max_connections.max(1),
+            acquire_timeout_ms: s.acquire_timeout_ms,
+            tls,
+            health_path: s.health_path.clone(),
+            resilience,
+        })
+    }
+
+    fn sql_url(&self, s: &RawSource) -> Result<String, ConfigError> {
+        let url = s.url.get_ref();
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            let (file, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let file = self.resolve(file);
+            if !file.is_file() {
+                return Err(self.err(
+                    s.url.span(),
+                    format!("sources.url: no such SQLite file {}", file.display()),
+                ));
+            }
+            let sep = if query.is_empty() { "" } else { "?" };
+            Ok(format!("sqlite://{}{sep}{query}", file.display()))
+        } else if ["postgres://", "postgresql://", "mysql://", "mariadb://"]
+            .iter()
+            .any(|p| url.starts_with(p))
+        {
+            Ok(url.clone())
+        } else {
+            Err(self.err(
+                s.url.span(),
+                "sources.url: a sql source's url starts with sqlite://, postgres:// or mysql://"
+                    .into(),
+            ))
+        }
+    }
+
+    fn http_url(&self, s: &RawSource) -> Result<String, ConfigError> {
+        let url = s.url.get_ref();
+        let ok = url
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| u.scheme_str() == Some("https") && u.host().is_some())
+            .filter(|u| u.query().is_none());
+        if ok.is_none() {
+            return Err(self.err(
+                s.url.span(),
+                format!(
+                    "sources.url: {url:?} is not an https:// base URL (departments are reached \
+                     over mutual TLS)"
+                ),
+            ));
+        }
+        Ok(url.clone())
+    }
+
+    fn source_tls(&self, s: &RawSource) -> Result<SourceTls, ConfigError> {
+        let missing = |key: &str| {
+            self.err(
+                s.kind.span(),
+                format!(
+                    "sources.{key}: an http source needs ca (the department's CA), cert and key \
+                     (the gateway's client certificate)"
+                ),
+            )
+        };
+        if s.ca.is_empty() {
+            return Err(missing("ca"));
+        }
+        let ca =
+            s.ca.iter()
+                .map(|c| self.existing_file("sources.ca", c))
+                .collect::<Result<_, _>>()?;
+        let cert = s.cert.as_ref().ok_or_else(|| missing("cert"))?;
+        let key = s.key.as_ref().ok_or_else(|| missing("key"))?;
+        Ok(SourceTls {
+            ca,
+            cert: self.existing_file("sources.cert", cert)?,
+            key: self.existing_file("sources.key", key)?,
+        })
+    }
+
+    fn resilience(&self, r: &Spanned<ResilienceConfig>) -> Result<ResilienceConfig, ConfigError> {
+        let v = r.get_ref();
+        let problem = if v.timeout_ms == 0 {
+            Some("timeout_ms must be at least 1")
+        } else if v.max_in_flight == 0 {
+            Some("max_in_flight must be at least 1")
+        } else if v.retries > 10 {
+            Some("retries must be at most 10")
+        } else if v.retry_budget_percent > 1000 {
+            Some("retry_budget_percent must be at most 1000")
+        } else if v.breaker_failures == 0 {
+            Some("breaker_failures must be at least 1")
+        } else if v.breaker_cooldown_ms == 0 {
+            Some("breaker_cooldown_ms must be at least 1")
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => Err(self.err(r.span(), format!("sources.resilience.{p}"))),
+            None => Ok(v.clone()),
+        }
+    }
+
+    pub(super) fn datasets(
+        &self,
+        raw: &[RawDataset],
+        sources: &[SourceConfig],
+    ) -> Result<Vec<DatasetConfig>, ConfigError> {
+        let mut datasets: Vec<DatasetConfig> = Vec::new();
+        for d in raw {
+            let dataset = self.dataset(d, sources)?;
+            if datasets.iter().any(|x| x.dataset == dataset.dataset) {
+                return Err(self.err(
+                    d.name.span(),
+                    format!("datasets.name: {} is configured twice", dataset.dataset),
+                ));
+            }
+            datasets.push(dataset);
+        }
+        Ok(datasets)
+    }
+
+    fn dataset(
+        &self,
+        d: &RawDataset,
+        sources: &[SourceConfig],
+    ) -> Result<DatasetConfig, ConfigError> {
+        let dataset: Dataset = d
+            .name
+            .get_ref()
+            .parse()
+            .map_err(|e| self.err(d.name.span(), format!("datasets.name: {e}")))?;
+        let source = sources
+            .iter()
+            .find(|s| &s.name == d.source.get_ref())
+            .ok_or_else(|| {
+                self.err(
+                    d.source.span(),
+                    format!("datasets.source: no source named {:?}", d.source.get_ref()),
+                )
+            })?;
+        if let Some(unknown) = d
+            .fields
+            .keys()
+            .find(|f| !dataset.fields().contains(&f.as_str()))
+        {
+            return Err(self.err(
+                d.name.span(),
+                format!("datasets.fields: {dataset} has no field {unknown:?}"),
+            ));
+        }
+        self.dataset_access(d, dataset, source)?;
+        let issuer_keys = match &d.issuer_keys {
+            None => IssuerKeys::default(),
+            Some(k) if dataset != Dataset::ELicense => {
+                return Err(self.err(
+                    k.span(),
+                    format!(
+                        "datasets.issuer_keys: only e_license records are signed, not {dataset}"
+                    ),
+                ))
+            }
+            Some(k) => IssuerKeys::from_base64url(k.get_ref())
+                .map_err(|e| self.err(k.span(), format!("datasets.issuer_keys: {e}")))?,
+        };
+        let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
+        Ok(DatasetConfig {
+            dataset,
+            department: d.department.clone(),
+            source: source.name.clone(),
+            query: text(&d.query).unwrap_or_default(),
+            path: text(&d.path),
+            holder_query: text(&d.holder_query),
+            holder_path: text(&d.holder_path),
+            issuer_keys,
+            fields: d.fields.clone(),
+        })
+    }
+
+    /// The keys saying how a dataset is read must fit its source's kind.
+    fn dataset_access(
+        &self,
+        d: &RawDataset,
+        dataset: Dataset,
+        source: &SourceConfig,
+    ) -> Result<(), ConfigError> {
+        let (needed, wrong) = match source.kind {
+            SourceKind::Sql => (
+                ("query", &d.query),
+                [("path", &d.path), ("holder_path", &d.holder_path)],
+            ),
+            SourceKind::Http => (
+                ("path", &d.path),
+                [("query", &d.query), ("holder_query", &d.holder_query)],
+            ),
+        };
+        let kind = match source.kind {
+            SourceKind::Sql => "sql",
+            SourceKind::Http => "http",
+        };
+        if needed
+            .1
+            .as_ref()
+            .is_none_or(|v| v.get_ref().trim().is_empty())
+        {
+            return Err(self.err(
+                d.source.span(),
+                format!(
+                    "datasets.{}: {dataset} is served by {kind} source {:?} and needs a {}",
+                    needed.0, source.name, needed.0
+                ),
+            ));
+        }
+        if let Some((key, v)) = wrong.iter().find_map(|(k, v)| v.as_ref().map(|v| (*k, v))) {
+            return Err(self.err(
+                v.span(),
+                format!(
+                    "datasets.{key}: not used by {kind} source {:?}",
+                    source.name
+                ),
+            ));
+        }
+        let holder = d.holder_query.as_ref().or(d.holder_path.as_ref());
+        if let Some(h) = holder.filter(|_| dataset != Dataset::ELicense) {
+            return Err(self.err(
+                h.span(),
+                format!("datasets: only e_license is looked up by holder, not {dataset}"),
+            ));
+        }
+        if source.kind == SourceKind::Http {
+            if let Some((field, pointer)) = d
+                .fields
+                .iter()
+                .find(|(_, p)| !p.is_empty() && !p.starts_with('/'))
+            {
+                return Err(self.err(
+                    d.name.span(),
+                    format!(
+                        "datasets.fields: {field} = {pointer:?} is not a JSON pointer (an http \
+                         source maps fields by pointers like \"/license/status\")"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn bundles(
+        &self,
+        raw: &[RawBundle],
+        datasets: &[DatasetConfig],
+    ) -> Result<Vec<BundleConfig>, ConfigError> {
+        let mut bundles: Vec<BundleConfig> = Vec::new();
+        for b in raw {
+            let bundle = self.bundle(b, datasets)?;
+            if bundles.iter().any(|x| x.name == bundle.name) {
+                return Err(self.err(
+                    b.name.span(),
+                    format!("bundles.name: {:?} is configured twice", bundle.name),
+                ));
+            }
+            bundles.push(bundle);
+        }
+        Ok(bundles)
+    }
+
+    fn bundle(
+        &self,
+        b: &RawBundle,
+        datasets: &[DatasetConfig],
+    ) -> Result<BundleConfig, ConfigError> {
+        let name = b.name.get_ref();
+        if !is_name(name) {
+            return Err(self.err(
+                b.name.span(),
+                "bundles.name: must be 1-64 characters of A-Z a-z 0-9 - _ .".into(),
+            ));
+        }
+        if b.items.is_empty() {
+            return Err(self.err(b.name.span(), format!("bundles: {name:?} has no items")));
+        }
+        let mut items: Vec<BundleItem> = Vec::new();
+        for raw in &b.items {
+            let item = self.bundle_item(raw, &items, datasets)?;
+            if items.iter().any(|x| x.name == item.name) {
+                return Err(self.err(
+                    raw.name.span(),
+                    format!(
+                        "bundles.items.name: {:?} appears twice in {name}",
+                        item.name
+                    ),
+                ));
+            }
+            items.push(item);
+        }
+        if !items.iter().any(|i| i.subject == ItemSubject::Request) {
+            return Err(self.err(
+                b.name.span(),
+                format!("bundles: no item of {name:?} takes the request's subject"),
+            ));
+        }
+        Ok(BundleConfig {
+            name: name.clone(),
+            description: b.description.clone(),
+            items,
+        })
+    }
+
+    fn bundle_item(
+        &self,
+        raw: &RawItem,
+        earlier: &[BundleItem],
+        datasets: &[DatasetConfig],
+    ) -> Result<BundleItem, ConfigError> {
+        if !is_name(raw.name.get_ref()) {
+            return Err(self.err(
+                raw.name.span(),
+                "bundles.items.name: must be 1-64 characters of A-Z a-z 0-9 - _ .".into(),
+            ));
+        }
+        let dataset: Dataset = raw
+            .dataset
+            .get_ref()
+            .parse()
+            .map_err(|e| self.err(raw.dataset.span(), format!("bundles.items.dataset: {e}")))?;
+        let served = datasets
+            .iter()
+            .find(|d| d.dataset == dataset)
+            .ok_or_else(|| {
+                self.err(
+                    raw.dataset.span(),
+                    format!("bundles.items.dataset: {dataset} is not served by this gateway"),
+                )
+            })?;
+        let subject = self.item_subject(raw, earlier)?;
+        let license_type = match &raw.license_type {
+            None => None,
+            Some(t) => {
+                let holder_lookup = served.holder_query.is_some() || served.holder_path.is_some();
+                if dataset != Dataset::ELicense || !holder_lookup {
+                    return Err(self.err(
+                        t.span(),
+                        format!(
+                            "bundles.items.license_type: finds an e-licence by holder; {dataset} \
+                             needs holder_query or holder_path in its [[datasets]] entry"
+                        ),
+                    ));
+                }
+                let valid = connectors::Key::Holder {
+                    holder_id: "91350100M000100Y43".to_owned(),
+                    license_type: t.get_ref().clone(),
+                }
+                .validate(dataset);
+                if let Err(e) = valid {
+                    return Err(self.err(t.span(), format!("bundles.items.license_type: {e}")));
+                }
+                Some(t.get_ref().clone())
+            }
+        };
+        let fields = match &raw.fields {
+            None => None,
+            Some(f) => {
+                if f.get_ref().is_empty() {
+                    return Err(self.err(
+                        f.span(),
+                        "bundles.items.fields: name at least one field, or leave it out".into(),
+                    ));
+                }
+                if let Some(unknown) = f.get_ref().iter().find(|x| !dataset.has_field(x)) {
+                    return Err(self.err(
+                        f.span(),
+                        format!("bundles.items.fields: {dataset} has no field {unknown:?}"),
+                    ));
+                }
+                Some(f.get_ref().clone())
+            }
+        };
+        Ok(BundleItem {
+            name: raw.name.get_ref().clone(),
+            dataset,
+            subject,
+            license_type,
+            fields,
+        })
+    }
+
+    fn item_subject(
+        &self,
+        raw: &RawItem,
+        earlier: &[BundleItem],
+    ) -> Result<ItemSubject, ConfigError> {
+        let text = raw.subject.get_ref();
+        if text == "request" {
+            return Ok(ItemSubject::Request);
+        }
+        let bad =
+            |msg: String| self.err(raw.subject.span(), format!("bundles.items.subject: {msg}"));
+        let (item, pointer) = text.split_once('#').ok_or_else(|| {
+            bad(format!(
+                "{text:?} is neither \"request\" nor \"<earlier item>#<JSON pointer>\""
+            ))
+        })?;
+        let index = earlier
+            .iter()
+            .position(|i| i.name == item)
+            .ok_or_else(|| bad(format!("no earlier item named {item:?}")))?;
+        if !pointer.starts_with('/') || pointer.len() < 2 {
+            return Err(bad(format!(
+                "{pointer:?} is not a JSON pointer like /content/mother_id"
+            )));
+        }
+        let subject = ItemSubject::Item {
+            index,
+            pointer: pointer.to_owned(),
+        };
+        let source = &earlier[index];
+        let field = subject.field().unwrap_or_default();
+        if !source.dataset.has_field(field) {
+            return Err(bad(format!("{} has no field {field:?}", source.dataset)));
+        }
+        if let Some(f) = source
+            .fields
+            .as_ref()
+            .filter(|f| !f.iter().any(|x| x == field))
+        {
+            return Err(bad(format!(
+                "item {item:?} asks only for {} and not for {field:?}, which this subject is read from",
+                f.join(", ")
+            )));
+        }
+        Ok(subject)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    const BASE: &str = r#"node = "gw-1"
+listen = "127.0.0.1:8443"
+ops_listen = "127.0.0.1:9090"
+state_db = "state.db"
+signing_key = "signing.pem"
+
+[tls]
+cert = "server.pem"
+key = "server.key"
+client_cas = ["ca.pem"]
+
+[[sources]]
+name = "population-db"
+kind = "sql"
+url = "sqlite://population.db"
+
+[[sources]]
+name = "licences"
+kind = "http"
+url = "https://127.0.0.1:8444/api"
+ca = ["ca.pem"]
+cert = "gw.pem"
+key = "gw.key"
+[sources.resilience]
+timeout_ms = 800
+breaker_failures = 3
+
+[[datasets]]
+name = "population"
+department = "sz-psb"
+source = "population-db"
+query = "SELECT full_name FROM residents WHERE id_number = ?"
+[datasets.fields]
+name = "full_name"
+
+[[datasets]]
+name = "e_license"
+department = "sz-data"
+source = "licences"
+path = "/licenses/{subject}"
+holder_path = "/licenses?holder={holder_id}&type={license_type}"
+issuer_keys = ["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]
+[datasets.fields]
+license_type = "/type"
+content = "/content"
+
+[[bundles]]
+name = "newborn"
+[[bundles.items]]
+name = "certificate"
+dataset = "e_license"
+[[bundles.items]]
+name = "mother"
+dataset = "population"
+subject = "certificate#/content/mother_id"
+[[bundles.items]]
+name = "licence"
+dataset = "e_license"
+license_type = "营业执照"
+"#;
+
+    fn dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "signing.pem",
+            "server.pem",
+            "server.key",
+            "ca.pem",
+            "gw.pem",
+            "gw.key",
+            "population.db",
+        ] {
+            std::fs::write(d.path().join(f), "x").unwrap();
+        }
+        d
+    }
+
+    fn parse(d: &tempfile::TempDir, text: &str) -> Result<Config, String> {
+        Config::parse(&d.path().join("tongban.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn http_sources_resilience_and_bundles_parse() {
+        let d = dir();
+        let c = parse(&d, BASE).unwrap();
+        let sql = &c.sources[0];
+        assert_eq!(sql.kind, SourceKind::Sql);
+        assert_eq!(sql.resilience.timeout_ms, 2000, "defaults");
+        let http = &c.sources[1];
+        assert_eq!(http.kind, SourceKind::Http);
+        assert_eq!(http.resilience.timeout_ms, 800);
+        assert_eq!(http.resilience.breaker_failures, 3);
+        assert_eq!(http.resilience.retries, 2);
+        assert_eq!(http.tls.as_ref().unwrap().cert, d.path().join("gw.pem"));
+        let lic = c.dataset(Dataset::ELicense).unwrap();
+        assert_eq!(lic.path.as_deref(), Some("/licenses/{subject}"));
+        assert!(!lic.issuer_keys.is_empty());
+        let b = c.bundle("newborn").unwrap();
+        assert_eq!(b.items.len(), 3);
+        assert_eq!(
+            b.items[1].subject,
+            ItemSubject::Item {
+                index: 0,
+                pointer: "/content/mother_id".into()
+            }
+        );
+        assert_eq!(b.items[1].subject.field(), Some("content"));
+        assert_eq!(b.items[2].license_type.as_deref(), Some("营业执照"));
+    }
+
+    #[test]
+    fn mistakes_name_line_and_key() {
+        let d = dir();
+        let cases = [
+            (BASE.replace("kind = \"http\"", "kind = \"ftp\""), ":19: sources.kind"),
+            (
+                BASE.replace("https://127.0.0.1:8444/api", "http://127.0.0.1:8444"),
+                ":20: sources.url",
+            ),
+            (BASE.replace("ca = [\"ca.pem\"]\n", ""), "sources.ca: an http source needs"),
+            (BASE.replace("cert = \"gw.pem\"", "cert = \"nope.pem\""), ":22: sources.cert: no such file"),
+            (BASE.replace("timeout_ms = 800", "timeout_ms = 0"), "sources.resilience.timeout_ms"),
+            (BASE.replace("breaker_failures = 3", "breaker_fail = 3"), "unknown field `breaker_fail`"),
+            (
+                BASE.replace("path = \"/licenses/{subject}\"\n", ""),
+                ":39: datasets.path: e_license is served by http source \"licences\" and needs a path",
+            ),
+            (
+                BASE.replace("query = \"SELECT full_name", "path = \"/p/{subject}\"\nquery = \"SELECT full_name"),
+                "datasets.path: not used by sql source",
+            ),
+            (BASE.replace("content = \"/content\"", "content = \"content\""), "is not a JSON pointer"),
+            (BASE.replace("issuer_keys = [\"11qY", "issuer_keys = [\"!!"), ":42: datasets.issuer_keys"),
+            (
+                BASE.replace("subject = \"certificate#/content/mother_id\"", "subject = \"mother#/x\""),
+                "bundles.items.subject: no earlier item named \"mother\"",
+            ),
+            (
+                BASE.replace("subject = \"certificate#/content/mother_id\"", "subject = \"certificate#/shoe\""),
+                "e_license has no field \"shoe\"",
+            ),
+            (
+                BASE.replace("name = \"licence\"\ndataset = \"e_license\"", "name = \"licence\"\ndataset = \"population\""),
+                "bundles.items.license_type: finds an e-licence by holder",
+            ),
+            (
+                BASE.replace("name = \"mother\"", "name = \"certificate\""),
+                "bundles.items.name: \"certificate\" appears twice",
+            ),
+            (
+                BASE.replace("[[bundles.items]]\nname = \"certificate\"\ndataset = \"e_license\"\n", "")
+                    .replace("subject = \"certificate#/content/mother_id\"", "subject = \"licence#/x\""),
+                "no earlier item",
+            ),
+            (
+                BASE.replace("name = \"population-db\"\nkind", "name = \"licences\"\nkind"),
+                "sources.name: \"licences\" is configured twice",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(&d, &text).unwrap_err();
+            assert!(err.contains("tongban.toml"), "{err}");
+            assert!(err.contains(want), "want {want:?} in {err}");
+        }
+    }
+
+    #[test]
+    fn an_item_with_chosen_fields_must_ask_for_the_link() {
+        let d = dir();
+        let text = BASE.replace(
+            "name = \"certificate\"\ndataset = \"e_license\"\n",
+            "name = \"certificate\"\ndataset = \"e_license\"\nfields = [\"license_type\"]\n",
+        );
+        let err = parse(&d, &text).unwrap_err();
+        assert!(err.contains("asks only for license_type"), "{err}");
+    }
+}

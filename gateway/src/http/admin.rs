@@ -1,0 +1,408 @@
+//! The admin API, for identities holding the `dept-admin` role — each for its own
+//! department's datasets only:
+//!
+//! | request | does |
+//! |---|---|
+//! | `GET /admin/v1/agreements[?dataset=&consumer=]` | the department's agreements, with versions |
+//! | `GET /admin/v1/agreements/{id}` | one agreement |
+//! | `POST /admin/v1/agreements` | create (409 if the id exists) |
+//! | `PUT /admin/v1/agreements/{id}` | create or replace |
+//! | `DELETE /admin/v1/agreements/{id}` | revoke |
+//! | `GET /admin/v1/explain?consumer=&dataset=&matter=[&field=…][&at=][&operator=]` | why a lookup would be allowed or denied |
+//!
+//! A change is stored with its before and after, applied to this gateway before the
+//! answer leaves (every other gateway follows within its sync interval), and
+//! audited like every request, the change in the record's `detail`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt as _, Limited};
+use policy::{Agreement, Edit, Question, Refusal};
+use serde_json::{json, Value};
+use tower::util::BoxCloneSyncService;
+
+use super::route::RouteService;
+use super::{Answer, Outcome, Principal};
+use crate::agreements::{change_detail, check};
+use crate::audit::Decision;
+use crate::error::ApiError;
+use crate::policy_sync::PolicyService;
+
+/// Agreements, and one agreement below it.
+pub const AGREEMENTS: &str = "/admin/v1/agreements";
+/// Why a lookup would be allowed or denied.
+pub const EXPLAIN: &str = "/admin/v1/explain";
+/// The role the admin API requires.
+pub const DEPT_ADMIN: &str = "dept-admin";
+
+/// The agreements service.
+pub fn agreements_service<B>(policy: Arc<PolicyService>, max_body: usize) -> RouteService<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    BoxCloneSyncService::new(tower::service_fn(move |req: Request<B>| {
+        let policy = Arc::clone(&policy);
+        async move { Ok::<_, Infallible>(agreements(&policy, max_body, req).await) }
+    }))
+}
+
+/// The explain service.
+pub fn explain_service<B: Send + 'static>(policy: Arc<PolicyService>) -> RouteService<B> {
+    BoxCloneSyncService::new(tower::service_fn(move |req: Request<B>| {
+        let policy = Arc::clone(&policy);
+        let principal = req.extensions().get::<Principal>().cloned();
+        let query = req.uri().query().unwrap_or_default().to_owned();
+        async move { Ok::<_, Infallible>(explain(&policy, principal.as_ref(), &query).await) }
+    }))
+}
+
+/// A dept-admin: its identity and department.
+struct Admin {
+    uri: String,
+    department: String,
+}
+
+fn admin(policy: &PolicyService, principal: Option<&Principal>) -> Result<Admin, ApiError> {
+    let principal =
+        principal.ok_or_else(|| ApiError::Internal("principal missing from request".into()))?;
+    let uri = principal.identity.as_uri();
+    if !policy.authorizer.has_role(uri, DEPT_ADMIN) {
+        return Err(ApiError::RoleRequired(DEPT_ADMIN));
+    }
+    Ok(Admin {
+        uri: uri.to_owned(),
+        department: principal.identity.department().to_owned(),
+    })
+}
+
+impl Admin {
+    /// A dept-admin acts on its own department's datasets only.
+    fn may_manage(
+        &self,
+        policy: &PolicyService,
+        provider: &str,
+        dataset: &str,
+    ) -> Result<(), ApiError> {
+        let owner = policy.catalogue.provider_of(dataset).unwrap_or(provider);
+        if owner != self.department || provider != self.department {
+            return Err(ApiError::Refused(Refusal::NotPermitted(format!(
+                "{} is a dept-admin of {}; {dataset} is provided by {owner}, so only {owner}'s dept-admins may grant or revoke it",
+                self.uri, self.department
+            ))));
+        }
+        Ok(())
+    }
+}
+
+fn denied(e: ApiError) -> Outcome {
+    let mut o = Outcome::error(e);
+    o.facts.decision = Some(Decision::Deny);
+    o
+}
+
+fn json_answer(status: StatusCode, body: Value) -> Outcome {
+    let mut o = Outcome::answer(Answer::Json { status, body });
+    o.facts.decision = Some(Decision::Allow);
+    o
+}
+
+async fn agreements<B>(policy: &PolicyService, max_body: usize, req: Request<B>) -> Outcome
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    let admin = match admin(policy, req.extensions().get::<Principal>()) {
+        Ok(a) => a,
+        Err(e) => return denied(e),
+    };
+    let rest = req
+        .uri()
+        .path()
+        .strip_prefix(AGREEMENTS)
+        .unwrap_or_default();
+    let id = rest.strip_prefix('/').unwrap_or(rest).to_owned();
+    if id.contains('/') {
+        return Outcome::error(ApiError::NoRoute(
+            req.uri().path().chars().take(128).collect(),
+        ));
+    }
+    let method = req.method().clone();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    match (method, id.is_empty()) {
+        (Method::GET, true) => list(policy, &admin, &query).await,
+        (Method::GET, false) => get(policy, &admin, &id).await,
+        (Method::POST, true) => match body(req, max_body, None).await {
+            Ok(a) => change(policy, &admin, Edit::Create(a)).await,
+            Err(e) => Outcome::error(e),
+        },
+        (Method::PUT, false) => match body(req, max_body, Some(&id)).await {
+            Ok(a) => change(policy, &admin, Edit::Put(a)).await,
+            Err(e) => Outcome::error(e),
+        },
+        (Method::DELETE, false) => change(policy, &admin, Edit::Revoke(id)).await,
+        (m, _) => Outcome::error(ApiError::Method(m.to_string())),
+    }
+}
+
+fn stored_json(s: &policy::StoredAgreement) -> Value {
+    json!({
+        "agreement": s.agreement,
+        "version": s.version,
+        "updated_at": s.updated_at,
+        "updated_by": s.updated_by,
+    })
+}
+
+async fn list(policy: &PolicyService, admin: &Admin, query: &str) -> Outcome {
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let (dataset, consumer) = (param("dataset"), param("consumer"));
+    let stored = match policy.store.list().await {
+        Ok(s) => s,
+        Err(e) => return Outcome::error(ApiError::Internal(e.to_string())),
+    };
+    let items: Vec<Value> = stored
+        .iter()
+        .filter(|s| s.agreement.provider == admin.department)
+        .filter(|s| dataset.is_none_or(|d| s.agreement.dataset == d))
+        .filter(|s| consumer.is_none_or(|c| s.agreement.consumer == c))
+        .map(stored_json)
+        .collect();
+    let mut o = json_answer(
+        StatusCode::OK,
+        json!({"agreements": items, "policy_version": policy.authorizer.version()}),
+    );
+    o.facts.detail = Some(json!({"policy_list": {"dataset": dataset, "consumer": consumer}}));
+    o
+}
+
+async fn get(policy: &PolicyService, admin: &Admin, id: &str) -> Outcome {
+    match policy.store.get(id).await {
+        Ok(Some(s)) => {
+            if let Err(e) = admin.may_manage(policy, &s.agreement.provider, &s.agreement.dataset) {
+                return denied(e);
+            }
+            let mut o = json_answer(StatusCode::OK, stored_json(&s));
+            o.facts.agreement = Some(id.to_owned());
+            o.facts.dataset = Some(s.agreement.dataset);
+            o
+        }
+        Ok(None) => Outcome::error(ApiError::Refused(Refusal::Missing(id.to_owned()))),
+        Err(e) => Outcome::error(ApiError::Internal(e.to_string())),
+    }
+}
+
+/// Read an agreement from the body; on PUT the path names the id (the body may
+/// leave it out, but may not contradict it).
+async fn body<B>(
+    req: Request<B>,
+    max_body: usize,
+    path_id: Option<&str>,
+) -> Result<Agreement, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    let bytes = Limited::new(req.into_body(), max_body)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::TooLarge(max_body)
+            } else {
+                ApiError::BadRequest(format!("reading the body failed: {e}"))
+            }
+        })?
+        .to_bytes();
+    let mut v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
+    if let (Some(id), Some(obj)) = (path_id, v.as_object_mut()) {
+        match obj.get("id").and_then(Value::as_str) {
+            None => {
+                obj.insert("id".into(), json!(id));
+            }
+            Some(given) if given != id => {
+                return Err(ApiError::BadRequest(format!(
+                    "id: the body says {given:?} but the path says {id:?}"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::BadRequest(format!("body is not an agreement: {e}")))
+}
+
+async fn change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Outcome {
+    let (id, dataset) = match &edit {
+        Edit::Create(a) | Edit::Put(a) | Edit::Update(a) => (a.id.clone(), Some(a.dataset.clone())),
+        Edit::Revoke(id) => (id.clone(), None),
+    };
+    let mut o = checked_change(policy, admin, edit).await;
+    o.facts.agreement = Some(id);
+    if o.facts.dataset.is_none() {
+        o.facts.dataset = dataset;
+    }
+    o
+}
+
+/// Fill in the approver and check permission, then the agreement itself.
+#[allow(clippy::result_large_err)] // the error is the outcome to answer with
+fn prepare(policy: &PolicyService, admin: &Admin, mut a: Agreement) -> Result<Agreement, Outcome> {
+    if a.approver.trim().is_empty() {
+        a.approver = admin.uri.clone();
+    }
+    // Permission before validity: another department learns nothing about why its
+    // agreement would have been bad.
+    admin
+        .may_manage(policy, &a.provider, &a.dataset)
+        .map_err(denied)?;
+    check(&a, &policy.catalogue)
+        .map_err(|e| Outcome::error(ApiError::BadRequest(e.to_string())))?;
+    Ok(a)
+}
+
+async fn checked_change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Outcome {
+    let prepared = match edit {
+        Edit::Create(a) => prepare(policy, admin, a).map(Edit::Create),
+        Edit::Put(a) => prepare(policy, admin, a).map(Edit::Put),
+        Edit::Update(a) => prepare(policy, admin, a).map(Edit::Update),
+        revoke => Ok(revoke),
+    };
+    let edit = match prepared {
+        Ok(e) => e,
+        Err(o) => return o,
+    };
+    let department = admin.department.clone();
+    let guard = move |before: Option<&Agreement>| match before {
+        Some(b) if b.provider != department => Err(Refusal::NotPermitted(format!(
+            "agreement {} belongs to {}, not {department}",
+            b.id, b.provider
+        ))),
+        _ => Ok(()),
+    };
+    let id = match &edit {
+        Edit::Create(a) | Edit::Put(a) | Edit::Update(a) => a.id.clone(),
+        Edit::Revoke(id) => id.clone(),
+    };
+    match policy.store.edit(edit, &admin.uri, guard).await {
+        Ok(Some(applied)) => {
+            // This gateway obeys the change before answering; others follow.
+            if let Err(e) = policy.refresh().await {
+                tracing::warn!(error = %e, "applying an agreement change locally failed; the sync task retries");
+            }
+            let status = match applied.action {
+                policy::Action::Create => StatusCode::CREATED,
+                _ => StatusCode::OK,
+            };
+            let mut o = json_answer(
+                status,
+                json!({
+                    "action": applied.action.as_str(),
+                    "agreement": applied.after.as_ref().or(applied.before.as_ref()),
+                    "version": applied.version,
+                }),
+            );
+            o.facts.detail = Some(change_detail(&id, &applied));
+            o
+        }
+        Ok(None) => {
+            let current = policy.store.get(&id).await.ok().flatten();
+            json_answer(
+                StatusCode::OK,
+                json!({
+                    "action": "unchanged",
+                    "agreement": current.as_ref().map(|s| &s.agreement),
+                    "version": current.as_ref().map(|s| s.version),
+                }),
+            )
+        }
+        Err(policy::PolicyError::Refused(r @ Refusal::NotPermitted(_))) => {
+            denied(ApiError::Refused(r))
+        }
+        Err(policy::PolicyError::Refused(r)) => Outcome::error(ApiError::Refused(r)),
+        Err(e @ policy::PolicyError::Invalid { .. }) => {
+            Outcome::error(ApiError::BadRequest(e.to_string()))
+        }
+        Err(e) => Outcome::error(ApiError::Internal(e.to_string())),
+    }
+}
+
+async fn explain(policy: &PolicyService, principal: Option<&Principal>, query: &str) -> Outcome {
+    let admin = match admin(policy, principal) {
+        Ok(a) => a,
+        Err(e) => return denied(e),
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let asked: serde_json::Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let mut o = explained(policy, &admin, &params).await;
+    o.facts.detail = Some(json!({"policy_explain": asked}));
+    o
+}
+
+async fn explained(policy: &PolicyService, admin: &Admin, params: &[(String, String)]) -> Outcome {
+    let one = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let (Some(consumer), Some(dataset), Some(matter)) =
+        (one("consumer"), one("dataset"), one("matter"))
+    else {
+        return Outcome::error(ApiError::BadRequest(
+            "consumer, dataset and matter are required (field, at and operator are optional)"
+                .into(),
+        ));
+    };
+    let fields: Vec<String> = params
+        .iter()
+        .filter(|(n, _)| n == "field")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let at = match one("at") {
+        None => chrono::Utc::now(),
+        Some(t) => match chrono::DateTime::parse_from_rfc3339(&t) {
+            Ok(t) => t.with_timezone(&chrono::Utc),
+            Err(e) => {
+                return Outcome::error(ApiError::BadRequest(format!(
+                    "at: {t:?} is not an RFC 3339 time: {e}"
+                )))
+            }
+        },
+    };
+    if let Some(owner) = policy.catalogue.provider_of(&dataset) {
+        if let Err(e) = admin.may_manage(policy, owner, &dataset) {
+            return denied(e);
+        }
+    }
+    let q = Question {
+        consumer: &consumer,
+        dataset: &dataset,
+        matter: &matter,
+        fields: (!fields.is_empty()).then_some(fields.as_slice()),
+        at,
+    };
+    let mut e = match policy.authorizer.explain(&q) {
+        Ok(e) => e,
+        Err(e) => return Outcome::error(ApiError::Internal(e.to_string())),
+    };
+    if let Err(err) = policy
+        .meter
+        .explain(&mut e, one("operator").as_deref())
+        .await
+    {
+        return Outcome::error(ApiError::Internal(err.to_string()));
+    }
+    let mut o = json_answer(StatusCode::OK, e.to_json());
+    o.facts.dataset = Some(dataset);
+    o.facts.matter = Some(matter);
+    o
+}

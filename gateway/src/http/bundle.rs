@@ -1,0 +1,660 @@
+//! `POST /v1/bundle`: "one thing, one go" — the records one life event needs, in one
+//! request.
+//!
+//! A bundle is named in the config (`[[bundles]]`) as a list of items, each a dataset
+//! and where its subject comes from: the request's `subject`, or a value in an earlier
+//! item's record (`"birth_certificate#/content/mother_id"`). Items run concurrently;
+//! an item waits only for the item its subject comes from. Each item is validated,
+//! decided by policy, fetched through its source's resilience layers and audited as
+//! its own record, exactly like a lookup; a failing item is reported in place and
+//! does not stop the others. A subject read from an earlier item must come from a
+//! field that item returned in full, so a bundle never reveals more than the consumer
+//! may see. The answer is signed and carries the bundle request's own audit receipt.
+//!
+//! ```json
+//! {"bundle": "newborn", "subject": "1.2.156.3005.2.…", "matter": "newborn-registration",
+//!  "case_id": "MZ-2026-000042"}
+//! ```
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use connectors::{Dataset, Key, KeyError, Query};
+use futures_util::future::{join_all, BoxFuture, FutureExt as _, Shared};
+use http::Request;
+use http_body::Body;
+use http_body_util::{BodyExt as _, Limited};
+use policy::{Decision as Verdict, Question};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tower::util::BoxCloneSyncService;
+use tower::Service;
+
+use super::fetch::{fetch, merge_detail, Route};
+use super::parse::{operator, OPERATOR_HEADER};
+use super::respond::{lookup_body, problem_body};
+use super::route::RouteService;
+use super::{Answer, Outcome, Principal, RequestMeta};
+use crate::app::App;
+use crate::audit::{AuditEntry, AuditLog, Decision, Receipt};
+use crate::config::{BundleConfig, BundleItem, ItemSubject};
+use crate::error::ApiError;
+
+/// The bundle path.
+pub const BUNDLE: &str = "/v1/bundle";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BundleBody {
+    bundle: String,
+    subject: String,
+    matter: String,
+    case_id: String,
+}
+
+/// The bundle endpoint.
+#[derive(Clone)]
+pub struct Bundles {
+    shared: Arc<Parts>,
+}
+
+struct Parts {
+    bundles: HashMap<String, Arc<BundleConfig>>,
+    /// Decides and counts quotas and rates, as for a lookup.
+    policy: Arc<crate::policy_sync::PolicyService>,
+    routes: Arc<HashMap<Dataset, Route>>,
+    audit: AuditLog,
+    node: String,
+    max_body: usize,
+}
+
+/// A bundle request that passed validation.
+struct Call {
+    meta: RequestMeta,
+    principal: Principal,
+    bundle: Arc<BundleConfig>,
+    subject: String,
+    matter: String,
+    case_id: String,
+    /// What every item's audit record starts from.
+    envelope: AuditEntry,
+}
+
+/// How one item ended, and where its audit record is.
+#[derive(Clone)]
+struct ItemResult {
+    outcome: Outcome,
+    receipt: Option<Receipt>,
+}
+
+type ItemFuture = Shared<BoxFuture<'static, ItemResult>>;
+
+/// The bundle endpoint as a route.
+pub fn bundle_service<B>(app: &App) -> RouteService<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    let bundles = app
+        .config
+        .bundles
+        .iter()
+        .map(|b| (b.name.clone(), Arc::new(b.clone())))
+        .collect();
+    BoxCloneSyncService::new(Bundles {
+        shared: Arc::new(Parts {
+            bundles,
+            policy: Arc::clone(&app.policy),
+            routes: Arc::clone(&app.routes),
+            audit: app.audit.clone(),
+            node: app.config.node.clone(),
+            max_body: app.config.limits.max_body_bytes,
+        }),
+    })
+}
+
+impl<B> Service<Request<B>> for Bundles
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    type Response = Outcome;
+    type Error = Infallible;
+    type Future = super::BoxFuture<Outcome>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { Ok(shared.serve(req).await) })
+    }
+}
+
+impl Parts {
+    async fn serve<B>(self: Arc<Self>, req: Request<B>) -> Outcome
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<tower::BoxError>,
+    {
+        let call = match self.parse(req).await {
+            Ok(call) => Arc::new(call),
+            Err(refusal) => return *refusal,
+        };
+        let futures = self.start_items(&call);
+        let results = join_all(futures).await;
+        answer(&call, &results)
+    }
+
+    async fn parse<B>(&self, req: Request<B>) -> Result<Call, Box<Outcome>>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<tower::BoxError>,
+    {
+        let refuse = |e: ApiError| Box::new(Outcome::error(e));
+        let (parts, body) = req.into_parts();
+        let meta = parts.extensions.get::<RequestMeta>().cloned();
+        let principal = parts.extensions.get::<Principal>().cloned();
+        let (Some(meta), Some(principal)) = (meta, principal) else {
+            return Err(refuse(ApiError::Internal(
+                "request meta or principal missing from request".into(),
+            )));
+        };
+        let envelope = self.envelope(&parts, &meta, &principal);
+        let bytes = Limited::new(body, self.max_body)
+            .collect()
+            .await
+            .map_err(|e| {
+                refuse(if e.is::<http_body_util::LengthLimitError>() {
+                    ApiError::TooLarge(self.max_body)
+                } else {
+                    ApiError::BadRequest(format!("reading the body failed: {e}"))
+                })
+            })?
+            .to_bytes();
+        let body: BundleBody = serde_json::from_slice(&bytes).map_err(|e| {
+            refuse(ApiError::BadRequest(format!(
+                "body is not a bundle request: {e}"
+            )))
+        })?;
+        let with_facts = |e: ApiError| {
+            let mut o = Outcome::error(e);
+            o.facts.subject = Some(body.subject.clone());
+            o.facts.matter = Some(body.matter.clone());
+            o.facts.case_id = Some(body.case_id.clone());
+            o.facts.detail = Some(json!({"bundle": body.bundle}));
+            Box::new(o)
+        };
+        operator(&parts.headers).map_err(with_facts)?;
+        let bundle = self.bundles.get(&body.bundle).cloned().ok_or_else(|| {
+            let mut known: Vec<&str> = self.bundles.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            with_facts(ApiError::BadRequest(format!(
+                "bundle: no bundle named {:?}; known bundles: {}",
+                body.bundle,
+                known.join(", ")
+            )))
+        })?;
+        for item in bundle
+            .items
+            .iter()
+            .filter(|i| i.subject == ItemSubject::Request)
+        {
+            validate(item, &body.subject).map_err(with_facts)?;
+        }
+        token("matter", &body.matter).map_err(with_facts)?;
+        token("case_id", &body.case_id).map_err(with_facts)?;
+        Ok(Call {
+            meta,
+            principal,
+            bundle,
+            subject: body.subject,
+            matter: body.matter,
+            case_id: body.case_id,
+            envelope,
+        })
+    }
+
+    /// The audit facts known before anything runs, as the audit layer records them.
+    fn envelope(
+        &self,
+        parts: &http::request::Parts,
+        meta: &RequestMeta,
+        principal: &Principal,
+    ) -> AuditEntry {
+        AuditEntry {
+            time: meta
+                .received_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            request_id: meta.id.clone(),
+            node: self.node.clone(),
+            consumer: Some(principal.identity.to_string()),
+            cert_fingerprint: Some(principal.fingerprint.clone()),
+            operator: parts
+                .headers
+                .get(OPERATOR_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(64).collect()),
+            method: parts.method.to_string(),
+            path: BUNDLE.to_owned(),
+            ..AuditEntry::default()
+        }
+    }
+
+    /// One future per item, each shared so that the items taking their subject from
+    /// it can wait for it; an item depends only on earlier items (checked in config).
+    fn start_items(self: &Arc<Self>, call: &Arc<Call>) -> Vec<ItemFuture> {
+        let mut futures: Vec<ItemFuture> = Vec::with_capacity(call.bundle.items.len());
+        for index in 0..call.bundle.items.len() {
+            let dependency = match &call.bundle.items[index].subject {
+                ItemSubject::Request => None,
+                ItemSubject::Item { index: from, .. } => futures.get(*from).cloned(),
+            };
+            let (me, call) = (Arc::clone(self), Arc::clone(call));
+            let future = async move {
+                let item = &call.bundle.items[index];
+                let subject = match dependency {
+                    None => Ok(call.subject.clone()),
+                    Some(d) => derived_subject(&call.bundle, item, &d.await),
+                };
+                let outcome = match subject {
+                    Ok(subject) => me.item(&call, item, subject).await,
+                    Err(e) => Outcome::error(e),
+                };
+                me.record(&call, item, outcome).await
+            };
+            futures.push(future.boxed().shared());
+        }
+        futures
+    }
+
+    /// Validate, decide and fetch one item.
+    async fn item(&self, call: &Call, item: &BundleItem, subject: String) -> Outcome {
+        let key = key(item, subject.clone());
+        let mut outcome = match validate(item, &subject) {
+            Err(e) => Outcome::error(e),
+            Ok(()) => self.decide_and_fetch(call, item, key).await,
+        };
+        outcome.facts.subject = Some(subject);
+        outcome
+    }
+
+    async fn decide_and_fetch(&self, call: &Call, item: &BundleItem, key: Key) -> Outcome {
+        let question = Question {
+            consumer: call.principal.identity.as_uri(),
+            dataset: item.dataset.as_str(),
+            matter: &call.matter,
+            fields: item.fields.as_deref(),
+            at: call.meta.received_at,
+        };
+        // Each item is an access of its own: charged to the agreement's quota and
+        // the operator's rate like a lookup.
+        let operator = call.envelope.operator.as_deref().unwrap_or_default();
+        let verdict = self.policy.authorize(&question, operator).await;
+        match verdict {
+            Ok(Verdict::Allow(grant)) => {
+                let query = Query {
+                    dataset: item.dataset,
+                    key,
+                };
+                fetch(&self.routes, &call.meta.id, query, grant).await
+            }
+            Ok(Verdict::Deny(denial)) => {
+                let mut o = Outcome::error(ApiError::Forbidden(denial.clone()));
+                o.facts.decision = Some(Decision::Deny);
+                o.facts.agreement = denial.agreement().map(str::to_owned);
+                o
+            }
+            Err(e) => Outcome::error(ApiError::Internal(format!("policy engine: {e}"))),
+        }
+    }
+
+    /// Writes the item's own audit record; an item whose record cannot be written is
+    /// answered with audit-unavailable and no data, like any request.
+    async fn record(&self, call: &Call, item: &BundleItem, mut outcome: Outcome) -> ItemResult {
+        outcome.facts.dataset = Some(item.dataset.as_str().to_owned());
+        outcome.facts.matter = Some(call.matter.clone());
+        outcome.facts.case_id = Some(call.case_id.clone());
+        merge_detail(
+            &mut outcome.facts.detail,
+            json!({"bundle": call.bundle.name, "item": item.name}),
+        );
+        let entry = audit_entry(call, &outcome);
+        match self.audit.append(entry).await {
+            Ok(receipt) => ItemResult {
+                outcome,
+                receipt: Some(receipt),
+            },
+            Err(e) => {
+                tracing::error!(error = %e, item = %item.name, "audit write failed; bundle item answered 503 without data");
+                let mut failed = Outcome::error(ApiError::AuditUnavailable);
+                failed.facts = outcome.facts;
+                ItemResult {
+                    outcome: failed,
+                    receipt: None,
+                }
+            }
+        }
+    }
+}
+
+fn key(item: &BundleItem, subject: String) -> Key {
+    match &item.license_type {
+        Some(t) => Key::Holder {
+            holder_id: subject,
+            license_type: t.clone(),
+        },
+        None => Key::Subject(subject),
+    }
+}
+
+/// Checks `subject` as the item's key: 400 naming the broken rule.
+fn validate(item: &BundleItem, subject: &str) -> Result<(), ApiError> {
+    key(item, subject.to_owned())
+        .validate(item.dataset)
+        .map_err(|e| match e {
+            KeyError::Identifier(error) => ApiError::InvalidIdentifier {
+                kind: subject_kind(item),
+                subject: subject.to_owned(),
+                error,
+            },
+            other => ApiError::BadRequest(format!("item {}: {other}", item.name)),
+        })
+}
+
+fn subject_kind(item: &BundleItem) -> &'static str {
+    match (item.dataset, &item.license_type) {
+        (Dataset::ELicense, Some(_)) => "resident ID number or unified social credit code",
+        (Dataset::Population, _) => "resident ID number (GB 11643)",
+        (Dataset::LegalPerson, _) => "unified social credit code (GB 32100)",
+        (Dataset::ELicense, None) => "e-license identifier (GB/T 36904)",
+    }
+}
+
+/// The same rule as a lookup's matter and case id: 1-64 of `A-Z a-z 0-9 - _ . /`.
+fn token(name: &str, value: &str) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{name}: must be 1-64 characters of A-Z a-z 0-9 - _ . /"
+        )))
+    }
+}
+
+/// The subject an item reads from an earlier item's answer. Only a field the
+/// consumer received in full may lead to another record.
+fn derived_subject(
+    bundle: &BundleConfig,
+    item: &BundleItem,
+    from: &ItemResult,
+) -> Result<String, ApiError> {
+    let ItemSubject::Item { index, pointer } = &item.subject else {
+        return Err(ApiError::Internal("derived subject of a root item".into()));
+    };
+    let source = bundle
+        .items
+        .get(*index)
+        .map(|i| i.name.as_str())
+        .unwrap_or("?");
+    let field = item.subject.field().unwrap_or_default();
+    let answer = match (&from.outcome.result, &from.receipt) {
+        (Ok(Answer::Lookup(l)), Some(_)) => l,
+        _ => {
+            return Err(ApiError::Dependency(format!(
+                "item {} was not tried: it reads its subject from item {source}, which failed \
+                 ({})",
+                item.name,
+                from.outcome.status().as_u16()
+            )))
+        }
+    };
+    if answer.masked.iter().any(|m| m == field) || !answer.record.contains_key(field) {
+        return Err(ApiError::Dependency(format!(
+            "item {} was not tried: it reads its subject from field {field} of item {source}, \
+             which the agreement does not grant in full",
+            item.name
+        )));
+    }
+    follow(&answer.record, pointer)
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::Dependency(format!(
+                "item {} was not tried: the record of item {source} holds no subject at {pointer}",
+                item.name
+            ))
+        })
+}
+
+/// Resolves a JSON pointer in `record`, looking into strings that hold JSON (an
+/// e-licence's `content` is such a string) along the way.
+fn follow(record: &Map<String, Value>, pointer: &str) -> Option<Value> {
+    let mut current = Value::Object(record.clone());
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        if let Value::String(s) = &current {
+            current = serde_json::from_str(s).ok()?;
+        }
+        current = match current {
+            Value::Object(mut m) => m.remove(&token)?,
+            Value::Array(mut a) => {
+                let i: usize = token.parse().ok()?;
+                (i < a.len()).then(|| a.swap_remove(i))?
+            }
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+/// An item's audit record: the request's envelope and the item's own ending.
+fn audit_entry(call: &Call, o: &Outcome) -> AuditEntry {
+    let mut e = call.envelope.clone();
+    let f = &o.facts;
+    e.matter = f.matter.clone();
+    e.case_id = f.case_id.clone();
+    e.dataset = f.dataset.clone();
+    e.subject = f.subject.clone();
+    e.agreement = f.agreement.clone();
+    e.detail = f.detail.clone();
+    e.status = o.status().as_u16();
+    match &o.result {
+        Ok(_) => {
+            e.fields = f.fields.clone();
+            e.decision = f.decision.unwrap_or(Decision::Allow);
+        }
+        Err(err) => {
+            e.decision = f.decision.unwrap_or(match err {
+                ApiError::Forbidden(_) => Decision::Deny,
+                _ => Decision::Error,
+            });
+            e.reason = Some(err.audit_reason());
+        }
+    }
+    e.latency_us = u64::try_from(call.meta.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    e
+}
+
+/// The bundle answer (signed by the respond layer) and the facts of the bundle
+/// request's own audit record.
+fn answer(call: &Call, results: &[ItemResult]) -> Outcome {
+    let request_id = &call.meta.id;
+    let mut items = Vec::with_capacity(results.len());
+    let mut summary = Vec::with_capacity(results.len());
+    for (item, r) in call.bundle.items.iter().zip(results) {
+        let status = r.outcome.status().as_u16();
+        summary.push(json!({
+            "item": item.name,
+            "dataset": item.dataset.as_str(),
+            "subject": r.outcome.facts.subject,
+            "status": status,
+            "audit_seq": r.receipt.as_ref().map(|x| x.seq),
+        }));
+        items.push(item_body(item, r, request_id));
+    }
+    let complete = results
+        .iter()
+        .all(|r| r.outcome.status() == http::StatusCode::OK);
+    let mut body = Map::new();
+    body.insert("request_id".into(), json!(request_id));
+    body.insert("bundle".into(), json!(call.bundle.name));
+    body.insert("subject".into(), json!(call.subject));
+    body.insert("matter".into(), json!(call.matter));
+    body.insert("case_id".into(), json!(call.case_id));
+    body.insert("complete".into(), json!(complete));
+    body.insert("items".into(), Value::Array(items));
+    let mut outcome = Outcome::answer(Answer::Signed(body));
+    outcome.facts.subject = Some(call.subject.clone());
+    outcome.facts.matter = Some(call.matter.clone());
+    outcome.facts.case_id = Some(call.case_id.clone());
+    outcome.facts.decision = Some(Decision::Allow);
+    outcome.facts.detail = Some(json!({
+        "bundle": call.bundle.name,
+        "complete": complete,
+        "items": summary,
+    }));
+    outcome
+}
+
+fn item_body(item: &BundleItem, r: &ItemResult, request_id: &str) -> Value {
+    let status = r.outcome.status().as_u16();
+    let mut body = match (&r.outcome.result, &r.receipt) {
+        (Ok(Answer::Lookup(l)), Some(receipt)) => Value::Object(lookup_body(l.clone(), receipt)),
+        (Err(e), receipt) => {
+            let mut b = json!({
+                "dataset": item.dataset.as_str(),
+                "subject": r.outcome.facts.subject,
+                "problem": problem_body(e, request_id),
+            });
+            if let Some(receipt) = receipt {
+                b["audit"] = json!({"seq": receipt.seq, "hash": receipt.hash});
+            }
+            b
+        }
+        // An item either fetched a record or failed; anything else is a bug.
+        _ => {
+            json!({"problem": problem_body(&ApiError::Internal("bundle item".into()), request_id)})
+        }
+    };
+    body["item"] = json!(item.name);
+    body["status"] = json!(status);
+    if let Some(t) = &item.license_type {
+        body["license_type"] = json!(t);
+    }
+    body
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_look_into_json_strings() {
+        let record: Map<String, Value> = serde_json::from_value(json!({
+            "content": "{\"mother_id\": \"M\", \"parents\": [\"A\", \"B\"], \"a/b\": 1}",
+            "holder_id": "H",
+        }))
+        .unwrap();
+        assert_eq!(follow(&record, "/holder_id"), Some(json!("H")));
+        assert_eq!(follow(&record, "/content/mother_id"), Some(json!("M")));
+        assert_eq!(follow(&record, "/content/parents/1"), Some(json!("B")));
+        assert_eq!(follow(&record, "/content/a~1b"), Some(json!(1)));
+        assert_eq!(follow(&record, "/content/nope"), None);
+        assert_eq!(follow(&record, "/holder_id/x"), None);
+        assert_eq!(follow(&record, "/content/parents/9"), None);
+    }
+
+    fn bundle() -> BundleConfig {
+        let item = |name: &str, dataset, subject| BundleItem {
+            name: name.into(),
+            dataset,
+            subject,
+            license_type: None,
+            fields: None,
+        };
+        BundleConfig {
+            name: "company-opening".into(),
+            description: String::new(),
+            items: vec![
+                item("company", Dataset::LegalPerson, ItemSubject::Request),
+                item(
+                    "rep",
+                    Dataset::Population,
+                    ItemSubject::Item {
+                        index: 0,
+                        pointer: "/legal_representative_id".into(),
+                    },
+                ),
+            ],
+        }
+    }
+
+    fn answered(masked: &[&str]) -> ItemResult {
+        let mut record = Map::new();
+        record.insert(
+            "legal_representative_id".into(),
+            json!("11010519491231002X"),
+        );
+        ItemResult {
+            outcome: Outcome::answer(Answer::Lookup(super::super::LookupAnswer {
+                request_id: "r".into(),
+                dataset: Dataset::LegalPerson,
+                subject: "91350100M000100Y43".into(),
+                record,
+                masked: masked.iter().map(|m| m.to_string()).collect(),
+                department: "sz-amr".into(),
+                connector: "db".into(),
+                fetched_at: String::new(),
+                agreement: "a".into(),
+                verification: None,
+            })),
+            receipt: Some(Receipt {
+                seq: 1,
+                hash: String::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn subjects_follow_only_links_granted_in_full() {
+        let b = bundle();
+        let rep = &b.items[1];
+        assert_eq!(
+            derived_subject(&b, rep, &answered(&[])).unwrap(),
+            "11010519491231002X"
+        );
+        let masked = derived_subject(&b, rep, &answered(&["legal_representative_id"]));
+        assert!(
+            matches!(&masked, Err(ApiError::Dependency(m)) if m.contains("in full")),
+            "{masked:?}"
+        );
+        let failed = ItemResult {
+            outcome: Outcome::error(ApiError::NotFound {
+                dataset: "legal_person".into(),
+            }),
+            receipt: None,
+        };
+        let e = derived_subject(&b, rep, &failed).unwrap_err();
+        assert_eq!(e.status(), http::StatusCode::FAILED_DEPENDENCY);
+        assert!(e.to_string().contains("failed (404)"), "{e}");
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(token("matter", "newborn-registration").is_ok());
+        for bad in ["", "a b", "x'; --", &"m".repeat(65)] {
+            assert!(token("matter", bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The gateway's policy: the agreement store in the state database, the authorizer
+//! that decides from it, the meter that counts quotas and rates — and the task that
+//! keeps the authorizer in step with the store, so that a change made by the admin
+//! API of any gateway or by `tongban policy apply` takes effect here within
+//! `[policy] sync_interval_ms` (default 250 ms), without a restart.
+//!
+//! ```text
+//!  admin API ─┐                           ┌─▶ this gateway: catch_up at once
+//!  CLI apply ─┼─▶ store (history, version)┤
+//!  demo      ─┘                           └─▶ every gateway: poll version, catch_up
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use connectors::Dataset;
+use policy::{
+    AgreementStore, Authorizer, Catalogue, Decision, Meter, PolicyError, Question, Settings,
+};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, StateDb};
+
+/// How often expired counter rows are removed.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Everything the gateway needs to decide, count and manage agreements.
+pub struct PolicyService {
+    /// Agreements, history, roles and counters.
+    pub store: AgreementStore,
+    /// Decisions.
+    pub authorizer: Arc<Authorizer>,
+    /// Daily quotas and operator rates.
+    pub meter: Meter,
+    /// Datasets, fields, providers and matters agreements may name.
+    pub catalogue: Arc<Catalogue>,
+    follower: Option<AbortOnDrop>,
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl PolicyService {
+    /// Open the store of `config`'s state database, load the agreements, and start
+    /// following changes.
+    pub async fn open(config: &Config) -> Result<Self, PolicyError> {
+        let mut service = Self::open_idle(config).await?;
+        let interval = Duration::from_millis(config.policy.sync_interval_ms);
+        service.follower = Some(AbortOnDrop(tokio::spawn(follow(
+            service.store.clone(),
+            Arc::clone(&service.authorizer),
+            interval,
+        ))));
+        Ok(service)
+    }
+
+    /// The same without the follower task: for commands that read once.
+    pub async fn open_idle(config: &Config) -> Result<Self, PolicyError> {
+        let store = open_store(config).await?;
+        let settings = Settings {
+            time_zone: config.policy.time_zone,
+            cache_capacity: config.policy.decision_cache,
+        };
+        let authorizer = Arc::new(Authorizer::load(&store, settings).await?);
+        Ok(Self {
+            meter: Meter::new(store.clone(), config.policy.time_zone),
+            store,
+            authorizer,
+            catalogue: Arc::new(catalogue(config)),
+            follower: None,
+        })
+    }
+
+    /// Apply the store's changes now (after a change made here, so that this
+    /// gateway obeys it before answering).
+    pub async fn refresh(&self) -> Result<usize, PolicyError> {
+        self.authorizer.catch_up(&self.store).await
+    }
+
+    /// Decide, then charge the allowing agreement's quota and the operator's rate:
+    /// what a lookup (or a bundle item) gets.
+    pub async fn authorize(
+        &self,
+        q: &Question<'_>,
+        operator: &str,
+    ) -> Result<Decision, PolicyError> {
+        let decision = self.authorizer.decide(q)?;
+        if let Decision::Allow(grant) = &decision {
+            if let Some(denial) = self.meter.charge(grant, q.consumer, operator, q.at).await? {
+                return Ok(Decision::Deny(denial));
+            }
+        }
+        Ok(decision)
+    }
+}
+
+/// Open the agreement store in the state database (SQLite file or PostgreSQL).
+pub async fn open_store(config: &Config) -> Result<AgreementStore, PolicyError> {
+    let url = match &config.state_db {
+        StateDb::Sqlite(path) => AgreementStore::sqlite_url(path),
+        StateDb::Postgres(url) => url.clone(),
+    };
+    AgreementStore::connect(&url, 4).await
+}
+
+/// The catalogue: every dataset Tongban knows with its fields, the provider of each
+/// dataset this gateway serves, and the `[policy] matters`.
+pub fn catalogue(config: &Config) -> Catalogue {
+    Dataset::ALL.iter().fold(
+        Catalogue::new(config.policy.matters.iter().cloned()),
+        |c, d| {
+            let provider = config.dataset(*d).map(|x| x.department.as_str());
+            c.with_dataset(d.as_str(), d.fields().iter().copied(), provider)
+        },
+    )
+}
+
+/// Poll the store's version and catch up; remove expired counters now and then.
+async fn follow(store: AgreementStore, authorizer: Arc<Authorizer>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    let mut purged = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        match authorizer.catch_up(&store).await {
+            Ok(0) => failing = false,
+            Ok(n) => {
+                failing = false;
+                tracing::info!(
+                    changes = n,
+                    version = authorizer.version(),
+                    "agreement changes applied"
+                );
+            }
+            Err(e) => {
+                // Keep deciding on the last good set; say so once per outage.
+                if !failing {
+                    tracing::warn!(error = %e, "cannot follow agreement changes; deciding on the last set applied");
+                }
+                failing = true;
+            }
+        }
+        if purged.elapsed() >= PURGE_EVERY {
+            purged = tokio::time::Instant::now();
+            if let Err(e) = store.purge_counters(chrono::Utc::now().timestamp()).await {
+                tracing::warn!(error = %e, "purging expired quota counters failed");
+            }
+        }
+    }
+}

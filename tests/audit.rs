@@ -1,0 +1,674 @@
+//! The security officer's tools end to end: signed checkpoints and `audit verify`
+//! against every kind of tampering, search over the CLI and the auditor API, export
+//! checked by an independent implementation, the citizen's report, anomalies and
+//! retention.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use gateway::audit::{self, seal_entry, AuditEntry, AuditStore, Filter};
+use gateway::config::StateDb;
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::SqlitePool;
+use tongban_tests::{test_counts, Gateway};
+
+/// A gateway that seals a checkpoint every `every` records.
+async fn start(every: u64) -> Gateway {
+    gateway::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let any = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut demo = gateway::demo::prepare(dir.path(), any, any, &test_counts())
+        .await
+        .unwrap();
+    demo.config.audit.checkpoint_every = every;
+    let running = gateway::server::start(demo.config).await.unwrap();
+    Gateway { dir, running }
+}
+
+/// `n` lookups cycling through the demo samples, one at a time (one record per batch).
+async fn traffic(gw: &Gateway, n: usize) -> Vec<(i64, String)> {
+    let samples = gw.samples();
+    let mut receipts = Vec::new();
+    for i in 0..n {
+        let s = &samples[i % samples.len()];
+        let a = gw
+            .client(s["cert"].as_str().unwrap())
+            .lookup(Some(&format!("clerk-{:03}", i % 3)), &s["body"])
+            .await
+            .unwrap();
+        if a.status == StatusCode::OK {
+            receipts.push((
+                a.body["audit"]["seq"].as_i64().unwrap(),
+                a.body["audit"]["hash"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    receipts
+}
+
+fn config_arg(gw: &Gateway) -> String {
+    gw.config_path().display().to_string()
+}
+
+async fn verify(gw: &Gateway, extra: &[&str]) -> (u8, String) {
+    verify_dir(gw.path(), extra).await
+}
+
+/// `tongban audit verify` over a demo directory, served or not.
+async fn verify_dir(dir: &Path, extra: &[&str]) -> (u8, String) {
+    use clap::Parser as _;
+    let config = dir.join("tongban.toml").display().to_string();
+    let mut argv = vec!["tongban", "audit", "verify", "--config", &config];
+    argv.extend_from_slice(extra);
+    let cli = gateway::cli::Cli::try_parse_from(argv).unwrap();
+    match gateway::cli::run(cli).await {
+        Ok(()) => (0, String::new()),
+        Err(f) => (f.code(), f.to_string()),
+    }
+}
+
+async fn pool(path: &Path) -> SqlitePool {
+    SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap()
+}
+
+/// Run `sql` against a fresh copy of the untouched database and verify it.
+async fn tampered(dir: &Path, pristine: &Path, sql: &str) -> (u8, String) {
+    let db = dir.join("state.db");
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(pristine, &db).unwrap();
+    let p = pool(&db).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&p)
+        .await
+        .unwrap();
+    p.close().await;
+    verify_dir(dir, &[]).await
+}
+
+/// Stop the gateway and keep a copy of its state database to tamper with.
+async fn stopped(gw: Gateway) -> (tempfile::TempDir, PathBuf) {
+    let Gateway { dir, running } = gw;
+    running.shutdown().await;
+    let db = dir.path().join("state.db");
+    // Fold the WAL into the file so that a plain copy holds everything.
+    let p = pool(&db).await;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&p)
+        .await
+        .unwrap();
+    p.close().await;
+    let pristine = dir.path().join("pristine.db");
+    std::fs::copy(&db, &pristine).unwrap();
+    (dir, pristine)
+}
+
+#[tokio::test]
+async fn verify_names_the_first_bad_record_for_every_kind_of_tampering() {
+    let gw = start(5).await;
+    traffic(&gw, 22).await;
+    let (code, msg) = verify(&gw, &[]).await;
+    assert_eq!(code, 0, "{msg}");
+    // The gateway sealed checkpoints in the store and copied them outside it.
+    let copies = audit::read_checkpoint_file(&gw.path().join("audit-checkpoints.jsonl")).unwrap();
+    assert!(copies.iter().any(|c| c.seq == 20), "{copies:?}");
+
+    // Stopped, so that nothing writes while the database is swapped under the tools.
+    let (dir, pristine) = stopped(gw).await;
+    let gw = dir.path();
+    let expect = |(code, msg): (u8, String), seq: i64, word: &str| {
+        assert_eq!(code, 1, "{msg}");
+        assert!(
+            msg.contains(&format!("broken at seq {seq}:")),
+            "want seq {seq}: {msg}"
+        );
+        assert!(msg.contains(word), "want {word:?}: {msg}");
+    };
+    // Edited in place.
+    expect(
+        tampered(
+            gw,
+            &pristine,
+            "UPDATE audit_log SET record = replace(record, 'clerk-', 'clerk-9') WHERE seq = 7",
+        )
+        .await,
+        7,
+        "edited",
+    );
+    // Deleted.
+    expect(
+        tampered(gw, &pristine, "DELETE FROM audit_log WHERE seq = 7").await,
+        7,
+        "missing",
+    );
+    // Reordered: records 7 and 8 swap places.
+    expect(
+        tampered(gw, &pristine, "UPDATE audit_log SET seq = -1 WHERE seq = 7; UPDATE audit_log SET seq = 7 WHERE seq = 8; UPDATE audit_log SET seq = 8 WHERE seq = -1").await,
+        7,
+        "reordered",
+    );
+    // Inserted: a copy of record 3 appended as 23.
+    expect(
+        tampered(gw, &pristine, "INSERT INTO audit_log (seq, hash, record) SELECT 23, hash, record FROM audit_log WHERE seq = 3").await,
+        23,
+        "reordered",
+    );
+    // Inserted in the middle with a correctly chained forged record: the records after
+    // it no longer follow.
+    let forged = forged_insert(&pristine, 8).await;
+    expect(tampered(gw, &pristine, &forged).await, 9, "reordered");
+    // Truncated after a checkpoint: the tail is gone, the seal at 20 remains.
+    expect(
+        tampered(gw, &pristine, "DELETE FROM audit_log WHERE seq > 16").await,
+        17,
+        "truncated",
+    );
+    // … and with the stored checkpoints deleted too, the copy outside the store tells.
+    expect(
+        tampered(
+            gw,
+            &pristine,
+            "DELETE FROM audit_log WHERE seq > 16; DELETE FROM audit_checkpoint WHERE seq > 16",
+        )
+        .await,
+        17,
+        "truncated",
+    );
+    // Rewritten with every hash recomputed: only the signed checkpoint can tell.
+    let rewritten = rewrite_from(&pristine, 7).await;
+    expect(tampered(gw, &pristine, &rewritten).await, 6, "rewritten");
+    // A forged checkpoint (signature no longer matches).
+    expect(
+        tampered(gw, &pristine, "UPDATE audit_checkpoint SET checkpoint = replace(checkpoint, '\"seq\":10', '\"seq\":11') WHERE seq = 10").await,
+        11,
+        "does not verify",
+    );
+
+    // Untouched again: verifies, and a range verifies on its own.
+    tampered(gw, &pristine, "SELECT 1").await;
+    let (code, msg) = verify_dir(gw, &["--from", "6", "--to", "12"]).await;
+    assert_eq!(code, 0, "{msg}");
+}
+
+/// SQL that renumbers records `at..` up by one and puts a well-chained forged record at `at`.
+async fn forged_insert(db: &Path, at: i64) -> String {
+    let p = pool(db).await;
+    let prev: String = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = ?1")
+        .bind(at - 1)
+        .fetch_one(&p)
+        .await
+        .unwrap();
+    let entry = AuditEntry {
+        request_id: "forged".into(),
+        status: 200,
+        ..AuditEntry::default()
+    };
+    let (record, hash) = seal_entry(at, &prev, &entry).unwrap();
+    format!(
+        "UPDATE audit_log SET seq = -seq WHERE seq >= {at};
+         UPDATE audit_log SET seq = 1 - seq WHERE seq < 0;
+         INSERT INTO audit_log (seq, hash, record) VALUES ({at}, '{hash}', '{}');",
+        record.replace('\'', "''")
+    )
+}
+
+/// SQL that edits record `from` and recomputes the hash of every record from there on.
+async fn rewrite_from(db: &Path, from: i64) -> String {
+    let p = pool(db).await;
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT seq, record FROM audit_log WHERE seq >= ?1 ORDER BY seq")
+            .bind(from - 1)
+            .fetch_all(&p)
+            .await
+            .unwrap();
+    let mut prev: String = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = ?1")
+        .bind(from - 1)
+        .fetch_one(&p)
+        .await
+        .unwrap();
+    let mut sql = String::new();
+    for (seq, record) in rows.into_iter().filter(|(s, _)| *s >= from) {
+        let mut stored: audit::StoredRecord = serde_json::from_str(&record).unwrap();
+        if seq == from {
+            stored.entry.operator = Some("someone-else".into());
+        }
+        let (record, hash) = seal_entry(seq, &prev, &stored.entry).unwrap();
+        sql.push_str(&format!(
+            "UPDATE audit_log SET hash = '{hash}', record = '{}' WHERE seq = {seq};\n",
+            record.replace('\'', "''")
+        ));
+        prev = hash;
+    }
+    sql
+}
+
+#[tokio::test]
+async fn auditor_api_searches_with_pages_and_refuses_other_roles() {
+    let gw = start(1000).await;
+    traffic(&gw, 12).await;
+    let auditor = gw.client("auditor");
+    let get = |path: String| {
+        let auditor = &auditor;
+        async move {
+            auditor
+                .request(Method::GET, &path, &[], String::new())
+                .await
+                .unwrap()
+        }
+    };
+
+    // All lookups by clerk-001, two per page, followed to the end.
+    let store = AuditStore::open_existing(&StateDb::Sqlite(gw.path().join("state.db")))
+        .await
+        .unwrap();
+    let mut want = Filter::default();
+    want.set("operator", "clerk-001").unwrap();
+    let expected: Vec<i64> = store
+        .search(&want, 0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert!(expected.len() >= 4, "{expected:?}");
+    let mut seen = Vec::new();
+    let mut next = Some("/audit/v1/records?operator=clerk-001&limit=2".to_owned());
+    while let Some(path) = next {
+        let a = get(path).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        for r in a.body["records"].as_array().unwrap() {
+            assert_eq!(r["operator"], "clerk-001");
+            assert_eq!(r["hash"].as_str().unwrap().len(), 64);
+            seen.push(r["seq"].as_i64().unwrap());
+        }
+        next = a.body["next"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, expected);
+
+    // Several filters at once, and one record by its number.
+    let mut allowed = Filter::default();
+    allowed.set("decision", "allow").unwrap();
+    let first = store.search(&allowed, 0, 1).await.unwrap().remove(0);
+    let rec: Value = serde_json::from_str(&first.record).unwrap();
+    let seq = first.seq;
+    let path = format!(
+        "/audit/v1/records?subject={}&dataset={}&decision={}&consumer={}&matter={}&case_id={}&from=2000-01-01&to=2999-01-01",
+        rec["subject"].as_str().unwrap(),
+        rec["dataset"].as_str().unwrap(),
+        rec["decision"].as_str().unwrap(),
+        rec["consumer"].as_str().unwrap(),
+        rec["matter"].as_str().unwrap(),
+        rec["case_id"].as_str().unwrap(),
+    );
+    let a = get(path).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["seq"] == seq));
+    let a = get(format!("/audit/v1/records/{seq}")).await;
+    assert_eq!(a.body["request_id"], rec["request_id"]);
+    let a = get("/audit/v1/records?to=2000-01-01".into()).await;
+    assert_eq!(a.body["count"], 0);
+
+    // Bad parameters name themselves.
+    let a = get("/audit/v1/records?decision=maybe".into()).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.body["detail"].as_str().unwrap().starts_with("decision:"),
+        "{}",
+        a.body
+    );
+    let a = get("/audit/v1/records?limit=0".into()).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+
+    // A counter system is not an auditor; the refusal and the search are both audited.
+    let a = gw
+        .client("counter-a")
+        .request(
+            Method::GET,
+            "/audit/v1/records?subject=X1",
+            &[],
+            String::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.body["type"], "/problems/role-required");
+    let last = gw.last_audit().await;
+    assert_eq!(last["decision"], "deny");
+    assert_eq!(last["status"], 403);
+    assert_eq!(last["detail"]["audit_search"]["subject"], "X1");
+    assert_eq!(last["consumer"], "urn:tongban:sz-hrss:counter-01");
+
+    // The CLI takes the same filters; bad ones are usage errors.
+    let config = config_arg(&gw);
+    let c = config.as_str();
+    assert_eq!(
+        gw.tongban(&[
+            "audit",
+            "search",
+            "--config",
+            c,
+            "--operator",
+            "clerk-001",
+            "--format",
+            "text"
+        ])
+        .await,
+        0
+    );
+    let (code, msg) = gw
+        .tongban_output(&["audit", "search", "--config", c, "--from", "last tuesday"])
+        .await;
+    assert_eq!(code, 2);
+    assert!(msg.contains("--from"), "{msg}");
+}
+
+fn python_has(modules: &str) -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn independent_check(file: &Path) -> (bool, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("verify_export.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn export_verifies_with_an_independent_implementation() {
+    if !python_has("rfc8785, cryptography") {
+        // CI installs them (.ci/run); a developer without them is told, not failed.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 with rfc8785 and cryptography is required in CI"
+        );
+        eprintln!("SKIPPED: pip install rfc8785 cryptography to run the independent check");
+        return;
+    }
+    let gw = start(4).await;
+    traffic(&gw, 14).await;
+    let config = config_arg(&gw);
+    for (format, name) in [("jsonl", "export.jsonl"), ("csv", "export.csv")] {
+        let out = gw.path().join(name);
+        let code = gw
+            .tongban(&[
+                "audit",
+                "export",
+                "--config",
+                &config,
+                "--format",
+                format,
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .await;
+        assert_eq!(code, 0);
+        let (ok, said) = independent_check(&out);
+        assert!(ok, "{format}: {said}");
+        assert!(said.starts_with("OK 14 records"), "{said}");
+    }
+
+    // One changed character in a record is caught by the independent check.
+    let jsonl = gw.path().join("export.jsonl");
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let tampered = text.replacen("clerk-001", "clerk-101", 1);
+    assert_ne!(text, tampered);
+    let bad = gw.path().join("tampered.jsonl");
+    std::fs::write(&bad, tampered).unwrap();
+    let (ok, said) = independent_check(&bad);
+    assert!(!ok, "{said}");
+    assert!(said.contains("FAILED at seq"), "{said}");
+
+    // A range starts from the hash of the record before it.
+    let part = gw.path().join("part.jsonl");
+    let code = gw
+        .tongban(&[
+            "audit",
+            "export",
+            "--config",
+            &config,
+            "--format",
+            "jsonl",
+            "--from",
+            "5",
+            "--to",
+            "12",
+            "--out",
+            part.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(code, 0);
+    let (ok, said) = independent_check(&part);
+    assert!(ok && said.starts_with("OK 8 records"), "{said}");
+}
+
+#[tokio::test]
+async fn subject_report_tells_who_looked_and_why() {
+    let gw = start(1000).await;
+    let samples = gw.samples();
+    let s = samples
+        .iter()
+        .find(|s| s["body"]["dataset"] == "population" && s["expect"] == 200)
+        .unwrap();
+    let subject = s["body"]["subject"].as_str().unwrap();
+    let a = gw
+        .client("counter-a")
+        .lookup(Some("clerk-042"), &s["body"])
+        .await
+        .unwrap();
+    assert_eq!(a.status, StatusCode::OK);
+    // A refused attempt (a matter the agreement does not cover) shows too.
+    let mut marketing = s["body"].clone();
+    marketing["matter"] = json!("marketing");
+    let denied = gw
+        .client("counter-a")
+        .lookup(Some("clerk-7"), &marketing)
+        .await
+        .unwrap();
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    traffic(&gw, 6).await;
+
+    let store = AuditStore::open_existing(&StateDb::Sqlite(gw.path().join("state.db")))
+        .await
+        .unwrap();
+    let report = audit::subject_report(&store, subject, &Filter::default())
+        .await
+        .unwrap();
+    let mine: Vec<_> = report
+        .accesses
+        .iter()
+        .filter(|x| x.operator.as_deref() == Some("clerk-042"))
+        .collect();
+    assert_eq!(mine.len(), 1, "{report:#?}");
+    let x = mine[0];
+    assert_eq!(x.department, "sz-hrss");
+    assert_eq!(x.system, "urn:tongban:sz-hrss:counter-01");
+    assert_eq!(x.dataset.as_deref(), Some("population"));
+    assert_eq!(x.matter, s["body"]["matter"].as_str().map(str::to_owned));
+    assert_eq!(x.case_id, s["body"]["case_id"].as_str().map(str::to_owned));
+    assert!(x.time.ends_with("+08:00"), "{}", x.time);
+    let mut fields = a.body["record"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>();
+    fields.sort();
+    let mut got = x.fields.clone();
+    got.sort();
+    assert_eq!(got, fields);
+    assert!(report
+        .accesses
+        .iter()
+        .any(|x| x.operator.as_deref() == Some("clerk-7")
+            && x.decision == audit::Decision::Deny
+            && x.fields.is_empty()));
+    assert!(report.accesses.iter().all(|x| x.seq > 0));
+    let text = report.to_text();
+    assert!(
+        text.contains("clerk-042") && text.contains("refused"),
+        "{text}"
+    );
+
+    let config = config_arg(&gw);
+    for format in ["text", "json"] {
+        assert_eq!(
+            gw.tongban(&["audit", "subject", subject, "--config", &config, "--format", format])
+                .await,
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn report_finds_denial_bursts_and_case_fan_out() {
+    let gw = start(1000).await;
+    let samples = gw.samples();
+    let s = samples
+        .iter()
+        .find(|s| s["cert"] == "counter-b" && s["expect"] == 403)
+        .unwrap();
+    for _ in 0..4 {
+        let a = gw
+            .client("counter-b")
+            .lookup(Some("clerk-7"), &s["body"])
+            .await
+            .unwrap();
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+    }
+    // One case id, a subject from each dataset.
+    for sample in samples.iter().filter(|x| x["expect"] == 200) {
+        let mut body = sample["body"].clone();
+        body["case_id"] = json!("SB-2026-FANOUT");
+        gw.client(sample["cert"].as_str().unwrap())
+            .lookup(Some("clerk-8"), &body)
+            .await
+            .unwrap();
+    }
+    let store = AuditStore::open_existing(&StateDb::Sqlite(gw.path().join("state.db")))
+        .await
+        .unwrap();
+    let rules = audit::AnomalyRules {
+        denials_burst: 4,
+        denials_window_secs: 3600,
+        subjects_per_case: 2,
+        ..audit::AnomalyRules::default()
+    };
+    let found = audit::anomalies(&store, &Filter::default(), &rules)
+        .await
+        .unwrap();
+    let burst = found.iter().find(|a| a.rule == "denial-burst").unwrap();
+    assert_eq!(burst.who, "urn:tongban:sz-civil:counter-01");
+    assert_eq!(burst.count, 4);
+    assert!(
+        found
+            .iter()
+            .any(|a| a.rule == "case-fan-out" && a.who == "SB-2026-FANOUT"),
+        "{found:#?}"
+    );
+
+    // Thresholds come from the config; a bad one is a usage error naming it.
+    let config = config_arg(&gw);
+    assert_eq!(
+        gw.tongban(&["audit", "report", "--config", &config]).await,
+        0
+    );
+    assert_eq!(
+        gw.tongban(&["audit", "report", "--config", &config, "--format", "json"])
+            .await,
+        0
+    );
+    let text = std::fs::read_to_string(gw.config_path()).unwrap();
+    std::fs::write(
+        gw.config_path(),
+        format!("{text}\n[audit.anomaly]\nservice_hours = \"18:00-08:00\"\n"),
+    )
+    .unwrap();
+    let (code, msg) = gw
+        .tongban_output(&["audit", "report", "--config", &config])
+        .await;
+    assert_eq!(code, 2);
+    assert!(msg.contains("audit.anomaly.service_hours"), "{msg}");
+}
+
+#[tokio::test]
+async fn archived_records_still_verify_and_the_chain_goes_on() {
+    let gw = start(5).await;
+    traffic(&gw, 13).await;
+    let config = config_arg(&gw);
+    // Everything so far is old enough; the archive stops at the last checkpoint (10).
+    let (code, msg) = gw
+        .tongban_output(&[
+            "audit",
+            "archive",
+            "--config",
+            &config,
+            "--before",
+            "2999-01-01",
+        ])
+        .await;
+    assert_eq!(code, 0, "{msg}");
+    let archive = gw
+        .path()
+        .join("audit-archive/audit-000000000001-000000000010.jsonl.gz");
+    assert!(archive.is_file());
+    assert_eq!(gw.audit_count().await, 3);
+    traffic(&gw, 3).await;
+    let (code, msg) = verify(&gw, &[]).await;
+    assert_eq!(code, 0, "{msg}");
+
+    // Nothing sealed is old enough now: a second run archives nothing.
+    let (code, _) = gw
+        .tongban_output(&[
+            "audit",
+            "archive",
+            "--config",
+            &config,
+            "--before",
+            "2000-01-01",
+        ])
+        .await;
+    assert_eq!(code, 0);
+
+    // A changed archive file is caught.
+    let bytes = std::fs::read(&archive).unwrap();
+    let mut changed = bytes.clone();
+    let n = changed.len();
+    changed[n / 2] ^= 1;
+    std::fs::write(&archive, changed).unwrap();
+    let (code, msg) = verify(&gw, &[]).await;
+    assert_eq!(code, 1);
+    assert!(
+        msg.contains("broken at seq 1:") && msg.contains("archive"),
+        "{msg}"
+    );
+    std::fs::write(&archive, bytes).unwrap();
+
+    // Without retention configured and no --before, archiving is a usage error.
+    let (code, msg) = gw
+        .tongban_output(&["audit", "archive", "--config", &config])
+        .await;
+    assert_eq!(code, 2);
+    assert!(msg.contains("retention_days"), "{msg}");
+}

@@ -1,0 +1,209 @@
+//! Several gateways sharing one PostgreSQL audit store: one chain, appended under an
+//! advisory lock, every record kept, checkpoints signed by each gateway's own key.
+//! Uses the server at 127.0.0.1:5432 in a database it creates and drops.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway::audit::{
+    self, merge_jwks, AuditEntry, AuditLog, AuditSettings, AuditStore, Decision, Filter,
+    VerifyOptions,
+};
+use gateway::config::StateDb;
+use gateway::signing::Signer;
+use rustls_pki_types::pem::PemObject as _;
+use sqlx::{Connection as _, PgConnection};
+
+const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A database of its own, dropped when the test ends (even by panic).
+struct Database {
+    name: String,
+}
+
+impl Database {
+    async fn create() -> Option<Self> {
+        let Ok(mut conn) = PgConnection::connect(&format!("{SERVER}/postgres")).await else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "PostgreSQL at 127.0.0.1:5432 is required in CI"
+            );
+            eprintln!("SKIPPED: no PostgreSQL at 127.0.0.1:5432");
+            return None;
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("tongban_audit_{}_{nanos}", std::process::id());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Some(Self { name })
+    }
+
+    fn url(&self) -> String {
+        format!("{SERVER}/{}", self.name)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async; a small runtime of its own does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let mut conn = PgConnection::connect(&format!("{SERVER}/postgres")).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .map(|_| ())
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
+    }
+}
+
+fn signer() -> Arc<Signer> {
+    let pem = Signer::generate_pem().unwrap();
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+    Arc::new(Signer::from_pkcs8(der.secret_pkcs8_der()).unwrap())
+}
+
+fn settings(node: &str) -> AuditSettings {
+    AuditSettings {
+        node: node.into(),
+        batch_max: 32,
+        checkpoint_every: 50,
+        checkpoint_interval: Duration::from_secs(3600),
+        checkpoint_file: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_share_one_verifiable_chain() {
+    let Some(db) = Database::create().await else {
+        return;
+    };
+    let state = StateDb::Postgres(db.url());
+    let (key_a, key_b) = (signer(), signer());
+    let a = AuditLog::open(&state, Arc::clone(&key_a), settings("gw-a"))
+        .await
+        .unwrap();
+    let b = AuditLog::open(&state, Arc::clone(&key_b), settings("gw-b"))
+        .await
+        .unwrap();
+
+    // Both gateways append at once.
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let (log, node) = if i % 2 == 0 {
+            (a.clone(), "gw-a")
+        } else {
+            (b.clone(), "gw-b")
+        };
+        tasks.push(tokio::spawn(async move {
+            let entry = AuditEntry {
+                time: format!("2026-11-28T08:00:{:02}.000000Z", i % 60),
+                request_id: format!("r{i}"),
+                node: node.into(),
+                subject: Some(format!("S{}", i % 7)),
+                operator: Some(format!("clerk-{}", i % 3)),
+                decision: if i % 5 == 0 {
+                    Decision::Deny
+                } else {
+                    Decision::Allow
+                },
+                status: 200,
+                ..AuditEntry::default()
+            };
+            log.append(entry).await.unwrap()
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap().seq);
+    }
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (1..=400).collect::<Vec<_>>(),
+        "one chain, no gaps, no duplicates"
+    );
+
+    // Then each alone, one record at a time, long enough to cross a checkpoint:
+    // which node seals during the concurrent phase is up to the scheduler.
+    for (log, node) in [(&a, "gw-a"), (&b, "gw-b")] {
+        for i in 0..60 {
+            let entry = AuditEntry {
+                request_id: format!("{node}-solo-{i}"),
+                node: node.into(),
+                status: 200,
+                ..AuditEntry::default()
+            };
+            log.append(entry).await.unwrap();
+        }
+    }
+
+    let store = a.store().clone();
+    let jwks = merge_jwks(&[key_a.jwks(), key_b.jwks()]);
+    let opts = VerifyOptions {
+        jwks: jwks.clone(),
+        ..VerifyOptions::default()
+    };
+    let report = audit::verify(&store, &opts, |_| {}).await.unwrap();
+    assert!(report.failure.is_none(), "{report:?}");
+    assert_eq!(report.records, 520);
+    // Sealed once 50 or more are unsealed, at the end of a batch of up to 32.
+    assert!(
+        report.checkpoints >= 5 && report.sealed > 520 - 50 - 32,
+        "{report:?}"
+    );
+    let cps = store.checkpoints(1, 520).await.unwrap();
+    assert!(
+        cps.iter().any(|c| c.node == "gw-a") && cps.iter().any(|c| c.node == "gw-b"),
+        "{cps:?}"
+    );
+
+    // A checkpoint signed by a key that is not trusted is a failure.
+    let only_a = VerifyOptions {
+        jwks: key_a.jwks(),
+        ..VerifyOptions::default()
+    };
+    let report = audit::verify(&store, &only_a, |_| {}).await.unwrap();
+    let f = report.failure.unwrap();
+    assert!(f.reason.contains("does not verify"), "{f:?}");
+
+    // Search works the same on PostgreSQL.
+    let mut filter = Filter::default();
+    filter.set("subject", "S3").unwrap();
+    filter.set("decision", "allow").unwrap();
+    let hits = store.search(&filter, 0, 1000).await.unwrap();
+    assert!(!hits.is_empty());
+    assert!(hits
+        .iter()
+        .all(|r| r.record.contains("\"subject\":\"S3\"")
+            && r.record.contains("\"decision\":\"allow\"")));
+
+    // Editing a record through the shared store is caught at that record.
+    let AuditStore::Postgres(pool) = &store else {
+        unreachable!()
+    };
+    sqlx::query("UPDATE audit_log SET record = replace(record, '\"status\":200', '\"status\":500') WHERE seq = 123")
+        .execute(pool)
+        .await
+        .unwrap();
+    let report = audit::verify(&store, &opts, |_| {}).await.unwrap();
+    let f = report.failure.unwrap();
+    assert_eq!(f.seq, 123, "{f:?}");
+
+    drop((a, b, store));
+}

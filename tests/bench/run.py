@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""Tongban's benchmark, in one command: `python3 tests/bench/run.py`.
+
+Builds in release, starts every server pinned to one core and the load generator
+pinned to the other, and runs the references and Tongban interleaved (A B A B) in the
+same run, because the machine is shared and noisy: compare ratios, not absolute times.
+
+  limit    bare hyper + rustls mTLS server answering a constant ~300-byte JSON
+  nginx    nginx (Debian's package) as an mTLS reverse proxy, keep-alive upstream
+           (its CPU per request counts the nginx worker and the constant upstream)
+  full     Tongban: policy, SQLite connector, durable audit, signature
+  noaudit  Tongban with the audit layer taken out (only in this harness)
+
+Prints one table and writes it, with the date and machine, to BENCHMARKS.md and
+into README.md between the bench markers.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
+SERVER_CORE, CLIENT_CORE = 1, 0
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=60.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early: {proc.args}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"port {port} never opened for {proc.args}")
+
+
+def pinned(core, cmd):
+    return ["taskset", "-c", str(core)] + cmd
+
+
+def ensure_packages():
+    missing = [p for p, b in (("nginx", "nginx"), ("apache2-utils", "ab")) if not shutil.which(b)
+               and not os.path.exists(f"/usr/sbin/{b}")]
+    if missing:
+        log(f"installing {' '.join(missing)} from Debian's packages")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def build():
+    log("building release binaries")
+    subprocess.run(["cargo", "build", "--release", "-p", "gateway", "-p", "tongban-bench"],
+                   cwd=ROOT, check=True)
+
+
+class Servers:
+    def __init__(self, work):
+        self.work = work
+        self.procs = []
+
+    def start(self, name, cmd, port, cwd=None):
+        out = open(os.path.join(self.work, f"{name}.log"), "w")
+        proc = subprocess.Popen(pinned(SERVER_CORE, cmd), stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+        self.procs.append(proc)
+        wait_port(port, proc)
+        return proc
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    upstream constant {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
+        ssl_certificate {pki}/server.pem;
+        ssl_certificate_key {pki}/server.key;
+        ssl_client_certificate {pki}/ca.pem;
+        ssl_verify_client on;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://constant;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Client-Cert-Verified $ssl_client_verify;
+        }}
+    }}
+}}
+"""
+
+
+def child_pid(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else pid
+
+
+def loadgen(target, pki, mode, conns, seconds, label, proto="h1", warmup=1.0):
+    cmd = [os.path.join(BIN, "loadgen"), "--addr", f"127.0.0.1:{target['port']}",
+           "--ca", f"{pki}/ca.pem", "--cert", f"{pki}/counter-a.pem", "--key", f"{pki}/counter-a.key",
+           "--connections", str(conns), "--duration", str(seconds), "--warmup", str(warmup),
+           "--mode", mode, "--proto", proto, "--label", label,
+           "--method", target["method"], "--path", target["path"]]
+    for pid in target["pids"]:
+        cmd += ["--server-pid", str(pid)]
+    if target.get("body"):
+        cmd += ["--body", target["body"]]
+    for h in target.get("headers", []):
+        cmd += ["--header", h]
+    out = subprocess.run(pinned(CLIENT_CORE, cmd), capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"loadgen failed: {out.stderr}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    log(f"  {label:28s} {mode:9s} {proto} c={conns:<4d} {result['rps']:>8.0f} req/s  "
+        f"p99 {result['p99_us']:>6d} us  cpu {result['server_cpu_us_per_req']} us/req  "
+        f"errors {result['errors']} non2xx {result['non_2xx']}")
+    return result
+
+
+def ab_crosscheck(target, pki, work, seconds):
+    pem = os.path.join(work, "counter-a-ab.pem")
+    with open(pem, "w") as f:
+        f.write(open(f"{pki}/counter-a.pem").read() + open(f"{pki}/counter-a.key").read())
+    body = os.path.join(work, "body.json")
+    with open(body, "w") as f:
+        f.write(target["body"])
+    cmd = ["ab", "-q", "-k", "-c", "64", "-t", str(seconds), "-n", "10000000", "-E", pem,
+           "-T", "application/json", "-p", body, "-H", "X-Operator-Id: bench-ab",
+           f"https://127.0.0.1:{target['port']}{target['path']}"]
+    out = subprocess.run(pinned(CLIENT_CORE, cmd), capture_output=True, text=True)
+    rps = None
+    for line in out.stdout.splitlines():
+        if line.startswith("Requests per second:"):
+            rps = float(line.split()[3])
+        if line.startswith("Non-2xx responses:"):
+            log(f"  ab: {line.strip()}")
+    log(f"  ab -k -E (cross-check)            {rps} req/s")
+    return rps
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {model}, Linux {platform.release()}"
+
+
+def med(rows, key):
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and v < 100:
+        return f"{v:.1f}{unit}"
+    return f"{v:,.0f}{unit}"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if a and b else "n/a"
+
+
+def extra_figures():
+    """Policy-decision and audit-verify figures from their own benchmarks, when present."""
+    lines = []
+    for title, cmd in (
+        ("policy decision", ["cargo", "run", "--release", "-q", "-p", "policy", "--example", "decision_bench"]),
+        ("audit verify", ["cargo", "run", "--release", "-q", "-p", "gateway", "--example", "audit_verify_bench"]),
+    ):
+        example = cmd[cmd.index("--example") + 1]
+        crate = cmd[cmd.index("-p") + 1]
+        if not os.path.exists(os.path.join(ROOT, crate, "examples", f"{example}.rs")):
+            lines.append(f"- {title}: benchmark not present yet")
+            continue
+        log(f"running the {title} benchmark")
+        out = subprocess.run(pinned(SERVER_CORE, cmd), cwd=ROOT, capture_output=True, text=True)
+        text = out.stdout.strip() or out.stderr.strip()
+        lines.append(f"- {title} (`{' '.join(cmd[1:])}`):\n\n```\n{text}\n```")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
+    ap.add_argument("--rounds", type=int, default=2, help="A B A B rounds")
+    ap.add_argument("--no-write", action="store_true", help="print only; do not touch BENCHMARKS.md/README.md")
+    args = ap.parse_args()
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs 2 cores: one for the servers, one for the load generator")
+    ensure_packages()
+    build()
+    work = tempfile.mkdtemp(prefix="tongban-bench-")
+    servers = Servers(work)
+    try:
+        results = run_all(args, work, servers)
+    finally:
+        servers.stop()
+    report(args, results)
+
+
+def run_all(args, work, servers):
+    demo = os.path.join(work, "demo")
+    p_full, p_ops, p_noaudit, p_limit, p_up, p_nginx = (free_port() for _ in range(6))
+    full = servers.start("tongban", [os.path.join(BIN, "tongban"), "demo", "--dir", demo,
+                                     "--listen", f"127.0.0.1:{p_full}", "--ops-listen", f"127.0.0.1:{p_ops}"], p_full)
+    pki = os.path.join(demo, "pki")
+    noaudit = servers.start("noaudit", [os.path.join(BIN, "tongban-noaudit"), "--config",
+                                        os.path.join(demo, "tongban.toml"), "--listen", f"127.0.0.1:{p_noaudit}"], p_noaudit)
+    limit = servers.start("limit", [os.path.join(BIN, "bare-server"), "--listen", f"127.0.0.1:{p_limit}",
+                                    "--cert", f"{pki}/server.pem", "--key", f"{pki}/server.key",
+                                    "--client-ca", f"{pki}/ca.pem"], p_limit)
+    upstream = servers.start("upstream", [os.path.join(BIN, "bare-server"), "--plain", "--listen", f"127.0.0.1:{p_up}"], p_up)
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(work=work, upstream=p_up, port=p_nginx, pki=pki))
+    nginx = servers.start("nginx", ["nginx", "-c", conf, "-p", work], p_nginx)
+
+    samples = json.load(open(os.path.join(demo, "samples.json")))
+    lookup = next(s for s in samples if s["expect"] == 200 and s["cert"] == "counter-a")
+    body = json.dumps(lookup["body"])
+    targets = {
+        "limit": {"port": p_limit, "pids": [limit.pid], "method": "GET", "path": "/"},
+        "nginx": {"port": p_nginx, "pids": [child_pid(nginx.pid), upstream.pid], "method": "GET", "path": "/"},
+        "full": {"port": p_full, "pids": [full.pid], "method": "POST", "path": "/v1/lookup", "body": body,
+                 "headers": ["X-Operator-Id: bench-001"]},
+        "noaudit": {"port": p_noaudit, "pids": [noaudit.pid], "method": "POST", "path": "/v1/lookup", "body": body,
+                    "headers": ["X-Operator-Id: bench-001"]},
+    }
+    res = {k: {"keepalive": [], "handshake": [], "h2": []} for k in targets}
+    for r in range(args.rounds):
+        log(f"round {r + 1}/{args.rounds}")
+        for name in ("limit", "nginx", "full", "noaudit"):
+            res[name]["keepalive"].append(loadgen(targets[name], pki, "keepalive", 64, args.seconds, name))
+        for name in ("limit", "nginx", "full"):
+            res[name]["handshake"].append(loadgen(targets[name], pki, "handshake", 16, args.seconds, name))
+        for name in ("nginx", "full"):
+            res[name]["h2"].append(loadgen(targets[name], pki, "keepalive", 64, args.seconds, name, proto="h2"))
+    log("idle connections")
+    idle = loadgen(targets["full"], pki, "idle", 1000, 3, "full idle", warmup=2.0)
+    log("cross-check with an external client")
+    ours = loadgen(targets["full"], pki, "keepalive", 64, args.seconds, "full (loadgen)")
+    ab = ab_crosscheck(targets["full"], pki, work, args.seconds)
+    return {"res": res, "idle": idle, "ab": ab, "ours_vs_ab": ours}
+
+
+def report(args, results):
+    res, idle = results["res"], results["idle"]
+    k = {n: res[n]["keepalive"] for n in res}
+    h = {n: res[n]["handshake"] for n in res}
+    h2 = {n: res[n]["h2"] for n in res}
+    rows = [
+        ("keep-alive req/s (64 conns, HTTP/1.1)", med(k["full"], "rps"), med(k["nginx"], "rps"), med(k["limit"], "rps"), True),
+        ("server CPU µs per request", med(k["full"], "server_cpu_us_per_req"), med(k["nginx"], "server_cpu_us_per_req"),
+         med(k["limit"], "server_cpu_us_per_req"), False),
+        ("p50 latency µs (64 conns)", med(k["full"], "p50_us"), med(k["nginx"], "p50_us"), med(k["limit"], "p50_us"), False),
+        ("p99 latency µs (64 conns)", med(k["full"], "p99_us"), med(k["nginx"], "p99_us"), med(k["limit"], "p99_us"), False),
+        ("keep-alive req/s (64 conns, h2)", med(h2["full"], "rps"), med(h2["nginx"], "rps"), None, True),
+        ("new mTLS connections/s (16 conns)", med(h["full"], "rps"), med(h["nginx"], "rps"), med(h["limit"], "rps"), True),
+        ("server CPU µs per new connection", med(h["full"], "server_cpu_us_per_req"), med(h["nginx"], "server_cpu_us_per_req"),
+         med(h["limit"], "server_cpu_us_per_req"), False),
+    ]
+    lines = ["| figure | Tongban (full lookup) | nginx mTLS proxy | bare hyper+rustls (limit) | Tongban / nginx | Tongban / limit |",
+             "|---|---|---|---|---|---|"]
+    for title, t, n, l, _ in rows:
+        lines.append(f"| {title} | {fmt(t)} | {fmt(n)} | {fmt(l)} | {ratio(t, n)} | {ratio(t, l)} |")
+    full_rps, noaudit_rps = med(k["full"], "rps"), med(k["noaudit"], "rps")
+    lines.append("")
+    lines.append("| figure | value | target |")
+    lines.append("|---|---|---|")
+    lines.append(f"| durable audit: throughput with audit / audit off | {fmt(full_rps)} / {fmt(noaudit_rps)} = "
+                 f"{ratio(full_rps, noaudit_rps)} | ≥ 0.90× |")
+    lines.append(f"| full lookup throughput vs nginx | {ratio(full_rps, med(k['nginx'], 'rps'))} | ≥ 1.0× (stretch 1.5×) |")
+    lines.append(f"| new mTLS connections/s vs nginx | {ratio(med(h['full'], 'rps'), med(h['nginx'], 'rps'))} | ≥ 1.5× |")
+    lines.append(f"| p99 latency at 64 connections | {fmt(med(k['full'], 'p99_us'))} µs | < 5,000 µs |")
+    rss = idle.get("server_rss_kib")
+    lines.append(f"| RSS holding 1,000 idle mTLS connections | {fmt(rss / 1024 if rss else None)} MiB "
+                 f"({idle['ok']} connections up) | ≤ 64 MiB |")
+    ab, ours = results["ab"], results["ours_vs_ab"]["rps"]
+    lines.append(f"| cross-check: loadgen vs `ab -k -E` on the full lookup | {fmt(ours)} vs {fmt(ab)} req/s "
+                 f"({ratio(ours, ab)}) | agree within noise |")
+    table = "\n".join(lines)
+    extras = extra_figures()
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = (f"Measured {when} on {machine()}; servers pinned to core {SERVER_CORE}, load generator to core "
+              f"{CLIENT_CORE}; {args.rounds} interleaved rounds of {args.seconds:g} s, medians shown.")
+    print(header)
+    print(table)
+    print(extras)
+    if args.no_write:
+        return
+    raw = json.dumps(results, indent=1, default=str)
+    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
+        f.write(f"# Benchmarks\n\nRun with `python3 tests/bench/run.py`. {header}\n\n{table}\n\n"
+                f"## Own benchmarks\n\n{extras}\n\n## Raw results\n\n```json\n{raw}\n```\n")
+    readme = os.path.join(ROOT, "README.md")
+    text = open(readme).read()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        _, after = rest.split(end, 1)
+        text = f"{before}{start}\n{header}\n\n{table}\n{end}{after}"
+        open(readme, "w").write(text)
+    log("wrote BENCHMARKS.md and the README table")
+
+
+if __name__ == "__main__":
+    main()
