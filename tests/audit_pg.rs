@@ -85,6 +85,7 @@ fn settings(node: &str) -> AuditSettings {
         checkpoint_every: 50,
         checkpoint_interval: Duration::from_secs(3600),
         checkpoint_file: None,
+        metrics: None,
     }
 }
 

@@ -425,9 +425,29 @@ async fn no_answer_without_an_audit_record() {
 async fn ops_endpoints_answer() {
     let gw = Gateway::start().await;
     let ops = gw.running.ops_addr;
+    // Something to count: an allowed lookup and a refused one.
+    let samples = gw.samples();
+    for expect in [200, 403] {
+        let s = samples.iter().find(|s| s["expect"] == expect).unwrap();
+        let a = gw
+            .client(s["cert"].as_str().unwrap())
+            .lookup(Some("clerk-1"), &s["body"])
+            .await
+            .unwrap();
+        assert_eq!(a.status.as_u16(), expect);
+    }
     for (path, want) in [
         ("/healthz", "\"status\":\"ok\""),
         ("/readyz", "\"ready\":true"),
+        ("/metrics", "# TYPE tongban_requests_total counter"),
+        ("/metrics", "decision=\"allow\",status=\"200\""),
+        ("/metrics", "decision=\"deny\",status=\"403\""),
+        ("/metrics", "tongban_audit_batch_records_count"),
+        ("/metrics", "tongban_tls_handshakes_total 2"),
+        (
+            "/metrics",
+            "tongban_connector_breaker_state{source=\"population-db\"} 0",
+        ),
     ] {
         let mut tcp = tokio::net::TcpStream::connect(ops).await.unwrap();
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use crate::audit::{state_db_options, AuditLog, AuditSettings};
 use crate::config::{Config, StateDb};
 use crate::http::fetch::Route;
+use crate::metrics::Metrics;
 use crate::signing::Signer;
 
 /// Why the gateway could not start.
@@ -45,6 +46,9 @@ pub enum StartError {
         /// Why.
         source: connectors::ConnectorError,
     },
+    /// The metrics exporter.
+    #[error("{0}")]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
     /// Binding a listener.
     #[error("listen on {addr}: {source}")]
     Bind {
@@ -75,12 +79,16 @@ pub struct App {
     pub tls: Arc<crate::tls::ServerTls>,
     /// Requests in flight, bounded.
     pub in_flight: Arc<Semaphore>,
+    /// Counters and histograms behind `/metrics` (and OTLP when configured).
+    pub metrics: Metrics,
 }
 
 impl App {
     /// Build every part from `config`; fails on the first part that cannot start.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        let metrics = Metrics::with_otlp(&config.telemetry.otlp_endpoint)?;
         let tls_metrics = Arc::new(crate::tls::TlsMetrics::default());
+        metrics.observe_tls(Arc::clone(&tls_metrics));
         let tls = Arc::new(crate::tls::ServerTls::server(&config, tls_metrics)?);
         let signer = Arc::new(Signer::load(&config.signing_key)?);
         let policy = Arc::new(crate::policy_sync::PolicyService::open(&config).await?);
@@ -89,10 +97,19 @@ impl App {
         let audit = AuditLog::open(
             &config.state_db,
             Arc::clone(&signer),
-            AuditSettings::from_config(&config),
+            AuditSettings {
+                metrics: Some(metrics.clone()),
+                ..AuditSettings::from_config(&config)
+            },
         )
         .await?;
         let routes = Arc::new(crate::sources::connect(&config).await?);
+        metrics.observe_breakers(
+            routes
+                .values()
+                .map(|r| (r.source.name().to_owned(), r.source.breaker().clone()))
+                .collect(),
+        );
         let in_flight = Arc::new(Semaphore::new(config.limits.max_concurrent_requests));
         Ok(Self {
             config,
@@ -104,6 +121,7 @@ impl App {
             routes,
             tls,
             in_flight,
+            metrics,
         })
     }
 }

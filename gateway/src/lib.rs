@@ -13,6 +13,7 @@ pub mod demo;
 pub mod demo_department;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod policy_sync;
 pub mod resilience;
 pub mod server;

@@ -55,6 +55,8 @@ pub struct AuditSettings {
     pub checkpoint_interval: Duration,
     /// Copy of every checkpoint this node writes, outside the store.
     pub checkpoint_file: Option<PathBuf>,
+    /// Where batch sizes, commit times and failures are counted.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl AuditSettings {
@@ -66,6 +68,7 @@ impl AuditSettings {
             checkpoint_every: i64::try_from(c.audit.checkpoint_every.max(1)).unwrap_or(i64::MAX),
             checkpoint_interval: Duration::from_secs(c.audit.checkpoint_interval_secs.max(1)),
             checkpoint_file: c.audit.checkpoint_file.clone(),
+            metrics: None,
         }
     }
 }
@@ -370,6 +373,7 @@ impl Writer {
     /// Commit the waiting records (possibly none: a timed seal) and answer them.
     async fn commit(&mut self, batch: &mut Vec<Pending>) {
         let entries: Vec<&AuditEntry> = batch.iter().map(|p| &p.entry).collect();
+        let started = Instant::now();
         let time_due = self.last_sealed_at.elapsed() >= self.settings.checkpoint_interval;
         let (signer, settings) = (&self.signer, &self.settings);
         let result = self
@@ -379,6 +383,9 @@ impl Writer {
             })
             .await;
         drop(entries);
+        if let Some(m) = &self.settings.metrics {
+            m.audit_commit(batch.len(), started.elapsed(), result.is_ok());
+        }
         match result {
             Ok((prepared, state)) => {
                 self.state = state;
@@ -493,6 +500,7 @@ mod tests {
             checkpoint_every: every,
             checkpoint_interval: Duration::from_secs(3600),
             checkpoint_file: None,
+            metrics: None,
         }
     }
 

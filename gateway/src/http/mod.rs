@@ -22,6 +22,7 @@ pub mod fetch;
 pub mod identity;
 pub mod limit;
 pub mod meta;
+pub mod metrics_layer;
 pub mod ops;
 pub mod parse;
 pub mod respond;

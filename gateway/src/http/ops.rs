@@ -38,6 +38,14 @@ async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/metrics" {
+        let mut r = Response::new(Full::new(Bytes::from(app.metrics.render_prometheus())));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return Ok(r);
+    }
     let (status, body) = match req.uri().path() {
         "/healthz" => (StatusCode::OK, json!({"status": "ok"})),
         "/readyz" => readiness(&app).await,

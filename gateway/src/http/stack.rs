@@ -18,6 +18,7 @@ use super::fetch::Fetch;
 use super::identity::IdentityLayer;
 use super::limit::ShedLayer;
 use super::meta::MetaLayer;
+use super::metrics_layer::MetricsLayer;
 use super::parse::ParseLayer;
 use super::respond::{RespondLayer, ResponseBody};
 use super::route::{Router, LOOKUP};
@@ -86,6 +87,8 @@ where
         .layer(IdentityLayer::new(principal))
         // Signing and problem+json, above audit so the receipt is in the signed body.
         .layer(RespondLayer::new(Arc::clone(&app.signer)))
+        // Counted once recorded: the figures match the audit log.
+        .layer(MetricsLayer::new(app.metrics.clone()))
         // Fail-closed: nothing is answered that is not durably recorded.
         .layer(AuditLayer::new(app.audit.clone(), app.config.node.clone()))
         // Shed beyond the concurrency limit, as an outcome so it is audited.

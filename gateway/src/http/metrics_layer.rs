@@ -1,0 +1,151 @@
+//! Metrics: count every answered request by route, dataset, decision and status,
+//! and its latency. Sits right above the audit layer, so it sees what was recorded.
+
+use std::task::{Context, Poll};
+
+use connectors::{Dataset, ErrorOrigin};
+use http::Request;
+use opentelemetry::KeyValue;
+use tower::{Layer, Service};
+
+use super::audit_layer::Audited;
+use super::{take_ready, BoxFuture, RequestMeta};
+use crate::audit::Decision;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Routes counted under their own name; anything else is `other`, so that the label
+/// stays bounded whatever paths clients send.
+const ROUTES: &[&str] = &[
+    "/v1/lookup",
+    "/v1/bundle",
+    "/.well-known/jwks.json",
+    "/openapi.json",
+    "/admin/v1/agreements",
+    "/admin/v1/explain",
+    "/audit/v1/records",
+];
+
+/// Records request metrics into a [`Metrics`].
+#[derive(Clone)]
+pub struct MetricsLayer {
+    metrics: Metrics,
+}
+
+impl MetricsLayer {
+    /// Count into `metrics`.
+    pub fn new(metrics: Metrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = Measure<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Measure {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// See [`MetricsLayer`].
+#[derive(Clone)]
+pub struct Measure<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S, B> Service<Request<B>> for Measure<S>
+where
+    S: Service<Request<B>, Response = Audited, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = Audited;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Audited>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let route = route_label(req.uri().path());
+        let started = req.extensions().get::<RequestMeta>().map(|m| m.started);
+        let mut inner = take_ready(&mut self.inner);
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let audited = inner.call(req).await?;
+            let o = &audited.outcome;
+            let dataset = o
+                .facts
+                .dataset
+                .as_deref()
+                .and_then(|d| d.parse::<Dataset>().ok())
+                .map(|d| d.as_str())
+                .unwrap_or("none");
+            let decision = o.facts.decision.unwrap_or(match &o.result {
+                Ok(_) => Decision::Allow,
+                Err(ApiError::Forbidden(_)) => Decision::Deny,
+                Err(_) => Decision::Error,
+            });
+            let seconds = started
+                .map(|s| s.elapsed().as_secs_f64())
+                .unwrap_or_default();
+            metrics.request(
+                route,
+                dataset,
+                decision.as_str(),
+                o.status().as_u16(),
+                seconds,
+            );
+            if let Err(ApiError::Upstream { origin, .. }) = &o.result {
+                metrics.connector_errors.add(
+                    1,
+                    &[
+                        KeyValue::new("dataset", dataset),
+                        KeyValue::new("kind", origin_label(*origin)),
+                    ],
+                );
+            }
+            Ok(audited)
+        })
+    }
+}
+
+fn route_label(path: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|r| path == **r || (path.starts_with(**r) && path[r.len()..].starts_with('/')))
+        .copied()
+        .unwrap_or("other")
+}
+
+fn origin_label(o: ErrorOrigin) -> &'static str {
+    match o {
+        ErrorOrigin::Unavailable => "unavailable",
+        ErrorOrigin::Timeout => "timeout",
+        ErrorOrigin::Upstream => "bad-answer",
+        ErrorOrigin::Internal => "internal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_bounded() {
+        assert_eq!(route_label("/v1/lookup"), "/v1/lookup");
+        assert_eq!(
+            route_label("/admin/v1/agreements/abc"),
+            "/admin/v1/agreements"
+        );
+        assert_eq!(route_label("/admin/v1/agreementsX"), "other");
+        assert_eq!(route_label("/etc/passwd"), "other");
+    }
+}
