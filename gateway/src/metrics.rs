@@ -375,7 +375,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "tongban_connector_errors_total{source=\"population-db\",kind=\"timeout\"} 1"
+                "tongban_connector_errors_total{kind=\"timeout\",source=\"population-db\"} 1"
             ),
             "{text}"
         );
