@@ -329,8 +329,14 @@ fn render_data<T: Copy>(
 }
 
 fn labels<'a>(attrs: impl Iterator<Item = &'a KeyValue>, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = attrs
-        .map(|kv| format!("{}=\"{}\"", kv.key.as_str(), escape(&kv.value.to_string())))
+    // Sorted by name, so a series always renders the same way.
+    let mut pairs: Vec<(&str, String)> = attrs
+        .map(|kv| (kv.key.as_str(), escape(&kv.value.to_string())))
+        .collect();
+    pairs.sort();
+    let mut parts: Vec<String> = pairs
+        .into_iter()
+        .map(|(k, v)| format!("{k}=\"{v}\""))
         .collect();
     if let Some(le) = le {
         parts.push(format!("le=\"{le}\""));
