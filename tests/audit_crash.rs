@@ -3,8 +3,8 @@
 //! and the chain must verify after a restart.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,49 +14,7 @@ use gateway::audit::{AuditStore, Filter};
 use gateway::config::StateDb;
 use http::StatusCode;
 use serde_json::Value;
-use tongban_tests::test_counts;
-
-/// The `tongban` binary of the profile these tests were built in, built (or brought
-/// up to date) by cargo first.
-fn tongban_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // <target>/<profile>/deps/<this test>
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
-    let target = profile_dir.parent().unwrap().to_owned();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(workspace)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "gateway",
-            "--bin",
-            "tongban",
-            "--target-dir",
-        ])
-        .arg(&target);
-    if profile_dir.file_name().is_some_and(|p| p == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().unwrap();
-    assert!(
-        status.success(),
-        "cargo build -p gateway --bin tongban failed"
-    );
-    let bin = profile_dir.join("tongban");
-    assert!(bin.is_file(), "{} was not built", bin.display());
-    bin
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use tongban_tests::{free_addr, test_counts, tongban_binary};
 
 fn serve(bin: &Path, dir: &Path, run: usize) -> Child {
     let log = std::fs::File::create(dir.join(format!("serve-{run}.log"))).unwrap();

@@ -13,64 +13,7 @@ use gateway::audit::{
 use gateway::config::StateDb;
 use gateway::signing::Signer;
 use rustls_pki_types::pem::PemObject as _;
-use sqlx::{Connection as _, PgConnection};
-
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-
-/// A database of its own, dropped when the test ends (even by panic).
-struct Database {
-    name: String,
-}
-
-impl Database {
-    async fn create() -> Option<Self> {
-        let Ok(mut conn) = PgConnection::connect(&format!("{SERVER}/postgres")).await else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "PostgreSQL at 127.0.0.1:5432 is required in CI"
-            );
-            eprintln!("SKIPPED: no PostgreSQL at 127.0.0.1:5432");
-            return None;
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!("tongban_audit_{}_{nanos}", std::process::id());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        Some(Self { name })
-    }
-
-    fn url(&self) -> String {
-        format!("{SERVER}/{}", self.name)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs outside async; a small runtime of its own does the cleanup.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let mut conn = PgConnection::connect(&format!("{SERVER}/postgres")).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .map(|_| ())
-            })
-            .map_err(std::io::Error::other)
-        })
-        .join();
-    }
-}
+use tongban_tests::PgDatabase;
 
 fn signer() -> Arc<Signer> {
     let pem = Signer::generate_pem().unwrap();
@@ -91,7 +34,7 @@ fn settings(node: &str) -> AuditSettings {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_gateways_share_one_verifiable_chain() {
-    let Some(db) = Database::create().await else {
+    let Some(db) = PgDatabase::create("audit").await else {
         return;
     };
     let state = StateDb::Postgres(db.url());

@@ -787,3 +787,26 @@ async fn postgresql_and_mariadb_sources_serve_lookups() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_request_is_still_audited() {
+    let (gw, upstream) = gateway_on_upstream().await;
+    let client = gw.client("counter-b");
+    let body = license_lookup(&gw);
+    upstream.mode.store(SLOW, Ordering::SeqCst);
+    let before = gw.audit_count().await;
+    // The client gives up long before the gateway's 300 ms source time-out and
+    // drops its connection; the gateway has already asked the source.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        post(&client, "/v1/lookup", &body),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the request should still be running");
+    eventually("the abandoned request's audit record", || async {
+        gw.audit_count().await > before
+    })
+    .await;
+    let audit = gw.last_audit().await;
+    assert_eq!(audit["status"], 504, "{audit}");
+}

@@ -165,7 +165,36 @@ impl Client {
             .await
     }
 
-    /// Any request. Errors are connection-level (TLS refused, reset).
+    /// A client of the gateway at `addr`, presenting certificate `name` of the demo
+    /// PKI directory `pki` (`<dir>/pki`) — for gateways this process did not start.
+    pub fn connect(pki: &Path, addr: SocketAddr, name: &str) -> Client {
+        let (cert, key) = (
+            pki.join(format!("{name}.pem")),
+            pki.join(format!("{name}.key")),
+        );
+        let tls = certs::client_config(
+            &[pki.join("ca.pem")],
+            Some((cert.as_path(), key.as_path())),
+            vec![b"http/1.1".to_vec()],
+        )
+        .expect("client TLS config");
+        Client { tls, addr }
+    }
+
+    /// A bare mutual-TLS connection (ALPN http/1.1), for speaking HTTP by hand.
+    pub async fn tls_stream(&self) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+        TlsConnector::from(Arc::clone(&self.tls))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))
+    }
+
+    /// Any request. Errors are connection-level (TLS refused, reset); one starting
+    /// with `body:` means the answer's head arrived but its body did not, whole.
     pub async fn request(
         &self,
         method: Method,
@@ -213,5 +242,213 @@ impl Client {
             headers,
             body,
         })
+    }
+}
+
+/// The `tongban` binary of the profile these tests were built in, built (or brought
+/// up to date) by cargo first.
+pub fn tongban_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // <target>/<profile>/deps/<this test>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory")
+        .to_owned();
+    let target = profile_dir.parent().expect("target directory").to_owned();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "gateway",
+            "--bin",
+            "tongban",
+            "--target-dir",
+        ])
+        .arg(&target);
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(
+        status.success(),
+        "cargo build -p gateway --bin tongban failed"
+    );
+    let bin = profile_dir.join("tongban");
+    assert!(bin.is_file(), "{} was not built", bin.display());
+    bin
+}
+
+/// A free loopback address (bound, read and released: good for a child process).
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// A `tongban serve` process, its output in a log file.
+pub struct Served {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its stdout and stderr.
+    pub log: PathBuf,
+}
+
+impl Served {
+    /// `bin serve --config config` with `env` added to the environment.
+    pub fn spawn(bin: &Path, config: &Path, env: &[(&str, String)], log: PathBuf) -> Self {
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = std::process::Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(config)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("tongban serve starts");
+        Self { child, log }
+    }
+
+    /// Wait until `client` gets a 200 for `body` (panics if the process exits or a
+    /// minute passes).
+    pub async fn until_serving(&mut self, client: &Client, body: &Value) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(a) = client.lookup(Some("clerk-0"), body).await {
+                if a.status == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(
+                self.child.try_wait().expect("process status").is_none(),
+                "tongban serve exited: {}",
+                self.log_text()
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tongban serve did not start serving: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Send SIGTERM.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// Wait (polling) for the process to exit, at most `limit`.
+    pub async fn exit_status(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("process status") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tongban serve did not exit: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What it printed so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The PostgreSQL server tests use: 127.0.0.1:5432, user postgres, trust auth.
+pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A PostgreSQL database of a test's own, dropped when it goes out of scope (even
+/// by panic).
+pub struct PgDatabase {
+    name: String,
+}
+
+impl PgDatabase {
+    /// Create `tongban_<purpose>_<pid>_<nanos>`; `None` (the test skips) when no
+    /// server answers — except under CI, where PostgreSQL is required.
+    pub async fn create(purpose: &str) -> Option<Self> {
+        use sqlx::Connection as _;
+        let Ok(mut conn) = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await
+        else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "PostgreSQL at 127.0.0.1:5432 is required in CI"
+            );
+            eprintln!("SKIPPED: no PostgreSQL at 127.0.0.1:5432");
+            return None;
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let name = format!("tongban_{purpose}_{}_{nanos}", std::process::id());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE");
+        Some(Self { name })
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("{PG_SERVER}/{}", self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        use sqlx::Connection as _;
+        let name = self.name.clone();
+        // Drop runs outside async; a small runtime of its own does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let mut conn =
+                    sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .map(|_| ())
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
     }
 }

@@ -440,8 +440,14 @@ async fn ops_endpoints_answer() {
         ("/healthz", "\"status\":\"ok\""),
         ("/readyz", "\"ready\":true"),
         ("/metrics", "# TYPE tongban_requests_total counter"),
-        ("/metrics", "decision=\"allow\",route=\"/v1/lookup\",status=\"200\""),
-        ("/metrics", "decision=\"deny\",route=\"/v1/lookup\",status=\"403\""),
+        (
+            "/metrics",
+            "decision=\"allow\",route=\"/v1/lookup\",status=\"200\"",
+        ),
+        (
+            "/metrics",
+            "decision=\"deny\",route=\"/v1/lookup\",status=\"403\"",
+        ),
         ("/metrics", "tongban_audit_batch_records_count"),
         ("/metrics", "tongban_tls_handshakes_total 2"),
         (

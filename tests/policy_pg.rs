@@ -10,67 +10,10 @@ use std::time::{Duration, Instant};
 use gateway::config::{Config, StateDb};
 use http::{Method, StatusCode};
 use serde_json::json;
-use sqlx::{Connection as _, PgConnection};
-use tongban_tests::{Answer, Gateway};
+use tongban_tests::{Answer, Gateway, PgDatabase};
 
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 const COUNTER_A: &str = "urn:tongban:sz-hrss:counter-01";
 const COUNTER_B: &str = "urn:tongban:sz-civil:counter-01";
-
-/// A database of its own, dropped when the test ends (even by panic).
-struct Database {
-    name: String,
-}
-
-impl Database {
-    async fn create() -> Option<Self> {
-        let Ok(mut conn) = PgConnection::connect(&format!("{SERVER}/postgres")).await else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "PostgreSQL at 127.0.0.1:5432 is required in CI"
-            );
-            eprintln!("SKIPPED: no PostgreSQL at 127.0.0.1:5432");
-            return None;
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!("tongban_policy_{}_{nanos}", std::process::id());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        Some(Self { name })
-    }
-
-    fn url(&self) -> String {
-        format!("{SERVER}/{}", self.name)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs outside async; a small runtime of its own does the cleanup.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let mut conn = PgConnection::connect(&format!("{SERVER}/postgres")).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .map(|_| ())
-            })
-            .map_err(std::io::Error::other)
-        })
-        .join();
-    }
-}
 
 /// A demo directory whose config names the PostgreSQL database, with the demo's
 /// agreements and roles put there the way `tongban policy apply` would.
@@ -156,7 +99,7 @@ async fn until_status(
 
 #[tokio::test]
 async fn two_gateways_on_one_postgres_obey_every_change() {
-    let Some(db) = Database::create().await else {
+    let Some(db) = PgDatabase::create("policy").await else {
         return;
     };
     let dir_a = tempfile::tempdir().unwrap();

@@ -14,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod license;
 pub mod sql;
+mod sqlite_direct;
 
 pub use dataset::Dataset;
 pub use error::{ConnectorError, ErrorOrigin};

@@ -21,6 +21,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow, AnyTypeInfoKind};
 use sqlx::pool::PoolConnection;
 use sqlx::{AnyPool, AssertSqlSafe, Decode, Row, ValueRef as _};
 
+use crate::sqlite_direct::{DirectError, SqliteDirect};
 use crate::{Connector, ConnectorError, Dataset, Record};
 
 /// Where a SQL connector connects, as written in the gateway's config.
@@ -68,6 +69,8 @@ pub struct SqlConnector {
     name: String,
     pool: AnyPool,
     bindings: HashMap<Dataset, Binding>,
+    /// SQLite files only: lookups run in the caller's task, see [`crate::sqlite_direct`].
+    direct: Option<SqliteDirect>,
 }
 
 /// A validated [`SqlBinding`], ready for lookups.
@@ -127,6 +130,7 @@ impl SqlConnector {
             name: source.name.clone(),
             pool,
             bindings,
+            direct: direct_path(source),
         };
         connector.health().await?;
         Ok(connector)
@@ -147,6 +151,7 @@ impl SqlConnector {
             name: source.name.clone(),
             pool,
             bindings,
+            direct: direct_path(source),
         })
     }
 
@@ -192,6 +197,14 @@ impl Connector for SqlConnector {
         subject: &str,
     ) -> Result<Option<Record>, ConnectorError> {
         let binding = self.binding(dataset)?;
+        if let Some(direct) = &self.direct {
+            match direct.query_one(&binding.query, &[subject], &binding.fields) {
+                Ok(found) => return Ok(found),
+                Err(DirectError::Failed(e)) => return Err(e),
+                // Locked by a writer: wait for it on sqlx's thread, below.
+                Err(DirectError::Busy) => {}
+            }
+        }
         let mut conn = self.acquire().await?;
         // The query text is operator configuration, reviewed like code, never built
         // from request data; the subject travels only as a bound parameter.
@@ -215,6 +228,13 @@ impl Connector for SqlConnector {
                 self.name
             ))
         })?;
+        if let Some(direct) = &self.direct {
+            match direct.query_one(query, &[holder_id, license_type], &binding.fields) {
+                Ok(found) => return Ok(found),
+                Err(DirectError::Failed(e)) => return Err(e),
+                Err(DirectError::Busy) => {}
+            }
+        }
         let mut conn = self.acquire().await?;
         // As in `lookup`: both values are bound parameters, never spliced.
         let row = sqlx::query(AssertSqlSafe(Arc::clone(query)))
@@ -252,6 +272,12 @@ pub fn sqlite_url(path: &Path, read_only: bool) -> String {
         url.push_str("?mode=ro");
     }
     url
+}
+
+/// The direct path for a SQLite source, sized like its pool.
+fn direct_path(source: &SqlSource) -> Option<SqliteDirect> {
+    let idle = usize::try_from(source.max_connections).unwrap_or(1);
+    SqliteDirect::new(&source.name, &source.url, idle)
 }
 
 /// Checks the source and bindings, and builds the pool options.
@@ -623,5 +649,82 @@ mod tests {
             sqlite_url(Path::new("/tmp/a?b#c%.db"), true),
             "sqlite:///tmp/a%3Fb%23c%25.db?mode=ro"
         );
+    }
+
+    /// The same connector with the direct SQLite path switched off.
+    fn pooled_only(mut c: SqlConnector) -> SqlConnector {
+        c.direct = None;
+        c
+    }
+
+    #[tokio::test]
+    async fn direct_and_pooled_paths_answer_alike() {
+        let (_dir, url) = temp_db().await;
+        let ro = format!("{url}?mode=ro");
+        let fields = binding(&[
+            ("name", "full_name"),
+            ("birth_date", "note"),
+            ("ethnicity", "height"),
+            ("status", "children"),
+        ]);
+        let direct = SqlConnector::connect(&source("p", &ro), vec![fields.clone()])
+            .await
+            .unwrap();
+        assert!(direct.direct.is_some());
+        let pooled = pooled_only(
+            SqlConnector::connect(&source("p", &ro), vec![fields])
+                .await
+                .unwrap(),
+        );
+        for subject in [RESIDENT, "110105194912310021", "' OR 1=1 --"] {
+            let a = direct.lookup(Dataset::Population, subject).await.unwrap();
+            let b = pooled.lookup(Dataset::Population, subject).await.unwrap();
+            assert_eq!(a, b, "{subject}");
+        }
+        assert!(direct
+            .lookup(Dataset::Population, RESIDENT)
+            .await
+            .unwrap()
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn a_locked_file_falls_back_to_the_waiting_path() {
+        let (dir, url) = temp_db().await;
+        let c = SqlConnector::connect(&source("p", &url), vec![population_binding()])
+            .await
+            .unwrap();
+        // A writer holds the file exclusively (rollback journal: readers are locked out).
+        let path = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "db"))
+            .unwrap();
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        // EXCLUSIVE locking mode keeps readers out even of a WAL database.
+        writer
+            .execute_batch(
+                "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE residents SET note = note",
+            )
+            .unwrap();
+        let b = c.binding(Dataset::Population).unwrap();
+        let direct = c
+            .direct
+            .as_ref()
+            .unwrap()
+            .query_one(&b.query, &[RESIDENT], &b.fields);
+        assert!(
+            matches!(direct, Err(DirectError::Busy)),
+            "the direct path must not wait"
+        );
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            writer.execute_batch("COMMIT").unwrap();
+            drop(writer);
+        });
+        // The direct path sees the lock and hands over; the pooled path waits for it.
+        let found = c.lookup(Dataset::Population, RESIDENT).await.unwrap();
+        release.join().unwrap();
+        assert_eq!(found.unwrap()["name"], "张三");
     }
 }

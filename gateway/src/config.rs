@@ -11,8 +11,11 @@ use connectors::Dataset;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod env;
 mod policy;
 mod sources;
+
+pub use env::{Env, CONFIG_VAR};
 
 pub use policy::PolicyConfig;
 
@@ -21,16 +24,28 @@ pub use sources::{
     SourceKind, SourceTls,
 };
 
-/// A configuration problem, rendered as `file:line: key: what is wrong`.
+/// A configuration problem, rendered as `file:line: key: what is wrong`, or as
+/// `TONGBAN_VAR (environment; config file): key: what is wrong` when the value at fault
+/// came from a variable.
 #[derive(Debug, thiserror::Error)]
-#[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+#[error("{}: {message}", where_from(path, *line, variable.as_deref()))]
 pub struct ConfigError {
     /// The config file.
     pub path: PathBuf,
     /// 1-based line, when known.
     pub line: Option<usize>,
+    /// The `TONGBAN_*` variable the value at fault came from.
+    pub variable: Option<String>,
     /// What is wrong, starting with the key.
     pub message: String,
+}
+
+fn where_from(path: &Path, line: Option<usize>, variable: Option<&str>) -> String {
+    match (variable, line) {
+        (Some(var), _) => format!("{var} (environment; config {})", path.display()),
+        (None, Some(line)) => format!("{}:{line}", path.display()),
+        (None, None) => path.display().to_string(),
+    }
 }
 
 /// The whole gateway configuration, paths resolved.
@@ -64,6 +79,9 @@ pub struct Config {
     pub bundles: Vec<BundleConfig>,
     /// Sharing agreements: time zone, change polling, decision cache, matters.
     pub policy: PolicyConfig,
+    /// The `TONGBAN_*` variables laid over the file; a reload of the file (the TLS
+    /// section) applies the same ones.
+    pub env: Env,
 }
 
 /// Where the gateway keeps its own state (agreements, role bindings, audit log).
@@ -187,6 +205,10 @@ pub struct LimitsConfig {
     /// Largest request body accepted.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// On SIGTERM, how long open requests may take to finish before the gateway exits
+    /// anyway (seconds).
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
 }
 
 /// Logging and OpenTelemetry.
@@ -239,6 +261,9 @@ fn default_max_concurrent() -> usize {
 }
 fn default_max_body() -> usize {
     64 * 1024
+}
+fn default_shutdown_grace() -> u64 {
+    25
 }
 fn default_log_format() -> String {
     "text".to_owned()
@@ -299,6 +324,7 @@ impl Default for LimitsConfig {
         Self {
             max_concurrent_requests: default_max_concurrent(),
             max_body_bytes: default_max_body(),
+            shutdown_grace_secs: default_shutdown_grace(),
         }
     }
 }
@@ -352,24 +378,45 @@ struct RawTls {
 }
 
 impl Config {
-    /// Read, parse and check a config file.
+    /// Read, parse and check a config file, with the `TONGBAN_*` variables of this
+    /// process laid over it (what every command does).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, &Env::from_process())
+    }
+
+    /// Read, parse and check a config file with the variables `env` laid over it.
+    pub fn load_with(path: &Path, env: &Env) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             path: path.to_owned(),
             line: None,
+            variable: None,
             message: format!("cannot read: {e}"),
         })?;
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, env)
     }
 
-    /// Parse and check config text; `path` names it in errors and anchors relative paths.
+    /// Parse and check config text alone; `path` names it in errors and anchors
+    /// relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
-            path: path.to_owned(),
-            line: e.span().map(|s| line_of(text, s.start)),
-            message: e.message().to_owned(),
+        Self::parse_with(path, text, &Env::default())
+    }
+
+    /// Parse and check config text with the variables `env` laid over it.
+    pub fn parse_with(path: &Path, text: &str, env: &Env) -> Result<Self, ConfigError> {
+        let source = env::Overlay::build(path, text, env)?;
+        let checker = Checker {
+            path,
+            source: &source,
+        };
+        let raw: RawConfig = toml::from_str(&source.text).map_err(|e| {
+            checker.err(
+                e.span().unwrap_or(usize::MAX..usize::MAX),
+                e.message().to_owned(),
+            )
         })?;
-        Checker { path, text }.check(raw)
+        let mut config = checker.check(raw)?;
+        config.env = env.clone();
+        Ok(config)
     }
 
     /// The dataset entry for `dataset`, if served.
@@ -383,20 +430,38 @@ impl Config {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
 struct Checker<'a> {
     path: &'a Path,
-    text: &'a str,
+    /// The file with the variables laid over it.
+    source: &'a env::Overlay,
 }
 
 impl Checker<'_> {
+    /// An error about the value at `span` (`usize::MAX..` when there is none): its
+    /// line, or the variable it came from.
     fn err(&self, span: Range<usize>, message: String) -> ConfigError {
+        let (line, variable) = match span.start {
+            usize::MAX => (None, None),
+            _ => match self.source.origin(span) {
+                env::Origin::Line(line) => (Some(line), None),
+                env::Origin::Variable(var) => (None, Some(var)),
+            },
+        };
         ConfigError {
             path: self.path.to_owned(),
-            line: Some(line_of(self.text, span.start)),
+            line,
+            variable,
+            message,
+        }
+    }
+
+    /// An error about `key` (dotted) where no position is kept: the variable that set
+    /// it, if one did.
+    fn at_key(&self, key: &str, message: String) -> ConfigError {
+        ConfigError {
+            path: self.path.to_owned(),
+            line: None,
+            variable: self.source.variable_of(key).map(str::to_owned),
             message,
         }
     }
@@ -480,14 +545,13 @@ impl Checker<'_> {
             ));
         }
         if !["text", "json"].contains(&raw.telemetry.log_format.as_str()) {
-            return Err(ConfigError {
-                path: self.path.to_owned(),
-                line: None,
-                message: format!(
+            return Err(self.at_key(
+                "telemetry.log_format",
+                format!(
                     "telemetry.log_format: {:?} is not one of text, json",
                     raw.telemetry.log_format
                 ),
-            });
+            ));
         }
         let sources = self.sources(&raw.sources)?;
         let datasets = self.datasets(&raw.datasets, &sources)?;
@@ -508,17 +572,15 @@ impl Checker<'_> {
             datasets,
             bundles,
             policy,
+            env: Env::default(),
         })
     }
 
     /// Resolve the audit paths against the config's directory; check the thresholds.
     fn audit(&self, mut a: AuditConfig) -> Result<AuditConfig, ConfigError> {
-        let err = |message: String| ConfigError {
-            path: self.path.to_owned(),
-            line: None,
-            message,
-        };
-        a.anomaly.service_minutes().map_err(err)?;
+        a.anomaly
+            .service_minutes()
+            .map_err(|m| self.at_key("audit.anomaly.service_hours", m))?;
         a.checkpoint_file = a
             .checkpoint_file
             .filter(|p| !p.as_os_str().is_empty())
@@ -531,10 +593,10 @@ impl Checker<'_> {
                 if resolved.is_file() {
                     Ok(resolved)
                 } else {
-                    Err(err(format!(
-                        "audit.trusted_jwks: no such file {}",
-                        resolved.display()
-                    )))
+                    Err(self.at_key(
+                        "audit.trusted_jwks",
+                        format!("audit.trusted_jwks: no such file {}", resolved.display()),
+                    ))
                 }
             })
             .collect::<Result<_, _>>()?;

@@ -36,12 +36,21 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stop accepting, let open requests finish, and wait.
+    /// Stop accepting, let open requests finish (for at most `[limits]
+    /// shutdown_grace_secs`), then commit and seal what the audit writer still holds.
     pub async fn shutdown(self) {
+        let began = std::time::Instant::now();
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        let drained = began.elapsed();
+        self.app.audit.close().await;
+        tracing::info!(
+            drain_ms = u64::try_from(drained.as_millis()).unwrap_or(u64::MAX),
+            total_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "stopped: open requests finished, audit log committed and sealed"
+        );
     }
 }
 
@@ -105,7 +114,23 @@ async fn serve_counter(app: Arc<App>, listener: TcpListener, mut stop: watch::Re
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    let grace = Duration::from_secs(app.config.limits.shutdown_grace_secs);
+    tracing::info!(
+        connections = graceful.count(),
+        grace_secs = grace.as_secs(),
+        "stopped accepting; finishing open requests"
+    );
+    // HTTP/1 connections close after their current request, HTTP/2 ones get GOAWAY
+    // and finish their streams. Past the grace they are left to the process exit.
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "open requests did not finish within the shutdown grace; leaving them"
+        );
+    }
 }
 
 struct Connection {

@@ -371,14 +371,20 @@ impl<T: Send + Sync + 'static> Reloadable<T> {
 
 impl ServerTls {
     /// Loads the server config from `config.tls`; later reloads re-read the `[tls]`
-    /// section of the config file (when `config.path` is a file).
+    /// section of the config file (when `config.path` is a file), with the same
+    /// `TONGBAN_*` variables laid over it as at start.
     pub fn server(config: &Config, metrics: Arc<TlsMetrics>) -> Result<Self, CertError> {
         let first = load_server(config.path.is_file().then_some(&config.path), &config.tls)?;
         let config_file = config.path.is_file().then(|| config.path.clone());
         let fallback = config.tls.clone();
+        let env = config.env.clone();
         let load: Loader<rustls::ServerConfig> = Box::new(move || {
             let tls = match &config_file {
-                Some(path) => Config::load(path).map_err(|e| e.to_string())?.tls,
+                Some(path) => {
+                    Config::load_with(path, &env)
+                        .map_err(|e| e.to_string())?
+                        .tls
+                }
                 None => fallback.clone(),
             };
             load_server(config_file.as_ref(), &tls).map_err(|e| e.to_string())
@@ -634,5 +640,42 @@ mod tests {
         assert_eq!(snap.client_certs_expiring_soon, 2);
         assert_eq!(snap.refused(HandshakeRefusal::Revoked), 1);
         assert_eq!(snap.refused(HandshakeRefusal::Expired), 0);
+    }
+
+    /// A reload re-reads the config file with the variables the gateway started with:
+    /// here the file names a certificate that does not exist and only
+    /// `TONGBAN_TLS_CERT` makes the config good.
+    #[test]
+    fn server_reload_applies_the_same_environment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut ca = pki(dir);
+        let request = IssueRequest {
+            subject: Subject::Server {
+                dns: vec!["localhost".into()],
+                ips: Vec::new(),
+            },
+            validity: Validity::days(10).unwrap(),
+            key_alg: KeyAlg::EcdsaP256,
+        };
+        ca.issue(&request, dir, "srv", false).unwrap();
+        std::fs::write(dir.join("signing.pem"), "unused here").unwrap();
+        let file = dir.join("tongban.toml");
+        std::fs::write(
+            &file,
+            "node = \"n\"\nlisten = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:0\"\n\
+             state_db = \"state.db\"\nsigning_key = \"signing.pem\"\n\
+             [tls]\ncert = \"not-there.pem\"\nkey = \"srv.key\"\nclient_cas = [\"ca.pem\"]\n",
+        )
+        .unwrap();
+        assert!(Config::load_with(&file, &crate::config::Env::default()).is_err());
+        let env = crate::config::Env::from_pairs([("TONGBAN_TLS_CERT", "srv.pem")]);
+        let config = Config::load_with(&file, &env).unwrap();
+        let metrics = Arc::new(TlsMetrics::default());
+        let server = ServerTls::server(&config, Arc::clone(&metrics)).unwrap();
+        server.reload().unwrap();
+        let snapshot = metrics.snapshot();
+        assert_eq!(snapshot.reloads_by(Trigger::Api), 1);
+        assert_eq!(snapshot.reload_failures, 0);
     }
 }

@@ -80,6 +80,8 @@ impl AuditSettings {
 pub struct AuditLog {
     tx: mpsc::Sender<Pending>,
     store: AuditStore,
+    /// Asks the writer to drain and stop ([`AuditLog::close`]).
+    close: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 struct Pending {
@@ -117,6 +119,7 @@ impl AuditLog {
         };
         let state = backend.read_state().await?;
         let (tx, rx) = mpsc::channel(settings.batch_max * 4);
+        let (close, close_rx) = mpsc::channel(1);
         let writer = Writer {
             backend,
             state,
@@ -124,8 +127,19 @@ impl AuditLog {
             last_sealed_at: Instant::now(),
             settings,
         };
-        tokio::spawn(writer.run(rx));
-        Ok(Self { tx, store })
+        tokio::spawn(writer.run(rx, close_rx));
+        Ok(Self { tx, store, close })
+    }
+
+    /// Stop taking records, commit every record already handed in, seal the head with
+    /// a checkpoint if anything is unsealed, and wait until that is durable. Appends
+    /// after this fail with [`AuditError::Closed`]. Called at shutdown, once no
+    /// request is in flight; calling it again returns at once.
+    pub async fn close(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.close.send(done).await.is_ok() {
+            let _ = finished.await;
+        }
     }
 
     /// Append `entry` and wait until it is durably committed.
@@ -207,16 +221,16 @@ impl Backend {
                 };
                 let cached = &current;
                 let p = prepare(cached)?;
-                for r in &p.rows {
-                    let mut q = sqlx::query(
-                        "INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    )
-                    .bind(r.seq)
-                    .bind(&r.hash)
-                    .bind(&r.record);
-                    for c in &r.columns {
-                        q = q.bind(c);
+                // One statement per chunk of rows, not per row: each statement is a
+                // round trip to sqlx's SQLite worker thread, which costs more than
+                // the insert itself.
+                for chunk in p.rows.chunks(SQLITE_ROWS_PER_INSERT) {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sqlite_insert(chunk.len())));
+                    for r in chunk {
+                        q = q.bind(r.seq).bind(&r.hash).bind(&r.record);
+                        for c in &r.columns {
+                            q = q.bind(c);
+                        }
                     }
                     q.execute(&mut *tx).await?;
                 }
@@ -260,6 +274,24 @@ fn next_state(mut s: ChainState, p: &Prepared) -> ChainState {
         s.sealed = c.seq;
     }
     s
+}
+
+/// Rows per multi-row INSERT: 11 parameters each, far below SQLite's limit, and few
+/// distinct statement shapes for sqlx's statement cache.
+const SQLITE_ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT … VALUES (…), (…), …` for `rows` audit rows; built only from constants.
+fn sqlite_insert(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)");
+    }
+    sql
 }
 
 const HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
@@ -343,7 +375,11 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Pending>,
+        mut close: mpsc::Receiver<oneshot::Sender<()>>,
+    ) {
         let max = self.settings.batch_max;
         let mut batch = Vec::with_capacity(max);
         let mut tick = tokio::time::interval(self.settings.checkpoint_interval);
@@ -355,7 +391,15 @@ impl Writer {
                     if n == 0 {
                         break;
                     }
-                    self.commit(&mut batch).await;
+                    gather(&mut rx, &mut batch, max).await;
+                    self.commit(&mut batch, false).await;
+                }
+                done = close.recv() => {
+                    self.drain(&mut rx, &mut batch).await;
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                    break;
                 }
                 _ = tick.tick() => {
                     // A lone SQLite writer knows when nothing is unsealed; with a
@@ -363,18 +407,28 @@ impl Writer {
                     let idle = matches!(self.backend, Backend::Sqlite(_))
                         && self.state.seq == self.state.sealed;
                     if !idle && self.last_sealed_at.elapsed() >= self.settings.checkpoint_interval {
-                        self.commit(&mut batch).await;
+                        self.commit(&mut batch, false).await;
                     }
                 }
             }
         }
     }
 
-    /// Commit the waiting records (possibly none: a timed seal) and answer them.
-    async fn commit(&mut self, batch: &mut Vec<Pending>) {
+    /// Take no more records, commit those already handed in, and seal the head.
+    async fn drain(&mut self, rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
+        rx.close();
+        while rx.recv_many(batch, self.settings.batch_max).await > 0 {
+            self.commit(batch, false).await;
+        }
+        self.commit(batch, true).await;
+    }
+
+    /// Commit the waiting records (possibly none: a timed seal) and answer them;
+    /// `seal` asks for a checkpoint now if anything is unsealed.
+    async fn commit(&mut self, batch: &mut Vec<Pending>, seal: bool) {
         let entries: Vec<&AuditEntry> = batch.iter().map(|p| &p.entry).collect();
         let started = Instant::now();
-        let time_due = self.last_sealed_at.elapsed() >= self.settings.checkpoint_interval;
+        let time_due = seal || self.last_sealed_at.elapsed() >= self.settings.checkpoint_interval;
         let (signer, settings) = (&self.signer, &self.settings);
         let result = self
             .backend
@@ -432,6 +486,32 @@ impl Writer {
         };
         if let Err(e) = write.await {
             tracing::error!(error = %e, file = %path.display(), seq = c.seq, "cannot copy the audit checkpoint outside the store");
+        }
+    }
+}
+
+/// Before committing, let the requests that are already running reach the audit
+/// layer too: yield to the scheduler while that brings new records, up to a few
+/// rounds. Under load this makes batches several times larger (a commit's cost is
+/// mostly fixed: the transaction, the WAL write, the fsync); when idle nothing
+/// arrives and the lone record is committed at once, with no timer added to its
+/// latency.
+async fn gather(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, max: usize) {
+    const ROUNDS: usize = 8;
+    for _ in 0..ROUNDS {
+        if batch.len() >= max {
+            return;
+        }
+        let before = batch.len();
+        tokio::task::yield_now().await;
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        if batch.len() == before {
+            return;
         }
     }
 }
@@ -553,6 +633,49 @@ mod tests {
         assert_eq!(r.seq, 51);
         let report = verify_chain(&mut conn).await.unwrap();
         assert!(report.failure.is_none());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn close_commits_what_was_handed_in_and_seals_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let log = open(&path, 1000).await;
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    log.append(AuditEntry {
+                        request_id: format!("r{i}"),
+                        ..Default::default()
+                    })
+                    .await
+                })
+            })
+            .collect();
+        // Let every append hand its record to the writer (one thread: they all run).
+        tokio::task::yield_now().await;
+        log.close().await;
+        for h in handles {
+            assert!(
+                h.await.unwrap().is_ok(),
+                "a record handed in before close was lost"
+            );
+        }
+        let mut conn = state_db_options(&path).connect().await.unwrap();
+        let report = verify_chain(&mut conn).await.unwrap();
+        assert_eq!(report.records, 20);
+        assert!(report.failure.is_none());
+        let cps = log.store().checkpoints(1, 20).await.unwrap();
+        assert_eq!(
+            cps.last().map(|c| c.seq),
+            Some(20),
+            "the head is sealed: {cps:?}"
+        );
+        assert!(matches!(
+            log.append(AuditEntry::default()).await,
+            Err(AuditError::Closed)
+        ));
+        log.close().await; // a second close returns
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ use certs::{
 use clap::{Args, Subcommand};
 
 use super::Failure;
+use crate::signing::Signer;
 
 /// `tongban certs` arguments.
 #[derive(Debug, Args)]
@@ -89,6 +90,18 @@ pub enum CertsCommand {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a new Ed25519 key for signing answers and audit checkpoints (the
+    /// config's `signing_key`): PKCS#8 PEM, mode 0600. Gateways behind one load
+    /// balancer share one, so that one JWKS verifies every answer.
+    SigningKey {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing key (what it signed then verifies only against its
+        /// old JWKS).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -173,6 +186,7 @@ pub async fn run(args: CertsArgs) -> Result<(), Failure> {
         } => revoke(&dir, &target, &reason, crl_days),
         CertsCommand::Crl { days, out } => crl(&dir, days, out.as_deref()),
         CertsCommand::List { json } => list(&dir, json),
+        CertsCommand::SigningKey { out, force } => signing_key(&out, force),
     }
 }
 
@@ -240,6 +254,24 @@ fn init(
             p.certificate().subject
         );
     }
+    Ok(())
+}
+
+fn signing_key(out: &Path, force: bool) -> Result<(), Failure> {
+    if out.exists() && !force {
+        return Err(Failure::Usage(format!(
+            "--out: {} exists; pass --force to replace it",
+            out.display()
+        )));
+    }
+    let pem = Signer::generate_pem().map_err(|e| Failure::Failed(e.to_string()))?;
+    certs::write_private_pem(out, &pem).map_err(failure)?;
+    let signer = Signer::load(out).map_err(|e| Failure::Failed(e.to_string()))?;
+    println!(
+        "wrote signing key {} (Ed25519, PKCS#8, mode 0600), key id {}",
+        out.display(),
+        signer.kid()
+    );
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod audit;
 pub mod certs;
+pub mod config;
 pub mod policy;
 use connectors::demo::DemoCounts;
 
@@ -63,6 +64,8 @@ pub enum Command {
     Certs(certs::CertsArgs),
     /// Sharing agreements: apply a file, list, explain a decision, history, revoke.
     Policy(policy::PolicyArgs),
+    /// The config file: check it (with TONGBAN_* variables) without serving.
+    Config(config::ConfigArgs),
 }
 
 /// How a command failed.
@@ -104,13 +107,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let config = Config::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;
             let _telemetry = telemetry::init(&config.telemetry)
                 .map_err(|e| Failure::Usage(format!("{}: {e}", config.path.display())))?;
+            // Listening for SIGTERM before start: one that arrives while starting
+            // stops the gateway cleanly as soon as it serves.
+            let stop = Shutdown::listen();
             let running = start(config).await.map_err(start_failure)?;
-            wait_and_stop(running).await
+            stop.wait().await;
+            stop_serving(running).await;
+            Ok(())
         }
         Command::Verify { file, jwks, config } => verify_file(&file, jwks.as_deref(), &config),
         Command::Audit(args) => audit::run(args).await,
         Command::Certs(args) => certs::run(args).await,
         Command::Policy(args) => policy::run(args).await,
+        Command::Config(args) => config::run(args),
     }
 }
 
@@ -128,6 +137,7 @@ async fn run_demo(
     ops_listen: Option<SocketAddr>,
 ) -> Result<(), Failure> {
     let began = std::time::Instant::now();
+    let stop = Shutdown::listen();
     let mut demo = demo::prepare(dir, listen, ops_listen, &DemoCounts::default())
         .await
         .map_err(|e| Failure::Failed(format!("demo: {e}")))?;
@@ -191,7 +201,12 @@ async fn run_demo(
         "Certificates:           tongban certs list --ca-dir {}  (revoke takes effect within a second)\n",
         demo.dir.join("pki").display()
     );
-    wait_and_stop(running).await
+    stop.wait().await;
+    stop_serving(running).await;
+    if let Some(d) = department {
+        d.shutdown().await;
+    }
+    Ok(())
 }
 
 /// A wildcard listen address is reached on loopback.
@@ -203,31 +218,34 @@ fn curl_address(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-async fn wait_and_stop(running: Running) -> Result<(), Failure> {
-    shutdown_signal().await;
-    tracing::info!("shutting down: finishing open requests");
+async fn stop_serving(running: Running) {
+    tracing::info!("shutting down: no new connections; finishing open requests");
     running.shutdown().await;
-    Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or Ctrl-C, listened for from creation on.
+struct Shutdown {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    fn listen() -> Self {
+        Self {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        if let Some(term) = self.term.as_mut() {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -78,7 +78,8 @@ where
         let meta = req.extensions().get::<RequestMeta>().cloned();
         let mut inner = take_ready(&mut self.inner);
         let log = self.log.clone();
-        Box::pin(async move {
+        let request_id = envelope.request_id.clone();
+        let work = async move {
             let outcome = inner.call(req).await?;
             let request_id = envelope.request_id.clone();
             let entry = complete(envelope, &outcome, meta.as_ref());
@@ -93,6 +94,23 @@ where
                     tracing::error!(error = %e, status = outcome.status().as_u16(), "audit write failed; answering 503 without the record");
                     Ok(Audited {
                         outcome: Outcome::error(ApiError::AuditUnavailable),
+                        receipt: None,
+                        request_id,
+                    })
+                }
+            }
+        };
+        // Detached: a client that hangs up mid-request drops this service's future,
+        // but the request may already have read a record from a source, so it runs
+        // to its audit record regardless.
+        let task = tokio::spawn(work.in_current_span());
+        Box::pin(async move {
+            match task.await {
+                Ok(audited) => audited,
+                Err(e) => {
+                    tracing::error!(error = %e, "request task failed");
+                    Ok(Audited {
+                        outcome: Outcome::error(ApiError::Internal(e.to_string())),
                         receipt: None,
                         request_id,
                     })

@@ -1,12 +1,16 @@
-//! The first layer: a request id, the clock, and the request span.
+//! The first layer: a request id, the clock, and the request span — which joins the
+//! caller's trace when the request carries a W3C `traceparent` header.
 
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use http::Request;
+use http::{HeaderMap, Request};
+use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{take_ready, BoxFuture};
 
@@ -65,8 +69,100 @@ where
             method = %req.method(),
             path = %req.uri().path(),
         );
+        if req.headers().contains_key("traceparent") {
+            let caller = TraceContextPropagator::new().extract(&TraceHeaders(req.headers()));
+            // Fails only when no OpenTelemetry layer is installed: nothing to join then.
+            let _ = span.set_parent(caller);
+        }
         req.extensions_mut().insert(meta);
         let mut inner = take_ready(&mut self.inner);
         Box::pin(async move { inner.call(req).await }.instrument(span))
+    }
+}
+
+/// The W3C trace-context headers (`traceparent`, `tracestate`) of a request.
+struct TraceHeaders<'a>(&'a HeaderMap);
+
+impl Extractor for TraceHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::convert::Infallible;
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use tower::ServiceExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    /// The spans a request through [`MetaLayer`] exports, with or without a
+    /// `traceparent`.
+    async fn exported(traceparent: Option<&str>) -> Vec<SpanData> {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let inner = tower::service_fn(|_: Request<()>| async {
+            tracing::info_span!("policy").in_scope(|| ());
+            Ok::<_, Infallible>(())
+        });
+        let mut req = Request::builder().uri("/v1/lookup");
+        if let Some(tp) = traceparent {
+            req = req.header("traceparent", tp);
+        }
+        MetaLayer
+            .layer(inner)
+            .oneshot(req.body(()).unwrap())
+            .await
+            .unwrap();
+        provider.force_flush().unwrap();
+        exporter.get_finished_spans().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_request_span_joins_the_callers_trace() {
+        let spans = exported(Some(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ))
+        .await;
+        let request = spans.iter().find(|s| s.name == "request").unwrap();
+        assert_eq!(
+            request.span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(request.parent_span_id.to_string(), "00f067aa0ba902b7");
+        let policy = spans.iter().find(|s| s.name == "policy").unwrap();
+        assert_eq!(
+            policy.span_context.trace_id(),
+            request.span_context.trace_id()
+        );
+        assert_eq!(policy.parent_span_id, request.span_context.span_id());
+
+        // Without one (or with a malformed one) the request starts a trace of its own.
+        for tp in [None, Some("00-not-a-trace-01")] {
+            let spans = exported(tp).await;
+            let request = spans.iter().find(|s| s.name == "request").unwrap();
+            assert_ne!(
+                request.span_context.trace_id().to_string(),
+                "4bf92f3577b34da6a3ce929d0e0e4736"
+            );
+            assert_eq!(
+                request.parent_span_id,
+                opentelemetry::trace::SpanId::INVALID
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@
 //!     └▶ respond  signs records, renders problem+json — the only place that does
 //!      └▶ audit   appends the record and waits for its durable commit (fail-closed)
 //!       └▶ limit  sheds load beyond the concurrency limit (503, audited)
-//!        └▶ route  /v1/lookup, /v1/bundle, /.well-known/jwks.json
+//!        └▶ route  /v1/lookup, /v1/bundle, /.well-known/jwks.json, /openapi.json, admin, auditor
 //!         └▶ parse      body, X-Operator-Id, identifier validation (400)
 //!          └▶ authorize sharing agreement via the policy crate (403)
 //!           └▶ fetch    connector lookup, field filter and masking (404/5xx)
@@ -23,6 +23,7 @@ pub mod identity;
 pub mod limit;
 pub mod meta;
 pub mod metrics_layer;
+pub mod openapi;
 pub mod ops;
 pub mod parse;
 pub mod respond;

@@ -21,6 +21,17 @@ pub const JWKS: &str = "/.well-known/jwks.json";
 /// A service answering one route.
 pub type RouteService<B> = BoxCloneSyncService<Request<B>, Outcome, Infallible>;
 
+/// One endpoint as a router serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Methods served.
+    pub methods: Vec<Method>,
+    /// The path.
+    pub path: &'static str,
+    /// Whether paths below it (`path/…`) are served too.
+    pub prefix: bool,
+}
+
 /// How a route matches a path.
 #[derive(Debug, Clone, Copy)]
 enum PathMatch {
@@ -95,6 +106,25 @@ impl<B: Send + 'static> Router<B> {
     /// Serve `path` and everything below it, for `methods`.
     pub fn prefix(self, methods: &[Method], path: &'static str, service: RouteService<B>) -> Self {
         self.add(methods, PathMatch::Prefix(path), service)
+    }
+
+    /// What this router serves, in the order routes were added (the OpenAPI test
+    /// compares it with the document).
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.routes
+            .iter()
+            .map(|e| {
+                let (path, prefix) = match e.path {
+                    PathMatch::Exact(p) => (p, false),
+                    PathMatch::Prefix(p) => (p, true),
+                };
+                Endpoint {
+                    methods: e.methods.clone(),
+                    path,
+                    prefix,
+                }
+            })
+            .collect()
     }
 
     fn add(self, methods: &[Method], path: PathMatch, service: RouteService<B>) -> Self {

@@ -19,6 +19,7 @@ use super::identity::IdentityLayer;
 use super::limit::ShedLayer;
 use super::meta::MetaLayer;
 use super::metrics_layer::MetricsLayer;
+use super::openapi::{openapi_service, OPENAPI};
 use super::parse::ParseLayer;
 use super::respond::{RespondLayer, ResponseBody};
 use super::route::{Router, LOOKUP};
@@ -50,6 +51,7 @@ where
     Router::new(app.signer.jwks())
         .route(&[Method::POST], LOOKUP, lookup_service(app))
         .route(&[Method::POST], BUNDLE, bundle_service(app))
+        .route(&[Method::GET], OPENAPI, openapi_service())
         .prefix(
             &[Method::GET],
             RECORDS,
