@@ -218,7 +218,11 @@ def extra_figures():
             lines.append(f"- {title}: benchmark not present yet")
             continue
         log(f"running the {title} benchmark")
-        out = subprocess.run(pinned(SERVER_CORE, cmd), cwd=ROOT, capture_output=True, text=True)
+        try:
+            out = subprocess.run(pinned(SERVER_CORE, cmd), cwd=ROOT, capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            lines.append(f"- {title}: did not finish within 10 minutes")
+            continue
         text = out.stdout.strip() or out.stderr.strip()
         lines.append(f"- {title} (`{' '.join(cmd[1:])}`):\n\n```\n{text}\n```")
     return "\n".join(lines)
