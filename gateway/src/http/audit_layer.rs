@@ -147,7 +147,7 @@ fn envelope<B>(req: &Request<B>, node: &str) -> AuditEntry {
 }
 
 /// Add what the request learned and how it ended.
-fn complete(mut e: AuditEntry, o: &Outcome, meta: Option<&RequestMeta>) -> AuditEntry {
+pub(crate) fn complete(mut e: AuditEntry, o: &Outcome, meta: Option<&RequestMeta>) -> AuditEntry {
     let f = &o.facts;
     e.matter = f.matter.clone();
     e.case_id = f.case_id.clone();

@@ -459,30 +459,7 @@ fn follow(record: &Map<String, Value>, pointer: &str) -> Option<Value> {
 
 /// An item's audit record: the request's envelope and the item's own ending.
 fn audit_entry(call: &Call, o: &Outcome) -> AuditEntry {
-    let mut e = call.envelope.clone();
-    let f = &o.facts;
-    e.matter = f.matter.clone();
-    e.case_id = f.case_id.clone();
-    e.dataset = f.dataset.clone();
-    e.subject = f.subject.clone();
-    e.agreement = f.agreement.clone();
-    e.detail = f.detail.clone();
-    e.status = o.status().as_u16();
-    match &o.result {
-        Ok(_) => {
-            e.fields = f.fields.clone();
-            e.decision = f.decision.unwrap_or(Decision::Allow);
-        }
-        Err(err) => {
-            e.decision = f.decision.unwrap_or(match err {
-                ApiError::Forbidden(_) => Decision::Deny,
-                _ => Decision::Error,
-            });
-            e.reason = Some(err.audit_reason());
-        }
-    }
-    e.latency_us = u64::try_from(call.meta.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    e
+    super::audit_layer::complete(call.envelope.clone(), o, Some(&call.meta))
 }
 
 /// The bundle answer (signed by the respond layer) and the facts of the bundle
