@@ -2,15 +2,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use connectors::Dataset;
 use policy::{AgreementStore, Authorizer};
-use sqlx::SqlitePool;
 use tokio::sync::Semaphore;
 
-use crate::audit::{state_db_options, AuditLog, AuditSettings};
-use crate::config::{Config, StateDb};
+use crate::audit::{AuditLog, AuditSettings};
+use crate::config::Config;
 use crate::http::fetch::Route;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
@@ -124,30 +122,4 @@ impl App {
             metrics,
         })
     }
-}
-
-/// The SQLite file of the state database; PostgreSQL is not supported yet.
-pub fn sqlite_path(config: &Config) -> Result<&std::path::Path, StartError> {
-    match &config.state_db {
-        StateDb::Sqlite(path) => Ok(path),
-        StateDb::Postgres(_) => Err(StartError::State {
-            path: config.state_db.to_string(),
-            source: sqlx::Error::Configuration(
-                "a PostgreSQL state store is not supported yet; use a SQLite file".into(),
-            ),
-        }),
-    }
-}
-
-/// Open the state database pool (WAL, durable commits).
-pub async fn open_state(config: &Config) -> Result<SqlitePool, StartError> {
-    sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(state_db_options(sqlite_path(config)?))
-        .await
-        .map_err(|source| StartError::State {
-            path: config.state_db.to_string(),
-            source,
-        })
 }
