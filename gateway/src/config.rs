@@ -15,6 +15,9 @@ mod env;
 mod policy;
 mod sources;
 
+#[cfg(test)]
+pub(crate) mod test_files;
+
 pub use env::{Env, CONFIG_VAR};
 
 pub use policy::PolicyConfig;
@@ -649,22 +652,10 @@ name = "full_name"
 "#;
 
     fn dir() -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        for f in [
-            "signing.pem",
-            "server.pem",
-            "server.key",
-            "ca.pem",
-            "population.db",
-        ] {
-            std::fs::write(d.path().join(f), "x").unwrap();
-        }
-        d
+        super::test_files::dir_with(&["population.db"])
     }
 
-    fn parse(d: &tempfile::TempDir, text: &str) -> Result<Config, String> {
-        Config::parse(&d.path().join("tongban.toml"), text).map_err(|e| e.to_string())
-    }
+    use super::test_files::parse_in as parse;
 
     #[test]
     fn good_config_resolves_paths() {

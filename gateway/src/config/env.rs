@@ -876,18 +876,7 @@ dataset = "population"
     type Vars<'a> = &'a [(&'a str, &'a str)];
 
     fn dir() -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        for f in [
-            "signing.pem",
-            "server.pem",
-            "server.key",
-            "ca.pem",
-            "other.pem",
-            "population.db",
-        ] {
-            std::fs::write(d.path().join(f), "x").unwrap();
-        }
-        d
+        crate::config::test_files::dir_with(&["other.pem", "population.db"])
     }
 
     fn load(

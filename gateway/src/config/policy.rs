@@ -122,12 +122,8 @@ client_cas = ["ca.pem"]
 "#;
 
     fn parse(policy: &str) -> Result<Config, String> {
-        let d = tempfile::tempdir().unwrap();
-        for f in ["signing.pem", "server.pem", "server.key", "ca.pem"] {
-            std::fs::write(d.path().join(f), "x").unwrap();
-        }
-        Config::parse(&d.path().join("tongban.toml"), &format!("{BASE}\n{policy}"))
-            .map_err(|e| e.to_string())
+        let d = crate::config::test_files::dir_with(&[]);
+        crate::config::test_files::parse_in(&d, &format!("{BASE}\n{policy}"))
     }
 
     #[test]

@@ -767,7 +767,6 @@ impl Checker<'_> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::Config;
     use super::*;
 
     const BASE: &str = r#"node = "gw-1"
@@ -832,24 +831,10 @@ license_type = "营业执照"
 "#;
 
     fn dir() -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        for f in [
-            "signing.pem",
-            "server.pem",
-            "server.key",
-            "ca.pem",
-            "gw.pem",
-            "gw.key",
-            "population.db",
-        ] {
-            std::fs::write(d.path().join(f), "x").unwrap();
-        }
-        d
+        crate::config::test_files::dir_with(&["gw.pem", "gw.key", "population.db"])
     }
 
-    fn parse(d: &tempfile::TempDir, text: &str) -> Result<Config, String> {
-        Config::parse(&d.path().join("tongban.toml"), text).map_err(|e| e.to_string())
-    }
+    use crate::config::test_files::parse_in as parse;
 
     #[test]
     fn http_sources_resilience_and_bundles_parse() {

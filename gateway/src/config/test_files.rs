@@ -1,0 +1,23 @@
+//! Config-test fixtures: a directory holding the files a config names, and parsing
+//! a config text as if it were written there.
+#![allow(clippy::unwrap_used)] // test support: a failed write is a failed test
+
+use super::{Config, ConfigError};
+
+/// The files every test config here names: the signing key and the TLS files.
+const BASE_FILES: &[&str] = &["signing.pem", "server.pem", "server.key", "ca.pem"];
+
+/// A temp dir with placeholder files for [`BASE_FILES`] and `extra`. The config
+/// checks only that named files exist; their contents are read at start-up.
+pub(crate) fn dir_with(extra: &[&str]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for f in BASE_FILES.iter().chain(extra) {
+        std::fs::write(d.path().join(f), "x").unwrap();
+    }
+    d
+}
+
+/// Parse `text` as `tongban.toml` in `d`, errors as their messages.
+pub(crate) fn parse_in(d: &tempfile::TempDir, text: &str) -> Result<Config, String> {
+    Config::parse(&d.path().join("tongban.toml"), text).map_err(|e: ConfigError| e.to_string())
+}
