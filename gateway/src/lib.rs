@@ -7,6 +7,7 @@
 pub mod agreements;
 pub mod app;
 pub mod audit;
+pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod demo;

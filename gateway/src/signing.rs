@@ -96,7 +96,7 @@ impl Signer {
 
     /// Sign `body` (which must not hold `signature`) and return it with `signature` added.
     pub fn sign(&self, mut body: Map<String, Value>) -> Result<Map<String, Value>, SigningError> {
-        let payload = canonical(&body)?;
+        let payload = crate::canonical::map_to_vec(&body)?;
         let signing_input = format!("{}.{}", self.header_b64, B64.encode(&payload));
         let sig = self.key.sign(signing_input.as_bytes());
         let jws = format!("{}..{}", self.header_b64, B64.encode(sig.as_ref()));

@@ -119,11 +119,7 @@ pub fn seal_entry(
     prev_hash: &str,
     entry: &AuditEntry,
 ) -> Result<(String, String), crate::signing::SigningError> {
-    let record = crate::signing::canonical(&Chained {
-        seq,
-        prev_hash,
-        entry,
-    })?;
+    let record = crate::canonical::audit_record(seq, prev_hash, entry)?;
     let hash = chain_hash(prev_hash, &record);
     let record = String::from_utf8(record)
         .map_err(|e| crate::signing::SigningError::Canonical(e.to_string()))?;
