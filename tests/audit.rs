@@ -111,12 +111,16 @@ async fn stopped(gw: Gateway) -> (tempfile::TempDir, PathBuf) {
 #[tokio::test]
 async fn verify_names_the_first_bad_record_for_every_kind_of_tampering() {
     let gw = start(5).await;
+    // The demo's policy changes come first, sealed: record numbers below count from
+    // there, and the writer seals every 5 records after it.
+    let base = gw.audit_head().await;
+    let at = |n: i64| base + n;
     traffic(&gw, 22).await;
     let (code, msg) = verify(&gw, &[]).await;
     assert_eq!(code, 0, "{msg}");
     // The gateway sealed checkpoints in the store and copied them outside it.
     let copies = audit::read_checkpoint_file(&gw.path().join("audit-checkpoints.jsonl")).unwrap();
-    assert!(copies.iter().any(|c| c.seq == 20), "{copies:?}");
+    assert!(copies.iter().any(|c| c.seq == at(20)), "{copies:?}");
 
     // Stopped, so that nothing writes while the database is swapped under the tools.
     let (dir, pristine) = stopped(gw).await;
@@ -134,38 +138,51 @@ async fn verify_names_the_first_bad_record_for_every_kind_of_tampering() {
         tampered(
             gw,
             &pristine,
-            "UPDATE audit_log SET record = replace(record, 'clerk-', 'clerk-9') WHERE seq = 7",
+            &format!(
+                "UPDATE audit_log SET record = replace(record, 'clerk-', 'clerk-9') WHERE seq = {}",
+                at(7)
+            ),
         )
         .await,
-        7,
+        at(7),
         "edited",
     );
     // Deleted.
     expect(
-        tampered(gw, &pristine, "DELETE FROM audit_log WHERE seq = 7").await,
-        7,
+        tampered(
+            gw,
+            &pristine,
+            &format!("DELETE FROM audit_log WHERE seq = {}", at(7)),
+        )
+        .await,
+        at(7),
         "missing",
     );
     // Reordered: records 7 and 8 swap places.
     expect(
-        tampered(gw, &pristine, "UPDATE audit_log SET seq = -1 WHERE seq = 7; UPDATE audit_log SET seq = 7 WHERE seq = 8; UPDATE audit_log SET seq = 8 WHERE seq = -1").await,
-        7,
+        tampered(gw, &pristine, &format!("UPDATE audit_log SET seq = -1 WHERE seq = {0}; UPDATE audit_log SET seq = {0} WHERE seq = {1}; UPDATE audit_log SET seq = {1} WHERE seq = -1", at(7), at(8))).await,
+        at(7),
         "reordered",
     );
     // Inserted: a copy of record 3 appended as 23.
     expect(
-        tampered(gw, &pristine, "INSERT INTO audit_log (seq, hash, record) SELECT 23, hash, record FROM audit_log WHERE seq = 3").await,
-        23,
+        tampered(gw, &pristine, &format!("INSERT INTO audit_log (seq, hash, record) SELECT {}, hash, record FROM audit_log WHERE seq = {}", at(23), at(3))).await,
+        at(23),
         "reordered",
     );
     // Inserted in the middle with a correctly chained forged record: the records after
     // it no longer follow.
-    let forged = forged_insert(&pristine, 8).await;
-    expect(tampered(gw, &pristine, &forged).await, 9, "reordered");
+    let forged = forged_insert(&pristine, at(8)).await;
+    expect(tampered(gw, &pristine, &forged).await, at(9), "reordered");
     // Truncated after a checkpoint: the tail is gone, the seal at 20 remains.
     expect(
-        tampered(gw, &pristine, "DELETE FROM audit_log WHERE seq > 16").await,
-        17,
+        tampered(
+            gw,
+            &pristine,
+            &format!("DELETE FROM audit_log WHERE seq > {}", at(16)),
+        )
+        .await,
+        at(17),
         "truncated",
     );
     // … and with the stored checkpoints deleted too, the copy outside the store tells.
@@ -173,25 +190,36 @@ async fn verify_names_the_first_bad_record_for_every_kind_of_tampering() {
         tampered(
             gw,
             &pristine,
-            "DELETE FROM audit_log WHERE seq > 16; DELETE FROM audit_checkpoint WHERE seq > 16",
+            &format!(
+                "DELETE FROM audit_log WHERE seq > {0}; DELETE FROM audit_checkpoint WHERE seq > {0}",
+                at(16)
+            ),
         )
         .await,
-        17,
+        at(17),
         "truncated",
     );
     // Rewritten with every hash recomputed: only the signed checkpoint can tell.
-    let rewritten = rewrite_from(&pristine, 7).await;
-    expect(tampered(gw, &pristine, &rewritten).await, 6, "rewritten");
+    let rewritten = rewrite_from(&pristine, at(7)).await;
+    expect(
+        tampered(gw, &pristine, &rewritten).await,
+        at(6),
+        "rewritten",
+    );
     // A forged checkpoint (signature no longer matches).
     expect(
-        tampered(gw, &pristine, "UPDATE audit_checkpoint SET checkpoint = replace(checkpoint, '\"seq\":10', '\"seq\":11') WHERE seq = 10").await,
-        11,
+        tampered(gw, &pristine, &format!("UPDATE audit_checkpoint SET checkpoint = replace(checkpoint, '\"seq\":{0}', '\"seq\":{1}') WHERE seq = {0}", at(10), at(11))).await,
+        at(11),
         "does not verify",
     );
 
     // Untouched again: verifies, and a range verifies on its own.
     tampered(gw, &pristine, "SELECT 1").await;
-    let (code, msg) = verify_dir(gw, &["--from", "6", "--to", "12"]).await;
+    let (code, msg) = verify_dir(
+        gw,
+        &["--from", &at(6).to_string(), "--to", &at(12).to_string()],
+    )
+    .await;
     assert_eq!(code, 0, "{msg}");
 }
 
@@ -293,6 +321,8 @@ async fn auditor_api_searches_with_pages_and_refuses_other_roles() {
     // Several filters at once, and one record by its number.
     let mut allowed = Filter::default();
     allowed.set("decision", "allow").unwrap();
+    // A lookup's record (the demo's policy changes come first, and name no subject).
+    allowed.set("operator", "clerk-001").unwrap();
     let first = store.search(&allowed, 0, 1).await.unwrap().remove(0);
     let rec: Value = serde_json::from_str(&first.record).unwrap();
     let seq = first.seq;
@@ -407,6 +437,8 @@ async fn export_verifies_with_an_independent_implementation() {
         return;
     }
     let gw = start(4).await;
+    // The demo's policy changes come first.
+    let records = gw.audit_head().await + 14;
     traffic(&gw, 14).await;
     let config = config_arg(&gw);
     for (format, name) in [("jsonl", "export.jsonl"), ("csv", "export.csv")] {
@@ -426,7 +458,7 @@ async fn export_verifies_with_an_independent_implementation() {
         assert_eq!(code, 0);
         let (ok, said) = independent_check(&out);
         assert!(ok, "{format}: {said}");
-        assert!(said.starts_with("OK 14 records"), "{said}");
+        assert!(said.starts_with(&format!("OK {records} records")), "{said}");
     }
 
     // One changed character in a record is caught by the independent check.
@@ -615,9 +647,12 @@ async fn report_finds_denial_bursts_and_case_fan_out() {
 #[tokio::test]
 async fn archived_records_still_verify_and_the_chain_goes_on() {
     let gw = start(5).await;
+    // The demo's policy changes come first, sealed; the writer seals every 5 after.
+    let base = gw.audit_head().await;
     traffic(&gw, 13).await;
     let config = config_arg(&gw);
-    // Everything so far is old enough; the archive stops at the last checkpoint (10).
+    // Everything so far is old enough; the archive stops at the last checkpoint
+    // (the 10th lookup).
     let (code, msg) = gw
         .tongban_output(&[
             "audit",
@@ -629,9 +664,10 @@ async fn archived_records_still_verify_and_the_chain_goes_on() {
         ])
         .await;
     assert_eq!(code, 0, "{msg}");
-    let archive = gw
-        .path()
-        .join("audit-archive/audit-000000000001-000000000010.jsonl.gz");
+    let archive = gw.path().join(format!(
+        "audit-archive/audit-000000000001-{:012}.jsonl.gz",
+        base + 10
+    ));
     assert!(archive.is_file());
     assert_eq!(gw.audit_count().await, 3);
     traffic(&gw, 3).await;

@@ -107,6 +107,16 @@ impl Gateway {
             .expect("count")
     }
 
+    /// The sequence number of the last audit record (0 for an empty chain). A new
+    /// demo directory's chain already holds its agreements and role bindings.
+    pub async fn audit_head(&self) -> i64 {
+        let pool = self.state_db().await;
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_log")
+            .fetch_one(&pool)
+            .await
+            .expect("head")
+    }
+
     /// The last audit record, parsed.
     pub async fn last_audit(&self) -> Value {
         let pool = self.state_db().await;

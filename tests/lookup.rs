@@ -22,8 +22,9 @@ async fn every_sample_gets_its_expected_status_and_is_audited() {
     let gw = Gateway::start().await;
     let samples = gw.samples();
     assert!(samples.len() >= 8, "samples.json covers the required cases");
-    // A bundle writes one record per item besides its own.
-    let mut records = 0;
+    // A bundle writes one record per item besides its own; the chain starts with
+    // the demo's policy changes.
+    let mut records = gw.audit_count().await;
     for s in &samples {
         let client = gw.client(s["cert"].as_str().unwrap());
         let headers = [
@@ -312,6 +313,7 @@ async fn identity_comes_from_the_certificate_not_headers() {
 #[tokio::test]
 async fn handshake_refuses_no_certificate_and_foreign_ca() {
     let gw = Gateway::start().await;
+    let seeded = gw.audit_count().await;
     let samples = gw.samples();
     let s = sample(&samples, "population", 200);
 
@@ -337,7 +339,7 @@ async fn handshake_refuses_no_certificate_and_foreign_ca() {
     assert!(!err.is_empty());
 
     // Refused handshakes never reach HTTP, so they leave no audit record.
-    assert_eq!(gw.audit_count().await, 0);
+    assert_eq!(gw.audit_count().await, seeded);
     // And a trusted client still works.
     let a = gw
         .client("counter-a")
@@ -350,6 +352,8 @@ async fn handshake_refuses_no_certificate_and_foreign_ca() {
 #[tokio::test]
 async fn audit_chain_verifies_and_names_an_edited_row() {
     let gw = Gateway::start().await;
+    // The third lookup's record, after the demo's policy changes.
+    let third = gw.audit_head().await + 3;
     let samples = gw.samples();
     for s in &samples {
         let _ = gw
@@ -362,25 +366,30 @@ async fn audit_chain_verifies_and_names_an_edited_row() {
     let args = ["audit", "verify", "--config", config.to_str().unwrap()];
     assert_eq!(gw.tongban(&args).await, 0);
 
-    // Edit record 3 in place, as someone with database access might.
+    // Edit that record in place, as someone with database access might.
     let pool = gw.state_db().await;
     sqlx::query(
-        "UPDATE audit_log SET record = replace(record, 'clerk-1', 'clerk-2') WHERE seq = 3",
+        "UPDATE audit_log SET record = replace(record, 'clerk-1', 'clerk-2') WHERE seq = ?1",
     )
+    .bind(third)
     .execute(&pool)
     .await
     .unwrap();
     let (code, message) = gw.tongban_output(&args).await;
     assert_eq!(code, 1);
-    assert!(message.contains("broken at seq 3"), "{message}");
+    assert!(
+        message.contains(&format!("broken at seq {third}")),
+        "{message}"
+    );
     let mut conn = pool.acquire().await.unwrap();
     let report = gateway::audit::verify_chain(&mut conn).await.unwrap();
-    assert_eq!(report.failure.unwrap().seq, 3);
+    assert_eq!(report.failure.unwrap().seq, third);
 }
 
 #[tokio::test]
 async fn no_answer_without_an_audit_record() {
     let gw = Gateway::start().await;
+    let seeded = gw.audit_head().await;
     let samples = gw.samples();
     let s = sample(&samples, "population", 200);
     let client = gw.client("counter-a");
@@ -403,7 +412,7 @@ async fn no_answer_without_an_audit_record() {
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(a.body["type"], "/problems/audit-unavailable");
     assert!(a.body.get("record").is_none());
-    assert_eq!(gw.audit_count().await, 1);
+    assert_eq!(gw.audit_count().await, seeded + 1);
 
     // When the store recovers, so does the gateway, and the chain is whole.
     sqlx::query("DROP TRIGGER refuse")
@@ -412,7 +421,7 @@ async fn no_answer_without_an_audit_record() {
         .unwrap();
     let a = client.lookup(Some("clerk-1"), &s["body"]).await.unwrap();
     assert_eq!(a.status, StatusCode::OK);
-    assert_eq!(a.body["audit"]["seq"], 2);
+    assert_eq!(a.body["audit"]["seq"], seeded + 2);
     let config = gw.config_path();
     assert_eq!(
         gw.tongban(&["audit", "verify", "--config", config.to_str().unwrap()])

@@ -1,7 +1,8 @@
 //! Sharing agreements end to end: the admin API over mutual TLS, each condition of an
 //! agreement allowing and refusing real lookups, quotas that survive a restart,
-//! `tongban policy apply/list/explain/history`, and a CLI change reaching a running
-//! gateway without a restart.
+//! `tongban policy apply/list/explain/history`, a CLI change reaching a running
+//! gateway without a restart, role bindings managed by the CLI and the admin API,
+//! and the demo's own agreements and roles on the audit chain.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::time::{Duration, Instant};
@@ -885,7 +886,7 @@ birth_date = "full"
     let cli: Vec<Value> = records
         .iter()
         .map(|r| serde_json::from_str::<Value>(r).unwrap())
-        .filter(|r| r["method"] == "CLI")
+        .filter(|r| r["method"] == "CLI" && r["consumer"] == "cli:ops-li")
         .collect();
     assert_eq!(cli.len(), 1, "{cli:?}");
     assert_eq!(cli[0]["consumer"], "cli:ops-li");
@@ -1133,5 +1134,309 @@ async fn explain_says_which_agreement_allows_or_which_condition_fails() {
             .await
             .status,
         StatusCode::FORBIDDEN
+    );
+}
+
+/// Every audit record, parsed, in chain order.
+async fn audit_records(gw: &Gateway) -> Vec<Value> {
+    let pool = gw.state_db().await;
+    let records: Vec<String> = sqlx::query_scalar("SELECT record FROM audit_log ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    records
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_demos_agreements_and_roles_are_on_the_audit_chain() {
+    let gw = Gateway::start().await;
+    let config = gw.config_path();
+    let config = config.to_str().unwrap();
+    let records = audit_records(&gw).await;
+    let seeded: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["consumer"] == "cli:tongban-demo")
+        .collect();
+
+    // One record per agreement of the demo's file, each with its after image and
+    // the version the policy history gave it…
+    let config_text = gateway::config::Config::load(&gw.config_path()).unwrap();
+    let store = gateway::policy_sync::open_store(&config_text)
+        .await
+        .unwrap();
+    let stored = store.list().await.unwrap();
+    assert_eq!(stored.len(), 5, "the demo's agreements");
+    for s in &stored {
+        let id = &s.agreement.id;
+        let r = seeded
+            .iter()
+            .find(|r| r["agreement"] == id.as_str())
+            .unwrap_or_else(|| panic!("no audit record of agreement {id}: {seeded:#?}"));
+        let change = &r["detail"]["policy_change"];
+        assert_eq!(change["action"], "create");
+        assert_eq!(change["version"], s.version);
+        assert_eq!(change["after"]["id"], id.as_str());
+        assert_eq!(r["method"], "CLI");
+        assert_eq!(r["dataset"], s.agreement.dataset.as_str());
+    }
+    // …and one per role binding.
+    let roles = store.roles().await.unwrap();
+    assert_eq!(roles.len(), 4, "{roles:?}");
+    for b in &roles {
+        assert!(
+            seeded.iter().any(|r| {
+                let c = &r["detail"]["policy_change"];
+                c["kind"] == "role"
+                    && c["action"] == "bind"
+                    && c["identity"] == b.identity.as_str()
+                    && c["role"] == b.role.as_str()
+            }),
+            "no audit record binding {} to {}: {seeded:#?}",
+            b.identity,
+            b.role
+        );
+    }
+    assert_eq!(seeded.len(), stored.len() + roles.len());
+    // Every version in the policy history has its record.
+    assert_eq!(store.history(None, 100).await.unwrap().len(), seeded.len());
+    // The chain, seeded records included, verifies, and the gateway went on after
+    // them (its first record follows the seeding).
+    let s = gw
+        .samples()
+        .into_iter()
+        .find(|s| s["expect"] == 200 && s["path"] == "/v1/lookup")
+        .unwrap();
+    let a = gw
+        .client(s["cert"].as_str().unwrap())
+        .lookup(Some("clerk-1"), &s["body"])
+        .await
+        .unwrap();
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        a.body["audit"]["seq"].as_i64().unwrap(),
+        i64::try_from(seeded.len()).unwrap() + 1
+    );
+    assert_eq!(
+        gw.tongban(&["audit", "verify", "--config", config]).await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn roles_are_bound_and_unbound_by_the_cli_and_the_admin_api() {
+    let gw = Gateway::start().await;
+    let config = gw.config_path();
+    let config = config.to_str().unwrap();
+    let path = "/admin/v1/roles";
+    const DESK: &str = "urn:tongban:sz-psb:desk-01";
+
+    // The demo's bindings, from the CLI and the admin API alike.
+    let listed = policy_cli(&["roles", "--config", config]).await.unwrap();
+    for line in [
+        "urn:tongban:sz-hrss:counter-01",
+        "urn:tongban:sz-psb:admin-01",
+        "dept-admin",
+        "auditor",
+    ] {
+        assert!(listed.contains(line), "{listed}");
+    }
+    let a = admin(
+        &gw,
+        "admin",
+        Method::GET,
+        &format!("{path}?role=counter"),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["roles"].as_array().unwrap().len(), 2, "{}", a.body);
+    // Only dept-admins.
+    let a = admin(&gw, "counter-a", Method::GET, path, None).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.body["type"], "/problems/role-required");
+
+    // sz-psb grants population to a role; nobody holds it yet.
+    let mut to_role = grant("psb-desk-population", "household-transfer");
+    to_role["consumer"] = json!("role:psb-desk");
+    let a = admin(
+        &gw,
+        "admin",
+        Method::POST,
+        "/admin/v1/agreements",
+        Some(&to_role),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let explain =
+        format!("/admin/v1/explain?consumer={DESK}&dataset=population&matter=household-transfer");
+    let allowed = |a: &Answer| a.body["decision"] == "allow";
+    let a = admin(&gw, "admin", Method::GET, &explain, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(!allowed(&a), "{}", a.body);
+
+    // sz-psb's admin binds one of its own systems: it applies at once.
+    let bind = json!({"identity": DESK, "role": "psb-desk"});
+    let a = admin(&gw, "admin", Method::POST, path, Some(&bind)).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.body["action"], "bind");
+    let version = a.body["version"].as_i64().unwrap();
+    let audit = gw.last_audit().await;
+    assert_eq!(audit["path"], path);
+    assert_eq!(audit["consumer"], PSB_ADMIN);
+    assert_eq!(audit["detail"]["policy_change"]["kind"], "role");
+    assert_eq!(audit["detail"]["policy_change"]["action"], "bind");
+    assert_eq!(audit["detail"]["policy_change"]["identity"], DESK);
+    assert_eq!(audit["detail"]["policy_change"]["version"], version);
+    let a = admin(&gw, "admin", Method::GET, &explain, None).await;
+    assert!(allowed(&a), "{}", a.body);
+    // Binding it again changes nothing.
+    let a = admin(&gw, "admin", Method::POST, path, Some(&bind)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["action"], "unchanged");
+
+    // What a dept-admin may not do: another department's identity, the auditor
+    // role, removing its own dept-admin role; and bad input.
+    for (body, status, problem) in [
+        (
+            json!({"identity": "urn:tongban:sz-hrss:counter-09", "role": "counter"}),
+            StatusCode::FORBIDDEN,
+            "/problems/not-permitted",
+        ),
+        (
+            json!({"identity": DESK, "role": "auditor"}),
+            StatusCode::FORBIDDEN,
+            "/problems/not-permitted",
+        ),
+        (
+            json!({"identity": "desk-01", "role": "counter"}),
+            StatusCode::BAD_REQUEST,
+            "/problems/bad-request",
+        ),
+        (
+            json!({"identity": DESK, "role": "Desk Staff"}),
+            StatusCode::BAD_REQUEST,
+            "/problems/bad-request",
+        ),
+        (
+            json!({"identity": DESK}),
+            StatusCode::BAD_REQUEST,
+            "/problems/bad-request",
+        ),
+    ] {
+        let a = admin(&gw, "admin", Method::POST, path, Some(&body)).await;
+        assert_eq!(a.status, status, "{body}: {}", a.body);
+        assert_eq!(a.body["type"], problem, "{body}: {}", a.body);
+    }
+    let a = admin(
+        &gw,
+        "admin",
+        Method::DELETE,
+        &format!("{path}?identity={PSB_ADMIN}&role=dept-admin"),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert!(gw.running.app.authorizer.has_role(PSB_ADMIN, "dept-admin"));
+    assert_eq!(gw.last_audit().await["decision"], "deny");
+    assert_eq!(
+        gw.last_audit().await["detail"]["role_binding"]["identity"],
+        PSB_ADMIN
+    );
+
+    // Unbinding applies at once too; unbinding what is not bound is a 404.
+    let unbind = format!("{path}?identity={DESK}&role=psb-desk");
+    let a = admin(&gw, "admin", Method::DELETE, &unbind, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["action"], "unbind");
+    let a = admin(&gw, "admin", Method::GET, &explain, None).await;
+    assert!(!allowed(&a), "{}", a.body);
+    let a = admin(&gw, "admin", Method::DELETE, &unbind, None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
+    assert_eq!(a.body["type"], "/problems/no-such-binding");
+
+    // The operator binds anything with the CLI, auditor included; audited as CLI
+    // changes and reaching the running gateway without a restart.
+    const OFFICER: &str = "urn:tongban:sz-data:auditor-02";
+    let out = policy_cli(&[
+        "bind", OFFICER, "auditor", "--actor", "ops-wang", "--config", config,
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.starts_with(&format!("+ {OFFICER}  role auditor")),
+        "{out}"
+    );
+    let again = policy_cli(&["bind", OFFICER, "auditor", "--config", config])
+        .await
+        .unwrap();
+    assert!(again.contains("nothing changed"), "{again}");
+    let auth = &gw.running.app.authorizer;
+    eventually(Duration::from_secs(10), || async {
+        auth.has_role(OFFICER, "auditor")
+    })
+    .await
+    .expect("the CLI binding reached the running gateway");
+    let out = policy_cli(&[
+        "unbind", OFFICER, "auditor", "--actor", "ops-wang", "--config", config,
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.starts_with(&format!("- {OFFICER}  role auditor")),
+        "{out}"
+    );
+    eventually(Duration::from_secs(10), || async {
+        !auth.has_role(OFFICER, "auditor")
+    })
+    .await
+    .expect("the CLI unbinding reached the running gateway");
+    let (code, message) = policy_cli(&["unbind", OFFICER, "auditor", "--config", config])
+        .await
+        .unwrap_err();
+    assert_eq!(code, 2, "{message}");
+    assert!(message.contains("does not hold role auditor"), "{message}");
+    let (code, message) = policy_cli(&["bind", "officer-02", "auditor", "--config", config])
+        .await
+        .unwrap_err();
+    assert_eq!(code, 2, "{message}");
+    assert!(message.contains("identity"), "{message}");
+
+    let cli: Vec<Value> = audit_records(&gw)
+        .await
+        .into_iter()
+        .filter(|r| r["consumer"] == "cli:ops-wang")
+        .collect();
+    let actions: Vec<&Value> = cli
+        .iter()
+        .map(|r| &r["detail"]["policy_change"]["action"])
+        .collect();
+    assert_eq!(actions, [&json!("bind"), &json!("unbind")], "{cli:#?}");
+    assert!(cli
+        .iter()
+        .all(|r| r["method"] == "CLI" && r["detail"]["policy_change"]["identity"] == OFFICER));
+
+    // Every change is a version in the history, who and when.
+    let history = policy_cli(&["history", "--id", OFFICER, "--config", config])
+        .await
+        .unwrap();
+    assert!(
+        history.contains("unbind  urn:tongban:sz-data:auditor-02  by ops-wang"),
+        "{history}"
+    );
+    assert!(
+        history.contains("bind    urn:tongban:sz-data:auditor-02  by ops-wang"),
+        "{history}"
+    );
+    let history = policy_cli(&["history", "--id", DESK, "--config", config])
+        .await
+        .unwrap();
+    assert!(history.contains(&format!("by {PSB_ADMIN}")), "{history}");
+    assert!(history.contains("role psb-desk"), "{history}");
+    assert_eq!(
+        gw.tongban(&["audit", "verify", "--config", config]).await,
+        0
     );
 }

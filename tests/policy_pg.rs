@@ -39,7 +39,7 @@ async fn demo_on_postgres(dir: &std::path::Path, url: &str) -> Config {
         false,
         false,
         "test",
-        &gateway::agreements::ChangeAudit::Bootstrap,
+        &gateway::agreements::ChangeAudit::NotAudited,
     )
     .await
     .unwrap();

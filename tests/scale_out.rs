@@ -119,8 +119,10 @@ async fn until_status(pki: &Path, node: Gw, subject: &str, want: StatusCode) -> 
     }
 }
 
-/// The demo directory, its config pointed at PostgreSQL (`tongban-pg.toml`), the
-/// demo agreements applied there with `tongban policy apply` and its roles bound.
+/// The demo directory, its config pointed at PostgreSQL (`tongban-pg.toml`, with a
+/// checkpoint file of its own: the demo's belongs to the SQLite chain), the demo
+/// agreements applied there with `tongban policy apply` and its roles bound with
+/// `tongban policy bind`.
 async fn demo_on_postgres(dir: &Path, url: &str) -> PathBuf {
     gateway::install_crypto_provider();
     let any = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -129,29 +131,35 @@ async fn demo_on_postgres(dir: &Path, url: &str) -> PathBuf {
         .unwrap();
     let text = std::fs::read_to_string(dir.join("tongban.toml")).unwrap();
     assert!(text.contains("state_db = \"state.db\""));
+    assert!(text.contains("[audit]\n"));
     let config = dir.join("tongban-pg.toml");
     std::fs::write(
         &config,
-        text.replace("state_db = \"state.db\"", &format!("state_db = \"{url}\"")),
+        text.replace("state_db = \"state.db\"", &format!("state_db = \"{url}\""))
+            .replace(
+                "[audit]\n",
+                "[audit]\ncheckpoint_file = \"audit-checkpoints-pg.jsonl\"\n",
+            ),
     )
     .unwrap();
+    let config_arg = config.to_str().unwrap();
     let (code, err) = tongban(&[
         "policy",
         "apply",
         "-f",
         dir.join("agreements.toml").to_str().unwrap(),
         "--config",
-        config.to_str().unwrap(),
+        config_arg,
     ])
     .await;
     assert_eq!(code, 0, "{err}");
-    // Role bindings have no command yet; the admin API needs dept-admin.
     let loaded = Config::load(&config).unwrap();
     assert!(matches!(loaded.state_db, StateDb::Postgres(_)));
-    let store = gateway::policy_sync::open_store(&loaded).await.unwrap();
     for c in gateway::demo::CLIENTS {
         let identity = format!("urn:tongban:{}:{}", c.department, c.system);
-        store.bind_role_by(&identity, c.role, "test").await.unwrap();
+        let (code, err) =
+            tongban(&["policy", "bind", &identity, c.role, "--config", config_arg]).await;
+        assert_eq!(code, 0, "{err}");
     }
     config
 }

@@ -350,9 +350,16 @@ async fn sigterm_finishes_open_requests_flushes_the_audit_and_exits_0() {
         assert_eq!(record["request_id"], g.request_id.as_str());
         assert_eq!(record["status"], 200);
     }
-    // The head was sealed at shutdown (no other checkpoint was due).
+    // The head was sealed at shutdown (no other checkpoint was due since the demo
+    // sealed its own policy changes).
     let head = rows.iter().map(|r| r.seq).max().unwrap();
-    let checkpoints = store.checkpoints(1, head).await.unwrap();
+    let seeded = by_seq
+        .iter()
+        .filter(|(_, (_, r))| r["consumer"] == "cli:tongban-demo")
+        .map(|(seq, _)| *seq)
+        .max()
+        .unwrap_or(0);
+    let checkpoints = store.checkpoints(seeded + 1, head).await.unwrap();
     assert_eq!(
         checkpoints.iter().map(|c| c.seq).collect::<Vec<_>>(),
         [head],

@@ -1,15 +1,18 @@
 //! `audit verify` throughput on a generated log.
 //!
 //! ```sh
-//! cargo run --release -p gateway --example audit_verify_bench -- 1000000
+//! cargo run --release -p gateway --example audit_verify_bench -- [N] [--db FILE] [--runs K]
 //! ```
 //!
 //! Builds a SQLite audit store of N realistic lookup records (default 1,000,000) with a
 //! signed checkpoint every 1,000, then verifies it exactly as `tongban audit verify`
 //! does and prints one JSON line with records/s. The store is built with large
-//! transactions rather than through the group-commit writer, so that generating a
-//! million records takes seconds; the records and hashes are the writer's own.
+//! transactions rather than through the group-commit writer; the records and hashes
+//! are the writer's own. `--db FILE` keeps the store (with its signing key beside it,
+//! `FILE.key`) and reuses it on the next run, so that repeated measurements need not
+//! generate it again; `--runs K` verifies it K times, one line each.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use gateway::audit::{
@@ -23,15 +26,21 @@ use sqlx::Connection as _;
 type Error = Box<dyn std::error::Error>;
 
 fn main() -> Result<(), Error> {
-    let n: i64 = std::env::args()
-        .nth(1)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(1_000_000);
+    let mut n: i64 = 1_000_000;
+    let mut db = None;
+    let mut runs = 1;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--db" => db = Some(PathBuf::from(args.next().ok_or("--db needs a file")?)),
+            "--runs" => runs = args.next().ok_or("--runs needs a number")?.parse()?,
+            _ => n = a.parse()?,
+        }
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run(n))
+        .block_on(run(n, db, runs))
 }
 
 fn entry(i: i64) -> AuditEntry {
@@ -70,49 +79,26 @@ fn entry(i: i64) -> AuditEntry {
     }
 }
 
-async fn run(n: i64) -> Result<(), Error> {
+async fn run(n: i64, keep: Option<PathBuf>, runs: u32) -> Result<(), Error> {
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("state.db");
+    let path = keep.unwrap_or_else(|| dir.path().join("state.db"));
+    let key = path.with_extension("key");
+    let reuse = path.is_file() && key.is_file();
     let db = StateDb::Sqlite(path.clone());
     let store = AuditStore::open(&db).await?;
-    let pem = Signer::generate_pem()?;
+    let pem = if reuse {
+        std::fs::read_to_string(&key)?
+    } else {
+        let pem = Signer::generate_pem()?;
+        std::fs::write(&key, &pem)?;
+        pem
+    };
     let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())?;
     let signer = Signer::from_pkcs8(der.secret_pkcs8_der())?;
 
     let began = Instant::now();
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
-    let mut prev = GENESIS.to_owned();
-    let mut bytes = 0usize;
-    let mut seq = 0;
-    while seq < n {
-        let mut tx = conn.begin().await?;
-        for _ in 0..10_000.min(n - seq) {
-            seq += 1;
-            let e = entry(seq);
-            let (record, hash) = seal_entry(seq, &prev, &e)?;
-            bytes += record.len();
-            sqlx::query("INSERT INTO audit_log (seq, hash, record, time, subject) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .bind(seq)
-                .bind(&hash)
-                .bind(record)
-                .bind(&e.time)
-                .bind(&e.subject)
-                .execute(&mut *tx)
-                .await?;
-            if seq % 1000 == 0 {
-                let c = Checkpoint::sign(&signer, seq, &hash, "gw-1")?;
-                sqlx::query(
-                    "INSERT INTO audit_checkpoint (seq, hash, checkpoint) VALUES (?1, ?2, ?3)",
-                )
-                .bind(seq)
-                .bind(&hash)
-                .bind(c.to_json())
-                .execute(&mut *tx)
-                .await?;
-            }
-            prev = hash;
-        }
-        tx.commit().await?;
+    if !reuse {
+        generate(&path, n, &signer).await?;
     }
     let generated = began.elapsed();
 
@@ -130,25 +116,82 @@ async fn run(n: i64) -> Result<(), Error> {
         jwks: signer.jwks(),
         ..VerifyOptions::default()
     };
-    let began = Instant::now();
-    let report = audit::verify(&store, &opts, |_| {}).await?;
-    let took = began.elapsed().as_secs_f64();
-    if let Some(f) = &report.failure {
-        return Err(format!("verification failed at {}: {}", f.seq, f.reason).into());
+    for _ in 0..runs.max(1) {
+        let began = Instant::now();
+        let cpu_before = cpu_seconds();
+        let report = audit::verify(&store, &opts, |_| {}).await?;
+        let took = began.elapsed().as_secs_f64();
+        let cpu = cpu_seconds()
+            .zip(cpu_before)
+            .map(|(after, before)| after - before);
+        if let Some(f) = &report.failure {
+            return Err(format!("verification failed at {}: {}", f.seq, f.reason).into());
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "audit_verify",
+                "records": report.records,
+                "checkpoints": report.checkpoints,
+                "avg_record_bytes": read / report.records.max(1),
+                "generate_s": (generated.as_secs_f64() * 100.0).round() / 100.0,
+                "read_only_s": (scan_s * 1000.0).round() / 1000.0,
+                "read_bytes": read,
+                "verify_s": (took * 1000.0).round() / 1000.0,
+                "records_per_s": (report.records as f64 / took).round(),
+                // On a shared machine the CPU spent per record says more than the rate.
+                "cpu_s": cpu.map(|s| (s * 100.0).round() / 100.0),
+                "cpu_us_per_record": cpu.map(|s| (s * 1e6 / report.records.max(1) as f64 * 100.0).round() / 100.0),
+            })
+        );
     }
-    println!(
-        "{}",
-        serde_json::json!({
-            "bench": "audit_verify",
-            "records": report.records,
-            "checkpoints": report.checkpoints,
-            "avg_record_bytes": bytes / usize::try_from(n.max(1))?,
-            "generate_s": (generated.as_secs_f64() * 100.0).round() / 100.0,
-            "read_only_s": (scan_s * 1000.0).round() / 1000.0,
-            "read_bytes": read,
-            "verify_s": (took * 1000.0).round() / 1000.0,
-            "records_per_s": (report.records as f64 / took).round(),
-        })
-    );
     Ok(())
+}
+
+/// N chained records with a signed checkpoint every 1,000, in transactions of 10,000.
+async fn generate(path: &Path, n: i64, signer: &Signer) -> Result<(), Error> {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
+    let mut prev = GENESIS.to_owned();
+    let mut seq = 0;
+    while seq < n {
+        let mut tx = conn.begin().await?;
+        for _ in 0..10_000.min(n - seq) {
+            seq += 1;
+            let e = entry(seq);
+            let (record, hash) = seal_entry(seq, &prev, &e)?;
+            sqlx::query("INSERT INTO audit_log (seq, hash, record, time, subject) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .bind(seq)
+                .bind(&hash)
+                .bind(record)
+                .bind(&e.time)
+                .bind(&e.subject)
+                .execute(&mut *tx)
+                .await?;
+            if seq % 1000 == 0 {
+                let c = Checkpoint::sign(signer, seq, &hash, "gw-1")?;
+                sqlx::query(
+                    "INSERT INTO audit_checkpoint (seq, hash, checkpoint) VALUES (?1, ?2, ?3)",
+                )
+                .bind(seq)
+                .bind(&hash)
+                .bind(c.to_json())
+                .execute(&mut *tx)
+                .await?;
+            }
+            prev = hash;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// User and system CPU time of this process so far (Linux; `None` elsewhere).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(ticks / 100.0)
 }

@@ -1,11 +1,13 @@
-//! Changing agreements: the one path the admin API, `tongban policy apply` and the
-//! demo all take — check against the model and the catalogue, store (versioned,
-//! with before and after), and record the change in the audit chain.
+//! Changing agreements and role bindings: the one path the admin API, `tongban
+//! policy …` and the demo all take — check against the model and the catalogue,
+//! store (versioned, with before and after), and record the change in the audit
+//! chain.
 
 use serde_json::{json, Value};
 
 use policy::{
-    Agreement, AgreementFile, AgreementStore, Applied, Catalogue, Edit, Plan, PolicyError, Step,
+    Action, Agreement, AgreementFile, AgreementStore, Applied, Catalogue, Edit, Plan, PolicyError,
+    Refusal, Step,
 };
 
 use crate::audit::{AuditEntry, AuditError, AuditLog, Decision, Receipt};
@@ -35,6 +37,7 @@ impl ManageError {
                 PolicyError::Parse { .. }
                     | PolicyError::Invalid { .. }
                     | PolicyError::Read { .. }
+                    | PolicyError::BadBinding { .. }
                     | PolicyError::Refused(_)
             )
         )
@@ -51,18 +54,25 @@ pub enum ChangeAudit<'a> {
         /// Node name for the records.
         node: &'a str,
     },
-    /// The demo writing its first agreements into a state database that has no
-    /// chain yet: recorded in the policy history only.
-    Bootstrap,
+    /// Not appended to any chain: for a dry run, which changes nothing, and for
+    /// tests that seed a store directly. Every real change has a chain to go to.
+    NotAudited,
+}
+
+/// What a change record says besides who made it.
+struct ChangeRecord<'a> {
+    command: &'a str,
+    version: i64,
+    agreement: Option<&'a str>,
+    dataset: Option<String>,
+    detail: Value,
 }
 
 impl ChangeAudit<'_> {
     async fn record(
         &self,
-        id: &str,
-        applied: &Applied,
         actor: &str,
-        command: &str,
+        change: ChangeRecord<'_>,
     ) -> Result<Option<Receipt>, ManageError> {
         let ChangeAudit::Chain { log, node } = self else {
             return Ok(None);
@@ -74,25 +84,42 @@ impl ChangeAudit<'_> {
             node: (*node).to_owned(),
             consumer: Some(format!("cli:{actor}")),
             method: "CLI".into(),
-            path: command.to_owned(),
-            dataset: applied
-                .after
-                .as_ref()
-                .or(applied.before.as_ref())
-                .map(|a| a.dataset.clone()),
-            agreement: Some(id.to_owned()),
+            path: change.command.to_owned(),
+            dataset: change.dataset,
+            agreement: change.agreement.map(str::to_owned),
             decision: Decision::Allow,
             status: 200,
-            detail: Some(change_detail(id, applied)),
+            detail: Some(change.detail),
             ..AuditEntry::default()
         };
         log.append(entry)
             .await
             .map(Some)
             .map_err(|source| ManageError::Audit {
-                version: applied.version,
+                version: change.version,
                 source,
             })
+    }
+
+    async fn record_agreement(
+        &self,
+        id: &str,
+        applied: &Applied,
+        actor: &str,
+        command: &str,
+    ) -> Result<Option<Receipt>, ManageError> {
+        let change = ChangeRecord {
+            command,
+            version: applied.version,
+            agreement: Some(id),
+            dataset: applied
+                .after
+                .as_ref()
+                .or(applied.before.as_ref())
+                .map(|a| a.dataset.clone()),
+            detail: change_detail(id, applied),
+        };
+        self.record(actor, change).await
     }
 }
 
@@ -105,6 +132,89 @@ pub fn change_detail(id: &str, applied: &Applied) -> Value {
         "before": applied.before,
         "after": applied.after,
     }})
+}
+
+/// The audit `detail` of a role change: `kind: role`, action (`bind` or `unbind`),
+/// the binding and the version.
+pub fn role_detail(identity: &str, role: &str, action: Action, version: i64) -> Value {
+    json!({"policy_change": {
+        "kind": "role",
+        "action": action.as_str(),
+        "identity": identity,
+        "role": role,
+        "version": version,
+    }})
+}
+
+/// A role binding changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleChange {
+    /// `bind` or `unbind`.
+    pub action: Action,
+    /// The store version it made.
+    pub version: i64,
+    /// Its audit record, when it went to a chain.
+    pub receipt: Option<Receipt>,
+}
+
+/// Bind `role` to `identity` as `actor` and audit it; `None` when the identity held
+/// the role already (nothing changed, nothing recorded).
+pub async fn bind_role(
+    store: &AgreementStore,
+    identity: &str,
+    role: &str,
+    actor: &str,
+    audit: &ChangeAudit<'_>,
+) -> Result<Option<RoleChange>, ManageError> {
+    let Some(version) = store.bind_role_by(identity, role, actor).await? else {
+        return Ok(None);
+    };
+    role_recorded(identity, role, Action::Bind, version, actor, audit)
+        .await
+        .map(Some)
+}
+
+/// Take `role` away from `identity` as `actor` and audit it; refused (not found)
+/// when the identity does not hold it.
+pub async fn unbind_role(
+    store: &AgreementStore,
+    identity: &str,
+    role: &str,
+    actor: &str,
+    audit: &ChangeAudit<'_>,
+) -> Result<RoleChange, ManageError> {
+    let Some(version) = store.unbind_role_by(identity, role, actor).await? else {
+        return Err(PolicyError::Refused(Refusal::NoBinding {
+            identity: identity.to_owned(),
+            role: role.to_owned(),
+        })
+        .into());
+    };
+    role_recorded(identity, role, Action::Unbind, version, actor, audit).await
+}
+
+async fn role_recorded(
+    identity: &str,
+    role: &str,
+    action: Action,
+    version: i64,
+    actor: &str,
+    audit: &ChangeAudit<'_>,
+) -> Result<RoleChange, ManageError> {
+    let command = format!("tongban policy {}", action.as_str());
+    let change = ChangeRecord {
+        command: &command,
+        version,
+        agreement: None,
+        dataset: None,
+        detail: role_detail(identity, role, action, version),
+    };
+    let receipt = audit.record(actor, change).await?;
+    Ok(RoleChange {
+        action,
+        version,
+        receipt,
+    })
 }
 
 /// Check an agreement against the model's rules and the catalogue.
@@ -159,7 +269,7 @@ pub async fn apply_file(
             continue;
         };
         if let Some(r) = audit
-            .record(step.id(), &applied, actor, "tongban policy apply")
+            .record_agreement(step.id(), &applied, actor, "tongban policy apply")
             .await?
         {
             report.receipts.push(r);
@@ -181,7 +291,7 @@ pub async fn revoke(
         .await?
         .ok_or_else(|| PolicyError::Refused(policy::Refusal::Missing(id.to_owned())))?;
     let receipt = audit
-        .record(id, &applied, actor, "tongban policy revoke")
+        .record_agreement(id, &applied, actor, "tongban policy revoke")
         .await?;
     Ok((applied, receipt))
 }

@@ -10,6 +10,8 @@ use connectors::IssuerKeys;
 use policy::AgreementFile;
 use serde_json::{json, Value};
 
+use crate::agreements::ChangeAudit;
+use crate::audit::{AuditLog, AuditSettings};
 use crate::config::Config;
 use crate::demo_department::DepartmentService;
 use crate::signing::Signer;
@@ -215,31 +217,53 @@ async fn create(
         &config_toml(listen, ops_listen, department, &issuer_key),
     )?;
     let config = Config::load(&config_path)?;
-    // The same path as `tongban policy apply -f agreements.toml`; the state database
-    // has no audit chain yet, so the first versions are in the policy history only.
-    let store = crate::policy_sync::open_store(&config).await?;
-    let file = AgreementFile::parse(&dir.join("agreements.toml"), &agreements)?;
-    crate::agreements::apply_file(
-        &store,
-        &crate::policy_sync::catalogue(&config),
-        &file,
-        false,
-        false,
-        DEMO_ACTOR,
-        &crate::agreements::ChangeAudit::Bootstrap,
+    seed_policy(dir, &config, &agreements).await
+}
+
+/// The demo's agreements and role bindings, through the same path as `tongban
+/// policy apply -f agreements.toml` and `tongban policy bind`: versioned in the
+/// policy history and appended to the audit chain, like every policy change.
+async fn seed_policy(dir: &Path, config: &Config, agreements: &str) -> Result<(), DemoError> {
+    let other = |e: crate::agreements::ManageError| DemoError::Other(e.to_string());
+    let store = crate::policy_sync::open_store(config).await?;
+    let signer = Signer::load(&config.signing_key).map_err(|e| DemoError::Other(e.to_string()))?;
+    let log = AuditLog::open(
+        &config.state_db,
+        std::sync::Arc::new(signer),
+        AuditSettings::from_config(config),
     )
     .await
-    .map_err(|e| DemoError::Other(e.to_string()))?;
-    for c in CLIENTS {
-        store
-            .bind_role_by(
-                &format!("urn:tongban:{}:{}", c.department, c.system),
-                c.role,
-                DEMO_ACTOR,
-            )
-            .await?;
+    .map_err(|e| DemoError::Other(format!("audit log: {e}")))?;
+    let audit = ChangeAudit::Chain {
+        log: &log,
+        node: &config.node,
+    };
+    let file = AgreementFile::parse(&dir.join("agreements.toml"), agreements)?;
+    let seeded = async {
+        crate::agreements::apply_file(
+            &store,
+            &crate::policy_sync::catalogue(config),
+            &file,
+            false,
+            false,
+            DEMO_ACTOR,
+            &audit,
+        )
+        .await
+        .map_err(other)?;
+        for c in CLIENTS {
+            let identity = format!("urn:tongban:{}:{}", c.department, c.system);
+            crate::agreements::bind_role(&store, &identity, c.role, DEMO_ACTOR, &audit)
+                .await
+                .map_err(other)?;
+        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    // Seal what was written with a checkpoint and stop the writer: the gateway
+    // about to serve this directory appends to the same chain with its own.
+    log.close().await;
+    seeded
 }
 
 /// The demo CA is an ordinary CA directory (index, CRL), so `tongban certs list /

@@ -61,8 +61,9 @@ pub enum ApiError {
     /// The caller's identity does not hold the role the endpoint requires.
     #[error("this endpoint requires the {0} role")]
     RoleRequired(&'static str),
-    /// An agreement change was refused: the id exists (409), does not (404), or the
-    /// caller may not act on that department's dataset (403).
+    /// An agreement or role change was refused: the id exists (409), it or the
+    /// binding does not (404), or the caller may not act on that department's
+    /// dataset or identity (403).
     #[error("{0}")]
     Refused(policy::Refusal),
     /// The audit store could not record the request: nothing is answered.
@@ -97,7 +98,9 @@ impl ApiError {
             ApiError::Forbidden(_) | ApiError::RoleRequired(_) => StatusCode::FORBIDDEN,
             ApiError::Refused(r) => match r {
                 policy::Refusal::Exists(_) => StatusCode::CONFLICT,
-                policy::Refusal::Missing(_) => StatusCode::NOT_FOUND,
+                policy::Refusal::Missing(_) | policy::Refusal::NoBinding { .. } => {
+                    StatusCode::NOT_FOUND
+                }
                 policy::Refusal::NotPermitted(_) => StatusCode::FORBIDDEN,
             },
             ApiError::NotFound { .. } | ApiError::NoRoute(_) | ApiError::NotServed(_) => {
@@ -129,6 +132,7 @@ impl ApiError {
             ApiError::Refused(r) => match r {
                 policy::Refusal::Exists(_) => "agreement-exists",
                 policy::Refusal::Missing(_) => "no-such-agreement",
+                policy::Refusal::NoBinding { .. } => "no-such-binding",
                 policy::Refusal::NotPermitted(_) => "not-permitted",
             },
             ApiError::NotFound { .. } => "not-found",
@@ -161,6 +165,7 @@ impl ApiError {
             ApiError::Refused(r) => match r {
                 policy::Refusal::Exists(_) => "Agreement exists",
                 policy::Refusal::Missing(_) => "No such agreement",
+                policy::Refusal::NoBinding { .. } => "No such role binding",
                 policy::Refusal::NotPermitted(_) => "Not permitted",
             },
             ApiError::NotFound { .. } => "Record not found",

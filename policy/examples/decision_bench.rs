@@ -8,16 +8,20 @@
 //! two matters each, a few role grants and explicit denies), then measures
 //! `Authorizer::decide` one call at a time (percentiles of the median of 5 rounds):
 //!
-//! - **warm**: 200,000 decisions over the same 100 (identity, dataset) pairs at every
-//!   size — what grows is the number of agreements, not the working set — and, where
-//!   there are that many pairs, over 1,000 (a larger working set, still within the
-//!   decider cache: the deciders then no longer fit the CPU caches);
+//! - **warm**: 200,000 decisions over 100 distinct (identity, dataset) pairs at every
+//!   size (90 at 100 agreements, which have no more) — what grows is the number of
+//!   agreements, not the working set — and, where there are that many pairs, over
+//!   1,000 (a larger working set, still within the decider cache: the deciders then
+//!   no longer fit the CPU caches);
 //! - **first ask**: the first decision of up to 2,000 pairs never asked before (the decider is
 //!   built then: a casbin enforcer over the pair's candidate lines);
 //! - **plain casbin**: one casbin enforcer holding every line, as a design without
 //!   the index would have (fewer calls: it is slow);
 //! - **load** of the whole set and **one change** applied to it (what the sync task
-//!   does when an agreement changes).
+//!   does when an agreement changes);
+//! - **RSS** of the process holding the authorizer after all of the above (its
+//!   agreements and up to `cache_capacity` built deciders), before the plain casbin
+//!   comparison is built.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark, not a service
 
 use std::collections::BTreeMap;
@@ -148,32 +152,40 @@ fn question<'a>(consumer: &'a str, dataset: &'a str, matter: &'a str) -> Questio
 struct Row {
     n: usize,
     warm: (f64, f64, f64),
+    pairs: usize,
     warm_large: Option<f64>,
     miss: (f64, f64),
     plain: f64,
     load_ms: f64,
     change_ms: f64,
+    rss_mib: f64,
     allowed: f64,
 }
 
-/// Decisions over `pairs` distinct (identity, dataset) pairs, after one warm-up
-/// decision each, in `ROUNDS` rounds: the (p50, p99, p99.9) of the median round — on
-/// a shared machine another process's burst lands in one round, not in all — and
-/// the share allowed.
+/// Decisions over `pairs` distinct (identity, dataset) pairs (fewer when the set has
+/// fewer), after one warm-up decision each, in `ROUNDS` rounds: the (p50, p99,
+/// p99.9) of the median round — on a shared machine another process's burst lands
+/// in one round, not in all — the share allowed, and the number of pairs.
 fn warm(
     auth: &Authorizer,
     identities: usize,
     pairs: usize,
     rng: &mut Rng,
-) -> ((f64, f64, f64), f64) {
-    let set: Vec<(String, &str)> = (0..pairs)
-        .map(|k| {
-            (
-                identity((k * 7 + rng.below(7)) % identities),
-                DATASETS[k % 2],
-            )
-        })
-        .collect();
+) -> ((f64, f64, f64), f64, usize) {
+    let pairs = pairs.min(identities * DATASETS.len());
+    let mut chosen = std::collections::HashSet::new();
+    let mut set: Vec<(String, &str)> = Vec::with_capacity(pairs);
+    let mut k = 0;
+    while set.len() < pairs {
+        // Spread over the identities, so that the pairs' agreements (and deciders)
+        // are not neighbours in memory.
+        let i = (k * 7 + rng.below(7)) % identities;
+        let d = DATASETS[rng.below(DATASETS.len())];
+        if chosen.insert((i, d)) {
+            set.push((identity(i), d));
+        }
+        k += 1;
+    }
     for (c, d) in &set {
         auth.decide(&question(c, d, MATTERS[0])).unwrap();
     }
@@ -197,7 +209,11 @@ fn warm(
         ));
     }
     rounds.sort_by(|a, b| a.1.total_cmp(&b.1));
-    (rounds[ROUNDS / 2], allowed as f64 / WARM_CALLS as f64)
+    (
+        rounds[ROUNDS / 2],
+        allowed as f64 / WARM_CALLS as f64,
+        set.len(),
+    )
 }
 
 async fn measure(n: usize) -> Row {
@@ -217,7 +233,7 @@ async fn measure(n: usize) -> Row {
         .unwrap();
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
 
-    let (small, allowed) = warm(&auth, identities, WARM_PAIRS[0], &mut rng);
+    let (small, allowed, pairs) = warm(&auth, identities, WARM_PAIRS[0], &mut rng);
     let warm_large = (identities * 2 >= WARM_PAIRS[1] * 2)
         .then(|| warm(&auth, identities, WARM_PAIRS[1], &mut rng).0 .1);
 
@@ -237,16 +253,19 @@ async fn measure(n: usize) -> Row {
     auth.apply(1, vec![Change::Put(changed)]).await.unwrap();
     let change_ms = t.elapsed().as_secs_f64() * 1000.0;
 
+    let rss_mib = rss_mib();
     drop(auth);
     let plain = plain_casbin(&agreements(n).0, identities, &mut rng).await;
     Row {
         n,
         warm: small,
+        pairs,
         warm_large,
         miss: (percentile(&miss, 0.50), percentile(&miss, 0.99)),
         plain,
         load_ms,
         change_ms,
+        rss_mib,
         allowed,
     }
 }
@@ -323,9 +342,9 @@ fn print_header() {
         "policy decision cost (µs), one call at a time; {WARM_CALLS} calls in {ROUNDS} rounds, median round shown\n"
     );
     println!(
-        "| agreements | p50 | p99 | p99.9 | p99, 1,000 pairs | first ask p50 | first ask p99 | plain casbin p50 | load (ms) | one change (ms) | RSS (MiB) |"
+        "| agreements | pairs | p50 | p99 | p99.9 | p99, 1,000 pairs | first ask p50 | first ask p99 | plain casbin p50 | load (ms) | one change (ms) | RSS (MiB) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 }
 
 async fn run() {
@@ -347,10 +366,10 @@ async fn run() {
                 .expect("run one size");
             let row = String::from_utf8_lossy(&out.stdout).into_owned();
             print!("{row}");
-            // | n | p50 | p99 | …
+            // | n | pairs | p50 | p99 | …
             if let Some(v) = row
                 .split('|')
-                .nth(3)
+                .nth(4)
                 .and_then(|c| c.trim().parse::<f64>().ok())
             {
                 p99.push(v);
@@ -370,8 +389,9 @@ async fn run() {
     for n in sizes {
         let r = measure(n).await;
         println!(
-            "| {:>7} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.2} | {:.0} |",
+            "| {:>7} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.2} | {:.0} |",
             r.n,
+            r.pairs,
             r.warm.0,
             r.warm.1,
             r.warm.2,
@@ -381,7 +401,7 @@ async fn run() {
             r.plain,
             r.load_ms,
             r.change_ms,
-            rss_mib()
+            r.rss_mib
         );
         rows.push(r);
     }

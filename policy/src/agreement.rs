@@ -237,9 +237,14 @@ fn is_matter(m: &str) -> bool {
 
 /// A consumer is an identity URI that parses as a certificate identity, or
 /// `role:<name>`.
+/// A role name: what `role:<name>` may name.
+pub(crate) fn is_role_name(role: &str) -> bool {
+    !role.is_empty() && role.len() <= 64 && role.chars().all(is_token_char)
+}
+
 fn check_consumer(consumer: &str) -> Result<(), String> {
     if let Some(role) = consumer.strip_prefix("role:") {
-        if role.is_empty() || role.len() > 64 || !role.chars().all(is_token_char) {
+        if !is_role_name(role) {
             return Err(format!(
                 "{consumer:?}: a role name is 1-64 lowercase letters, digits, '-' or '_'"
             ));

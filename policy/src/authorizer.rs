@@ -285,13 +285,7 @@ impl Authorizer {
         roles: Vec<RoleBinding>,
     ) -> Result<Self, PolicyError> {
         let base = base_model().await?;
-        let mut set = PolicySet::default();
-        set.apply(
-            agreements
-                .into_iter()
-                .map(Change::Put)
-                .chain([Change::Roles(roles)]),
-        );
+        let set = PolicySet::load(agreements, roles);
         Ok(Self {
             current: RwLock::new(Arc::new(Snapshot {
                 version,
@@ -346,13 +340,7 @@ impl Authorizer {
         agreements: Vec<Agreement>,
         roles: Vec<RoleBinding>,
     ) -> Result<(), PolicyError> {
-        let mut set = PolicySet::default();
-        set.apply(
-            agreements
-                .into_iter()
-                .map(Change::Put)
-                .chain([Change::Roles(roles)]),
-        );
+        let set = PolicySet::load(agreements, roles);
         *self.set.write().unwrap_or_else(|e| e.into_inner()) = set;
         // Everything may have changed: rebuild every decider that was in use.
         let hot = self.snapshot().deciders.keys();
@@ -504,21 +492,23 @@ fn decide_with(d: &Decider, q: &Question<'_>, clock: &Clock) -> Result<Decision,
             dataset: q.dataset.to_owned(),
         }));
     }
-    if !d.allows(q.consumer, q.matter, clock)? {
+    if !d.allows(q.matter, clock)? {
         return Ok(Decision::Deny(explain_denial(q, clock, &d.candidates)));
     }
-    let allowing: Vec<&Agreement> = d
+    let allowing = d
         .candidates
         .iter()
         .map(AsRef::as_ref)
-        .filter(|a| a.effect == Effect::Allow && a.unmet(q.matter, clock).is_none())
-        .collect();
-    Ok(choose_fields(q, &allowing))
+        .filter(|a| a.effect == Effect::Allow && a.unmet(q.matter, clock).is_none());
+    Ok(choose_fields(q, allowing))
 }
 
 /// Pick the first allowing agreement that grants every field asked for.
-fn choose_fields(q: &Question<'_>, allowing: &[&Agreement]) -> Decision {
-    let Some(first) = allowing.first() else {
+fn choose_fields<'a>(
+    q: &Question<'_>,
+    mut allowing: impl Iterator<Item = &'a Agreement> + Clone,
+) -> Decision {
+    let Some(first) = allowing.clone().next() else {
         // casbin allowed but no candidate covers the question: both come from one
         // snapshot, so this cannot happen; refuse rather than guess.
         return Decision::Deny(Denial::NoAgreement {
@@ -527,12 +517,10 @@ fn choose_fields(q: &Question<'_>, allowing: &[&Agreement]) -> Decision {
         });
     };
     let Some(asked) = q.fields else {
-        return Decision::Allow(grant(first, first.fields.keys()));
+        return Decision::Allow(grant(first, first.fields.keys(), first.fields.len()));
     };
-    for a in allowing {
-        if asked.iter().all(|f| a.fields.contains_key(f)) {
-            return Decision::Allow(grant(a, asked.iter()));
-        }
+    if let Some(a) = allowing.find(|a| asked.iter().all(|f| a.fields.contains_key(f))) {
+        return Decision::Allow(grant(a, asked.iter(), asked.len()));
     }
     let missing = asked
         .iter()
@@ -545,8 +533,8 @@ fn choose_fields(q: &Question<'_>, allowing: &[&Agreement]) -> Decision {
     })
 }
 
-fn grant<'a>(a: &Agreement, names: impl Iterator<Item = &'a String>) -> Grant {
-    let mut fields: Vec<FieldGrant> = Vec::new();
+fn grant<'a>(a: &Agreement, names: impl Iterator<Item = &'a String>, n: usize) -> Grant {
+    let mut fields: Vec<FieldGrant> = Vec::with_capacity(n);
     for name in names {
         if fields.iter().any(|f| &f.name == name) {
             continue;
@@ -607,6 +595,24 @@ fn explain_denial(q: &Question<'_>, clock: &Clock, candidates: &[Arc<Agreement>]
 }
 
 impl PolicySet {
+    /// A set holding `agreements` and `roles`, without recording what was touched
+    /// (a set of every (consumer, dataset) key, freed at once, would leave holes
+    /// all over the heap that the deciders built later get scattered into).
+    fn load(agreements: Vec<Agreement>, roles: Vec<RoleBinding>) -> Self {
+        let mut set = PolicySet {
+            by_id: HashMap::with_capacity(agreements.len()),
+            index: HashMap::new(),
+            roles: role_map(roles),
+        };
+        for a in agreements {
+            if let Some(old) = set.by_id.remove(&a.id) {
+                unindex(&mut set.index, &old);
+            }
+            set.insert(a);
+        }
+        set
+    }
+
     /// Apply changes in place; returns the (consumer key, dataset) buckets they
     /// touched, before or after, and whether the roles changed.
     fn apply(
@@ -623,23 +629,7 @@ impl PolicySet {
                         unindex(&mut self.index, &old);
                     }
                     touched.insert((a.consumer.clone(), a.dataset.clone()));
-                    // The store validates on write; a row that no longer passes (a
-                    // rule tightened since) is left out, which denies, rather than
-                    // keeping the gateway from starting.
-                    if let Err(e) = a.validate() {
-                        tracing::warn!(error = %e, "agreement left out of decisions");
-                        continue;
-                    }
-                    let a = Arc::new(a);
-                    let bucket = self
-                        .index
-                        .entry(a.consumer.clone())
-                        .or_default()
-                        .entry(a.dataset.clone())
-                        .or_default();
-                    let at = bucket.partition_point(|x| x.id < a.id);
-                    bucket.insert(at, Arc::clone(&a));
-                    self.by_id.insert(a.id.clone(), a);
+                    self.insert(a);
                 }
                 Change::Revoke(id) => {
                     if let Some(old) = self.by_id.remove(&id) {
@@ -654,6 +644,27 @@ impl PolicySet {
             }
         }
         (touched, roles_changed)
+    }
+
+    /// Index an agreement not in the set (its id is free).
+    fn insert(&mut self, a: Agreement) {
+        // The store validates on write; a row that no longer passes (a rule
+        // tightened since) is left out, which denies, rather than keeping the
+        // gateway from starting.
+        if let Err(e) = a.validate() {
+            tracing::warn!(error = %e, "agreement left out of decisions");
+            return;
+        }
+        let a = Arc::new(a);
+        let bucket = self
+            .index
+            .entry(a.consumer.clone())
+            .or_default()
+            .entry(a.dataset.clone())
+            .or_default();
+        let at = bucket.partition_point(|x| x.id < a.id);
+        bucket.insert(at, Arc::clone(&a));
+        self.by_id.insert(a.id.clone(), a);
     }
 
     /// The identity's roles and the agreements naming it or one of them for `dataset`.

@@ -31,6 +31,14 @@ pub enum PolicyError {
         /// What is wrong.
         message: String,
     },
+    /// A role binding names a bad identity or role.
+    #[error("role binding: {field}: {message}")]
+    BadBinding {
+        /// `identity` or `role`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A change was refused: the agreement exists (create) or does not (revoke), or
     /// the caller's guard refused it.
     #[error("{0}")]
@@ -63,4 +71,12 @@ pub enum Refusal {
     /// The caller may not make this change (e.g. another department's dataset).
     #[error("{0}")]
     NotPermitted(String),
+    /// Unbinding a role the identity does not hold.
+    #[error("{identity} does not hold role {role}")]
+    NoBinding {
+        /// The identity.
+        identity: String,
+        /// The role.
+        role: String,
+    },
 }

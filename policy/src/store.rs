@@ -18,13 +18,42 @@ use sqlx::{AnyPool, Executor as _, Row as _};
 use crate::error::Refusal;
 use crate::{Agreement, PolicyError};
 
-/// A role granted to an identity (`counter`, `dept-admin`, `auditor`).
+/// A role granted to an identity (`counter`, `dept-admin`, `auditor`, or a name
+/// agreements grant to as `role:<name>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleBinding {
     /// Identity URI.
     pub identity: String,
     /// Role name.
     pub role: String,
+}
+
+impl RoleBinding {
+    /// Check that the identity is a `urn:tongban:<dept>:<system>` identity and the
+    /// role a role name (what an agreement's `role:<name>` may name); the error names
+    /// the field.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let bad = |field: &str, message: String| PolicyError::BadBinding {
+            field: field.to_owned(),
+            message,
+        };
+        self.identity.parse::<certs::Identity>().map_err(|e| {
+            bad(
+                "identity",
+                format!("{:?} is not an identity: {e}", self.identity),
+            )
+        })?;
+        if !crate::agreement::is_role_name(&self.role) {
+            return Err(bad(
+                "role",
+                format!(
+                    "{:?}: a role name is 1-64 lowercase letters, digits, '-' or '_'",
+                    self.role
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// An agreement as stored, with the version of its last change.
@@ -51,16 +80,19 @@ pub enum Action {
     Revoke,
     /// A role granted.
     Bind,
+    /// A role taken away.
+    Unbind,
 }
 
 impl Action {
-    /// `create`, `update`, `revoke`, `bind`.
+    /// `create`, `update`, `revoke`, `bind`, `unbind`.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
             Action::Update => "update",
             Action::Revoke => "revoke",
             Action::Bind => "bind",
+            Action::Unbind => "unbind",
         }
     }
 
@@ -69,6 +101,7 @@ impl Action {
             "create" => Action::Create,
             "revoke" => Action::Revoke,
             "bind" => Action::Bind,
+            "unbind" => Action::Unbind,
             _ => Action::Update,
         }
     }
@@ -491,19 +524,47 @@ impl AgreementStore {
         role: &str,
         actor: &str,
     ) -> Result<Option<i64>, PolicyError> {
+        self.change_role(identity, role, actor, Action::Bind).await
+    }
+
+    /// Take `role` away from `identity` as `actor`; returns the new version, or
+    /// `None` when the identity did not hold it.
+    pub async fn unbind_role_by(
+        &self,
+        identity: &str,
+        role: &str,
+        actor: &str,
+    ) -> Result<Option<i64>, PolicyError> {
+        self.change_role(identity, role, actor, Action::Unbind)
+            .await
+    }
+
+    async fn change_role(
+        &self,
+        identity: &str,
+        role: &str,
+        actor: &str,
+        action: Action,
+    ) -> Result<Option<i64>, PolicyError> {
+        RoleBinding {
+            identity: identity.to_owned(),
+            role: role.to_owned(),
+        }
+        .validate()?;
         let mut conn = self.pool.acquire().await?;
         self.durable(&mut conn, true).await?;
-        let result = self.bind_on(&mut conn, identity, role, actor).await;
+        let result = self.role_on(&mut conn, identity, role, actor, action).await;
         self.durable(&mut conn, false).await?;
         result
     }
 
-    async fn bind_on(
+    async fn role_on(
         &self,
         conn: &mut sqlx::AnyConnection,
         identity: &str,
         role: &str,
         actor: &str,
+        action: Action,
     ) -> Result<Option<i64>, PolicyError> {
         use sqlx::Connection as _;
         let mut tx = conn.begin().await?;
@@ -517,28 +578,37 @@ impl AgreementStore {
         )
         .fetch_one(&mut *tx)
         .await?;
-        let inserted = sqlx::query(
+        let statement = if action == Action::Unbind {
+            "DELETE FROM role_bindings WHERE identity = $1 AND role = $2"
+        } else {
             "INSERT INTO role_bindings (identity, role) VALUES ($1, $2)
-             ON CONFLICT (identity, role) DO NOTHING",
-        )
-        .bind(identity)
-        .bind(role)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
+             ON CONFLICT (identity, role) DO NOTHING"
+        };
+        let changed = sqlx::query(statement)
+            .bind(identity)
+            .bind(role)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
             // Dropping the transaction rolls the version back.
             return Ok(None);
         }
+        let binding = Some(serde_json::json!({"identity": identity, "role": role}));
+        let (before, after) = if action == Action::Unbind {
+            (binding, None)
+        } else {
+            (None, binding)
+        };
         let entry = HistoryEntry {
             version,
             kind: "role".into(),
             subject: identity.to_owned(),
-            action: Action::Bind,
+            action,
             actor: actor.to_owned(),
             at: now(),
-            before: None,
-            after: Some(serde_json::json!({"identity": identity, "role": role})),
+            before,
+            after,
         };
         insert_history(&mut tx, &entry).await?;
         tx.commit().await?;
@@ -806,6 +876,40 @@ mod tests {
         );
         assert_eq!(s.roles().await.unwrap().len(), 1);
         assert_eq!(s.changes_since(0).await.unwrap()[0].kind, "role");
+        // Unbinding what is not bound changes nothing; unbinding is versioned.
+        assert_eq!(
+            s.unbind_role_by("urn:tongban:a:b", "auditor", "demo")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.unbind_role_by("urn:tongban:a:b", "counter", "cli:ops")
+                .await
+                .unwrap(),
+            Some(2)
+        );
+        assert!(s.roles().await.unwrap().is_empty());
+        let h = s.history(Some("urn:tongban:a:b"), 10).await.unwrap();
+        assert_eq!(
+            h.iter().map(|e| (e.version, e.action)).collect::<Vec<_>>(),
+            [(2, Action::Unbind), (1, Action::Bind)]
+        );
+        assert_eq!(h[0].before.as_ref().unwrap()["role"], "counter");
+        assert!(h[0].after.is_none());
+        assert_eq!(h[0].actor, "cli:ops");
+        // Bad identities and role names are refused, naming the field.
+        for (identity, role, field) in [
+            ("counter-01", "counter", "identity"),
+            ("urn:tongban:a:b", "Counter", "role"),
+            ("urn:tongban:a:b", "", "role"),
+        ] {
+            match s.bind_role_by(identity, role, "x").await {
+                Err(PolicyError::BadBinding { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{identity} {role}: {other:?}"),
+            }
+        }
+        assert_eq!(s.version().await.unwrap(), 2);
         assert_eq!(s.count("q|a", "2026-06-01", 10).await.unwrap(), 1);
         assert_eq!(s.count("q|a", "2026-06-01", 10).await.unwrap(), 2);
         assert_eq!(s.peek("q|a", "2026-06-01").await.unwrap(), 2);

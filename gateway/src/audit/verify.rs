@@ -18,7 +18,11 @@ use super::archive::read_archive;
 use super::chain::GENESIS;
 use super::checkpoint::Checkpoint;
 use super::log::AuditError;
-use super::store::{AuditStore, Row};
+use super::store::AuditStore;
+use canonical::Canonical;
+
+mod canonical;
+mod sqlite_scan;
 
 /// The first place the chain is broken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,13 +65,15 @@ pub struct VerifyOptions {
     pub archive_dir: Option<std::path::PathBuf>,
 }
 
-/// Checks consecutive records: `seq` follows, the record names the previous hash and
-/// its own seq, and its stored hash is SHA-256 over the previous hash and its bytes.
+/// Checks consecutive records: `seq` follows, the record is canonical JSON naming the
+/// previous hash and its own seq, and its stored hash is SHA-256 over the previous
+/// hash and its bytes.
 #[derive(Debug, Clone)]
 pub struct ChainChecker {
     expected: i64,
     prev: [u8; 64],
     checked: u64,
+    canonical: Canonical,
 }
 
 impl ChainChecker {
@@ -81,6 +87,7 @@ impl ChainChecker {
             expected: first_seq,
             prev,
             checked: 0,
+            canonical: Canonical::default(),
         }
     }
 
@@ -101,6 +108,11 @@ impl ChainChecker {
 
     /// Check one record.
     pub fn check(&mut self, seq: i64, hash: &str, record: &[u8]) -> Result<(), VerifyFailure> {
+        self.check_bytes(seq, hash.as_bytes(), record)
+    }
+
+    /// [`ChainChecker::check`] on the stored hash's bytes.
+    fn check_bytes(&mut self, seq: i64, hash: &[u8], record: &[u8]) -> Result<(), VerifyFailure> {
         let fail = |seq: i64, reason: String| VerifyFailure { seq, reason };
         if seq != self.expected {
             return Err(if seq > self.expected {
@@ -121,12 +133,22 @@ impl ChainChecker {
                 )
             });
         }
-        let (rec_seq, rec_prev) = head_fields(record).ok_or_else(|| {
+        // Hashing the stored bytes as they are is sound only for canonical ones.
+        let head = self.canonical.check(record).map_err(|e| {
             fail(
                 seq,
-                "record is not a chained audit record (no seq/prev_hash)".into(),
+                format!(
+                    "record is not RFC 8785 canonical JSON ({} at byte {}): edited",
+                    e.what, e.at
+                ),
             )
         })?;
+        let (Some(rec_seq), Some(rec_prev)) = (head.seq, head.prev_hash) else {
+            return Err(fail(
+                seq,
+                "record is not a chained audit record (no seq/prev_hash)".into(),
+            ));
+        };
         if rec_seq != seq {
             return Err(fail(
                 seq,
@@ -144,7 +166,7 @@ impl ChainChecker {
         ctx.update(record);
         let mut hex_buf = [0u8; 64];
         hex_into(ctx.finish().as_ref(), &mut hex_buf);
-        if hash.as_bytes() != hex_buf {
+        if hash != hex_buf {
             return Err(fail(
                 seq,
                 "record content does not match its hash: edited".into(),
@@ -162,48 +184,6 @@ fn hex_into(bytes: &[u8], out: &mut [u8; 64]) {
     for (i, b) in bytes.iter().enumerate().take(32) {
         out[2 * i] = HEX[usize::from(b >> 4)];
         out[2 * i + 1] = HEX[usize::from(b & 15)];
-    }
-}
-
-/// The top-level `seq` and `prev_hash` of a canonical record, without parsing it.
-///
-/// In RFC 8785 output members are sorted and strings never hold an unescaped `"`, so
-/// the byte patterns below occur only as member names. Members sorting after
-/// `prev_hash` and `seq` (reason, request_id, status, subject, time) are scalars, so
-/// the last occurrence of each pattern is the top-level member even when `detail`
-/// nests objects that reuse the names.
-fn head_fields(record: &[u8]) -> Option<(i64, &[u8])> {
-    const PREV: &[u8] = b"\"prev_hash\":\"";
-    const SEQ: &[u8] = b"\"seq\":";
-    let seq_at = rfind(record, SEQ)?;
-    let s = seq_at + SEQ.len();
-    let digits = record[s..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit() || **b == b'-')
-        .count();
-    let seq = std::str::from_utf8(&record[s..s + digits])
-        .ok()?
-        .parse()
-        .ok()?;
-    // `prev_hash` sorts before `seq`.
-    let p = rfind(&record[..seq_at], PREV)? + PREV.len();
-    let prev = record.get(p..p + 64)?;
-    if record.get(p + 64) != Some(&b'"') {
-        return None;
-    }
-    Some((seq, prev))
-}
-
-/// Last occurrence of `needle`, scanning back from the end (the members sought are
-/// near it): a byte test first, the full comparison only on a match.
-fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, _) = needle.split_first()?;
-    let mut i = hay.len().checked_sub(needle.len())?;
-    loop {
-        if hay[i] == first && hay[i..].starts_with(needle) {
-            return Some(i);
-        }
-        i = i.checked_sub(1)?;
     }
 }
 
@@ -278,7 +258,9 @@ pub async fn verify(
                     if r.seq > hi {
                         break;
                     }
-                    if let Err(f) = check_sealed(c, &r, &seals) {
+                    if let Err(f) =
+                        check_sealed(c, r.seq, r.hash.as_bytes(), r.record.as_bytes(), &seals)
+                    {
                         failures.push(f);
                         break;
                     }
@@ -313,13 +295,8 @@ pub async fn verify(
             };
             if failures.is_empty() {
                 let end = hi.min(bounds.map(|(_, last)| last).unwrap_or(hi));
-                let parts = if end - c.expected() + 1 >= PARALLEL_FROM {
-                    PARTS
-                } else {
-                    1
-                };
                 let (walked, failure) =
-                    walk(store, c, end, parts, &seals, &mut progress, report.archived).await?;
+                    walk(store, c, end, &seals, &mut progress, report.archived).await?;
                 failures.extend(failure);
                 c = walked;
             }
@@ -362,12 +339,66 @@ pub async fn verify(
 const PARALLEL_FROM: i64 = 100_000;
 /// Ranges read and checked at once, each on its own pooled connection.
 const PARTS: i64 = 4;
+/// How often the progress callback hears of the walk.
+const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Check records `c.expected()..=end` of the store: a SQLite file through
+/// [`sqlite_scan`], anything else with [`walk_parts`].
+async fn walk(
+    store: &AuditStore,
+    c: ChainChecker,
+    end: i64,
+    seals: &BTreeMap<i64, Checkpoint>,
+    progress: &mut impl FnMut(u64),
+    base: u64,
+) -> Result<(ChainChecker, Option<VerifyFailure>), AuditError> {
+    match store {
+        AuditStore::Sqlite(pool) => match sqlite_scan::file_of(pool) {
+            Some(path) => walk_sqlite(path, c, end, seals, progress, base).await,
+            // An in-memory database is only reachable through its own pool.
+            None => walk_parts(store, c, end, 1, seals, progress, base).await,
+        },
+        AuditStore::Postgres(_) => {
+            let parts = if end - c.expected() + 1 >= PARALLEL_FROM {
+                PARTS
+            } else {
+                1
+            };
+            walk_parts(store, c, end, parts, seals, progress, base).await
+        }
+    }
+}
+
+/// [`sqlite_scan::check_range`] on a blocking thread, reporting progress meanwhile.
+async fn walk_sqlite(
+    path: std::path::PathBuf,
+    c: ChainChecker,
+    end: i64,
+    seals: &BTreeMap<i64, Checkpoint>,
+    progress: &mut impl FnMut(u64),
+    base: u64,
+) -> Result<(ChainChecker, Option<VerifyFailure>), AuditError> {
+    let seals = Arc::new(seals.clone());
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut task = tokio::task::spawn_blocking({
+        let (seals, counter) = (Arc::clone(&seals), Arc::clone(&counter));
+        move || sqlite_scan::check_range(&path, c, end, &seals, &counter)
+    });
+    let mut tick = tokio::time::interval(TICK);
+    let result = loop {
+        tokio::select! {
+            r = &mut task => break r,
+            _ = tick.tick() => progress(base + counter.load(Ordering::Relaxed)),
+        }
+    };
+    result.map_err(|e| AuditError::Store(format!("verify task: {e}")))?
+}
 
 /// Check records `c.expected()..=end` of the store, cut into `parts` ranges read and
 /// checked at once; part k starts from the stored hash of the
 /// record before it, which part k-1 proves (its last record must hash to exactly that),
 /// so the first failure found is the one a single sequential walk would find.
-async fn walk(
+async fn walk_parts(
     store: &AuditStore,
     c: ChainChecker,
     end: i64,
@@ -399,7 +430,7 @@ async fn walk(
             tokio::spawn(async move { walk_part(&store, part, b, &seals, &counter).await }),
         ));
     }
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut tick = tokio::time::interval(TICK);
     let mut results = Vec::new();
     for (b, mut task) in tasks {
         let result = loop {
@@ -440,7 +471,7 @@ async fn walk_part(
 ) -> Result<(ChainChecker, Option<VerifyFailure>), AuditError> {
     let mut rows = store.rows(c.expected(), end);
     while let Some(r) = rows.try_next().await? {
-        if let Err(f) = check_sealed(&mut c, &r, seals) {
+        if let Err(f) = check_sealed(&mut c, r.seq, r.hash.as_bytes(), r.record.as_bytes(), seals) {
             return Ok((c, Some(f)));
         }
         if c.checked().is_multiple_of(4096) {
@@ -494,22 +525,20 @@ async fn seals(
 /// Check a record and, when a checkpoint seals it, its hash against the seal.
 fn check_sealed(
     c: &mut ChainChecker,
-    r: &Row,
+    seq: i64,
+    hash: &[u8],
+    record: &[u8],
     seals: &BTreeMap<i64, Checkpoint>,
 ) -> Result<(), VerifyFailure> {
-    c.check(r.seq, &r.hash, r.record.as_bytes())?;
-    if let Some(seal) = seals.get(&r.seq) {
-        if seal.hash != r.hash {
-            let previous = seals
-                .range(..r.seq)
-                .next_back()
-                .map(|(s, _)| *s)
-                .unwrap_or(0);
+    c.check_bytes(seq, hash, record)?;
+    if let Some(seal) = seals.get(&seq) {
+        if seal.hash.as_bytes() != hash {
+            let previous = seals.range(..seq).next_back().map(|(s, _)| *s).unwrap_or(0);
             return Err(VerifyFailure {
                 seq: previous + 1,
                 reason: format!(
                     "record {} does not match the checkpoint signed by {} at {}: records {}..{} were rewritten (hashes recomputed) after sealing",
-                    r.seq, seal.node, seal.time, previous + 1, r.seq
+                    seq, seal.node, seal.time, previous + 1, seq
                 ),
             });
         }
@@ -546,6 +575,7 @@ mod tests {
         let AuditStore::Sqlite(pool) = &store else {
             unreachable!()
         };
+        let mut tx = pool.begin().await.unwrap();
         let mut prev = GENESIS.to_owned();
         for seq in 1..=n {
             let e = AuditEntry {
@@ -557,69 +587,164 @@ mod tests {
                 .bind(seq)
                 .bind(&hash)
                 .bind(record)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await
                 .unwrap();
             prev = hash;
         }
+        tx.commit().await.unwrap();
         let pool = pool.clone();
         (store, pool)
     }
 
-    async fn walk_with(store: &AuditStore, parts: i64) -> (i64, u64, Option<i64>) {
+    /// How a walk reads the store.
+    #[derive(Debug, Clone, Copy)]
+    enum Reader {
+        /// The sqlx stream cut into this many parts (the PostgreSQL way).
+        Parts(i64),
+        /// The rusqlite scan of the file.
+        Scan,
+    }
+
+    async fn walk_with(store: &AuditStore, end: i64, how: Reader) -> (i64, u64, Option<i64>) {
         let none = BTreeMap::new();
-        let (c, f) = walk(
-            store,
-            ChainChecker::new(1, GENESIS),
-            40,
-            parts,
-            &none,
-            &mut |_| {},
-            0,
-        )
-        .await
+        let c = ChainChecker::new(1, GENESIS);
+        let (c, f) = match how {
+            Reader::Parts(parts) => walk_parts(store, c, end, parts, &none, &mut |_| {}, 0).await,
+            Reader::Scan => walk(store, c, end, &none, &mut |_| {}, 0).await,
+        }
         .unwrap();
         (c.expected(), c.checked(), f.map(|f| f.seq))
     }
 
+    /// Apply `sql` to a fresh store of `n` records in `dir`.
+    async fn tampered(dir: &std::path::Path, n: i64, sql: &str) -> AuditStore {
+        std::fs::create_dir(dir).unwrap();
+        let (store, pool) = store(dir, n).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&pool)
+            .await
+            .unwrap();
+        store
+    }
+
     #[tokio::test]
-    async fn parts_find_the_failure_a_sequential_walk_finds() {
+    async fn every_reader_finds_the_failure_a_sequential_walk_finds() {
         let dir = tempfile::tempdir().unwrap();
         let (intact, _) = store(dir.path(), 40).await;
-        assert_eq!(walk_with(&intact, 4).await, (41, 40, None));
-        // Parts are 1-10, 11-20, 21-30, 31-40: tamper at and around the boundaries.
+        for how in [Reader::Parts(4), Reader::Scan] {
+            assert_eq!(walk_with(&intact, 40, how).await, (41, 40, None), "{how:?}");
+        }
+        // Parts are 1-10, 11-20, 21-30, 31-40, the scan's chunks (in tests) 1-16, 17-32,
+        // 33-41: tamper at and around the boundaries.
         let cases = [
+            ("DELETE FROM audit_log WHERE seq = 16", Some(16)),
+            ("DELETE FROM audit_log WHERE seq = 17", Some(17)),
+            ("DELETE FROM audit_log WHERE seq >= 17 AND seq <= 32", Some(17)),
+            ("UPDATE audit_log SET seq = -1 WHERE seq = 16; UPDATE audit_log SET seq = 16 WHERE seq = 17; UPDATE audit_log SET seq = 17 WHERE seq = -1", Some(16)),
+            ("UPDATE audit_log SET hash = 'x' WHERE seq = 32", Some(32)),
             ("DELETE FROM audit_log WHERE seq = 10", Some(10)),
             ("DELETE FROM audit_log WHERE seq = 11", Some(11)),
             ("UPDATE audit_log SET record = replace(record, '\"r25\"', '\"x25\"') WHERE seq = 25", Some(25)),
             ("UPDATE audit_log SET seq = -1 WHERE seq = 20; UPDATE audit_log SET seq = 20 WHERE seq = 21; UPDATE audit_log SET seq = 21 WHERE seq = -1", Some(20)),
+            ("INSERT INTO audit_log (seq, hash, record) SELECT 41, hash, record FROM audit_log WHERE seq = 3", Some(41)),
             // The end of the log is the checkpoints' business.
             ("DELETE FROM audit_log WHERE seq = 40", None),
         ];
         for (i, (sql, want)) in cases.into_iter().enumerate() {
-            let sub = dir.path().join(i.to_string());
-            std::fs::create_dir(&sub).unwrap();
-            let (store, pool) = store(&sub, 40).await;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&pool)
-                .await
-                .unwrap();
-            let (_, _, one) = walk_with(&store, 1).await;
-            let (_, _, four) = walk_with(&store, 4).await;
-            assert_eq!(one, want, "{sql}");
-            assert_eq!(four, want, "{sql}");
+            let store = tampered(&dir.path().join(i.to_string()), 40, sql).await;
+            for how in [Reader::Parts(1), Reader::Parts(4), Reader::Scan] {
+                let (_, _, got) = walk_with(&store, 41, how).await;
+                assert_eq!(got, want, "{how:?}: {sql}");
+            }
         }
     }
 
-    #[test]
-    fn head_fields_take_the_top_level_members() {
-        let prev = "a".repeat(64);
-        let rec = format!(
-            "{{\"detail\":{{\"prev_hash\":\"{}\",\"seq\":9}},\"prev_hash\":\"{prev}\",\"reason\":\"x \\\"seq\\\":5\",\"seq\":12,\"time\":\"t\"}}",
-            "b".repeat(64)
+    #[tokio::test]
+    async fn the_scan_counts_every_record_and_stops_at_the_first_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (intact, _) = store(dir.path(), 1300).await;
+        assert_eq!(
+            walk_with(&intact, 1300, Reader::Scan).await,
+            (1301, 1300, None)
         );
-        let (seq, p) = head_fields(rec.as_bytes()).unwrap();
-        assert_eq!(seq, 12);
-        assert_eq!(p, prev.as_bytes());
+        // The last record of a chunk, the first of the next, one inside, the very last.
+        for seq in [512, 513, 700, 1300] {
+            let sql = format!("UPDATE audit_log SET record = replace(record, '\"r{seq}\"', '\"x{seq}\"') WHERE seq = {seq}");
+            let store = tampered(&dir.path().join(seq.to_string()), 1300, &sql).await;
+            let checked = u64::try_from(seq - 1).unwrap();
+            assert_eq!(
+                walk_with(&store, 1300, Reader::Scan).await,
+                (seq, checked, Some(seq))
+            );
+        }
+    }
+
+    /// A record with a matching hash that is not canonical JSON was not written by the
+    /// gateway (here: the unsealed last record re-spelled, its hash recomputed).
+    #[tokio::test]
+    async fn a_record_that_is_not_canonical_fails_even_with_a_matching_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let respell = [
+            // Whitespace.
+            ("{", "{ "),
+            // A member twice: readers disagree on which one counts.
+            ("\"status\":0,", "\"status\":0,\"status\":200,"),
+            // An escape the writer never uses.
+            ("\"r40\"", "\"\\u0072\u{34}0\""),
+            ("\"status\":0", "\"status\":0.0"),
+        ];
+        for (i, (from, to)) in respell.into_iter().enumerate() {
+            let sub = dir.path().join(i.to_string());
+            std::fs::create_dir(&sub).unwrap();
+            let (store, pool) = store(&sub, 40).await;
+            let (prev, record): (String, String) = sqlx::query_as(
+                "SELECT (SELECT hash FROM audit_log WHERE seq = 39), record FROM audit_log WHERE seq = 40",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            let forged = record.replacen(from, to, 1);
+            assert_ne!(forged, record, "{from}");
+            sqlx::query("UPDATE audit_log SET record = ?1, hash = ?2 WHERE seq = 40")
+                .bind(&forged)
+                .bind(crate::audit::chain_hash(&prev, forged.as_bytes()))
+                .execute(&pool)
+                .await
+                .unwrap();
+            for how in [Reader::Parts(1), Reader::Scan] {
+                assert_eq!(
+                    walk_with(&store, 40, how).await,
+                    (40, 39, Some(40)),
+                    "{how:?}: {forged}"
+                );
+            }
+            let mut c = ChainChecker::new(1, GENESIS);
+            let rows: Vec<(i64, String, String)> =
+                sqlx::query_as("SELECT seq, hash, record FROM audit_log ORDER BY seq")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            let failure = rows
+                .iter()
+                .find_map(|(seq, hash, record)| c.check(*seq, hash, record.as_bytes()).err())
+                .unwrap();
+            assert!(failure.reason.contains("canonical"), "{failure:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_scan_names_a_record_of_the_wrong_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = tampered(
+            &dir.path().join("t"),
+            20,
+            "UPDATE audit_log SET record = 12 WHERE seq = 12",
+        )
+        .await;
+        assert_eq!(
+            walk_with(&store, 20, Reader::Scan).await,
+            (12, 11, Some(12))
+        );
     }
 }

@@ -2,9 +2,10 @@
 //! of `--config`. Running gateways pick changes up within their sync interval.
 //!
 //! The CLI is the operator's tool: whoever can read the config can change any
-//! department's agreements (department admins use the admin API, which limits each
-//! to its own datasets). Every change is versioned in the policy history under
-//! `--actor` and appended to the audit chain.
+//! department's agreements and any identity's roles (department admins use the
+//! admin API, which limits each to its own datasets and identities). Every change
+//! is versioned in the policy history under `--actor` and appended to the audit
+//! chain.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -119,6 +120,48 @@ pub enum PolicyCommand {
         #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
         config: PathBuf,
     },
+    /// List role bindings: which identities hold which roles.
+    Roles {
+        /// Only this identity.
+        #[arg(long)]
+        identity: Option<String>,
+        /// Only this role.
+        #[arg(long)]
+        role: Option<String>,
+        /// text or json.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Config file.
+        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
+        config: PathBuf,
+    },
+    /// Bind a role to an identity (`counter`, `dept-admin`, `auditor`, or a name
+    /// agreements grant to as role:<name>). Idempotent.
+    Bind {
+        /// Identity, e.g. urn:tongban:sz-hrss:counter-02.
+        identity: String,
+        /// Role name.
+        role: String,
+        /// Who is making the change.
+        #[arg(long, env = "USER", default_value = "operator")]
+        actor: String,
+        /// Config file.
+        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
+        config: PathBuf,
+    },
+    /// Take a role away from an identity.
+    Unbind {
+        /// Identity.
+        identity: String,
+        /// Role name.
+        role: String,
+        /// Who is making the change.
+        #[arg(long, env = "USER", default_value = "operator")]
+        actor: String,
+        /// Config file.
+        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
+        config: PathBuf,
+    },
     /// Revoke one agreement.
     Revoke {
         /// Agreement id.
@@ -182,6 +225,24 @@ pub async fn output(args: PolicyArgs) -> Result<String, Failure> {
             config,
         } => history(&config, id.as_deref(), limit, format).await,
         PolicyCommand::Revoke { id, actor, config } => revoke(&config, &id, &actor).await,
+        PolicyCommand::Roles {
+            identity,
+            role,
+            format,
+            config,
+        } => roles(&config, identity.as_deref(), role.as_deref(), format).await,
+        PolicyCommand::Bind {
+            identity,
+            role,
+            actor,
+            config,
+        } => bind(&config, &identity, &role, &actor, true).await,
+        PolicyCommand::Unbind {
+            identity,
+            role,
+            actor,
+            config,
+        } => bind(&config, &identity, &role, &actor, false).await,
     }
 }
 
@@ -235,7 +296,7 @@ async fn apply(
             log,
             node: &config.node,
         },
-        None => ChangeAudit::Bootstrap,
+        None => ChangeAudit::NotAudited,
     };
     let report = agreements::apply_file(
         &policy.store,
@@ -282,6 +343,82 @@ async fn revoke(config: &Path, id: &str, actor: &str) -> Result<String, Failure>
         "- {id}  revoked; policy version {}\n",
         applied.version
     ))
+}
+
+async fn roles(
+    config: &Path,
+    identity: Option<&str>,
+    role: Option<&str>,
+    format: Format,
+) -> Result<String, Failure> {
+    let config = load_config(config)?;
+    let store = crate::policy_sync::open_store(&config)
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let bindings: Vec<_> = store
+        .roles()
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))?
+        .into_iter()
+        .filter(|b| identity.is_none_or(|i| b.identity == i))
+        .filter(|b| role.is_none_or(|r| b.role == r))
+        .collect();
+    Ok(match format {
+        Format::Json | Format::Toml => {
+            let items: Vec<Value> = bindings
+                .iter()
+                .map(|b| json!({"identity": b.identity, "role": b.role}))
+                .collect();
+            format!("{}\n", Value::Array(items))
+        }
+        Format::Text if bindings.is_empty() => "no role bindings\n".into(),
+        Format::Text => {
+            let mut out = format!("{:<44} {}\n", "IDENTITY", "ROLE");
+            for b in &bindings {
+                out.push_str(&format!("{:<44} {}\n", b.identity, b.role));
+            }
+            out
+        }
+    })
+}
+
+/// Bind (or with `bind == false` unbind) a role, audited.
+async fn bind(
+    config: &Path,
+    identity: &str,
+    role: &str,
+    actor: &str,
+    bind: bool,
+) -> Result<String, Failure> {
+    let config = load_config(config)?;
+    let store = crate::policy_sync::open_store(&config)
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    // A malformed binding is refused before the audit log is opened.
+    policy::RoleBinding {
+        identity: identity.to_owned(),
+        role: role.to_owned(),
+    }
+    .validate()
+    .map_err(|e| Failure::Usage(e.to_string()))?;
+    let log = audit_log(&config).await?;
+    let audit = ChangeAudit::Chain {
+        log: &log,
+        node: &config.node,
+    };
+    let changed = if bind {
+        agreements::bind_role(&store, identity, role, actor, &audit).await
+    } else {
+        agreements::unbind_role(&store, identity, role, actor, &audit)
+            .await
+            .map(Some)
+    };
+    let out = match changed.map_err(manage_failure)? {
+        Some(c) if bind => format!("+ {identity}  role {role}; policy version {}\n", c.version),
+        Some(c) => format!("- {identity}  role {role}; policy version {}\n", c.version),
+        None => format!("{identity} holds role {role} already; nothing changed\n"),
+    };
+    Ok(out)
 }
 
 async fn list(
@@ -442,6 +579,16 @@ fn history_text(h: &HistoryEntry) -> String {
         h.subject,
         h.actor
     );
+    if h.kind == "role" {
+        let role = h
+            .after
+            .as_ref()
+            .or(h.before.as_ref())
+            .and_then(|b| b["role"].as_str())
+            .unwrap_or("?");
+        out.push_str(&format!("         role {role}\n"));
+        return out;
+    }
     let parse = |v: &Option<Value>| -> Option<Agreement> {
         v.as_ref()
             .and_then(|v| serde_json::from_value(v.clone()).ok())

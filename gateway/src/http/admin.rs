@@ -9,6 +9,9 @@
 //! | `PUT /admin/v1/agreements/{id}` | create or replace |
 //! | `DELETE /admin/v1/agreements/{id}` | revoke |
 //! | `GET /admin/v1/explain?consumer=&dataset=&matter=[&field=…][&at=][&operator=]` | why a lookup would be allowed or denied |
+//! | `GET /admin/v1/roles[?identity=&role=]` | every role binding |
+//! | `POST /admin/v1/roles` | bind a role to an identity of the caller's department |
+//! | `DELETE /admin/v1/roles?identity=&role=` | take it away |
 //!
 //! A change is stored with its before and after, applied to this gateway before the
 //! answer leaves (every other gateway follows within its sync interval), and
@@ -21,13 +24,13 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt as _, Limited};
-use policy::{Agreement, Edit, Question, Refusal};
+use policy::{Action, Agreement, Edit, Question, Refusal, RoleBinding};
 use serde_json::{json, Value};
 use tower::util::BoxCloneSyncService;
 
 use super::route::RouteService;
 use super::{Answer, Outcome, Principal};
-use crate::agreements::{change_detail, check};
+use crate::agreements::{change_detail, check, role_detail};
 use crate::audit::Decision;
 use crate::error::ApiError;
 use crate::policy_sync::PolicyService;
@@ -36,8 +39,13 @@ use crate::policy_sync::PolicyService;
 pub const AGREEMENTS: &str = "/admin/v1/agreements";
 /// Why a lookup would be allowed or denied.
 pub const EXPLAIN: &str = "/admin/v1/explain";
+/// Role bindings.
+pub const ROLES: &str = "/admin/v1/roles";
 /// The role the admin API requires.
 pub const DEPT_ADMIN: &str = "dept-admin";
+/// The role only the operator binds (with `tongban policy bind`): it reads every
+/// department's audit records.
+pub const AUDITOR: &str = "auditor";
 
 /// The agreements service.
 pub fn agreements_service<B>(policy: Arc<PolicyService>, max_body: usize) -> RouteService<B>
@@ -58,6 +66,18 @@ pub fn explain_service<B: Send + 'static>(policy: Arc<PolicyService>) -> RouteSe
         let principal = req.extensions().get::<Principal>().cloned();
         let query = req.uri().query().unwrap_or_default().to_owned();
         async move { Ok::<_, Infallible>(explain(&policy, principal.as_ref(), &query).await) }
+    }))
+}
+
+/// The role bindings service.
+pub fn roles_service<B>(policy: Arc<PolicyService>, max_body: usize) -> RouteService<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    BoxCloneSyncService::new(tower::service_fn(move |req: Request<B>| {
+        let policy = Arc::clone(&policy);
+        async move { Ok::<_, Infallible>(roles(&policy, max_body, req).await) }
     }))
 }
 
@@ -94,6 +114,45 @@ impl Admin {
                 "{} is a dept-admin of {}; {dataset} is provided by {owner}, so only {owner}'s dept-admins may grant or revoke it",
                 self.uri, self.department
             ))));
+        }
+        Ok(())
+    }
+}
+
+impl Admin {
+    /// A dept-admin binds and unbinds roles of its own department's identities only
+    /// (a department decides which of its systems are counters and who administers
+    /// it, never another's), never `auditor` (it reads every department's records:
+    /// the operator grants it), and does not take away its own dept-admin role
+    /// (another admin of the department, or the operator, can).
+    fn may_bind(&self, b: &RoleBinding, action: Action) -> Result<(), ApiError> {
+        let refuse = |why: String| Err(ApiError::Refused(Refusal::NotPermitted(why)));
+        let department = b
+            .identity
+            .parse::<certs::Identity>()
+            .map(|i| i.department().to_owned())
+            .map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "identity: {:?} is not an identity: {e}",
+                    b.identity
+                ))
+            })?;
+        if department != self.department {
+            return refuse(format!(
+                "{} is a dept-admin of {}; {} belongs to {department}, whose dept-admins manage its roles",
+                self.uri, self.department, b.identity
+            ));
+        }
+        if b.role == AUDITOR {
+            return refuse(format!(
+                "the {AUDITOR} role reads every department's audit records; the operator binds it with `tongban policy bind`"
+            ));
+        }
+        if action == Action::Unbind && b.role == DEPT_ADMIN && b.identity == self.uri {
+            return refuse(format!(
+                "{} may not remove its own {DEPT_ADMIN} role; another {DEPT_ADMIN} of {} or the operator can",
+                self.uri, self.department
+            ));
         }
         Ok(())
     }
@@ -210,17 +269,7 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    let bytes = Limited::new(req.into_body(), max_body)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::TooLarge(max_body)
-            } else {
-                ApiError::BadRequest(format!("reading the body failed: {e}"))
-            }
-        })?
-        .to_bytes();
+    let bytes = read_body(req, max_body).await?;
     let mut v: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
     if let (Some(id), Some(obj)) = (path_id, v.as_object_mut()) {
@@ -238,6 +287,25 @@ where
     }
     serde_json::from_value(v)
         .map_err(|e| ApiError::BadRequest(format!("body is not an agreement: {e}")))
+}
+
+/// The body, at most `max_body` bytes.
+async fn read_body<B>(req: Request<B>, max_body: usize) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    Ok(Limited::new(req.into_body(), max_body)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::TooLarge(max_body)
+            } else {
+                ApiError::BadRequest(format!("reading the body failed: {e}"))
+            }
+        })?
+        .to_bytes())
 }
 
 async fn change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Outcome {
@@ -404,5 +472,167 @@ async fn explained(policy: &PolicyService, admin: &Admin, params: &[(String, Str
     let mut o = json_answer(StatusCode::OK, e.to_json());
     o.facts.dataset = Some(dataset);
     o.facts.matter = Some(matter);
+    o
+}
+
+async fn roles<B>(policy: &PolicyService, max_body: usize, req: Request<B>) -> Outcome
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    let admin = match admin(policy, req.extensions().get::<Principal>()) {
+        Ok(a) => a,
+        Err(e) => return denied(e),
+    };
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    match req.method().clone() {
+        Method::GET => list_roles(policy, param("identity"), param("role")).await,
+        Method::POST => match binding_body(req, max_body).await {
+            Ok(b) => role_change(policy, &admin, b, Action::Bind).await,
+            Err(e) => Outcome::error(e),
+        },
+        Method::DELETE => match (param("identity"), param("role")) {
+            (Some(identity), Some(role)) => {
+                role_change(
+                    policy,
+                    &admin,
+                    RoleBinding { identity, role },
+                    Action::Unbind,
+                )
+                .await
+            }
+            _ => Outcome::error(ApiError::BadRequest(
+                "identity and role are required: DELETE /admin/v1/roles?identity=…&role=…".into(),
+            )),
+        },
+        m => Outcome::error(ApiError::Method(m.to_string())),
+    }
+}
+
+/// Every binding: a provider granting to `role:<name>` sees whom the grant reaches.
+async fn list_roles(
+    policy: &PolicyService,
+    identity: Option<String>,
+    role: Option<String>,
+) -> Outcome {
+    let bindings = match policy.store.roles().await {
+        Ok(b) => b,
+        Err(e) => return Outcome::error(ApiError::Internal(e.to_string())),
+    };
+    let items: Vec<Value> = bindings
+        .iter()
+        .filter(|b| identity.as_ref().is_none_or(|i| &b.identity == i))
+        .filter(|b| role.as_ref().is_none_or(|r| &b.role == r))
+        .map(|b| json!({"identity": b.identity, "role": b.role}))
+        .collect();
+    let mut o = json_answer(
+        StatusCode::OK,
+        json!({"roles": items, "policy_version": policy.authorizer.version()}),
+    );
+    o.facts.detail = Some(json!({"role_list": {"identity": identity, "role": role}}));
+    o
+}
+
+async fn binding_body<B>(req: Request<B>, max_body: usize) -> Result<RoleBinding, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        identity: String,
+        role: String,
+    }
+    let bytes = read_body(req, max_body).await?;
+    let b: Body = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "body is not a role binding {{\"identity\": …, \"role\": …}}: {e}"
+        ))
+    })?;
+    Ok(RoleBinding {
+        identity: b.identity,
+        role: b.role,
+    })
+}
+
+async fn role_change(
+    policy: &PolicyService,
+    admin: &Admin,
+    binding: RoleBinding,
+    action: Action,
+) -> Outcome {
+    let mut o = checked_role_change(policy, admin, &binding, action).await;
+    if o.facts.detail.is_none() {
+        // Refused or unchanged: the attempt is on record, naming what it was about.
+        o.facts.detail = Some(json!({"role_binding": {
+            "action": action.as_str(), "identity": binding.identity, "role": binding.role,
+        }}));
+    }
+    o
+}
+
+async fn checked_role_change(
+    policy: &PolicyService,
+    admin: &Admin,
+    b: &RoleBinding,
+    action: Action,
+) -> Outcome {
+    // Well-formed first (a bad identity has no department to check), then allowed.
+    if let Err(e) = b.validate() {
+        return Outcome::error(ApiError::BadRequest(e.to_string()));
+    }
+    if let Err(e) = admin.may_bind(b, action) {
+        return denied(e);
+    }
+    let changed = match action {
+        Action::Unbind => {
+            policy
+                .store
+                .unbind_role_by(&b.identity, &b.role, &admin.uri)
+                .await
+        }
+        _ => {
+            policy
+                .store
+                .bind_role_by(&b.identity, &b.role, &admin.uri)
+                .await
+        }
+    };
+    let version = match changed {
+        Ok(Some(v)) => v,
+        Ok(None) if action == Action::Unbind => {
+            return Outcome::error(ApiError::Refused(Refusal::NoBinding {
+                identity: b.identity.clone(),
+                role: b.role.clone(),
+            }))
+        }
+        Ok(None) => {
+            return json_answer(
+                StatusCode::OK,
+                json!({"action": "unchanged", "identity": b.identity, "role": b.role,
+                       "version": null}),
+            )
+        }
+        Err(e) => return Outcome::error(ApiError::Internal(e.to_string())),
+    };
+    // This gateway obeys the change before answering; others follow.
+    if let Err(e) = policy.refresh().await {
+        tracing::warn!(error = %e, "applying a role change locally failed; the sync task retries");
+    }
+    let status = match action {
+        Action::Bind => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    let mut o = json_answer(
+        status,
+        json!({"action": action.as_str(), "identity": b.identity, "role": b.role,
+               "version": version}),
+    );
+    o.facts.detail = Some(role_detail(&b.identity, &b.role, action, version));
     o
 }

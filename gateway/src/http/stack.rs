@@ -9,7 +9,9 @@ use http_body::Body;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
-use super::admin::{agreements_service, explain_service, AGREEMENTS, EXPLAIN};
+use super::admin::{
+    agreements_service, explain_service, roles_service, AGREEMENTS, EXPLAIN, ROLES,
+};
 use super::audit_api::{records_service, RECORDS};
 use super::audit_layer::AuditLayer;
 use super::authorize::AuthorizeLayer;
@@ -66,6 +68,11 @@ where
             &[Method::GET],
             EXPLAIN,
             explain_service(Arc::clone(&app.policy)),
+        )
+        .route(
+            &[Method::GET, Method::POST, Method::DELETE],
+            ROLES,
+            roles_service(Arc::clone(&app.policy), app.config.limits.max_body_bytes),
         )
 }
 
