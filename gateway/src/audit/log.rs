@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions as _, Connection as _, PgPool, SqliteConnection};
+use sqlx::{ConnectOptions as _, PgPool};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{seal_entry, GENESIS};
 use super::checkpoint::Checkpoint;
+use super::sqlite_writer::SqliteWriter;
 use super::store::{AuditStore, CHAIN_LOCK};
 use super::AuditEntry;
 use crate::config::{Config, StateDb};
@@ -111,7 +112,11 @@ impl AuditLog {
     ) -> Result<Self, AuditError> {
         let store = AuditStore::open(db).await?;
         let mut backend = match db {
-            StateDb::Sqlite(path) => Backend::Sqlite(state_db_options(path).connect().await?),
+            StateDb::Sqlite(path) => Backend::Sqlite(SqliteWriter::start(
+                path,
+                Arc::clone(&signer),
+                settings.clone(),
+            )?),
             StateDb::Postgres(_) => match &store {
                 AuditStore::Postgres(pool) => Backend::Postgres(pool.clone()),
                 AuditStore::Sqlite(_) => return Err(AuditError::Store("store mismatch".into())),
@@ -160,28 +165,48 @@ impl AuditLog {
 
 /// The chain's head and its last seal, as the writer sees them.
 #[derive(Debug, Clone)]
-struct ChainState {
+pub(super) struct ChainState {
     seq: i64,
     hash: String,
     sealed: i64,
 }
 
-/// A record ready to insert, with its search columns.
-struct NewRow {
-    seq: i64,
-    hash: String,
-    record: String,
-    columns: [Option<String>; 8],
+impl ChainState {
+    /// Whether `(seq, hash)` is this state's head.
+    pub(super) fn is_head(&self, seq: i64, hash: &str) -> bool {
+        self.seq == seq && self.hash == hash
+    }
+
+    /// The state once `p` is committed on top of this one.
+    pub(super) fn after(mut self, p: &Prepared) -> ChainState {
+        if let Some(last) = p.rows.last() {
+            self.seq = last.seq;
+            self.hash = last.hash.clone();
+        }
+        if let Some(c) = &p.checkpoint {
+            self.sealed = c.seq;
+        }
+        self
+    }
 }
 
-struct Prepared {
-    rows: Vec<NewRow>,
-    checkpoint: Option<Checkpoint>,
+/// A record ready to insert, with its search columns.
+pub(super) struct NewRow {
+    pub(super) seq: i64,
+    pub(super) hash: String,
+    pub(super) record: String,
+    pub(super) columns: [Option<String>; 8],
+}
+
+/// A batch chained onto the head, and the checkpoint sealing it when one is due.
+pub(super) struct Prepared {
+    pub(super) rows: Vec<NewRow>,
+    pub(super) checkpoint: Option<Checkpoint>,
 }
 
 enum Backend {
-    /// One dedicated connection: this process is the only writer.
-    Sqlite(SqliteConnection),
+    /// A dedicated thread and connection: this process is the only writer.
+    Sqlite(SqliteWriter),
     /// Any pooled connection: the chain is shared, so its head is read under the
     /// advisory lock in every transaction.
     Postgres(PgPool),
@@ -190,7 +215,7 @@ enum Backend {
 impl Backend {
     async fn read_state(&mut self) -> Result<ChainState, AuditError> {
         match self {
-            Backend::Sqlite(conn) => read_state_sqlite(conn).await,
+            Backend::Sqlite(writer) => writer.read_state().await,
             Backend::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
                 read_state_pg(&mut conn).await
@@ -198,56 +223,18 @@ impl Backend {
         }
     }
 
-    /// One transaction: read or take the head, let `prepare` chain the records, insert.
+    /// One transaction: read or take the head, chain the records onto it (sealing
+    /// when due), insert.
     async fn append(
         &mut self,
         cached: &ChainState,
-        prepare: impl FnOnce(&ChainState) -> Result<Prepared, AuditError>,
+        entries: Vec<AuditEntry>,
+        time_due: bool,
+        signer: &Signer,
+        settings: &AuditSettings,
     ) -> Result<(Prepared, ChainState), AuditError> {
         match self {
-            Backend::Sqlite(conn) => {
-                // IMMEDIATE takes the write lock now, so the head read below stays the
-                // head until commit. Another process (a `tongban policy` command) may
-                // have appended since the last batch: then re-read the whole state.
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                let head: Option<(i64, String)> =
-                    sqlx::query_as(HEAD).fetch_optional(&mut *tx).await?;
-                let moved =
-                    head.is_some_and(|(seq, hash)| seq != cached.seq || hash != cached.hash);
-                let current = if moved {
-                    read_state_sqlite(&mut tx).await?
-                } else {
-                    cached.clone()
-                };
-                let cached = &current;
-                let p = prepare(cached)?;
-                // One statement per chunk of rows, not per row: each statement is a
-                // round trip to sqlx's SQLite worker thread, which costs more than
-                // the insert itself.
-                for chunk in p.rows.chunks(SQLITE_ROWS_PER_INSERT) {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sqlite_insert(chunk.len())));
-                    for r in chunk {
-                        q = q.bind(r.seq).bind(&r.hash).bind(&r.record);
-                        for c in &r.columns {
-                            q = q.bind(c);
-                        }
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-                if let Some(c) = &p.checkpoint {
-                    sqlx::query(
-                        "INSERT INTO audit_checkpoint (seq, hash, checkpoint) VALUES (?1, ?2, ?3)",
-                    )
-                    .bind(c.seq)
-                    .bind(&c.hash)
-                    .bind(c.to_json())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                let state = next_state(cached.clone(), &p);
-                Ok((p, state))
-            }
+            Backend::Sqlite(writer) => writer.append(cached.clone(), entries, time_due).await,
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -255,56 +242,20 @@ impl Backend {
                     .execute(&mut *tx)
                     .await?;
                 let current = read_state_pg(&mut tx).await?;
-                let p = prepare(&current)?;
+                let p = chain(&current, &entries, time_due, signer, settings)?;
                 insert_pg(&mut tx, &p).await?;
                 tx.commit().await?;
-                let state = next_state(current, &p);
+                let state = current.after(&p);
                 Ok((p, state))
             }
         }
     }
 }
 
-fn next_state(mut s: ChainState, p: &Prepared) -> ChainState {
-    if let Some(last) = p.rows.last() {
-        s.seq = last.seq;
-        s.hash = last.hash.clone();
-    }
-    if let Some(c) = &p.checkpoint {
-        s.sealed = c.seq;
-    }
-    s
-}
-
-/// Rows per multi-row INSERT: 11 parameters each, far below SQLite's limit, and few
-/// distinct statement shapes for sqlx's statement cache.
-const SQLITE_ROWS_PER_INSERT: usize = 64;
-
-/// `INSERT … VALUES (…), (…), …` for `rows` audit rows; built only from constants.
-fn sqlite_insert(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision) VALUES ",
-    );
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)");
-    }
-    sql
-}
-
-const HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
-const SEALED: &str = "SELECT MAX(seq) FROM audit_checkpoint";
-const ARCHIVED: &str = "SELECT to_seq, last_hash FROM audit_archive ORDER BY to_seq DESC LIMIT 1";
-
-async fn read_state_sqlite(conn: &mut SqliteConnection) -> Result<ChainState, AuditError> {
-    let head: Option<(i64, String)> = sqlx::query_as(HEAD).fetch_optional(&mut *conn).await?;
-    let archived: Option<(i64, String)> =
-        sqlx::query_as(ARCHIVED).fetch_optional(&mut *conn).await?;
-    let sealed: Option<i64> = sqlx::query_scalar(SEALED).fetch_one(&mut *conn).await?;
-    Ok(state_of(head, archived, sealed))
-}
+pub(super) const HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+pub(super) const SEALED: &str = "SELECT MAX(seq) FROM audit_checkpoint";
+pub(super) const ARCHIVED: &str =
+    "SELECT to_seq, last_hash FROM audit_archive ORDER BY to_seq DESC LIMIT 1";
 
 async fn read_state_pg(conn: &mut sqlx::PgConnection) -> Result<ChainState, AuditError> {
     let head: Option<(i64, String)> = sqlx::query_as(HEAD).fetch_optional(&mut *conn).await?;
@@ -319,7 +270,7 @@ async fn read_state_pg(conn: &mut sqlx::PgConnection) -> Result<ChainState, Audi
 
 /// The head is the last stored record, or — when everything was archived — the last
 /// archived one.
-fn state_of(
+pub(super) fn state_of(
     head: Option<(i64, String)>,
     archived: Option<(i64, String)>,
     sealed: Option<i64>,
@@ -426,19 +377,17 @@ impl Writer {
     /// Commit the waiting records (possibly none: a timed seal) and answer them;
     /// `seal` asks for a checkpoint now if anything is unsealed.
     async fn commit(&mut self, batch: &mut Vec<Pending>, seal: bool) {
-        let entries: Vec<&AuditEntry> = batch.iter().map(|p| &p.entry).collect();
+        let records = batch.len();
+        let (entries, replies): (Vec<AuditEntry>, Vec<_>) =
+            batch.drain(..).map(|p| (p.entry, p.reply)).unzip();
         let started = Instant::now();
         let time_due = seal || self.last_sealed_at.elapsed() >= self.settings.checkpoint_interval;
-        let (signer, settings) = (&self.signer, &self.settings);
         let result = self
             .backend
-            .append(&self.state, |head| {
-                chain(head, &entries, time_due, signer, settings)
-            })
+            .append(&self.state, entries, time_due, &self.signer, &self.settings)
             .await;
-        drop(entries);
         if let Some(m) = &self.settings.metrics {
-            m.audit_commit(batch.len(), started.elapsed(), result.is_ok());
+            m.audit_commit(records, started.elapsed(), result.is_ok());
         }
         match result {
             Ok((prepared, state)) => {
@@ -447,17 +396,17 @@ impl Writer {
                     self.last_sealed_at = Instant::now();
                     self.copy_checkpoint(c).await;
                 }
-                for (p, r) in batch.drain(..).zip(prepared.rows) {
-                    let _ = p.reply.send(Ok(Receipt {
+                for (reply, r) in replies.into_iter().zip(prepared.rows) {
+                    let _ = reply.send(Ok(Receipt {
                         seq: r.seq,
                         hash: r.hash,
                     }));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = batch.len(), "audit commit failed; refusing the batch");
-                for p in batch.drain(..) {
-                    let _ = p.reply.send(Err(e.clone()));
+                tracing::error!(error = %e, records, "audit commit failed; refusing the batch");
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
                 }
                 // The transaction rolled back; re-read the head in case the store
                 // moved under us.
@@ -517,9 +466,9 @@ async fn gather(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, max:
 }
 
 /// Chain `entries` onto `head`, and seal the new head when a checkpoint is due.
-fn chain(
+pub(super) fn chain(
     head: &ChainState,
-    entries: &[&AuditEntry],
+    entries: &[AuditEntry],
     time_due: bool,
     signer: &Signer,
     settings: &AuditSettings,

@@ -22,6 +22,7 @@ mod export;
 mod log;
 mod report;
 mod search;
+mod sqlite_writer;
 mod store;
 mod subject;
 mod verify;

@@ -1,0 +1,192 @@
+//! The SQLite half of the audit writer: one OS thread owning one rusqlite connection.
+//!
+//! A group commit is several statements (begin, read the head, insert, commit). Run
+//! through sqlx, each statement is a round trip to sqlx's worker thread, and on a
+//! busy core those hand-offs cost more than the inserts. Here a whole batch crosses
+//! to the thread once and its result comes back once; the statements are prepared
+//! once and reused from rusqlite's cache.
+
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::log::{chain, state_of, AuditError, AuditSettings, ChainState, Prepared};
+use super::log::{ARCHIVED, HEAD, SEALED};
+use super::AuditEntry;
+use crate::signing::Signer;
+
+impl From<rusqlite::Error> for AuditError {
+    fn from(e: rusqlite::Error) -> Self {
+        AuditError::Store(e.to_string())
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, AuditError>>;
+
+enum Job {
+    /// Read the head, the last archive and the last seal.
+    ReadState(Reply<ChainState>),
+    /// Chain `entries` onto the head (`cached`, unless another process moved it)
+    /// and commit them, sealing when due.
+    Append {
+        cached: ChainState,
+        entries: Vec<AuditEntry>,
+        time_due: bool,
+        reply: Reply<(Prepared, ChainState)>,
+    },
+}
+
+/// Handle to the writer thread; the thread ends when the handle is dropped.
+pub(super) struct SqliteWriter {
+    jobs: std_mpsc::Sender<Job>,
+}
+
+impl SqliteWriter {
+    /// Open the state database at `path` (its tables already exist) and start the
+    /// thread, which seals checkpoints with `signer`.
+    pub(super) fn start(
+        path: &Path,
+        signer: Arc<Signer>,
+        settings: AuditSettings,
+    ) -> Result<Self, AuditError> {
+        let conn = open(path)?;
+        let (jobs, rx) = std_mpsc::channel();
+        std::thread::Builder::new()
+            .name("tongban-audit".into())
+            .spawn(move || run(conn, &rx, &signer, &settings))
+            .map_err(|e| AuditError::Store(format!("cannot start the audit writer: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    pub(super) async fn read_state(&self) -> Result<ChainState, AuditError> {
+        self.ask(Job::ReadState).await
+    }
+
+    pub(super) async fn append(
+        &self,
+        cached: ChainState,
+        entries: Vec<AuditEntry>,
+        time_due: bool,
+    ) -> Result<(Prepared, ChainState), AuditError> {
+        self.ask(|reply| Job::Append {
+            cached,
+            entries,
+            time_due,
+            reply,
+        })
+        .await
+    }
+
+    async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, AuditError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs.send(job(reply)).map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+}
+
+/// WAL, and `synchronous=FULL` so a commit is on disk when it returns. Statement
+/// journals (a multi-row statement's undo pages) stay in memory rather than in a
+/// temporary file.
+fn open(path: &Path) -> Result<rusqlite::Connection, AuditError> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(AuditError::Store(format!(
+            "{}: cannot switch to WAL (journal mode is {mode})",
+            path.display()
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(conn)
+}
+
+fn run(
+    mut conn: rusqlite::Connection,
+    jobs: &std_mpsc::Receiver<Job>,
+    signer: &Signer,
+    settings: &AuditSettings,
+) {
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::ReadState(reply) => {
+                let _ = reply.send(read_state(&conn));
+            }
+            Job::Append {
+                cached,
+                entries,
+                time_due,
+                reply,
+            } => {
+                let result = append(&mut conn, &cached, &entries, time_due, signer, settings);
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+fn read_state(conn: &rusqlite::Connection) -> Result<ChainState, AuditError> {
+    let pair = |sql: &str| -> Result<Option<(i64, String)>, AuditError> {
+        Ok(conn
+            .prepare_cached(sql)?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    };
+    let head = pair(HEAD)?;
+    let archived = pair(ARCHIVED)?;
+    let sealed: Option<i64> = conn.prepare_cached(SEALED)?.query_row([], |r| r.get(0))?;
+    Ok(state_of(head, archived, sealed))
+}
+
+const INSERT_ROW: &str = "INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+const INSERT_CHECKPOINT: &str =
+    "INSERT INTO audit_checkpoint (seq, hash, checkpoint) VALUES (?1, ?2, ?3)";
+
+/// One transaction: take the write lock, read the head, chain, insert, commit.
+fn append(
+    conn: &mut rusqlite::Connection,
+    cached: &ChainState,
+    entries: &[AuditEntry],
+    time_due: bool,
+    signer: &Signer,
+    settings: &AuditSettings,
+) -> Result<(Prepared, ChainState), AuditError> {
+    // IMMEDIATE takes the write lock now, so the head read below stays the head
+    // until commit. Another process (a `tongban policy` command) may have appended
+    // since the last batch: then re-read the whole state.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let head: Option<(i64, String)> = tx
+        .prepare_cached(HEAD)?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let moved = head.is_some_and(|(seq, hash)| !cached.is_head(seq, &hash));
+    let current = if moved {
+        read_state(&tx)?
+    } else {
+        cached.clone()
+    };
+    let p = chain(&current, entries, time_due, signer, settings)?;
+    {
+        let mut insert = tx.prepare_cached(INSERT_ROW)?;
+        for r in &p.rows {
+            let [time, consumer, operator, dataset, subject, matter, case_id, decision] =
+                &r.columns;
+            insert.execute(params![
+                r.seq, r.hash, r.record, time, consumer, operator, dataset, subject, matter,
+                case_id, decision
+            ])?;
+        }
+    }
+    if let Some(c) = &p.checkpoint {
+        tx.prepare_cached(INSERT_CHECKPOINT)?
+            .execute(params![c.seq, c.hash, c.to_json()])?;
+    }
+    tx.commit()?;
+    let state = current.after(&p);
+    Ok((p, state))
+}
