@@ -32,6 +32,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
 SERVER_CORE, CLIENT_CORE = 1, 0
+# What deploy/ (Dockerfile, systemd unit) runs the gateway with: one glibc malloc
+# arena. Tongban's servers here get it too; one extra idle-memory run shows the
+# gateway on glibc's defaults.
+DEPLOYED_ENV = dict(os.environ, MALLOC_ARENA_MAX="1")
 
 
 def log(msg):
@@ -82,12 +86,19 @@ class Servers:
         self.work = work
         self.procs = []
 
-    def start(self, name, cmd, port, cwd=None):
+    def start(self, name, cmd, port, cwd=None, env=None):
         out = open(os.path.join(self.work, f"{name}.log"), "w")
-        proc = subprocess.Popen(pinned(SERVER_CORE, cmd), stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+        proc = subprocess.Popen(pinned(SERVER_CORE, cmd), stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         self.procs.append(proc)
         wait_port(port, proc)
         return proc
+
+    def stop_one(self, proc):
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
     def stop(self):
         for p in self.procs:
@@ -251,10 +262,12 @@ def run_all(args, work, servers):
     demo = os.path.join(work, "demo")
     p_full, p_ops, p_noaudit, p_limit, p_up, p_nginx = (free_port() for _ in range(6))
     full = servers.start("tongban", [os.path.join(BIN, "tongban"), "demo", "--dir", demo,
-                                     "--listen", f"127.0.0.1:{p_full}", "--ops-listen", f"127.0.0.1:{p_ops}"], p_full)
+                                     "--listen", f"127.0.0.1:{p_full}", "--ops-listen", f"127.0.0.1:{p_ops}"], p_full,
+                         env=DEPLOYED_ENV)
     pki = os.path.join(demo, "pki")
     noaudit = servers.start("noaudit", [os.path.join(BIN, "tongban-noaudit"), "--config",
-                                        os.path.join(demo, "tongban.toml"), "--listen", f"127.0.0.1:{p_noaudit}"], p_noaudit)
+                                        os.path.join(demo, "tongban.toml"), "--listen", f"127.0.0.1:{p_noaudit}"], p_noaudit,
+                             env=DEPLOYED_ENV)
     limit = servers.start("limit", [os.path.join(BIN, "bare-server"), "--listen", f"127.0.0.1:{p_limit}",
                                     "--cert", f"{pki}/server.pem", "--key", f"{pki}/server.key",
                                     "--client-ca", f"{pki}/ca.pem"], p_limit)
@@ -280,6 +293,15 @@ def run_all(args, work, servers):
     # (the heap keeps some of what the bursts grew it to).
     log("idle connections, fresh gateway")
     idle_fresh = loadgen(targets["full"], pki, "idle", 1000, 3, "full idle (fresh)", warmup=2.0)
+    log("idle connections, fresh gateway on glibc's malloc defaults")
+    demo2, p2, p2_ops = os.path.join(work, "demo-defaults"), free_port(), free_port()
+    plain = servers.start("tongban-defaults", [os.path.join(BIN, "tongban"), "demo", "--dir", demo2, "--listen",
+                                               f"127.0.0.1:{p2}", "--ops-listen", f"127.0.0.1:{p2_ops}"], p2)
+    samples2 = json.load(open(os.path.join(demo2, "samples.json")))
+    body2 = json.dumps(next(s for s in samples2 if s["expect"] == 200 and s["cert"] == "counter-a")["body"])
+    idle_defaults = loadgen(dict(targets["full"], port=p2, pids=[plain.pid], body=body2), os.path.join(demo2, "pki"), "idle",
+                            1000, 3, "full idle (glibc defaults)", warmup=2.0)
+    servers.stop_one(plain)
     for r in range(args.rounds):
         log(f"round {r + 1}/{args.rounds}")
         for name in ("limit", "nginx", "full", "noaudit"):
@@ -293,7 +315,8 @@ def run_all(args, work, servers):
     log("cross-check with an external client")
     ours = loadgen(targets["full"], pki, "keepalive", 64, args.seconds, "full (loadgen)")
     ab = ab_crosscheck(targets["full"], pki, work, args.seconds)
-    return {"res": res, "idle": idle, "idle_fresh": idle_fresh, "ab": ab, "ours_vs_ab": ours}
+    return {"res": res, "idle": idle, "idle_fresh": idle_fresh, "idle_defaults": idle_defaults, "ab": ab,
+            "ours_vs_ab": ours}
 
 
 def report(args, results):
@@ -325,7 +348,8 @@ def report(args, results):
     lines.append(f"| full lookup throughput vs nginx | {ratio(full_rps, med(k['nginx'], 'rps'))} | ≥ 1.0× (stretch 1.5×) |")
     lines.append(f"| new mTLS connections/s vs nginx | {ratio(med(h['full'], 'rps'), med(h['nginx'], 'rps'))} | ≥ 1.5× |")
     lines.append(f"| p99 latency at 64 connections | {fmt(med(k['full'], 'p99_us'))} µs | < 5,000 µs |")
-    for when, run in (("fresh gateway", results["idle_fresh"]), ("after the load rounds", idle)):
+    for when, run in (("fresh gateway", results["idle_fresh"]), ("after the load rounds", idle),
+                      ("fresh gateway, glibc malloc defaults", results["idle_defaults"])):
         rss = run.get("server_rss_kib")
         lines.append(f"| RSS holding 1,000 idle mTLS connections, {when} | {fmt(rss / 1024 if rss else None)} MiB "
                      f"({run['ok']} connections up) | ≤ 64 MiB |")
