@@ -294,13 +294,16 @@ def run_all(args, work, servers):
     log("idle connections, fresh gateway")
     idle_fresh = loadgen(targets["full"], pki, "idle", 1000, 3, "full idle (fresh)", warmup=2.0)
     log("idle connections, fresh gateway on glibc's malloc defaults")
-    demo2, p2, p2_ops = os.path.join(work, "demo-defaults"), free_port(), free_port()
-    plain = servers.start("tongban-defaults", [os.path.join(BIN, "tongban"), "demo", "--dir", demo2, "--listen",
-                                               f"127.0.0.1:{p2}", "--ops-listen", f"127.0.0.1:{p2_ops}"], p2)
-    samples2 = json.load(open(os.path.join(demo2, "samples.json")))
-    body2 = json.dumps(next(s for s in samples2 if s["expect"] == 200 and s["cert"] == "counter-a")["body"])
-    idle_defaults = loadgen(dict(targets["full"], port=p2, pids=[plain.pid], body=body2), os.path.join(demo2, "pki"), "idle",
-                            1000, 3, "full idle (glibc defaults)", warmup=2.0)
+    # A second gateway on the same demo (same certificates and sources; its audit
+    # records join the same chain under another node name).
+    p2, p2_ops = free_port(), free_port()
+    env2 = dict(os.environ, TONGBAN_LISTEN=f"127.0.0.1:{p2}", TONGBAN_OPS_LISTEN=f"127.0.0.1:{p2_ops}",
+                TONGBAN_NODE="bench-glibc-defaults")
+    env2.pop("MALLOC_ARENA_MAX", None)
+    plain = servers.start("tongban-defaults", [os.path.join(BIN, "tongban"), "serve", "--config",
+                                               os.path.join(demo, "tongban.toml")], p2, env=env2)
+    idle_defaults = loadgen(dict(targets["full"], port=p2, pids=[plain.pid]), pki, "idle", 1000, 3,
+                            "full idle (glibc defaults)", warmup=2.0)
     servers.stop_one(plain)
     for r in range(args.rounds):
         log(f"round {r + 1}/{args.rounds}")

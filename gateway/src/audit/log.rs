@@ -13,6 +13,7 @@ use super::chain::{seal_entry, GENESIS};
 use super::checkpoint::Checkpoint;
 use super::sqlite_writer::SqliteWriter;
 use super::store::{AuditStore, CHAIN_LOCK};
+use super::verify::{ChainChecker, VerifyFailure};
 use super::AuditEntry;
 use crate::config::{Config, StateDb};
 use crate::signing::Signer;
@@ -123,6 +124,7 @@ impl AuditLog {
             },
         };
         let state = backend.read_state().await?;
+        check_unsealed_tail(&store, &state).await?;
         let (tx, rx) = mpsc::channel(settings.batch_max * 4);
         let (close, close_rx) = mpsc::channel(1);
         let writer = Writer {
@@ -160,6 +162,58 @@ impl AuditLog {
     /// The store, for reading.
     pub fn store(&self) -> &AuditStore {
         &self.store
+    }
+}
+
+/// Before this writer seals anything, check the records after the last checkpoint:
+/// the next checkpoint vouches for them, so a record edited, deleted or inserted
+/// while no gateway ran must stop the gateway rather than be sealed. A crash cannot
+/// cause this (every batch commits whole); tampering or a damaged store can.
+async fn check_unsealed_tail(store: &AuditStore, state: &ChainState) -> Result<(), AuditError> {
+    use futures_util::TryStreamExt as _;
+    if state.seq <= state.sealed {
+        return Ok(());
+    }
+    let anchor = if state.sealed == 0 {
+        GENESIS.to_owned()
+    } else {
+        store
+            .checkpoints(state.sealed, state.sealed)
+            .await?
+            .pop()
+            .map(|c| c.hash)
+            .ok_or_else(|| {
+                AuditError::Store(format!(
+                    "checkpoint {} vanished while opening",
+                    state.sealed
+                ))
+            })?
+    };
+    let mut checker = ChainChecker::new(state.sealed + 1, &anchor);
+    let mut rows = store.rows(state.sealed + 1, state.seq);
+    let mut failure = None;
+    while let Some(row) = rows.try_next().await? {
+        if let Err(f) = checker.check(row.seq, &row.hash, row.record.as_bytes()) {
+            failure = Some(f);
+            break;
+        }
+    }
+    if failure.is_none() && checker.expected() != state.seq + 1 {
+        failure = Some(VerifyFailure {
+            seq: checker.expected(),
+            reason: format!("record {} is missing: deleted", checker.expected()),
+        });
+    }
+    match failure {
+        None => Ok(()),
+        Some(f) => Err(AuditError::Store(format!(
+            "the unsealed end of the audit chain (records {}..={}) does not verify at record {}: {}; \
+             refusing to seal it: run `tongban audit verify` and investigate before serving",
+            state.sealed + 1,
+            state.seq,
+            f.seq,
+            f.reason
+        ))),
     }
 }
 
@@ -582,6 +636,50 @@ mod tests {
         assert_eq!(r.seq, 51);
         let report = verify_chain(&mut conn).await.unwrap();
         assert!(report.failure.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_edited_unsealed_record_stops_the_next_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let log = open(&path, 3).await;
+        for i in 0..5 {
+            log.append(AuditEntry {
+                request_id: format!("r{i}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+        // Sealed at 3 (batches of one here); 4 and 5 are unsealed. No close: a crash.
+        drop(log);
+        let mut conn = state_db_options(&path).connect().await.unwrap();
+        let sealed: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoint")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert!(sealed < 5, "sealed {sealed}");
+        // An untouched tail reopens.
+        drop(open(&path, 3).await);
+        sqlx::query(
+            "UPDATE audit_log SET record = replace(record, '\"r4\"', '\"r9\"') WHERE seq = 5",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let err = AuditLog::open(&StateDb::Sqlite(path.clone()), test_signer(), settings(3))
+            .await
+            .err()
+            .expect("a tampered tail must not be sealed");
+        let text = err.to_string();
+        assert!(text.contains("at record 5"), "{text}");
+        assert!(text.contains("tongban audit verify"), "{text}");
+        // Nothing was sealed over it.
+        let after: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoint")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(after, sealed);
     }
 
     #[tokio::test(flavor = "current_thread")]
