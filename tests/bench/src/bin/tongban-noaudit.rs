@@ -14,6 +14,7 @@ use gateway::http::audit_layer::Audited;
 use gateway::http::identity::IdentityLayer;
 use gateway::http::limit::ShedLayer;
 use gateway::http::meta::MetaLayer;
+use gateway::http::metrics_layer::MetricsLayer;
 use gateway::http::respond::RespondLayer;
 use gateway::http::stack::router;
 use gateway::http::{Outcome, Principal};
@@ -81,6 +82,8 @@ async fn serve(args: Args) -> Result<()> {
                 .layer(MetaLayer)
                 .layer(IdentityLayer::new(principal))
                 .layer(RespondLayer::new(Arc::clone(&app.signer)))
+                // As in the gateway's stack, so that only the audit layer differs.
+                .layer(MetricsLayer::new(app.metrics.clone()))
                 // In place of the audit layer: a receipt that records nothing.
                 .map_response(no_audit)
                 .layer(ShedLayer::new(Arc::clone(&app.in_flight)))
