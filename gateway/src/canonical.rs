@@ -136,25 +136,36 @@ impl<'a> Members<'a> {
     }
 
     fn int(&mut self, n: i64) -> Result<(), Unsupported> {
-        if n.unsigned_abs() > EXACT {
-            return Err(Unsupported);
-        }
-        // Writing into a Vec cannot fail.
-        let _ = write!(self.out, "{n}");
-        Ok(())
+        write_int(self.out, n)
     }
 
     fn uint(&mut self, n: u64) -> Result<(), Unsupported> {
-        if n > EXACT {
-            return Err(Unsupported);
-        }
-        let _ = write!(self.out, "{n}");
-        Ok(())
+        write_uint(self.out, n)
     }
 
     fn close(self) {
         self.out.push(b'}');
     }
+}
+
+/// An integer every JSON reader holds exactly (|n| ≤ 2^53) is its plain decimal; a
+/// larger one is left to the reference canonicalizer.
+fn write_uint(out: &mut Vec<u8>, n: u64) -> Result<(), Unsupported> {
+    if n > EXACT {
+        return Err(Unsupported);
+    }
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{n}");
+    Ok(())
+}
+
+/// See [`write_uint`].
+fn write_int(out: &mut Vec<u8>, n: i64) -> Result<(), Unsupported> {
+    if n.unsigned_abs() > EXACT {
+        return Err(Unsupported);
+    }
+    let _ = write!(out, "{n}");
+    Ok(())
 }
 
 fn write_value(out: &mut Vec<u8>, v: &Value) -> Result<(), Unsupported> {
@@ -164,15 +175,9 @@ fn write_value(out: &mut Vec<u8>, v: &Value) -> Result<(), Unsupported> {
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
-                if u > EXACT {
-                    return Err(Unsupported);
-                }
-                let _ = write!(out, "{u}");
+                write_uint(out, u)?;
             } else if let Some(i) = n.as_i64() {
-                if i.unsigned_abs() > EXACT {
-                    return Err(Unsupported);
-                }
-                let _ = write!(out, "{i}");
+                write_int(out, i)?;
             } else {
                 return Err(Unsupported);
             }

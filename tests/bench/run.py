@@ -32,10 +32,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
 SERVER_CORE, CLIENT_CORE = 1, 0
-# What deploy/ (Dockerfile, systemd unit) runs the gateway with: one glibc malloc
-# arena. Tongban's servers here get it too; one extra idle-memory run shows the
-# gateway on glibc's defaults.
-DEPLOYED_ENV = dict(os.environ, MALLOC_ARENA_MAX="1")
 
 
 def log(msg):
@@ -267,17 +263,16 @@ def run_all(args, work, servers):
     servers.start("demo", [os.path.join(BIN, "tongban"), "demo", "--dir", demo, "--listen", f"127.0.0.1:{p_demo}",
                            "--ops-listen", f"127.0.0.1:{p_demo_ops}"], p_demo)
 
-    def serve(node, port, ops_port, env):
-        env = dict(env, TONGBAN_LISTEN=f"127.0.0.1:{port}", TONGBAN_OPS_LISTEN=f"127.0.0.1:{ops_port}",
+    def serve(node, port, ops_port):
+        env = dict(os.environ, TONGBAN_LISTEN=f"127.0.0.1:{port}", TONGBAN_OPS_LISTEN=f"127.0.0.1:{ops_port}",
                    TONGBAN_NODE=node)
         return servers.start(node, [os.path.join(BIN, "tongban"), "serve", "--config",
                                     os.path.join(demo, "tongban.toml")], port, env=env)
 
-    full = serve("bench-full", p_full, p_ops, DEPLOYED_ENV)
+    full = serve("bench-full", p_full, p_ops)
     pki = os.path.join(demo, "pki")
     noaudit = servers.start("noaudit", [os.path.join(BIN, "tongban-noaudit"), "--config",
-                                        os.path.join(demo, "tongban.toml"), "--listen", f"127.0.0.1:{p_noaudit}"], p_noaudit,
-                             env=DEPLOYED_ENV)
+                                        os.path.join(demo, "tongban.toml"), "--listen", f"127.0.0.1:{p_noaudit}"], p_noaudit)
     limit = servers.start("limit", [os.path.join(BIN, "bare-server"), "--listen", f"127.0.0.1:{p_limit}",
                                     "--cert", f"{pki}/server.pem", "--key", f"{pki}/server.key",
                                     "--client-ca", f"{pki}/ca.pem"], p_limit)
@@ -303,14 +298,6 @@ def run_all(args, work, servers):
     # (the heap keeps some of what the bursts grew it to).
     log("idle connections, fresh gateway")
     idle_fresh = loadgen(targets["full"], pki, "idle", 1000, 3, "full idle (fresh)", warmup=2.0)
-    log("idle connections, fresh gateway on glibc's malloc defaults")
-    glibc_env = dict(os.environ)
-    glibc_env.pop("MALLOC_ARENA_MAX", None)
-    p_plain = free_port()
-    plain = serve("bench-glibc-defaults", p_plain, free_port(), glibc_env)
-    idle_defaults = loadgen(dict(targets["full"], port=p_plain, pids=[plain.pid]), pki, "idle", 1000, 3,
-                            "full idle (glibc defaults)", warmup=2.0)
-    servers.stop_one(plain)
     for r in range(args.rounds):
         log(f"round {r + 1}/{args.rounds}")
         for name in ("limit", "nginx", "full", "noaudit"):
@@ -324,8 +311,7 @@ def run_all(args, work, servers):
     log("cross-check with an external client")
     ours = loadgen(targets["full"], pki, "keepalive", 64, args.seconds, "full (loadgen)")
     ab = ab_crosscheck(targets["full"], pki, work, args.seconds)
-    return {"res": res, "idle": idle, "idle_fresh": idle_fresh, "idle_defaults": idle_defaults, "ab": ab,
-            "ours_vs_ab": ours}
+    return {"res": res, "idle": idle, "idle_fresh": idle_fresh, "ab": ab, "ours_vs_ab": ours}
 
 
 def report(args, results):
@@ -357,8 +343,7 @@ def report(args, results):
     lines.append(f"| full lookup throughput vs nginx | {ratio(full_rps, med(k['nginx'], 'rps'))} | ≥ 1.0× (stretch 1.5×) |")
     lines.append(f"| new mTLS connections/s vs nginx | {ratio(med(h['full'], 'rps'), med(h['nginx'], 'rps'))} | ≥ 1.5× |")
     lines.append(f"| p99 latency at 64 connections | {fmt(med(k['full'], 'p99_us'))} µs | < 5,000 µs |")
-    for when, run in (("fresh gateway", results["idle_fresh"]), ("after the load rounds", idle),
-                      ("fresh gateway, glibc malloc defaults", results["idle_defaults"])):
+    for when, run in (("fresh gateway", results["idle_fresh"]), ("after the load rounds", idle)):
         rss = run.get("server_rss_kib")
         lines.append(f"| RSS holding 1,000 idle mTLS connections, {when} | {fmt(rss / 1024 if rss else None)} MiB "
                      f"({run['ok']} connections up) | ≤ 64 MiB |")

@@ -639,6 +639,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_wal_is_copied_into_the_database_without_a_commit_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let log = open(&path, 1_000_000).await;
+        let before = std::fs::metadata(&path).unwrap().len();
+        let handles: Vec<_> = (0..400)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    log.append(AuditEntry {
+                        request_id: format!("r{i}"),
+                        detail: Some(serde_json::json!({"pad": "x".repeat(200)})),
+                        ..Default::default()
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap().unwrap();
+        }
+        // Far below the writer's own checkpoint threshold: only the checkpointer
+        // thread moves these pages from the WAL into the database file.
+        let grown = async {
+            while std::fs::metadata(&path).unwrap().len() <= before {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), grown)
+            .await
+            .expect("the database file never grew: the WAL was not checkpointed");
+    }
+
+    #[tokio::test]
     async fn an_edited_unsealed_record_stops_the_next_writer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
