@@ -267,6 +267,13 @@ enum Backend {
 }
 
 impl Backend {
+    /// Release the store: the SQLite writer's threads end and close their connections.
+    async fn stop(self) {
+        if let Backend::Sqlite(writer) = self {
+            writer.stop().await;
+        }
+    }
+
     async fn read_state(&mut self) -> Result<ChainState, AuditError> {
         match self {
             Backend::Sqlite(writer) => writer.read_state().await,
@@ -389,22 +396,19 @@ impl Writer {
         let mut batch = Vec::with_capacity(max);
         let mut tick = tokio::time::interval(self.settings.checkpoint_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        let closed = loop {
             tokio::select! {
                 biased;
                 n = rx.recv_many(&mut batch, max) => {
                     if n == 0 {
-                        break;
+                        break None;
                     }
                     gather(&mut rx, &mut batch, max).await;
                     self.commit(&mut batch, false).await;
                 }
                 done = close.recv() => {
                     self.drain(&mut rx, &mut batch).await;
-                    if let Some(done) = done {
-                        let _ = done.send(());
-                    }
-                    break;
+                    break done;
                 }
                 _ = tick.tick() => {
                     // A lone SQLite writer knows when nothing is unsealed; with a
@@ -416,6 +420,10 @@ impl Writer {
                     }
                 }
             }
+        };
+        self.backend.stop().await;
+        if let Some(done) = closed {
+            let _ = done.send(());
         }
     }
 

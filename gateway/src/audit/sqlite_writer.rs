@@ -48,6 +48,8 @@ enum Job {
 /// Handle to the writer thread; the thread ends when the handle is dropped.
 pub(super) struct SqliteWriter {
     jobs: std_mpsc::Sender<Job>,
+    /// Told once both threads have ended and closed their connections.
+    stopped: oneshot::Receiver<()>,
 }
 
 impl SqliteWriter {
@@ -64,14 +66,28 @@ impl SqliteWriter {
         let checkpointer = open(path)?;
         let (committed, commits) = std_mpsc::sync_channel(1);
         let (jobs, rx) = std_mpsc::channel();
+        let (stopped_tx, stopped) = oneshot::channel();
         let spawn = |name: &str| std::thread::Builder::new().name(name.into());
-        spawn("tongban-audit")
-            .spawn(move || run(conn, &rx, &committed, &signer, &settings))
-            .map_err(|e| AuditError::Store(format!("cannot start the audit writer: {e}")))?;
-        spawn("tongban-audit-ckpt")
+        let checkpoints = spawn("tongban-audit-ckpt")
             .spawn(move || checkpoint_wal(&checkpointer, &commits))
             .map_err(|e| AuditError::Store(format!("cannot start the WAL checkpointer: {e}")))?;
-        Ok(Self { jobs })
+        spawn("tongban-audit")
+            .spawn(move || {
+                run(conn, &rx, &committed, &signer, &settings);
+                // The checkpointer copies what is left, closes its connection, ends.
+                drop(committed);
+                let _ = checkpoints.join();
+                let _ = stopped_tx.send(());
+            })
+            .map_err(|e| AuditError::Store(format!("cannot start the audit writer: {e}")))?;
+        Ok(Self { jobs, stopped })
+    }
+
+    /// Stop both threads once the jobs handed in are done, and wait until their
+    /// connections are closed (the database may be copied or removed next).
+    pub(super) async fn stop(self) {
+        drop(self.jobs);
+        let _ = self.stopped.await;
     }
 
     pub(super) async fn read_state(&self) -> Result<ChainState, AuditError> {
@@ -128,20 +144,40 @@ const WAL_SAFETY_NET_PAGES: i64 = 8192;
 const CHECKPOINT_AFTER: Duration = Duration::from_millis(250);
 
 /// Copy committed WAL frames into the database file some time after commits, until
-/// the writer is gone. PASSIVE never blocks the writer or readers.
+/// the writer is gone (then once more, at once). PASSIVE never blocks the writer or
+/// readers.
 fn checkpoint_wal(conn: &rusqlite::Connection, commits: &std_mpsc::Receiver<()>) {
     while commits.recv().is_ok() {
-        std::thread::sleep(CHECKPOINT_AFTER);
-        // A commit signalled while sleeping is covered by this checkpoint.
-        let _ = commits.try_recv();
-        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        });
-        match result {
-            Ok((wal, copied)) => tracing::trace!(wal, copied, "audit WAL checkpoint"),
-            Err(e) => {
-                tracing::warn!(error = %e, "audit WAL checkpoint failed; the writer's own checkpoints take over")
-            }
+        let stopping = wait_for_more(commits);
+        checkpoint_once(conn);
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Let commits accumulate for [`CHECKPOINT_AFTER`]; the ones signalled meanwhile are
+/// covered by the checkpoint that follows. True when the writer has stopped.
+fn wait_for_more(commits: &std_mpsc::Receiver<()>) -> bool {
+    let deadline = std::time::Instant::now() + CHECKPOINT_AFTER;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match commits.recv_timeout(left) {
+            Ok(()) if !left.is_zero() => continue,
+            Ok(()) | Err(std_mpsc::RecvTimeoutError::Timeout) => return false,
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return true,
+        }
+    }
+}
+
+fn checkpoint_once(conn: &rusqlite::Connection) {
+    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    });
+    match result {
+        Ok((wal, copied)) => tracing::trace!(wal, copied, "audit WAL checkpoint"),
+        Err(e) => {
+            tracing::warn!(error = %e, "audit WAL checkpoint failed; the writer's own checkpoints take over")
         }
     }
 }

@@ -212,7 +212,33 @@ pub async fn verify_chain(conn: &mut SqliteConnection) -> Result<VerifyReport, A
 
 /// Verify the chain (archives, then the store) and every checkpoint; `progress` is
 /// called with the number of records checked so far, now and then.
+///
+/// `tongban audit archive` may move records out of the store while this runs: the
+/// walk then finds them neither in the archives it listed nor in the store. So a
+/// failure is only reported once the list of archives is the same as when the walk
+/// began; otherwise the chain is verified again against the new list.
 pub async fn verify(
+    store: &AuditStore,
+    opts: &VerifyOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<VerifyReport, AuditError> {
+    const ATTEMPTS: usize = 3;
+    let mut attempt = 1;
+    loop {
+        let listed = store.archives().await?;
+        let report = verify_once(store, opts, &mut progress).await?;
+        if report.failure.is_none() || attempt == ATTEMPTS || store.archives().await? == listed {
+            return Ok(report);
+        }
+        tracing::info!(
+            attempt,
+            "records were archived while verifying; verifying again"
+        );
+        attempt += 1;
+    }
+}
+
+async fn verify_once(
     store: &AuditStore,
     opts: &VerifyOptions,
     mut progress: impl FnMut(u64),
