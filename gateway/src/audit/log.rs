@@ -244,12 +244,28 @@ impl ChainState {
     }
 }
 
-/// A record ready to insert, with its search columns.
+/// A record ready to insert; its search columns are its entry's
+/// ([`search_columns`]), the entry at the same place in the batch.
 pub(super) struct NewRow {
     pub(super) seq: i64,
     pub(super) hash: String,
     pub(super) record: String,
-    pub(super) columns: [Option<String>; 8],
+}
+
+/// The indexed copies of an entry's searchable fields, in `audit_log`'s column order
+/// (`time`, `consumer`, `operator`, `dataset`, `subject`, `matter`, `case_id`,
+/// `decision`).
+pub(super) fn search_columns(e: &AuditEntry) -> [Option<&str>; 8] {
+    [
+        Some(e.time.as_str()),
+        e.consumer.as_deref(),
+        e.operator.as_deref(),
+        e.dataset.as_deref(),
+        e.subject.as_deref(),
+        e.matter.as_deref(),
+        e.case_id.as_deref(),
+        Some(e.decision.as_str()),
+    ]
 }
 
 /// A batch chained onto the head, and the checkpoint sealing it when one is due.
@@ -304,7 +320,7 @@ impl Backend {
                     .await?;
                 let current = read_state_pg(&mut tx).await?;
                 let p = chain(&current, &entries, time_due, signer, settings)?;
-                insert_pg(&mut tx, &p).await?;
+                insert_pg(&mut tx, &p, &entries).await?;
                 tx.commit().await?;
                 let state = current.after(&p);
                 Ok((p, state))
@@ -344,14 +360,18 @@ pub(super) fn state_of(
     }
 }
 
-async fn insert_pg(tx: &mut sqlx::PgConnection, p: &Prepared) -> Result<(), AuditError> {
+async fn insert_pg(
+    tx: &mut sqlx::PgConnection,
+    p: &Prepared,
+    entries: &[AuditEntry],
+) -> Result<(), AuditError> {
     if !p.rows.is_empty() {
         // One statement per batch: arrays unnested server-side, one round trip.
         let mut cols: Vec<Vec<Option<String>>> =
             (0..8).map(|_| Vec::with_capacity(p.rows.len())).collect();
-        for r in &p.rows {
-            for (i, c) in r.columns.iter().enumerate() {
-                cols[i].push(c.clone());
+        for e in entries {
+            for (i, c) in search_columns(e).into_iter().enumerate() {
+                cols[i].push(c.map(str::to_owned));
             }
         }
         let mut q = sqlx::query(
@@ -545,16 +565,6 @@ pub(super) fn chain(
             seq,
             hash: hash.clone(),
             record,
-            columns: [
-                Some(e.time.clone()),
-                e.consumer.clone(),
-                e.operator.clone(),
-                e.dataset.clone(),
-                e.subject.clone(),
-                e.matter.clone(),
-                e.case_id.clone(),
-                Some(e.decision.as_str().to_owned()),
-            ],
         });
         prev = hash;
     }

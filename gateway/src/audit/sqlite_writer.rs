@@ -19,7 +19,9 @@ use std::time::Duration;
 use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::log::{chain, state_of, AuditError, AuditSettings, ChainState, Prepared};
+use super::log::{
+    chain, search_columns, state_of, AuditError, AuditSettings, ChainState, Prepared,
+};
 use super::log::{ARCHIVED, HEAD, SEALED};
 use super::AuditEntry;
 use crate::signing::Signer;
@@ -256,9 +258,9 @@ fn append(
     let p = chain(&current, entries, time_due, signer, settings)?;
     {
         let mut insert = tx.prepare_cached(INSERT_ROW)?;
-        for r in &p.rows {
+        for (r, e) in p.rows.iter().zip(entries) {
             let [time, consumer, operator, dataset, subject, matter, case_id, decision] =
-                &r.columns;
+                search_columns(e);
             insert.execute(params![
                 r.seq, r.hash, r.record, time, consumer, operator, dataset, subject, matter,
                 case_id, decision
