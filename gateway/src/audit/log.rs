@@ -605,6 +605,20 @@ mod tests {
         }
     }
 
+    /// Hand `n` records in at once, each from a task of its own.
+    fn spawn_appends(
+        log: &AuditLog,
+        n: usize,
+        entry: impl Fn(usize) -> AuditEntry,
+    ) -> Vec<tokio::task::JoinHandle<Result<Receipt, AuditError>>> {
+        (0..n)
+            .map(|i| {
+                let (log, entry) = (log.clone(), entry(i));
+                tokio::spawn(async move { log.append(entry).await })
+            })
+            .collect()
+    }
+
     async fn open(path: &Path, every: i64) -> AuditLog {
         AuditLog::open(
             &StateDb::Sqlite(path.to_owned()),
@@ -620,21 +634,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let log = open(&path, 10).await;
-        let mut handles = Vec::new();
-        for i in 0..50 {
-            let log = log.clone();
-            handles.push(tokio::spawn(async move {
-                let entry = AuditEntry {
-                    request_id: format!("r{i}"),
-                    status: 200,
-                    ..Default::default()
-                };
-                log.append(entry).await.unwrap()
-            }));
-        }
+        let handles = spawn_appends(&log, 50, |i| AuditEntry {
+            request_id: format!("r{i}"),
+            status: 200,
+            ..Default::default()
+        });
         let mut seqs: Vec<i64> = Vec::new();
         for h in handles {
-            seqs.push(h.await.unwrap().seq);
+            seqs.push(h.await.unwrap().unwrap().seq);
         }
         seqs.sort();
         assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
@@ -662,19 +669,11 @@ mod tests {
         let path = dir.path().join("state.db");
         let log = open(&path, 1_000_000).await;
         let before = std::fs::metadata(&path).unwrap().len();
-        let handles: Vec<_> = (0..400)
-            .map(|i| {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    log.append(AuditEntry {
-                        request_id: format!("r{i}"),
-                        detail: Some(serde_json::json!({"pad": "x".repeat(200)})),
-                        ..Default::default()
-                    })
-                    .await
-                })
-            })
-            .collect();
+        let handles = spawn_appends(&log, 400, |i| AuditEntry {
+            request_id: format!("r{i}"),
+            detail: Some(serde_json::json!({"pad": "x".repeat(200)})),
+            ..Default::default()
+        });
         for h in handles {
             h.await.unwrap().unwrap();
         }
@@ -739,18 +738,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let log = open(&path, 1000).await;
-        let handles: Vec<_> = (0..20)
-            .map(|i| {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    log.append(AuditEntry {
-                        request_id: format!("r{i}"),
-                        ..Default::default()
-                    })
-                    .await
-                })
-            })
-            .collect();
+        let handles = spawn_appends(&log, 20, |i| AuditEntry {
+            request_id: format!("r{i}"),
+            ..Default::default()
+        });
         // Let every append hand its record to the writer (one thread: they all run).
         tokio::task::yield_now().await;
         log.close().await;

@@ -215,15 +215,20 @@ fn run(
     }
 }
 
+/// The `(seq, hash)` row `sql` selects, if any.
+fn seq_and_hash(
+    conn: &rusqlite::Connection,
+    sql: &str,
+) -> Result<Option<(i64, String)>, AuditError> {
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
 fn read_state(conn: &rusqlite::Connection) -> Result<ChainState, AuditError> {
-    let pair = |sql: &str| -> Result<Option<(i64, String)>, AuditError> {
-        Ok(conn
-            .prepare_cached(sql)?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
-    };
-    let head = pair(HEAD)?;
-    let archived = pair(ARCHIVED)?;
+    let head = seq_and_hash(conn, HEAD)?;
+    let archived = seq_and_hash(conn, ARCHIVED)?;
     let sealed: Option<i64> = conn.prepare_cached(SEALED)?.query_row([], |r| r.get(0))?;
     Ok(state_of(head, archived, sealed))
 }
@@ -245,10 +250,7 @@ fn append(
     // until commit. Another process (a `tongban policy` command) may have appended
     // since the last batch: then re-read the whole state.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let head: Option<(i64, String)> = tx
-        .prepare_cached(HEAD)?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+    let head = seq_and_hash(&tx, HEAD)?;
     let moved = head.is_some_and(|(seq, hash)| !cached.is_head(seq, &hash));
     let current = if moved {
         read_state(&tx)?

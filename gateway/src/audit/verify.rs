@@ -225,9 +225,9 @@ pub async fn verify(
     const ATTEMPTS: usize = 3;
     let mut attempt = 1;
     loop {
-        let listed = store.archives().await?;
-        let report = verify_once(store, opts, &mut progress).await?;
-        if report.failure.is_none() || attempt == ATTEMPTS || store.archives().await? == listed {
+        let archives = store.archives().await?;
+        let report = verify_once(store, opts, &archives, &mut progress).await?;
+        if report.failure.is_none() || attempt == ATTEMPTS || store.archives().await? == archives {
             return Ok(report);
         }
         tracing::info!(
@@ -238,16 +238,17 @@ pub async fn verify(
     }
 }
 
+/// One walk, over `archives` as listed at its start, then the store.
 async fn verify_once(
     store: &AuditStore,
     opts: &VerifyOptions,
+    archives: &[super::store::ArchiveEntry],
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, AuditError> {
     let lo = opts.from.unwrap_or(1).max(1);
     let hi = opts.to.unwrap_or(i64::MAX);
     let mut failures: Vec<VerifyFailure> = Vec::new();
     let seals = seals(store, opts, lo, hi, &mut failures).await?;
-    let archives = store.archives().await?;
     let bounds = store.bounds().await?;
 
     // Where the walk starts, and the hash it is anchored on.
@@ -308,7 +309,7 @@ async fn verify_once(
             let mut c = match checker.take() {
                 Some(c) => c,
                 None if start == 1 => ChainChecker::new(1, GENESIS),
-                None => match anchor_of(store, &archives, start).await? {
+                None => match anchor_of(store, archives, start).await? {
                     Some(anchor) => ChainChecker::new(start, &anchor),
                     None => {
                         failures.push(VerifyFailure {
