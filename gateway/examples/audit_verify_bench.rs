@@ -15,9 +15,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use gateway::audit::{
-    self, seal_entry, AuditEntry, AuditStore, Checkpoint, Decision, VerifyOptions, GENESIS,
-};
+mod common;
+
+use common::{cpu_seconds, entry};
+use gateway::audit::{self, seal_entry, AuditStore, Checkpoint, VerifyOptions, GENESIS};
 use gateway::config::StateDb;
 use gateway::signing::Signer;
 use rustls_pki_types::pem::PemObject as _;
@@ -41,42 +42,6 @@ fn main() -> Result<(), Error> {
         .enable_all()
         .build()?
         .block_on(run(n, db, runs))
-}
-
-fn entry(i: i64) -> AuditEntry {
-    AuditEntry {
-        time: format!(
-            "2026-11-28T{:02}:{:02}:{:02}.{:06}Z",
-            (i / 3_600_000) % 24,
-            (i / 60_000) % 60,
-            (i / 1000) % 60,
-            i % 1_000_000
-        ),
-        request_id: format!("0193a0b2-7c4e-7d1a-9f00-{i:012x}"),
-        node: "gw-1".into(),
-        consumer: Some("urn:tongban:sz-hrss:counter-01".into()),
-        cert_fingerprint: Some(
-            "9f2c4d0e8b7a6f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6".into(),
-        ),
-        operator: Some(format!("clerk-{:03}", i % 200)),
-        method: "POST".into(),
-        path: "/v1/lookup".into(),
-        matter: Some("social-insurance-enrollment".into()),
-        case_id: Some(format!("SB-2026-{:06}", i / 3)),
-        dataset: Some("population".into()),
-        subject: Some(format!("4403041972041{:05}", i % 100_000)),
-        fields: vec![
-            "name".into(),
-            "birth_date".into(),
-            "household_address".into(),
-        ],
-        agreement: Some("hrss-population-2026".into()),
-        decision: Decision::Allow,
-        reason: None,
-        status: 200,
-        latency_us: 850 + u64::try_from(i % 700).unwrap_or(0),
-        detail: None,
-    }
 }
 
 async fn run(n: i64, keep: Option<PathBuf>, runs: u32) -> Result<(), Error> {
@@ -183,15 +148,4 @@ async fn generate(path: &Path, n: i64, signer: &Signer) -> Result<(), Error> {
         tx.commit().await?;
     }
     Ok(())
-}
-
-/// User and system CPU time of this process so far (Linux; `None` elsewhere).
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // USER_HZ is 100 on every Linux this runs on.
-    Some(ticks / 100.0)
 }

@@ -212,12 +212,26 @@ def ratio(a, b):
     return f"{a / b:.2f}×" if a and b else "n/a"
 
 
+PG_SERVER = "postgres://postgres@127.0.0.1:5432"
+
+
+def answers(port):
+    """Whether something listens on 127.0.0.1:port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def extra_figures():
-    """Policy-decision and audit-verify figures from their own benchmarks, when present."""
+    """Policy-decision and audit verify/write figures from their own benchmarks, when present."""
     lines = []
     for title, cmd in (
         ("policy decision", ["cargo", "run", "--release", "-q", "-p", "policy", "--example", "decision_bench"]),
         ("audit verify", ["cargo", "run", "--release", "-q", "-p", "gateway", "--example", "audit_verify_bench"]),
+        ("audit write, CPU per record", ["cargo", "run", "--release", "-q", "-p", "gateway", "--example", "audit_write_bench",
+                                         "--", "200000"] + (["--pg", PG_SERVER] if answers(5432) else [])),
     ):
         example = cmd[cmd.index("--example") + 1]
         crate = cmd[cmd.index("-p") + 1]
