@@ -39,6 +39,9 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const PRODUCERS: i64 = 64;
 
+/// Record `i` of one way.
+type Records = fn(i64) -> AuditEntry;
+
 fn main() -> Result<(), Error> {
     let mut n: i64 = 200_000;
     let mut pg = None;
@@ -71,7 +74,7 @@ async fn run(n: i64, pg: Option<String>) -> Result<(), Error> {
     let pem = Signer::generate_pem()?;
     let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())?;
     let signer = Arc::new(Signer::from_pkcs8(der.secret_pkcs8_der())?);
-    let ways: [(&str, fn(i64) -> AuditEntry); 2] = [
+    let ways: [(&str, Records); 2] = [
         ("writer, as the HTTP benchmark", as_http_bench),
         ("writer, spread subjects", spread),
     ];
@@ -127,7 +130,7 @@ async fn through_writer(
     db: &StateDb,
     signer: &Arc<Signer>,
     n: i64,
-    make: fn(i64) -> AuditEntry,
+    make: Records,
     server_cpu: Option<fn() -> HashMap<u32, f64>>,
 ) -> Result<(Duration, Option<f64>), Error> {
     let settings = AuditSettings {
