@@ -188,7 +188,7 @@ pub async fn connect_tcp<Ws: WithSocket>(
 ) -> crate::Result<Ws::Output> {
     #[cfg(feature = "_rt-tokio")]
     if crate::rt::rt_tokio::available() {
-        // Tongban patch (upstream launchbadge/sqlx#4336, not yet released): without
+        // Tongban patch (upstream sqlx#4336, not yet released): without
         // TCP_NODELAY a message that spans TCP segments waits for a delayed ACK, 40 ms.
         let stream = tokio::net::TcpStream::connect((host, port)).await?;
         stream.set_nodelay(true)?;
