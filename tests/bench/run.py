@@ -44,16 +44,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+PG_SERVER = "postgres://postgres@127.0.0.1:5432"
+
+
+def answers(port, timeout=1.0):
+    """Whether something listens on 127.0.0.1:port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_port(port, proc, timeout=60.0):
     end = time.time() + timeout
     while time.time() < end:
         if proc.poll() is not None:
             raise SystemExit(f"server exited early: {proc.args}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
+        if answers(port, timeout=0.5):
+            return
+        time.sleep(0.1)
     raise SystemExit(f"port {port} never opened for {proc.args}")
 
 
@@ -210,18 +220,6 @@ def fmt(v, unit=""):
 
 def ratio(a, b):
     return f"{a / b:.2f}×" if a and b else "n/a"
-
-
-PG_SERVER = "postgres://postgres@127.0.0.1:5432"
-
-
-def answers(port):
-    """Whether something listens on 127.0.0.1:port."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def extra_figures():
