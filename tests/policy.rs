@@ -403,7 +403,7 @@ async fn only_the_providers_dept_admin_may_grant_or_revoke() {
         .bind_role_by("urn:tongban:sz-amr:admin-01", "dept-admin", "test")
         .await
         .unwrap();
-    let auth = &gw.running.app.authorizer;
+    let auth = &gw.running.app.policy.authorizer;
     let took = eventually(Duration::from_secs(10), || async {
         auth.has_role("urn:tongban:sz-amr:admin-01", "dept-admin")
     })
@@ -1339,7 +1339,12 @@ async fn roles_are_bound_and_unbound_by_the_cli_and_the_admin_api() {
     )
     .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
-    assert!(gw.running.app.authorizer.has_role(PSB_ADMIN, "dept-admin"));
+    assert!(gw
+        .running
+        .app
+        .policy
+        .authorizer
+        .has_role(PSB_ADMIN, "dept-admin"));
     assert_eq!(gw.last_audit().await["decision"], "deny");
     assert_eq!(
         gw.last_audit().await["detail"]["role_binding"]["identity"],
@@ -1373,7 +1378,7 @@ async fn roles_are_bound_and_unbound_by_the_cli_and_the_admin_api() {
         .await
         .unwrap();
     assert!(again.contains("nothing changed"), "{again}");
-    let auth = &gw.running.app.authorizer;
+    let auth = &gw.running.app.policy.authorizer;
     eventually(Duration::from_secs(10), || async {
         auth.has_role(OFFICER, "auditor")
     })

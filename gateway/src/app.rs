@@ -4,58 +4,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use connectors::Dataset;
-use policy::{AgreementStore, Authorizer};
 use tokio::sync::Semaphore;
 
 use crate::audit::{AuditLog, AuditSettings};
 use crate::config::Config;
-use crate::http::fetch::Route;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
-
-/// Why the gateway could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// TLS files.
-    #[error("TLS: {0}")]
-    Tls(#[from] certs::CertError),
-    /// Signing key.
-    #[error("signing key: {0}")]
-    Signing(#[from] crate::signing::SigningError),
-    /// State database.
-    #[error("state database {path}: {source}")]
-    State {
-        /// The database file.
-        path: String,
-        /// Why.
-        source: sqlx::Error,
-    },
-    /// Agreements.
-    #[error("policy: {0}")]
-    Policy(#[from] policy::PolicyError),
-    /// Audit log.
-    #[error("audit log: {0}")]
-    Audit(#[from] crate::audit::AuditError),
-    /// A source.
-    #[error("source {name}: {source}")]
-    Source {
-        /// Source name.
-        name: String,
-        /// Why.
-        source: connectors::ConnectorError,
-    },
-    /// The metrics exporter.
-    #[error("{0}")]
-    Telemetry(#[from] crate::telemetry::TelemetryError),
-    /// Binding a listener.
-    #[error("listen on {addr}: {source}")]
-    Bind {
-        /// Address.
-        addr: std::net::SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-}
+use crate::sources::Route;
+use crate::start_error::StartError;
 
 /// The gateway's parts, shared by every connection.
 pub struct App {
@@ -63,10 +19,6 @@ pub struct App {
     pub config: Config,
     /// Response signer.
     pub signer: Arc<Signer>,
-    /// Policy decisions.
-    pub authorizer: Arc<Authorizer>,
-    /// Agreement storage.
-    pub agreements: AgreementStore,
     /// Agreements: store, authorizer, quota meter, catalogue, change follower.
     pub policy: Arc<crate::policy_sync::PolicyService>,
     /// Audit chain writer.
@@ -90,8 +42,6 @@ impl App {
         let tls = Arc::new(crate::tls::ServerTls::server(&config, tls_metrics)?);
         let signer = Arc::new(Signer::load(&config.signing_key)?);
         let policy = Arc::new(crate::policy_sync::PolicyService::open(&config).await?);
-        let agreements = policy.store.clone();
-        let authorizer = Arc::clone(&policy.authorizer);
         let audit = AuditLog::open(
             &config.state_db,
             Arc::clone(&signer),
@@ -112,8 +62,6 @@ impl App {
         Ok(Self {
             config,
             signer,
-            authorizer,
-            agreements,
             policy,
             audit,
             routes,

@@ -18,18 +18,32 @@ use std::io::Write as _;
 
 use serde_json::{Map, Value};
 
-use crate::audit::AuditEntry;
-use crate::signing::{canonical, SigningError};
+/// A value that has no canonical form (a map with a non-string key, say).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("canonical JSON: {0}")]
+pub struct CanonicalError(String);
+
+impl CanonicalError {
+    /// An error saying `why`.
+    pub fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
 
 /// A value the direct writer leaves to the reference canonicalizer.
-struct Unsupported;
+pub(crate) struct Unsupported;
+
+/// RFC 8785 canonical JSON of a value, by the reference canonicalizer.
+pub fn canonical<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, CanonicalError> {
+    serde_json_canonicalizer::to_vec(value).map_err(|e| CanonicalError(e.to_string()))
+}
 
 /// Integers up to this magnitude are written the same by JCS (ES6 number to string)
 /// and by plain decimal formatting.
 const EXACT: u64 = 1 << 53;
 
 /// Canonical JSON of an object.
-pub fn map_to_vec(map: &Map<String, Value>) -> Result<Vec<u8>, SigningError> {
+pub fn map_to_vec(map: &Map<String, Value>) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(1024);
     match write_map(&mut out, map) {
         Ok(()) => Ok(out),
@@ -37,80 +51,21 @@ pub fn map_to_vec(map: &Map<String, Value>) -> Result<Vec<u8>, SigningError> {
     }
 }
 
-/// Canonical JSON of the audit record of `entry` at `seq` after `prev_hash`: the
-/// entry's members plus `seq` and `prev_hash`, as the chain hashes and stores it.
-pub fn audit_record(seq: i64, prev_hash: &str, e: &AuditEntry) -> Result<Vec<u8>, SigningError> {
-    let mut out = Vec::with_capacity(768);
-    match write_audit_record(&mut out, seq, prev_hash, e) {
-        Ok(()) => Ok(out),
-        Err(Unsupported) => canonical(&crate::audit::Chained {
-            seq,
-            prev_hash,
-            entry: e,
-        }),
-    }
-}
-
-/// Members in UTF-16 order of their names, as JCS sorts them. Every name here is
-/// ASCII, where that is byte order; a new member must keep the order (the tests
-/// compare with the reference canonicalizer).
-fn write_audit_record(
-    out: &mut Vec<u8>,
-    seq: i64,
-    prev_hash: &str,
-    e: &AuditEntry,
-) -> Result<(), Unsupported> {
-    let mut o = Members::open(out);
-    o.key("agreement").opt_str(e.agreement.as_deref());
-    o.key("case_id").opt_str(e.case_id.as_deref());
-    o.key("cert_fingerprint")
-        .opt_str(e.cert_fingerprint.as_deref());
-    o.key("consumer").opt_str(e.consumer.as_deref());
-    o.key("dataset").opt_str(e.dataset.as_deref());
-    o.key("decision").str(e.decision.as_str());
-    match &e.detail {
-        Some(v) => write_value(o.key("detail").out, v)?,
-        None => o.key("detail").null(),
-    }
-    o.key("fields");
-    o.out.push(b'[');
-    for (i, f) in e.fields.iter().enumerate() {
-        if i > 0 {
-            o.out.push(b',');
-        }
-        write_str(o.out, f);
-    }
-    o.out.push(b']');
-    o.key("latency_us").uint(e.latency_us)?;
-    o.key("matter").opt_str(e.matter.as_deref());
-    o.key("method").str(&e.method);
-    o.key("node").str(&e.node);
-    o.key("operator").opt_str(e.operator.as_deref());
-    o.key("path").str(&e.path);
-    o.key("prev_hash").str(prev_hash);
-    o.key("reason").opt_str(e.reason.as_deref());
-    o.key("request_id").str(&e.request_id);
-    o.key("seq").int(seq)?;
-    o.key("status").uint(u64::from(e.status))?;
-    o.key("subject").opt_str(e.subject.as_deref());
-    o.key("time").str(&e.time);
-    o.close();
-    Ok(())
-}
-
-/// Writes `{"k":v,…}` member by member.
-struct Members<'a> {
-    out: &'a mut Vec<u8>,
+/// Writes `{"k":v,…}` member by member; the caller writes the members in JCS
+/// order.
+pub(crate) struct Members<'a> {
+    /// Where the document is written.
+    pub(crate) out: &'a mut Vec<u8>,
     first: bool,
 }
 
 impl<'a> Members<'a> {
-    fn open(out: &'a mut Vec<u8>) -> Self {
+    pub(crate) fn open(out: &'a mut Vec<u8>) -> Self {
         out.push(b'{');
         Self { out, first: true }
     }
 
-    fn key(&mut self, k: &str) -> &mut Self {
+    pub(crate) fn key(&mut self, k: &str) -> &mut Self {
         if !self.first {
             self.out.push(b',');
         }
@@ -120,30 +75,30 @@ impl<'a> Members<'a> {
         self
     }
 
-    fn str(&mut self, s: &str) {
+    pub(crate) fn str(&mut self, s: &str) {
         write_str(self.out, s);
     }
 
-    fn opt_str(&mut self, s: Option<&str>) {
+    pub(crate) fn opt_str(&mut self, s: Option<&str>) {
         match s {
             Some(s) => write_str(self.out, s),
             None => self.null(),
         }
     }
 
-    fn null(&mut self) {
+    pub(crate) fn null(&mut self) {
         self.out.extend_from_slice(b"null");
     }
 
-    fn int(&mut self, n: i64) -> Result<(), Unsupported> {
+    pub(crate) fn int(&mut self, n: i64) -> Result<(), Unsupported> {
         write_int(self.out, n)
     }
 
-    fn uint(&mut self, n: u64) -> Result<(), Unsupported> {
+    pub(crate) fn uint(&mut self, n: u64) -> Result<(), Unsupported> {
         write_uint(self.out, n)
     }
 
-    fn close(self) {
+    pub(crate) fn close(self) {
         self.out.push(b'}');
     }
 }
@@ -168,7 +123,7 @@ fn write_int(out: &mut Vec<u8>, n: i64) -> Result<(), Unsupported> {
     Ok(())
 }
 
-fn write_value(out: &mut Vec<u8>, v: &Value) -> Result<(), Unsupported> {
+pub(crate) fn write_value(out: &mut Vec<u8>, v: &Value) -> Result<(), Unsupported> {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -229,23 +184,22 @@ fn utf16_cmp(a: &str, b: &str) -> Ordering {
     }
 }
 
-fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     // serde_json's string escaping is the JCS one (see the module comment); writing
     // a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::audit::Decision;
     use serde_json::json;
 
-    fn reference<T: serde::Serialize>(v: &T) -> String {
+    pub(crate) fn reference<T: serde::Serialize>(v: &T) -> String {
         String::from_utf8(canonical(v).expect("reference")).expect("utf-8")
     }
 
-    fn awkward() -> Vec<String> {
+    pub(crate) fn awkward() -> Vec<String> {
         vec![
             String::new(),
             "plain".into(),
@@ -254,69 +208,6 @@ mod tests {
             "张三 广东省深圳市南山区".into(),
             "emoji 😀 and \u{e000}\u{fffd}\u{2028}".into(),
         ]
-    }
-
-    fn full_entry(text: &str) -> AuditEntry {
-        let s = || Some(text.to_owned());
-        AuditEntry {
-            time: "2026-11-28T20:00:00.123456Z".into(),
-            request_id: text.into(),
-            node: "gw-1".into(),
-            consumer: s(),
-            cert_fingerprint: s(),
-            operator: s(),
-            method: "POST".into(),
-            path: text.into(),
-            matter: s(),
-            case_id: s(),
-            dataset: s(),
-            subject: s(),
-            fields: vec![text.into(), "name".into()],
-            agreement: s(),
-            decision: Decision::Deny,
-            reason: s(),
-            status: 403,
-            latency_us: 1234,
-            detail: Some(json!({"b": [1, -2, null, true], "a": {text: text}})),
-        }
-    }
-
-    #[test]
-    fn audit_records_match_the_reference_canonicalizer() {
-        for text in awkward() {
-            let e = full_entry(&text);
-            for (seq, prev) in [(1, "00"), (9_007_199_254_740_992, "ab")] {
-                let ours = audit_record(seq, prev, &e).expect("canonical");
-                let want = reference(&crate::audit::Chained {
-                    seq,
-                    prev_hash: prev,
-                    entry: &e,
-                });
-                assert_eq!(String::from_utf8(ours).expect("utf-8"), want, "{text:?}");
-            }
-        }
-        let empty = AuditEntry::default();
-        let ours = audit_record(7, "x", &empty).expect("canonical");
-        let want = reference(&crate::audit::Chained {
-            seq: 7,
-            prev_hash: "x",
-            entry: &empty,
-        });
-        assert_eq!(String::from_utf8(ours).expect("utf-8"), want);
-    }
-
-    #[test]
-    fn numbers_beyond_exact_integers_fall_back_to_the_reference() {
-        let mut e = full_entry("n");
-        e.latency_us = u64::MAX;
-        e.detail = Some(json!({"f": 1.5, "big": u64::MAX, "neg": i64::MIN, "e": 1e21}));
-        let ours = audit_record(i64::MAX, "p", &e).expect("canonical");
-        let want = reference(&crate::audit::Chained {
-            seq: i64::MAX,
-            prev_hash: "p",
-            entry: &e,
-        });
-        assert_eq!(String::from_utf8(ours).expect("utf-8"), want);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod resilience;
 pub mod server;
 pub mod signing;
 pub mod sources;
+pub mod start_error;
 pub mod telemetry;
 pub mod tls;
 

@@ -14,11 +14,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::app::{App, StartError};
+use crate::app::App;
 use crate::config::Config;
 use crate::http::route::Router;
 use crate::http::stack::{counter_service, router};
 use crate::http::{ops, Principal};
+use crate::start_error::StartError;
 
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

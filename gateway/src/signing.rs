@@ -13,6 +13,8 @@ use rustls_pki_types::pem::PemObject as _;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
+use crate::canonical::{canonical, map_to_vec, CanonicalError};
+
 /// Signing and verification failures.
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
@@ -31,8 +33,11 @@ pub enum SigningError {
     #[error("signature does not verify: {0}")]
     Invalid(String),
     /// Canonicalization failed.
-    #[error("canonical JSON: {0}")]
-    Canonical(String),
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+    /// The system's random source failed.
+    #[error("key generation failed: {0}")]
+    KeyGeneration(String),
 }
 
 /// Signs response bodies with the gateway's Ed25519 key.
@@ -75,7 +80,7 @@ impl Signer {
     pub fn generate_pem() -> Result<String, SigningError> {
         let rng = ring::rand::SystemRandom::new();
         let doc = Ed25519KeyPair::generate_pkcs8(&rng)
-            .map_err(|e| SigningError::Canonical(format!("key generation failed: {e}")))?;
+            .map_err(|e| SigningError::KeyGeneration(e.to_string()))?;
         Ok(pem("PRIVATE KEY", doc.as_ref()))
     }
 
@@ -96,7 +101,7 @@ impl Signer {
 
     /// Sign `body` (which must not hold `signature`) and return it with `signature` added.
     pub fn sign(&self, mut body: Map<String, Value>) -> Result<Map<String, Value>, SigningError> {
-        let payload = crate::canonical::map_to_vec(&body)?;
+        let payload = map_to_vec(&body)?;
         let signing_input = format!("{}.{}", self.header_b64, B64.encode(&payload));
         let sig = self.key.sign(signing_input.as_bytes());
         let jws = format!("{}..{}", self.header_b64, B64.encode(sig.as_ref()));
@@ -117,11 +122,6 @@ pub fn jwks_of(public_key: &[u8], kid: &str) -> Value {
 pub fn key_id(public_key: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, public_key);
     hex::encode(&digest.as_ref()[..8])
-}
-
-/// RFC 8785 canonical JSON of a value.
-pub fn canonical<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, SigningError> {
-    serde_json_canonicalizer::to_vec(value).map_err(|e| SigningError::Canonical(e.to_string()))
 }
 
 /// Verify a signed response body against the keys of a JWKS document. Returns the

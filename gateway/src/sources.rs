@@ -12,12 +12,23 @@ use std::sync::Arc;
 
 use connectors::http::{HttpBinding, HttpConnector, HttpSource};
 use connectors::sql::{SqlBinding, SqlConnector, SqlSource};
-use connectors::{Connector, ConnectorError, Dataset};
+use connectors::{Connector, ConnectorError, Dataset, IssuerKeys};
 
-use crate::app::StartError;
 use crate::config::{Config, DatasetConfig, SourceConfig, SourceKind};
-use crate::http::fetch::Route;
 use crate::resilience::Guarded;
+use crate::start_error::StartError;
+
+/// A dataset's source and owner.
+#[derive(Clone)]
+pub struct Route {
+    /// Owning department code.
+    pub department: String,
+    /// The connector serving it, behind its resilience layers.
+    pub source: Guarded,
+    /// E-licences: the issuer keys their signatures are checked against (`None` for
+    /// datasets that carry no signature).
+    pub issuer_keys: Option<IssuerKeys>,
+}
 
 /// Builds every source of `config` and routes each served dataset to its source.
 pub async fn connect(config: &Config) -> Result<HashMap<Dataset, Route>, StartError> {

@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::canonical::{canonical, write_str, write_value, CanonicalError, Members, Unsupported};
+
 /// `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -104,6 +106,71 @@ pub(crate) struct Chained<'a> {
     pub entry: &'a AuditEntry,
 }
 
+/// Canonical JSON of the audit record of `entry` at `seq` after `prev_hash`: the
+/// entry's members plus `seq` and `prev_hash`, as the chain hashes and stores it.
+pub(crate) fn audit_record(
+    seq: i64,
+    prev_hash: &str,
+    e: &AuditEntry,
+) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(768);
+    match write_audit_record(&mut out, seq, prev_hash, e) {
+        Ok(()) => Ok(out),
+        Err(Unsupported) => canonical(&Chained {
+            seq,
+            prev_hash,
+            entry: e,
+        }),
+    }
+}
+
+/// Members in UTF-16 order of their names, as JCS sorts them. Every name here is
+/// ASCII, where that is byte order; a new member must keep the order (the tests
+/// compare with the reference canonicalizer).
+fn write_audit_record(
+    out: &mut Vec<u8>,
+    seq: i64,
+    prev_hash: &str,
+    e: &AuditEntry,
+) -> Result<(), Unsupported> {
+    let mut o = Members::open(out);
+    o.key("agreement").opt_str(e.agreement.as_deref());
+    o.key("case_id").opt_str(e.case_id.as_deref());
+    o.key("cert_fingerprint")
+        .opt_str(e.cert_fingerprint.as_deref());
+    o.key("consumer").opt_str(e.consumer.as_deref());
+    o.key("dataset").opt_str(e.dataset.as_deref());
+    o.key("decision").str(e.decision.as_str());
+    match &e.detail {
+        Some(v) => write_value(o.key("detail").out, v)?,
+        None => o.key("detail").null(),
+    }
+    o.key("fields");
+    o.out.push(b'[');
+    for (i, f) in e.fields.iter().enumerate() {
+        if i > 0 {
+            o.out.push(b',');
+        }
+        write_str(o.out, f);
+    }
+    o.out.push(b']');
+    o.key("latency_us").uint(e.latency_us)?;
+    o.key("matter").opt_str(e.matter.as_deref());
+    o.key("method").str(&e.method);
+    o.key("node").str(&e.node);
+    o.key("operator").opt_str(e.operator.as_deref());
+    o.key("path").str(&e.path);
+    o.key("prev_hash").str(prev_hash);
+    o.key("reason").opt_str(e.reason.as_deref());
+    o.key("request_id").str(&e.request_id);
+    o.key("seq").int(seq)?;
+    o.key("status").uint(u64::from(e.status))?;
+    o.key("subject").opt_str(e.subject.as_deref());
+    o.key("time").str(&e.time);
+    o.close();
+    Ok(())
+}
+
 /// `SHA-256(prev_hash ‖ record)` as lowercase hex.
 pub fn chain_hash(prev_hash: &str, record: &[u8]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -118,10 +185,80 @@ pub fn seal_entry(
     seq: i64,
     prev_hash: &str,
     entry: &AuditEntry,
-) -> Result<(String, String), crate::signing::SigningError> {
-    let record = crate::canonical::audit_record(seq, prev_hash, entry)?;
+) -> Result<(String, String), CanonicalError> {
+    let record = audit_record(seq, prev_hash, entry)?;
     let hash = chain_hash(prev_hash, &record);
-    let record = String::from_utf8(record)
-        .map_err(|e| crate::signing::SigningError::Canonical(e.to_string()))?;
+    // The writers emit UTF-8 only; a failure here is a bug in them.
+    let record = String::from_utf8(record).map_err(|e| CanonicalError::new(e.to_string()))?;
     Ok((record, hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical::tests::{awkward, reference};
+    use serde_json::json;
+
+    fn full_entry(text: &str) -> AuditEntry {
+        let s = || Some(text.to_owned());
+        AuditEntry {
+            time: "2026-11-28T20:00:00.123456Z".into(),
+            request_id: text.into(),
+            node: "gw-1".into(),
+            consumer: s(),
+            cert_fingerprint: s(),
+            operator: s(),
+            method: "POST".into(),
+            path: text.into(),
+            matter: s(),
+            case_id: s(),
+            dataset: s(),
+            subject: s(),
+            fields: vec![text.into(), "name".into()],
+            agreement: s(),
+            decision: Decision::Deny,
+            reason: s(),
+            status: 403,
+            latency_us: 1234,
+            detail: Some(json!({"b": [1, -2, null, true], "a": {text: text}})),
+        }
+    }
+
+    #[test]
+    fn audit_records_match_the_reference_canonicalizer() {
+        for text in awkward() {
+            let e = full_entry(&text);
+            for (seq, prev) in [(1, "00"), (9_007_199_254_740_992, "ab")] {
+                let ours = audit_record(seq, prev, &e).expect("canonical");
+                let want = reference(&Chained {
+                    seq,
+                    prev_hash: prev,
+                    entry: &e,
+                });
+                assert_eq!(String::from_utf8(ours).expect("utf-8"), want, "{text:?}");
+            }
+        }
+        let empty = AuditEntry::default();
+        let ours = audit_record(7, "x", &empty).expect("canonical");
+        let want = reference(&Chained {
+            seq: 7,
+            prev_hash: "x",
+            entry: &empty,
+        });
+        assert_eq!(String::from_utf8(ours).expect("utf-8"), want);
+    }
+
+    #[test]
+    fn numbers_beyond_exact_integers_fall_back_to_the_reference() {
+        let mut e = full_entry("n");
+        e.latency_us = u64::MAX;
+        e.detail = Some(json!({"f": 1.5, "big": u64::MAX, "neg": i64::MIN, "e": 1e21}));
+        let ours = audit_record(i64::MAX, "p", &e).expect("canonical");
+        let want = reference(&Chained {
+            seq: i64::MAX,
+            prev_hash: "p",
+            entry: &e,
+        });
+        assert_eq!(String::from_utf8(ours).expect("utf-8"), want);
+    }
 }

@@ -238,7 +238,7 @@ pub fn parse_line(line: &str) -> Result<ExportLine, String> {
     match v["type"].as_str() {
         Some("export") => Ok(ExportLine::Header(v)),
         Some("record") => {
-            let record = crate::signing::canonical(&v["record"]).map_err(|e| e.to_string())?;
+            let record = crate::canonical::canonical(&v["record"]).map_err(|e| e.to_string())?;
             Ok(ExportLine::Record(Row {
                 seq: v["seq"].as_i64().ok_or("record without seq")?,
                 hash: v["hash"].as_str().ok_or("record without hash")?.to_owned(),

@@ -28,7 +28,6 @@ mod subject;
 mod verify;
 
 pub use archive::{archive, read_archive};
-pub(crate) use chain::Chained;
 pub use chain::{chain_hash, seal_entry, AuditEntry, Decision, StoredRecord, GENESIS};
 pub use checkpoint::{merge_jwks, read_checkpoint_file, Checkpoint, CHECKPOINT_KIND};
 pub use export::{

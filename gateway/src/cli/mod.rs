@@ -123,8 +123,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn start_failure(e: crate::app::StartError) -> Failure {
-    use crate::app::StartError::*;
+fn start_failure(e: crate::start_error::StartError) -> Failure {
+    use crate::start_error::StartError::*;
     match e {
         Tls(_) | Signing(_) | Policy(_) => Failure::Usage(e.to_string()),
         _ => Failure::Failed(e.to_string()),

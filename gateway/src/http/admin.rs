@@ -23,11 +23,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt as _, Limited};
 use policy::{Action, Agreement, Edit, Question, Refusal, RoleBinding};
 use serde_json::{json, Value};
 use tower::util::BoxCloneSyncService;
 
+use super::body::read_body;
 use super::route::RouteService;
 use super::{Answer, Outcome, Principal};
 use crate::agreements::{change_detail, check, role_detail};
@@ -269,7 +269,7 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    let bytes = read_body(req, max_body).await?;
+    let bytes = read_body(req.into_body(), max_body).await?;
     let mut v: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
     if let (Some(id), Some(obj)) = (path_id, v.as_object_mut()) {
@@ -287,25 +287,6 @@ where
     }
     serde_json::from_value(v)
         .map_err(|e| ApiError::BadRequest(format!("body is not an agreement: {e}")))
-}
-
-/// The body, at most `max_body` bytes.
-async fn read_body<B>(req: Request<B>, max_body: usize) -> Result<Bytes, ApiError>
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
-{
-    Ok(Limited::new(req.into_body(), max_body)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::TooLarge(max_body)
-            } else {
-                ApiError::BadRequest(format!("reading the body failed: {e}"))
-            }
-        })?
-        .to_bytes())
 }
 
 async fn change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Outcome {
@@ -548,7 +529,7 @@ where
         identity: String,
         role: String,
     }
-    let bytes = read_body(req, max_body).await?;
+    let bytes = read_body(req.into_body(), max_body).await?;
     let b: Body = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::BadRequest(format!(
             "body is not a role binding {{\"identity\": …, \"role\": …}}: {e}"

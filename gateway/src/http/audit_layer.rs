@@ -1,6 +1,7 @@
 //! Audit: no answer leaves without its record durably in the chain.
 
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use http::Request;
 use tower::{Layer, Service};
@@ -74,31 +75,13 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let envelope = envelope(&req, &self.node);
-        let meta = req.extensions().get::<RequestMeta>().cloned();
+        let envelope = Envelope::of(&req, &self.node);
         let mut inner = take_ready(&mut self.inner);
         let log = self.log.clone();
-        let request_id = envelope.request_id.clone();
+        let request_id = envelope.request_id().to_owned();
         let work = async move {
             let outcome = inner.call(req).await?;
-            let request_id = envelope.request_id.clone();
-            let entry = complete(envelope, &outcome, meta.as_ref());
-            let span = tracing::info_span!("audit");
-            match log.append(entry).instrument(span).await {
-                Ok(receipt) => Ok(Audited {
-                    outcome,
-                    receipt: Some(receipt),
-                    request_id,
-                }),
-                Err(e) => {
-                    tracing::error!(error = %e, status = outcome.status().as_u16(), "audit write failed; answering 503 without the record");
-                    Ok(Audited {
-                        outcome: Outcome::error(ApiError::AuditUnavailable),
-                        receipt: None,
-                        request_id,
-                    })
-                }
-            }
+            Ok(envelope.commit(&log, outcome).await)
         };
         // Detached: a client that hangs up mid-request drops this service's future,
         // but the request may already have read a record from a source, so it runs
@@ -120,59 +103,110 @@ where
     }
 }
 
-/// What is known before the request runs.
-fn envelope<B>(req: &Request<B>, node: &str) -> AuditEntry {
-    let meta = req.extensions().get::<RequestMeta>();
-    let principal = req.extensions().get::<Principal>();
-    AuditEntry {
-        time: meta
-            .map(|m| {
-                m.received_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-            })
-            .unwrap_or_default(),
-        request_id: meta.map(|m| m.id.clone()).unwrap_or_default(),
-        node: node.to_owned(),
-        consumer: principal.map(|p| p.identity.to_string()),
-        cert_fingerprint: principal.map(|p| p.fingerprint.clone()),
-        operator: req
-            .headers()
-            .get(OPERATOR_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(64).collect()),
-        method: req.method().to_string(),
-        path: req.uri().path().chars().take(256).collect(),
-        ..AuditEntry::default()
-    }
+/// What a request's audit record holds before the request runs: when, who, how.
+/// Every record of the request (a bundle writes one per item) starts from it.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    entry: AuditEntry,
+    started: Option<Instant>,
 }
 
-/// Add what the request learned and how it ended.
-pub(crate) fn complete(mut e: AuditEntry, o: &Outcome, meta: Option<&RequestMeta>) -> AuditEntry {
-    let f = &o.facts;
-    e.matter = f.matter.clone();
-    e.case_id = f.case_id.clone();
-    e.dataset = f.dataset.clone();
-    e.subject = f.subject.clone();
-    e.agreement = f.agreement.clone();
-    e.detail = f.detail.clone();
-    e.status = o.status().as_u16();
-    match &o.result {
-        Ok(_) => {
-            e.fields = f.fields.clone();
-            e.decision = f.decision.unwrap_or(Decision::Allow);
-        }
-        Err(err) => {
-            // The policy verdict when one was reached (a 404 after an allow is still
-            // an allowed access), otherwise deny or error by the kind of failure.
-            e.decision = f.decision.unwrap_or(match err {
-                ApiError::Forbidden(_) => Decision::Deny,
-                _ => Decision::Error,
-            });
-            e.reason = Some(err.audit_reason());
+impl Envelope {
+    /// The envelope of `req`, recorded by gateway `node`.
+    pub fn of<B>(req: &Request<B>, node: &str) -> Self {
+        let meta = req.extensions().get::<RequestMeta>();
+        let principal = req.extensions().get::<Principal>();
+        let entry = AuditEntry {
+            time: meta
+                .map(|m| {
+                    m.received_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                })
+                .unwrap_or_default(),
+            request_id: meta.map(|m| m.id.clone()).unwrap_or_default(),
+            node: node.to_owned(),
+            consumer: principal.map(|p| p.identity.to_string()),
+            cert_fingerprint: principal.map(|p| p.fingerprint.clone()),
+            operator: req
+                .headers()
+                .get(OPERATOR_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(64).collect()),
+            method: req.method().to_string(),
+            path: req.uri().path().chars().take(256).collect(),
+            ..AuditEntry::default()
+        };
+        Self {
+            entry,
+            started: meta.map(|m| m.started),
         }
     }
-    e.latency_us = meta
-        .map(|m| u64::try_from(m.started.elapsed().as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or_default();
-    e
+
+    /// The request id the records carry.
+    pub fn request_id(&self) -> &str {
+        &self.entry.request_id
+    }
+
+    /// The record of `outcome`: the envelope, what the request learned, how it ended.
+    pub fn record(&self, o: &Outcome) -> AuditEntry {
+        let mut e = self.entry.clone();
+        let f = &o.facts;
+        e.matter = f.matter.clone();
+        e.case_id = f.case_id.clone();
+        e.dataset = f.dataset.clone();
+        e.subject = f.subject.clone();
+        e.agreement = f.agreement.clone();
+        e.detail = f.detail.clone();
+        e.status = o.status().as_u16();
+        match &o.result {
+            Ok(_) => {
+                e.fields = f.fields.clone();
+                e.decision = f.decision.unwrap_or(Decision::Allow);
+            }
+            Err(err) => {
+                // The policy verdict when one was reached (a 404 after an allow is
+                // still an allowed access), otherwise deny or error by the kind of
+                // failure.
+                e.decision = f.decision.unwrap_or(match err {
+                    ApiError::Forbidden(_) => Decision::Deny,
+                    _ => Decision::Error,
+                });
+                e.reason = Some(err.audit_reason());
+            }
+        }
+        e.latency_us = self
+            .started
+            .map(|t| u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or_default();
+        e
+    }
+
+    /// Appends the record of `outcome` and waits for its durable commit. An outcome
+    /// whose record cannot be written becomes audit-unavailable, its facts kept: it
+    /// is never answered unrecorded.
+    pub async fn commit(&self, log: &AuditLog, outcome: Outcome) -> Audited {
+        let request_id = self.entry.request_id.clone();
+        let entry = self.record(&outcome);
+        match log
+            .append(entry)
+            .instrument(tracing::info_span!("audit"))
+            .await
+        {
+            Ok(receipt) => Audited {
+                outcome,
+                receipt: Some(receipt),
+                request_id,
+            },
+            Err(e) => {
+                tracing::error!(error = %e, status = outcome.status().as_u16(), "audit write failed; answering 503 without the record");
+                let mut failed = Outcome::error(ApiError::AuditUnavailable);
+                failed.facts = outcome.facts;
+                Audited {
+                    outcome: failed,
+                    receipt: None,
+                    request_id,
+                }
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@ use policy::{Decision as Verdict, Grant, Question};
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 
-use super::parse::LookupCall;
+use super::lookup::LookupCall;
 use super::{take_ready, BoxFuture, Outcome};
 use crate::audit::Decision;
 use crate::error::ApiError;
@@ -73,14 +73,14 @@ where
     fn call(&mut self, call: LookupCall) -> Self::Future {
         let mut inner = take_ready(&mut self.inner);
         let policy = Arc::clone(&self.policy);
-        let span = tracing::info_span!("policy", dataset = %call.dataset);
+        let span = tracing::info_span!("policy", dataset = %call.query.dataset);
         Box::pin(
             async move {
                 let verdict = policy
                     .authorize(
                         &Question {
                             consumer: call.principal.identity.as_uri(),
-                            dataset: call.dataset.as_str(),
+                            dataset: call.query.dataset.as_str(),
                             matter: &call.matter,
                             fields: call.fields.as_deref(),
                             at: call.meta.received_at,

@@ -22,24 +22,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use connectors::{Dataset, Key, KeyError, Query};
 use futures_util::future::{join_all, BoxFuture, FutureExt as _, Shared};
 use http::Request;
 use http_body::Body;
-use http_body_util::{BodyExt as _, Limited};
-use policy::{Decision as Verdict, Question};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tower::util::BoxCloneSyncService;
-use tower::Service;
+use tower::{Service, ServiceExt as _};
 
-use super::fetch::{fetch, merge_detail, Route};
-use super::parse::{operator, OPERATOR_HEADER};
+use super::audit_layer::{Audited, Envelope};
+use super::body::read_json;
+use super::lookup::{token, validate, Asked, LookupRequest, LookupService};
+use super::parse::{caller, operator};
 use super::respond::{lookup_body, problem_body};
 use super::route::RouteService;
 use super::{Answer, Outcome, Principal, RequestMeta};
-use crate::app::App;
-use crate::audit::{AuditEntry, AuditLog, Decision, Receipt};
+use crate::audit::{AuditLog, Decision};
 use crate::config::{BundleConfig, BundleItem, ItemSubject};
 use crate::error::ApiError;
 
@@ -63,9 +61,8 @@ pub struct Bundles {
 
 struct Parts {
     bundles: HashMap<String, Arc<BundleConfig>>,
-    /// Decides and counts quotas and rates, as for a lookup.
-    policy: Arc<crate::policy_sync::PolicyService>,
-    routes: Arc<HashMap<Dataset, Route>>,
+    /// The lookup path every item goes through, as a lookup does.
+    lookup: LookupService,
     audit: AuditLog,
     node: String,
     max_body: usize,
@@ -75,43 +72,64 @@ struct Parts {
 struct Call {
     meta: RequestMeta,
     principal: Principal,
+    operator: String,
     bundle: Arc<BundleConfig>,
     subject: String,
     matter: String,
     case_id: String,
     /// What every item's audit record starts from.
-    envelope: AuditEntry,
+    envelope: Envelope,
 }
 
-/// How one item ended, and where its audit record is.
-#[derive(Clone)]
-struct ItemResult {
-    outcome: Outcome,
-    receipt: Option<Receipt>,
+impl Call {
+    /// Item `item` of this bundle as a lookup of `subject`.
+    fn lookup(&self, item: &BundleItem, subject: String) -> LookupRequest {
+        LookupRequest {
+            meta: self.meta.clone(),
+            principal: self.principal.clone(),
+            operator: self.operator.clone(),
+            asked: asked(item, subject, &self.matter, &self.case_id),
+        }
+    }
 }
 
-type ItemFuture = Shared<BoxFuture<'static, ItemResult>>;
+/// What item `item` asks for `subject`.
+fn asked(item: &BundleItem, subject: String, matter: &str, case_id: &str) -> Asked {
+    Asked {
+        dataset: item.dataset.as_str().to_owned(),
+        subject,
+        license_type: item.license_type.clone(),
+        matter: matter.to_owned(),
+        case_id: case_id.to_owned(),
+        fields: item.fields.clone(),
+    }
+}
 
-/// The bundle endpoint as a route.
-pub fn bundle_service<B>(app: &App) -> RouteService<B>
+type ItemFuture = Shared<BoxFuture<'static, Audited>>;
+
+/// The bundle endpoint as a route, its items sent through `lookup`.
+pub fn bundle_service<B>(
+    bundles: &[BundleConfig],
+    lookup: LookupService,
+    audit: AuditLog,
+    node: String,
+    max_body: usize,
+) -> RouteService<B>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    let bundles = app
-        .config
-        .bundles
+    let bundles = bundles
         .iter()
         .map(|b| (b.name.clone(), Arc::new(b.clone())))
         .collect();
     BoxCloneSyncService::new(Bundles {
         shared: Arc::new(Parts {
             bundles,
-            policy: Arc::clone(&app.policy),
-            routes: Arc::clone(&app.routes),
-            audit: app.audit.clone(),
-            node: app.config.node.clone(),
-            max_body: app.config.limits.max_body_bytes,
+            lookup,
+            audit,
+            node,
+            max_body,
         }),
     })
 }
@@ -155,32 +173,13 @@ impl Parts {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<tower::BoxError>,
     {
-        let refuse = |e: ApiError| Box::new(Outcome::error(e));
+        let refuse = |e| Box::new(Outcome::error(e));
+        let envelope = Envelope::of(&req, &self.node);
         let (parts, body) = req.into_parts();
-        let meta = parts.extensions.get::<RequestMeta>().cloned();
-        let principal = parts.extensions.get::<Principal>().cloned();
-        let (Some(meta), Some(principal)) = (meta, principal) else {
-            return Err(refuse(ApiError::Internal(
-                "request meta or principal missing from request".into(),
-            )));
-        };
-        let envelope = self.envelope(&parts, &meta, &principal);
-        let bytes = Limited::new(body, self.max_body)
-            .collect()
+        let (meta, principal) = caller(&parts).map_err(refuse)?;
+        let body: BundleBody = read_json(body, self.max_body, "a bundle request")
             .await
-            .map_err(|e| {
-                refuse(if e.is::<http_body_util::LengthLimitError>() {
-                    ApiError::TooLarge(self.max_body)
-                } else {
-                    ApiError::BadRequest(format!("reading the body failed: {e}"))
-                })
-            })?
-            .to_bytes();
-        let body: BundleBody = serde_json::from_slice(&bytes).map_err(|e| {
-            refuse(ApiError::BadRequest(format!(
-                "body is not a bundle request: {e}"
-            )))
-        })?;
+            .map_err(refuse)?;
         let with_facts = |e: ApiError| {
             let mut o = Outcome::error(e);
             o.facts.subject = Some(body.subject.clone());
@@ -189,7 +188,7 @@ impl Parts {
             o.facts.detail = Some(json!({"bundle": body.bundle}));
             Box::new(o)
         };
-        operator(&parts.headers).map_err(with_facts)?;
+        let operator = operator(&parts.headers).map_err(with_facts)?;
         let bundle = self.bundles.get(&body.bundle).cloned().ok_or_else(|| {
             let mut known: Vec<&str> = self.bundles.keys().map(String::as_str).collect();
             known.sort_unstable();
@@ -199,50 +198,34 @@ impl Parts {
                 known.join(", ")
             )))
         })?;
+        // The request's own subject, matter and case id are checked before any item
+        // runs, by the rules each item's lookup applies, so a bad request is refused
+        // whole rather than item by item.
         for item in bundle
             .items
             .iter()
             .filter(|i| i.subject == ItemSubject::Request)
         {
-            validate(item, &body.subject).map_err(with_facts)?;
+            let lookup = LookupRequest {
+                meta: meta.clone(),
+                principal: principal.clone(),
+                operator: operator.clone(),
+                asked: asked(item, body.subject.clone(), &body.matter, &body.case_id),
+            };
+            validate(lookup).map_err(with_facts)?;
         }
         token("matter", &body.matter).map_err(with_facts)?;
         token("case_id", &body.case_id).map_err(with_facts)?;
         Ok(Call {
             meta,
             principal,
+            operator,
             bundle,
             subject: body.subject,
             matter: body.matter,
             case_id: body.case_id,
             envelope,
         })
-    }
-
-    /// The audit facts known before anything runs, as the audit layer records them.
-    fn envelope(
-        &self,
-        parts: &http::request::Parts,
-        meta: &RequestMeta,
-        principal: &Principal,
-    ) -> AuditEntry {
-        AuditEntry {
-            time: meta
-                .received_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            request_id: meta.id.clone(),
-            node: self.node.clone(),
-            consumer: Some(principal.identity.to_string()),
-            cert_fingerprint: Some(principal.fingerprint.clone()),
-            operator: parts
-                .headers
-                .get(OPERATOR_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(64).collect()),
-            method: parts.method.to_string(),
-            path: BUNDLE.to_owned(),
-            ..AuditEntry::default()
-        }
     }
 
     /// One future per item, each shared so that the items taking their subject from
@@ -261,133 +244,44 @@ impl Parts {
                     None => Ok(call.subject.clone()),
                     Some(d) => derived_subject(&call.bundle, item, &d.await),
                 };
-                let outcome = match subject {
-                    Ok(subject) => me.item(&call, item, subject).await,
-                    Err(e) => Outcome::error(e),
-                };
-                me.record(&call, item, outcome).await
+                me.item(&call, item, subject).await
             };
             futures.push(future.boxed().shared());
         }
         futures
     }
 
-    /// Validate, decide and fetch one item.
-    async fn item(&self, call: &Call, item: &BundleItem, subject: String) -> Outcome {
-        let key = key(item, subject.clone());
-        let mut outcome = match validate(item, &subject) {
-            Err(e) => Outcome::error(e),
-            Ok(()) => self.decide_and_fetch(call, item, key).await,
-        };
-        outcome.facts.subject = Some(subject);
-        outcome
-    }
-
-    async fn decide_and_fetch(&self, call: &Call, item: &BundleItem, key: Key) -> Outcome {
-        let question = Question {
-            consumer: call.principal.identity.as_uri(),
-            dataset: item.dataset.as_str(),
-            matter: &call.matter,
-            fields: item.fields.as_deref(),
-            at: call.meta.received_at,
-        };
-        // Each item is an access of its own: charged to the agreement's quota and
-        // the operator's rate like a lookup.
-        let operator = call.envelope.operator.as_deref().unwrap_or_default();
-        let verdict = self.policy.authorize(&question, operator).await;
-        match verdict {
-            Ok(Verdict::Allow(grant)) => {
-                let query = Query {
-                    dataset: item.dataset,
-                    key,
-                };
-                fetch(&self.routes, &call.meta.id, query, grant).await
-            }
-            Ok(Verdict::Deny(denial)) => {
-                let mut o = Outcome::error(ApiError::Forbidden(denial.clone()));
-                o.facts.decision = Some(Decision::Deny);
-                o.facts.agreement = denial.agreement().map(str::to_owned);
-                o
-            }
-            Err(e) => Outcome::error(ApiError::Internal(format!("policy engine: {e}"))),
-        }
-    }
-
-    /// Writes the item's own audit record; an item whose record cannot be written is
-    /// answered with audit-unavailable and no data, like any request.
-    async fn record(&self, call: &Call, item: &BundleItem, mut outcome: Outcome) -> ItemResult {
-        outcome.facts.dataset = Some(item.dataset.as_str().to_owned());
-        outcome.facts.matter = Some(call.matter.clone());
-        outcome.facts.case_id = Some(call.case_id.clone());
-        merge_detail(
-            &mut outcome.facts.detail,
-            json!({"bundle": call.bundle.name, "item": item.name}),
-        );
-        let entry = audit_entry(call, &outcome);
-        match self.audit.append(entry).await {
-            Ok(receipt) => ItemResult {
-                outcome,
-                receipt: Some(receipt),
+    /// One item through the lookup path, then its own audit record: an item whose
+    /// record cannot be written is answered with audit-unavailable and no data, like
+    /// any request.
+    async fn item(
+        &self,
+        call: &Call,
+        item: &BundleItem,
+        subject: Result<String, ApiError>,
+    ) -> Audited {
+        let mut outcome = match subject {
+            Ok(subject) => match self
+                .lookup
+                .clone()
+                .oneshot(call.lookup(item, subject))
+                .await
+            {
+                Ok(o) => o,
+                Err(never) => match never {},
             },
             Err(e) => {
-                tracing::error!(error = %e, item = %item.name, "audit write failed; bundle item answered 503 without data");
-                let mut failed = Outcome::error(ApiError::AuditUnavailable);
-                failed.facts = outcome.facts;
-                ItemResult {
-                    outcome: failed,
-                    receipt: None,
-                }
+                // No subject to look up: the item is described without one.
+                let mut o = asked(item, String::new(), &call.matter, &call.case_id)
+                    .describe(Outcome::error(e));
+                o.facts.subject = None;
+                o
             }
-        }
-    }
-}
-
-fn key(item: &BundleItem, subject: String) -> Key {
-    match &item.license_type {
-        Some(t) => Key::Holder {
-            holder_id: subject,
-            license_type: t.clone(),
-        },
-        None => Key::Subject(subject),
-    }
-}
-
-/// Checks `subject` as the item's key: 400 naming the broken rule.
-fn validate(item: &BundleItem, subject: &str) -> Result<(), ApiError> {
-    key(item, subject.to_owned())
-        .validate(item.dataset)
-        .map_err(|e| match e {
-            KeyError::Identifier(error) => ApiError::InvalidIdentifier {
-                kind: subject_kind(item),
-                subject: subject.to_owned(),
-                error,
-            },
-            other => ApiError::BadRequest(format!("item {}: {other}", item.name)),
-        })
-}
-
-fn subject_kind(item: &BundleItem) -> &'static str {
-    match (item.dataset, &item.license_type) {
-        (Dataset::ELicense, Some(_)) => "resident ID number or unified social credit code",
-        (Dataset::Population, _) => "resident ID number (GB 11643)",
-        (Dataset::LegalPerson, _) => "unified social credit code (GB 32100)",
-        (Dataset::ELicense, None) => "e-license identifier (GB/T 36904)",
-    }
-}
-
-/// The same rule as a lookup's matter and case id: 1-64 of `A-Z a-z 0-9 - _ . /`.
-fn token(name: &str, value: &str) -> Result<(), ApiError> {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "{name}: must be 1-64 characters of A-Z a-z 0-9 - _ . /"
-        )))
+        };
+        outcome
+            .facts
+            .merge_detail(json!({"bundle": call.bundle.name, "item": item.name}));
+        call.envelope.commit(&self.audit, outcome).await
     }
 }
 
@@ -396,7 +290,7 @@ fn token(name: &str, value: &str) -> Result<(), ApiError> {
 fn derived_subject(
     bundle: &BundleConfig,
     item: &BundleItem,
-    from: &ItemResult,
+    from: &Audited,
 ) -> Result<String, ApiError> {
     let ItemSubject::Item { index, pointer } = &item.subject else {
         return Err(ApiError::Internal("derived subject of a root item".into()));
@@ -457,14 +351,9 @@ fn follow(record: &Map<String, Value>, pointer: &str) -> Option<Value> {
     Some(current)
 }
 
-/// An item's audit record: the request's envelope and the item's own ending.
-fn audit_entry(call: &Call, o: &Outcome) -> AuditEntry {
-    super::audit_layer::complete(call.envelope.clone(), o, Some(&call.meta))
-}
-
 /// The bundle answer (signed by the respond layer) and the facts of the bundle
 /// request's own audit record.
-fn answer(call: &Call, results: &[ItemResult]) -> Outcome {
+fn answer(call: &Call, results: &[Audited]) -> Outcome {
     let request_id = &call.meta.id;
     let mut items = Vec::with_capacity(results.len());
     let mut summary = Vec::with_capacity(results.len());
@@ -503,7 +392,7 @@ fn answer(call: &Call, results: &[ItemResult]) -> Outcome {
     outcome
 }
 
-fn item_body(item: &BundleItem, r: &ItemResult, request_id: &str) -> Value {
+fn item_body(item: &BundleItem, r: &Audited, request_id: &str) -> Value {
     let status = r.outcome.status().as_u16();
     let mut body = match (&r.outcome.result, &r.receipt) {
         (Ok(Answer::Lookup(l)), Some(receipt)) => Value::Object(lookup_body(l.clone(), receipt)),
@@ -535,6 +424,8 @@ fn item_body(item: &BundleItem, r: &ItemResult, request_id: &str) -> Value {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::audit::Receipt;
+    use connectors::Dataset;
 
     #[test]
     fn pointers_look_into_json_strings() {
@@ -577,13 +468,14 @@ mod tests {
         }
     }
 
-    fn answered(masked: &[&str]) -> ItemResult {
+    fn answered(masked: &[&str]) -> Audited {
         let mut record = Map::new();
         record.insert(
             "legal_representative_id".into(),
             json!("11010519491231002X"),
         );
-        ItemResult {
+        Audited {
+            request_id: "r".into(),
             outcome: Outcome::answer(Answer::Lookup(super::super::LookupAnswer {
                 request_id: "r".into(),
                 dataset: Dataset::LegalPerson,
@@ -616,7 +508,8 @@ mod tests {
             matches!(&masked, Err(ApiError::Dependency(m)) if m.contains("in full")),
             "{masked:?}"
         );
-        let failed = ItemResult {
+        let failed = Audited {
+            request_id: "r".into(),
             outcome: Outcome::error(ApiError::NotFound {
                 dataset: "legal_person".into(),
             }),
@@ -625,13 +518,5 @@ mod tests {
         let e = derived_subject(&b, rep, &failed).unwrap_err();
         assert_eq!(e.status(), http::StatusCode::FAILED_DEPENDENCY);
         assert!(e.to_string().contains("failed (404)"), "{e}");
-    }
-
-    #[test]
-    fn tokens() {
-        assert!(token("matter", "newborn-registration").is_ok());
-        for bad in ["", "a b", "x'; --", &"m".repeat(65)] {
-            assert!(token("matter", bad).is_err(), "{bad}");
-        }
     }
 }

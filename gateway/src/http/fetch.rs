@@ -2,14 +2,14 @@
 //! layers, check an e-licence's issuer signature on the record as the source gave it,
 //! then keep only the granted fields and mask what the agreement says to mask.
 //!
-//! [`fetch`] is the one connector call path: the lookup endpoint's innermost service
-//! ([`Fetch`]) and every bundle item use it.
+//! The innermost service of the lookup path (see [`super::lookup`]), which the
+//! lookup endpoint and every bundle item go through.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use connectors::{Dataset, IssuerKeys, Key, Query, Record, Verification};
+use connectors::{Dataset, Key, Query, Record, Verification};
 use policy::{mask_value, FieldRule, Grant};
 use serde_json::{json, Value};
 use tower::Service;
@@ -19,19 +19,7 @@ use super::authorize::Authorized;
 use super::{Answer, BoxFuture, LookupAnswer, Outcome};
 use crate::audit::Decision;
 use crate::error::ApiError;
-use crate::resilience::Guarded;
-
-/// A dataset's source and owner.
-#[derive(Clone)]
-pub struct Route {
-    /// Owning department code.
-    pub department: String,
-    /// The connector serving it, behind its resilience layers.
-    pub source: Guarded,
-    /// E-licences: the issuer keys their signatures are checked against (`None` for
-    /// datasets that carry no signature).
-    pub issuer_keys: Option<IssuerKeys>,
-}
+use crate::sources::Route;
 
 /// The innermost service: one connector call per allowed lookup.
 #[derive(Clone)]
@@ -59,8 +47,7 @@ impl Service<Authorized> for Fetch {
         let routes = Arc::clone(&self.routes);
         Box::pin(async move {
             let Authorized { call, grant } = a;
-            let query = Query::subject(call.dataset, call.subject);
-            Ok(fetch(&routes, &call.meta.id, query, grant).await)
+            Ok(fetch(&routes, &call.meta.id, call.query, grant).await)
         })
     }
 }
@@ -68,7 +55,7 @@ impl Service<Authorized> for Fetch {
 /// Fetches `query`, which `grant` allows, and shapes the answer. The outcome carries
 /// the allow decision, the agreement and, for e-licences, the verification in
 /// `facts.detail`; errors keep the connector's message for the audit record.
-pub async fn fetch(
+async fn fetch(
     routes: &HashMap<Dataset, Route>,
     request_id: &str,
     query: Query,
@@ -103,7 +90,7 @@ pub async fn fetch(
     // filtered or masked away.
     let verification = route.issuer_keys.as_ref().map(|keys| keys.verify(&record));
     if let Some(v) = &verification {
-        merge_detail(&mut outcome.facts.detail, verification_facts(v));
+        outcome.facts.merge_detail(verification_facts(v));
     }
     let (record, masked) = filter(record, &grant.fields);
     outcome.facts.fields = grant.fields.iter().map(|f| f.name.clone()).collect();
@@ -127,15 +114,6 @@ pub fn verification_facts(v: &Verification) -> Value {
     match v.error() {
         None => json!({"verified": true}),
         Some(reason) => json!({"verified": false, "verification_error": reason}),
-    }
-}
-
-/// Adds the members of `more` (an object) to `detail`, creating it if needed.
-pub fn merge_detail(detail: &mut Option<Value>, more: Value) {
-    let Value::Object(more) = more else { return };
-    match detail {
-        Some(Value::Object(d)) => d.extend(more),
-        _ => *detail = Some(Value::Object(more)),
     }
 }
 

@@ -8,19 +8,23 @@
 //!      └▶ audit   appends the record and waits for its durable commit (fail-closed)
 //!       └▶ limit  sheds load beyond the concurrency limit (503, audited)
 //!        └▶ route  /v1/lookup, /v1/bundle, /.well-known/jwks.json, /openapi.json, admin, auditor
-//!         └▶ parse      body, X-Operator-Id, identifier validation (400)
-//!          └▶ authorize sharing agreement via the policy crate (403)
-//!           └▶ fetch    connector lookup, field filter and masking (404/5xx)
+//!         └▶ parse (lookup) or bundle   body, X-Operator-Id (400)
+//!          └▶ the lookup path, once per lookup or bundle item (lookup.rs):
+//!             validate   dataset, identifier rules, matter, case id, fields (400)
+//!             authorize  sharing agreement via the policy crate (403/429)
+//!             fetch      connector lookup, field filter and masking (404/5xx)
 //! ```
 
 pub mod admin;
 pub mod audit_api;
 pub mod audit_layer;
 pub mod authorize;
+pub mod body;
 pub mod bundle;
 pub mod fetch;
 pub mod identity;
 pub mod limit;
+pub mod lookup;
 pub mod meta;
 pub mod metrics_layer;
 pub mod openapi;
@@ -68,6 +72,17 @@ pub struct Facts {
     /// Anything else worth recording for non-lookup requests (an agreement change's
     /// before and after, an audit search's filters). Never record contents.
     pub detail: Option<Value>,
+}
+
+impl Facts {
+    /// Adds the members of `more` (an object) to `detail`, creating it if needed.
+    pub fn merge_detail(&mut self, more: Value) {
+        let Value::Object(more) = more else { return };
+        match &mut self.detail {
+            Some(Value::Object(d)) => d.extend(more),
+            _ => self.detail = Some(Value::Object(more)),
+        }
+    }
 }
 
 /// A successful answer before it is audited and rendered.

@@ -1,9 +1,11 @@
 //! The request path, stacked in one place.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use connectors::Dataset;
 use http::{Method, Request, Response};
 use http_body::Body;
 use tower::util::BoxCloneSyncService;
@@ -19,28 +21,44 @@ use super::bundle::{bundle_service, BUNDLE};
 use super::fetch::Fetch;
 use super::identity::IdentityLayer;
 use super::limit::ShedLayer;
+use super::lookup::{LookupService, ValidateLayer};
 use super::meta::MetaLayer;
 use super::metrics_layer::MetricsLayer;
 use super::openapi::{openapi_service, OPENAPI};
 use super::parse::ParseLayer;
 use super::respond::{RespondLayer, ResponseBody};
-use super::route::{Router, LOOKUP};
-use super::{Outcome, Principal};
+use super::route::{RouteService, Router, LOOKUP};
+use super::Principal;
 use crate::app::App;
+use crate::policy_sync::PolicyService;
+use crate::sources::Route;
 
-/// The lookup path below the router: parse, authorize, fetch. Built once per gateway.
-pub fn lookup_service<B>(app: &App) -> BoxCloneSyncService<Request<B>, Outcome, Infallible>
+/// The lookup path: validate, authorize, fetch. Built once per gateway and shared by
+/// every endpoint that looks records up.
+pub fn lookup_service(
+    policy: Arc<PolicyService>,
+    routes: Arc<HashMap<Dataset, Route>>,
+) -> LookupService {
+    let svc = ServiceBuilder::new()
+        // Malformed identifiers stop here, before policy or any source.
+        .layer(ValidateLayer)
+        // Default deny: only an agreement lets a lookup through; quotas and rates counted.
+        .layer(AuthorizeLayer::new(policy))
+        // The owning department's source, fields filtered and masked.
+        .service(Fetch::new(routes));
+    BoxCloneSyncService::new(svc)
+}
+
+/// `/v1/lookup`: the body parsed, then the lookup path.
+fn lookup_route<B>(app: &App, lookup: LookupService) -> RouteService<B>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
     let svc = ServiceBuilder::new()
-        // Malformed bodies and identifiers stop here, before policy or any source.
+        // Malformed bodies and a missing operator stop here.
         .layer(ParseLayer::new(app.config.limits.max_body_bytes))
-        // Default deny: only an agreement lets a lookup through; quotas and rates counted.
-        .layer(AuthorizeLayer::new(Arc::clone(&app.policy)))
-        // The owning department's source, fields filtered and masked.
-        .service(Fetch::new(Arc::clone(&app.routes)));
+        .service(lookup);
     BoxCloneSyncService::new(svc)
 }
 
@@ -50,14 +68,26 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
+    // One lookup path, shared by lookups and every bundle item.
+    let lookup = lookup_service(Arc::clone(&app.policy), Arc::clone(&app.routes));
+    let bundles = bundle_service(
+        &app.config.bundles,
+        lookup.clone(),
+        app.audit.clone(),
+        app.config.node.clone(),
+        app.config.limits.max_body_bytes,
+    );
     Router::new(app.signer.jwks())
-        .route(&[Method::POST], LOOKUP, lookup_service(app))
-        .route(&[Method::POST], BUNDLE, bundle_service(app))
+        .route(&[Method::POST], LOOKUP, lookup_route(app, lookup))
+        .route(&[Method::POST], BUNDLE, bundles)
         .route(&[Method::GET], OPENAPI, openapi_service())
         .prefix(
             &[Method::GET],
             RECORDS,
-            records_service(app.audit.store().clone(), Arc::clone(&app.authorizer)),
+            records_service(
+                app.audit.store().clone(),
+                Arc::clone(&app.policy.authorizer),
+            ),
         )
         .prefix(
             &[Method::GET, Method::POST, Method::PUT, Method::DELETE],

@@ -1,0 +1,224 @@
+//! The one lookup path: validate → authorize → fetch (stacked in
+//! [`super::stack::lookup_service`]). `/v1/lookup` sends the body it
+//! parsed through it, and a bundle sends each of its items, so a lookup is checked,
+//! decided, fetched and described to the audit log the same way wherever it comes
+//! from.
+//!
+//! ```text
+//!  LookupRequest (what was asked, unchecked)
+//!   └▶ validate   dataset, identifier rules, matter, case id, fields (400)
+//!    └▶ authorize sharing agreement, quota, operator rate (403 / 429)
+//!     └▶ fetch    the owning department's source, fields filtered and masked
+//! ```
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use connectors::{Dataset, Key, KeyError, Query};
+use serde::Deserialize;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service};
+
+use super::{take_ready, BoxFuture, Outcome, Principal, RequestMeta};
+use crate::error::ApiError;
+
+/// What a caller asked for, before any check: the body of `/v1/lookup`, or one item
+/// of a bundle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Asked {
+    /// Dataset name.
+    pub dataset: String,
+    /// Subject identifier (for a holder key, the holder).
+    pub subject: String,
+    /// Set for an e-licence found by its holder and type (bundle items only: a
+    /// lookup body has no such member).
+    #[serde(skip)]
+    pub license_type: Option<String>,
+    /// Matter.
+    pub matter: String,
+    /// Case id.
+    pub case_id: String,
+    /// Fields asked for; `None` = all the agreement grants.
+    #[serde(default)]
+    pub fields: Option<Vec<String>>,
+}
+
+impl Asked {
+    /// Records what was asked on `o`, so a refusal is audited with it too.
+    pub fn describe(&self, mut o: Outcome) -> Outcome {
+        o.facts.dataset = Some(self.dataset.clone());
+        o.facts.subject = Some(self.subject.clone());
+        o.facts.matter = Some(self.matter.clone());
+        o.facts.case_id = Some(self.case_id.clone());
+        o
+    }
+}
+
+/// A lookup on its way in: who asks, and what.
+#[derive(Debug, Clone)]
+pub struct LookupRequest {
+    /// Request envelope.
+    pub meta: RequestMeta,
+    /// Who asks.
+    pub principal: Principal,
+    /// The clerk, already checked.
+    pub operator: String,
+    /// What.
+    pub asked: Asked,
+}
+
+/// A lookup that passed validation.
+#[derive(Debug, Clone)]
+pub struct LookupCall {
+    /// Request envelope.
+    pub meta: RequestMeta,
+    /// Who asks.
+    pub principal: Principal,
+    /// The clerk.
+    pub operator: String,
+    /// Dataset and validated key.
+    pub query: Query,
+    /// Matter.
+    pub matter: String,
+    /// Case id.
+    pub case_id: String,
+    /// Fields asked for; `None` = all the agreement grants.
+    pub fields: Option<Vec<String>>,
+}
+
+/// The lookup path as one service (built by [`super::stack::lookup_service`]).
+pub type LookupService = BoxCloneSyncService<LookupRequest, Outcome, Infallible>;
+
+/// Checks a [`LookupRequest`] (400 naming the broken rule) and describes it on the
+/// outcome for the audit record, whether it passed or not.
+#[derive(Debug, Clone, Default)]
+pub struct ValidateLayer;
+
+impl<S> Layer<S> for ValidateLayer {
+    type Service = Validate<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Validate { inner }
+    }
+}
+
+/// See [`ValidateLayer`].
+#[derive(Debug, Clone)]
+pub struct Validate<S> {
+    inner: S,
+}
+
+impl<S> Service<LookupRequest> for Validate<S>
+where
+    S: Service<LookupCall, Response = Outcome, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Outcome;
+    type Error = Infallible;
+    type Future = BoxFuture<Outcome>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: LookupRequest) -> Self::Future {
+        let mut inner = take_ready(&mut self.inner);
+        Box::pin(async move {
+            let asked = req.asked.clone();
+            let outcome = match validate(req) {
+                Ok(call) => inner.call(call).await?,
+                Err(e) => Outcome::error(e),
+            };
+            Ok(asked.describe(outcome))
+        })
+    }
+}
+
+/// Check everything but policy; the order is the order errors are reported in.
+pub fn validate(req: LookupRequest) -> Result<LookupCall, ApiError> {
+    let LookupRequest {
+        meta,
+        principal,
+        operator,
+        asked,
+    } = req;
+    let dataset: Dataset = asked
+        .dataset
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("dataset: {e}")))?;
+    let key = match asked.license_type {
+        Some(license_type) => Key::Holder {
+            holder_id: asked.subject,
+            license_type,
+        },
+        None => Key::Subject(asked.subject),
+    };
+    check_key(dataset, &key)?;
+    token("matter", &asked.matter)?;
+    token("case_id", &asked.case_id)?;
+    let fields = match asked.fields {
+        None => None,
+        Some(f) if f.is_empty() => {
+            return Err(ApiError::BadRequest(
+                "fields: must name at least one field, or be left out for all granted fields"
+                    .into(),
+            ))
+        }
+        Some(f) => {
+            if let Some(unknown) = f.iter().find(|x| !dataset.fields().contains(&x.as_str())) {
+                return Err(ApiError::BadRequest(format!(
+                    "fields: {dataset} has no field {unknown:?}"
+                )));
+            }
+            Some(f)
+        }
+    };
+    Ok(LookupCall {
+        meta,
+        principal,
+        operator,
+        query: Query { dataset, key },
+        matter: asked.matter,
+        case_id: asked.case_id,
+        fields,
+    })
+}
+
+/// `key` as an identifier of `dataset`: 400 naming the rule it breaks.
+fn check_key(dataset: Dataset, key: &Key) -> Result<(), ApiError> {
+    key.validate(dataset).map_err(|e| match e {
+        KeyError::Identifier(error) => ApiError::InvalidIdentifier {
+            kind: subject_kind(dataset, key),
+            subject: key.subject().to_owned(),
+            error,
+        },
+        other => ApiError::BadRequest(format!("subject: {other}")),
+    })
+}
+
+fn subject_kind(dataset: Dataset, key: &Key) -> &'static str {
+    match (dataset, key) {
+        (Dataset::ELicense, Key::Holder { .. }) => {
+            "resident ID number or unified social credit code"
+        }
+        (Dataset::Population, _) => "resident ID number (GB 11643)",
+        (Dataset::LegalPerson, _) => "unified social credit code (GB 32100)",
+        (Dataset::ELicense, Key::Subject(_)) => "e-license identifier (GB/T 36904)",
+    }
+}
+
+/// A matter or case id: 1-64 of `A-Z a-z 0-9 - _ . /`.
+pub fn token(name: &str, value: &str) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{name}: must be 1-64 characters of A-Z a-z 0-9 - _ . /"
+        )))
+    }
+}
