@@ -69,9 +69,24 @@ fn modules(root: &Path) -> BTreeMap<Module, PathBuf> {
     out
 }
 
+/// Where the unit-test module starts: `#[cfg(test)]`, maybe more attributes, then
+/// `mod`.
+fn test_module(text: &str) -> Option<usize> {
+    text.match_indices("#[cfg(test)]")
+        .map(|(i, _)| i)
+        .find(|&i| {
+            text[i..]
+                .lines()
+                .skip(1)
+                .map(str::trim)
+                .find(|l| !l.starts_with("#["))
+                .is_some_and(|l| l.starts_with("mod ") || l.contains(" mod "))
+        })
+}
+
 /// The source without comments, string literals and the trailing unit tests.
 fn code(text: &str) -> String {
-    let text = match text.find("#[cfg(test)]\nmod tests") {
+    let text = match test_module(text) {
         Some(i) => &text[..i],
         None => text,
     };
@@ -469,6 +484,10 @@ fn the_checker_sees_a_ring() {
     let a: Module = vec!["a".into()];
     let ab: Module = vec!["a".into(), "b".into()];
     let c: Module = vec!["c".into()];
+    assert_eq!(
+        test_module("fn f() {}\n#[cfg(test)]\n#[allow(x)]\npub(crate) mod tests {}"),
+        Some(10)
+    );
     let child = names(&code(
         "use super::{Outcome, x::Y as Z};\npub use crate::c::{self, D};\n\
          fn f() { let s = \"crate::z\"; crate::c::g(); }",

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 
+use super::error::AuditError;
 use super::export::{export, parse_line, ExportContext, ExportLine, Format};
-use super::log::AuditError;
 use super::store::{ArchiveEntry, AuditStore, Row};
 
 /// Move the records received before `before` (RFC 3339 UTC, as stored) into a new

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::chain::GENESIS;
 use super::checkpoint::Checkpoint;
-use super::log::AuditError;
+use super::error::AuditError;
 use super::store::{AuditStore, Row};
 
 /// The export format name.

@@ -1,21 +1,21 @@
 //! The writer: group commit onto the chain, with signed checkpoints.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions as _, PgPool};
+use sqlx::PgPool;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::{seal_entry, GENESIS};
+use super::batch::{chain, search_columns, state_of, AuditSettings, ChainState, Prepared};
+use super::batch::{ARCHIVED, HEAD, SEALED};
+use super::chain::{AuditEntry, GENESIS};
 use super::checkpoint::Checkpoint;
+use super::error::AuditError;
 use super::sqlite_writer::SqliteWriter;
 use super::store::{AuditStore, CHAIN_LOCK};
 use super::verify::{ChainChecker, VerifyFailure};
-use super::AuditEntry;
-use crate::config::{Config, StateDb};
+use crate::config::StateDb;
 use crate::signing::Signer;
 
 /// Where a record landed in the chain.
@@ -25,54 +25,6 @@ pub struct Receipt {
     pub seq: i64,
     /// Chain hash of the record.
     pub hash: String,
-}
-
-/// Audit failures. Any of them means the request must not be answered.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AuditError {
-    /// The store refused or failed the write.
-    #[error("audit store: {0}")]
-    Store(String),
-    /// The writer task is gone (shutting down).
-    #[error("audit writer stopped")]
-    Closed,
-}
-
-impl From<sqlx::Error> for AuditError {
-    fn from(e: sqlx::Error) -> Self {
-        AuditError::Store(e.to_string())
-    }
-}
-
-/// How the writer batches and seals.
-#[derive(Debug, Clone)]
-pub struct AuditSettings {
-    /// Node name written into checkpoints.
-    pub node: String,
-    /// Most records per group commit.
-    pub batch_max: usize,
-    /// Seal the head at least every this many records.
-    pub checkpoint_every: i64,
-    /// … and at least this often while records are unsealed.
-    pub checkpoint_interval: Duration,
-    /// Copy of every checkpoint this node writes, outside the store.
-    pub checkpoint_file: Option<PathBuf>,
-    /// Where batch sizes, commit times and failures are counted.
-    pub metrics: Option<crate::metrics::Metrics>,
-}
-
-impl AuditSettings {
-    /// The settings of a gateway config.
-    pub fn from_config(c: &Config) -> Self {
-        Self {
-            node: c.node.clone(),
-            batch_max: c.audit.batch_max.max(1),
-            checkpoint_every: i64::try_from(c.audit.checkpoint_every.max(1)).unwrap_or(i64::MAX),
-            checkpoint_interval: Duration::from_secs(c.audit.checkpoint_interval_secs.max(1)),
-            checkpoint_file: c.audit.checkpoint_file.clone(),
-            metrics: None,
-        }
-    }
 }
 
 /// Appends records to the chain with group commit: requests that arrive while a
@@ -89,18 +41,6 @@ pub struct AuditLog {
 struct Pending {
     entry: AuditEntry,
     reply: oneshot::Sender<Result<Receipt, AuditError>>,
-}
-
-/// Connection options for the state database: WAL, and `synchronous=FULL` so a
-/// commit is on disk when it returns.
-pub fn state_db_options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(5))
-        .log_statements(tracing::log::LevelFilter::Trace)
 }
 
 impl AuditLog {
@@ -217,63 +157,6 @@ async fn check_unsealed_tail(store: &AuditStore, state: &ChainState) -> Result<(
     }
 }
 
-/// The chain's head and its last seal, as the writer sees them.
-#[derive(Debug, Clone)]
-pub(super) struct ChainState {
-    seq: i64,
-    hash: String,
-    sealed: i64,
-}
-
-impl ChainState {
-    /// Whether `(seq, hash)` is this state's head.
-    pub(super) fn is_head(&self, seq: i64, hash: &str) -> bool {
-        self.seq == seq && self.hash == hash
-    }
-
-    /// The state once `p` is committed on top of this one.
-    pub(super) fn after(mut self, p: &Prepared) -> ChainState {
-        if let Some(last) = p.rows.last() {
-            self.seq = last.seq;
-            self.hash = last.hash.clone();
-        }
-        if let Some(c) = &p.checkpoint {
-            self.sealed = c.seq;
-        }
-        self
-    }
-}
-
-/// A record ready to insert; its search columns are its entry's
-/// ([`search_columns`]), the entry at the same place in the batch.
-pub(super) struct NewRow {
-    pub(super) seq: i64,
-    pub(super) hash: String,
-    pub(super) record: String,
-}
-
-/// The indexed copies of an entry's searchable fields, in `audit_log`'s column order
-/// (`time`, `consumer`, `operator`, `dataset`, `subject`, `matter`, `case_id`,
-/// `decision`).
-pub(super) fn search_columns(e: &AuditEntry) -> [Option<&str>; 8] {
-    [
-        Some(e.time.as_str()),
-        e.consumer.as_deref(),
-        e.operator.as_deref(),
-        e.dataset.as_deref(),
-        e.subject.as_deref(),
-        e.matter.as_deref(),
-        e.case_id.as_deref(),
-        Some(e.decision.as_str()),
-    ]
-}
-
-/// A batch chained onto the head, and the checkpoint sealing it when one is due.
-pub(super) struct Prepared {
-    pub(super) rows: Vec<NewRow>,
-    pub(super) checkpoint: Option<Checkpoint>,
-}
-
 enum Backend {
     /// A dedicated thread and connection: this process is the only writer.
     Sqlite(SqliteWriter),
@@ -329,11 +212,6 @@ impl Backend {
     }
 }
 
-pub(super) const HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
-pub(super) const SEALED: &str = "SELECT MAX(seq) FROM audit_checkpoint";
-pub(super) const ARCHIVED: &str =
-    "SELECT to_seq, last_hash FROM audit_archive ORDER BY to_seq DESC LIMIT 1";
-
 async fn read_state_pg(conn: &mut sqlx::PgConnection) -> Result<ChainState, AuditError> {
     let head: Option<(i64, String)> = sqlx::query_as(HEAD).fetch_optional(&mut *conn).await?;
     let archived: Option<(i64, String)> = if head.is_none() {
@@ -343,21 +221,6 @@ async fn read_state_pg(conn: &mut sqlx::PgConnection) -> Result<ChainState, Audi
     };
     let sealed: Option<i64> = sqlx::query_scalar(SEALED).fetch_one(&mut *conn).await?;
     Ok(state_of(head, archived, sealed))
-}
-
-/// The head is the last stored record, or — when everything was archived — the last
-/// archived one.
-pub(super) fn state_of(
-    head: Option<(i64, String)>,
-    archived: Option<(i64, String)>,
-    sealed: Option<i64>,
-) -> ChainState {
-    let (seq, hash) = head.or(archived).unwrap_or_else(|| (0, GENESIS.to_owned()));
-    ChainState {
-        seq,
-        hash,
-        sealed: sealed.unwrap_or(0),
-    }
 }
 
 async fn insert_pg(
@@ -547,45 +410,14 @@ async fn gather(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, max:
     }
 }
 
-/// Chain `entries` onto `head`, and seal the new head when a checkpoint is due.
-pub(super) fn chain(
-    head: &ChainState,
-    entries: &[AuditEntry],
-    time_due: bool,
-    signer: &Signer,
-    settings: &AuditSettings,
-) -> Result<Prepared, AuditError> {
-    let (mut seq, mut prev) = (head.seq, head.hash.clone());
-    let mut rows = Vec::with_capacity(entries.len());
-    for e in entries {
-        seq += 1;
-        let (record, hash) =
-            seal_entry(seq, &prev, e).map_err(|e| AuditError::Store(e.to_string()))?;
-        rows.push(NewRow {
-            seq,
-            hash: hash.clone(),
-            record,
-        });
-        prev = hash;
-    }
-    let unsealed = seq - head.sealed;
-    let due = unsealed >= settings.checkpoint_every || (time_due && unsealed > 0);
-    let checkpoint = if due {
-        Some(
-            Checkpoint::sign(signer, seq, &prev, &settings.node)
-                .map_err(|e| AuditError::Store(format!("checkpoint: {e}")))?,
-        )
-    } else {
-        None
-    };
-    Ok(Prepared { rows, checkpoint })
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::audit::verify_chain;
+    use crate::audit::{state_db_options, verify_chain};
+    use sqlx::ConnectOptions as _;
+    use std::path::Path;
+    use std::time::Duration;
 
     pub(crate) fn test_signer() -> Arc<Signer> {
         use rustls_pki_types::pem::PemObject as _;

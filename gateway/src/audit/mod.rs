@@ -16,8 +16,10 @@
 //! ```
 
 mod archive;
+mod batch;
 mod chain;
 mod checkpoint;
+mod error;
 mod export;
 mod log;
 mod report;
@@ -28,14 +30,16 @@ mod subject;
 mod verify;
 
 pub use archive::{archive, read_archive};
+pub use batch::AuditSettings;
 pub use chain::{chain_hash, seal_entry, AuditEntry, Decision, StoredRecord, GENESIS};
 pub use checkpoint::{merge_jwks, read_checkpoint_file, Checkpoint, CHECKPOINT_KIND};
+pub use error::AuditError;
 pub use export::{
     export, parse_line, ExportContext, ExportLine, ExportSummary, Format, EXPORT_FORMAT,
 };
-pub use log::{state_db_options, AuditError, AuditLog, AuditSettings, Receipt};
+pub use log::{AuditLog, Receipt};
 pub use report::{anomalies, revoked_from_index, Anomaly, AnomalyRules};
 pub use search::{parse_time, Filter};
-pub use store::{ArchiveEntry, AuditStore, Row};
+pub use store::{state_db_options, ArchiveEntry, AuditStore, Row};
 pub use subject::{subject_report, Access, SubjectReport};
 pub use verify::{verify, verify_chain, ChainChecker, VerifyFailure, VerifyOptions, VerifyReport};

@@ -13,7 +13,7 @@ use chrono::{DateTime, Timelike as _};
 use serde::Serialize;
 
 use super::chain::{Decision, StoredRecord};
-use super::log::AuditError;
+use super::error::AuditError;
 use super::search::{cst, Filter};
 use super::store::AuditStore;
 

@@ -19,11 +19,10 @@ use std::time::Duration;
 use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::log::{
-    chain, search_columns, state_of, AuditError, AuditSettings, ChainState, Prepared,
-};
-use super::log::{ARCHIVED, HEAD, SEALED};
-use super::AuditEntry;
+use super::batch::{chain, search_columns, state_of, AuditSettings, ChainState, Prepared};
+use super::batch::{ARCHIVED, HEAD, SEALED};
+use super::chain::AuditEntry;
+use super::error::AuditError;
 use crate::signing::Signer;
 
 impl From<rusqlite::Error> for AuditError {

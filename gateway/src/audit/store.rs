@@ -7,16 +7,17 @@
 //! column can hide a record from a search, never change what it says, and
 //! `audit verify` still vouches for the records themselves.
 
+use std::path::Path;
 use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::SqlitePoolOptions;
-use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, ConnectOptions as _, PgPool, SqlitePool};
 
 use super::checkpoint::Checkpoint;
-use super::log::{state_db_options, AuditError};
+use super::error::AuditError;
 use super::search::{Filter, SearchColumn};
 use crate::config::StateDb;
 
@@ -396,4 +397,16 @@ async fn add_search_columns(pool: &SqlitePool) -> Result<(), AuditError> {
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Connection options for the state database: WAL, and `synchronous=FULL` so a
+/// commit is on disk when it returns.
+pub fn state_db_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5))
+        .log_statements(tracing::log::LevelFilter::Trace)
 }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::chain::{Decision, StoredRecord};
-use super::log::AuditError;
+use super::error::AuditError;
 use super::search::{cst, Filter};
 use super::store::AuditStore;
 

@@ -17,7 +17,7 @@ use sqlx::SqliteConnection;
 use super::archive::read_archive;
 use super::chain::GENESIS;
 use super::checkpoint::Checkpoint;
-use super::log::AuditError;
+use super::error::AuditError;
 use super::store::AuditStore;
 use canonical::Canonical;
 

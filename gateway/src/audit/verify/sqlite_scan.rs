@@ -28,7 +28,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 
 use super::{check_sealed, ChainChecker, VerifyFailure};
 use crate::audit::checkpoint::Checkpoint;
-use crate::audit::log::AuditError;
+use crate::audit::error::AuditError;
 
 /// Records per chunk: enough that a chunk's query and anchor cost nothing in
 /// comparison, few enough that the threads share the work evenly.

@@ -1,0 +1,158 @@
+//! One group commit, whichever store takes it: the chain's head as the writer sees
+//! it, the batch chained onto it, and the checkpoint that seals it when one is due.
+//! Both writers (SQLite on its own thread, PostgreSQL on the pool) build their
+//! transaction from these.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::chain::{seal_entry, AuditEntry, GENESIS};
+use super::checkpoint::Checkpoint;
+use super::error::AuditError;
+use crate::config::Config;
+use crate::signing::Signer;
+
+/// How the writer batches and seals.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Node name written into checkpoints.
+    pub node: String,
+    /// Most records per group commit.
+    pub batch_max: usize,
+    /// Seal the head at least every this many records.
+    pub checkpoint_every: i64,
+    /// … and at least this often while records are unsealed.
+    pub checkpoint_interval: Duration,
+    /// Copy of every checkpoint this node writes, outside the store.
+    pub checkpoint_file: Option<PathBuf>,
+    /// Where batch sizes, commit times and failures are counted.
+    pub metrics: Option<crate::metrics::Metrics>,
+}
+
+impl AuditSettings {
+    /// The settings of a gateway config.
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            node: c.node.clone(),
+            batch_max: c.audit.batch_max.max(1),
+            checkpoint_every: i64::try_from(c.audit.checkpoint_every.max(1)).unwrap_or(i64::MAX),
+            checkpoint_interval: Duration::from_secs(c.audit.checkpoint_interval_secs.max(1)),
+            checkpoint_file: c.audit.checkpoint_file.clone(),
+            metrics: None,
+        }
+    }
+}
+
+/// The chain's head and its last seal, as the writer sees them.
+#[derive(Debug, Clone)]
+pub(super) struct ChainState {
+    /// The head's sequence number.
+    pub(super) seq: i64,
+    /// The head's hash.
+    pub(super) hash: String,
+    /// The last sealed sequence number.
+    pub(super) sealed: i64,
+}
+
+impl ChainState {
+    /// Whether `(seq, hash)` is this state's head.
+    pub(super) fn is_head(&self, seq: i64, hash: &str) -> bool {
+        self.seq == seq && self.hash == hash
+    }
+
+    /// The state once `p` is committed on top of this one.
+    pub(super) fn after(mut self, p: &Prepared) -> ChainState {
+        if let Some(last) = p.rows.last() {
+            self.seq = last.seq;
+            self.hash = last.hash.clone();
+        }
+        if let Some(c) = &p.checkpoint {
+            self.sealed = c.seq;
+        }
+        self
+    }
+}
+
+/// A record ready to insert; its search columns are its entry's
+/// ([`search_columns`]), the entry at the same place in the batch.
+pub(super) struct NewRow {
+    pub(super) seq: i64,
+    pub(super) hash: String,
+    pub(super) record: String,
+}
+
+/// The indexed copies of an entry's searchable fields, in `audit_log`'s column order
+/// (`time`, `consumer`, `operator`, `dataset`, `subject`, `matter`, `case_id`,
+/// `decision`).
+pub(super) fn search_columns(e: &AuditEntry) -> [Option<&str>; 8] {
+    [
+        Some(e.time.as_str()),
+        e.consumer.as_deref(),
+        e.operator.as_deref(),
+        e.dataset.as_deref(),
+        e.subject.as_deref(),
+        e.matter.as_deref(),
+        e.case_id.as_deref(),
+        Some(e.decision.as_str()),
+    ]
+}
+
+/// A batch chained onto the head, and the checkpoint sealing it when one is due.
+pub(super) struct Prepared {
+    pub(super) rows: Vec<NewRow>,
+    pub(super) checkpoint: Option<Checkpoint>,
+}
+
+pub(super) const HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+pub(super) const SEALED: &str = "SELECT MAX(seq) FROM audit_checkpoint";
+pub(super) const ARCHIVED: &str =
+    "SELECT to_seq, last_hash FROM audit_archive ORDER BY to_seq DESC LIMIT 1";
+
+/// The head is the last stored record, or — when everything was archived — the last
+/// archived one.
+pub(super) fn state_of(
+    head: Option<(i64, String)>,
+    archived: Option<(i64, String)>,
+    sealed: Option<i64>,
+) -> ChainState {
+    let (seq, hash) = head.or(archived).unwrap_or_else(|| (0, GENESIS.to_owned()));
+    ChainState {
+        seq,
+        hash,
+        sealed: sealed.unwrap_or(0),
+    }
+}
+
+/// Chain `entries` onto `head`, and seal the new head when a checkpoint is due.
+pub(super) fn chain(
+    head: &ChainState,
+    entries: &[AuditEntry],
+    time_due: bool,
+    signer: &Signer,
+    settings: &AuditSettings,
+) -> Result<Prepared, AuditError> {
+    let (mut seq, mut prev) = (head.seq, head.hash.clone());
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        seq += 1;
+        let (record, hash) =
+            seal_entry(seq, &prev, e).map_err(|e| AuditError::Store(e.to_string()))?;
+        rows.push(NewRow {
+            seq,
+            hash: hash.clone(),
+            record,
+        });
+        prev = hash;
+    }
+    let unsealed = seq - head.sealed;
+    let due = unsealed >= settings.checkpoint_every || (time_due && unsealed > 0);
+    let checkpoint = if due {
+        Some(
+            Checkpoint::sign(signer, seq, &prev, &settings.node)
+                .map_err(|e| AuditError::Store(format!("checkpoint: {e}")))?,
+        )
+    } else {
+        None
+    };
+    Ok(Prepared { rows, checkpoint })
+}
