@@ -182,8 +182,8 @@ impl Envelope {
     }
 
     /// Appends the record of `outcome` and waits for its durable commit. An outcome
-    /// whose record cannot be written becomes audit-unavailable, its facts kept: it
-    /// is never answered unrecorded.
+    /// whose record cannot be written becomes audit-unavailable: it is never answered
+    /// unrecorded.
     pub async fn commit(&self, log: &AuditLog, outcome: Outcome) -> Audited {
         let request_id = self.entry.request_id.clone();
         let entry = self.record(&outcome);
@@ -199,8 +199,11 @@ impl Envelope {
             },
             Err(e) => {
                 tracing::error!(error = %e, status = outcome.status().as_u16(), "audit write failed; answering 503 without the record");
+                // What was asked stays (a bundle reports its item by it); the policy
+                // verdict goes: nothing was answered, so it counts as an error.
                 let mut failed = Outcome::error(ApiError::AuditUnavailable);
                 failed.facts = outcome.facts;
+                failed.facts.decision = None;
                 Audited {
                     outcome: failed,
                     receipt: None,
