@@ -572,8 +572,8 @@ fn kubernetes_manifests_run_replicas_with_probes_and_a_budget() {
     );
 
     // Every file the config names comes from a Secret mounted at its directory, under
-    // that name; the README says how to create each Secret with `tongban certs`.
-    let readme = std::fs::read_to_string(deploy_dir().join("../README.md")).unwrap();
+    // that name; the deployment guide says how to create each Secret with `tongban certs`.
+    let readme = std::fs::read_to_string(deploy_dir().join("../docs/deployment.md")).unwrap();
     for n in &p.needed {
         let (dir, file) = n.rsplit_once('/').unwrap();
         let m = mounts
@@ -590,7 +590,7 @@ fn kubernetes_manifests_run_replicas_with_probes_and_a_budget() {
         );
         assert!(
             readme.contains(secret) && readme.contains(file),
-            "README does not say how to create secret {secret} with {file}"
+            "docs/deployment.md does not say how to create secret {secret} with {file}"
         );
     }
     for e in list(&container["env"]) {
@@ -598,7 +598,7 @@ fn kubernetes_manifests_run_replicas_with_probes_and_a_budget() {
         if let (Some(name), Some(key)) = (r["name"].as_str(), r["key"].as_str()) {
             assert!(
                 readme.contains(name) && readme.contains(key),
-                "README does not say how to create secret {name} key {key}"
+                "docs/deployment.md does not say how to create secret {name} key {key}"
             );
         }
     }
@@ -805,14 +805,11 @@ fn the_image_is_built_in_stages_and_runs_as_a_user() {
 }
 
 #[test]
-fn the_readme_documents_each_deployment() {
-    let readme = std::fs::read_to_string(deploy_dir().join("../README.md")).unwrap();
-    let section = readme
-        .split_once("\n## Deployment\n")
-        .map(|(_, s)| s.split("\n## ").next().unwrap_or_default())
-        .expect("README: ## Deployment");
-    for sub in ["### Docker Compose", "### Kubernetes", "### systemd"] {
-        assert!(section.contains(sub), "README Deployment: no {sub}");
+fn the_deployment_guide_documents_each_deployment() {
+    // The guide moved from the README to docs/deployment.md (issue 13).
+    let section = std::fs::read_to_string(deploy_dir().join("../docs/deployment.md")).unwrap();
+    for sub in ["## Docker Compose", "## Kubernetes", "## systemd"] {
+        assert!(section.contains(sub), "docs/deployment.md: no {sub}");
     }
     for file in [
         "deploy/compose.yaml",
@@ -821,7 +818,7 @@ fn the_readme_documents_each_deployment() {
     ] {
         assert!(
             section.contains(file),
-            "README Deployment does not mention {file}"
+            "docs/deployment.md does not mention {file}"
         );
     }
 }
