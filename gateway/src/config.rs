@@ -8,12 +8,18 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use connectors::Dataset;
+use schemars::JsonSchema;
 use serde::Deserialize;
-use toml::Spanned;
+use serde_inline_default::serde_inline_default;
 
 mod env;
 mod policy;
+#[cfg(test)]
+mod reference;
+mod schema;
 mod sources;
+
+use schema::Spanned;
 
 #[cfg(test)]
 pub(crate) mod test_files;
@@ -144,21 +150,22 @@ impl TlsConfig {
 }
 
 /// The audit log: group commit, checkpoints, retention and anomaly thresholds.
-#[derive(Debug, Clone, Deserialize)]
+#[serde_inline_default]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    /// Most records committed in one transaction.
-    #[serde(default = "default_batch_max")]
+    /// Most records committed in one transaction (group commit).
+    #[serde_inline_default(512)]
     pub batch_max: usize,
     /// Seal the chain's head with a signed checkpoint at least every this many records.
-    #[serde(default = "default_checkpoint_every")]
+    #[serde_inline_default(1000)]
     pub checkpoint_every: u64,
     /// … and at least this often (seconds) while records are unsealed.
-    #[serde(default = "default_checkpoint_interval")]
+    #[serde_inline_default(10)]
     pub checkpoint_interval_secs: u64,
     /// Copy of each checkpoint this gateway writes, outside the store (JSON lines;
     /// empty string: none).
-    #[serde(default = "default_checkpoint_file")]
+    #[serde_inline_default(Some(PathBuf::from("audit-checkpoints.jsonl")))]
     pub checkpoint_file: Option<PathBuf>,
     /// JWKS files of other gateways' keys trusted to sign checkpoints (shared store).
     #[serde(default)]
@@ -166,8 +173,8 @@ pub struct AuditConfig {
     /// Archive records older than this many days (0: keep everything in the store).
     #[serde(default)]
     pub retention_days: u32,
-    /// Where archive files go.
-    #[serde(default = "default_archive_dir")]
+    /// Where `tongban audit archive` writes archive files.
+    #[serde_inline_default(PathBuf::from("audit-archive"))]
     pub archive_dir: PathBuf,
     /// Thresholds of `tongban audit report`.
     #[serde(default)]
@@ -175,132 +182,67 @@ pub struct AuditConfig {
 }
 
 /// Thresholds of the anomaly rules.
-#[derive(Debug, Clone, Deserialize)]
+#[serde_inline_default]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnomalyConfig {
     /// Lookups by one operator in one hour above which it is reported.
-    #[serde(default = "default_operator_lookups")]
+    #[serde_inline_default(100)]
     pub operator_lookups_per_hour: u64,
-    /// Hours of service, China Standard Time, `HH:MM-HH:MM`.
-    #[serde(default = "default_service_hours")]
+    /// Hours of service, China Standard Time, `HH:MM-HH:MM`; lookups outside them
+    /// are reported.
+    #[serde_inline_default("08:00-18:00".to_owned())]
     pub service_hours: String,
     /// Distinct subjects under one case id above which it is reported.
-    #[serde(default = "default_subjects_per_case")]
+    #[serde_inline_default(20)]
     pub subjects_per_case: usize,
     /// Denials of one system within `denials_window_secs` at which it is reported.
-    #[serde(default = "default_denials_burst")]
+    #[serde_inline_default(10)]
     pub denials_burst: usize,
-    /// The denial window.
-    #[serde(default = "default_denials_window")]
+    /// The window of `denials_burst` (seconds).
+    #[serde_inline_default(60)]
     pub denials_window_secs: u64,
-    /// The CA's certificate index (JSON) naming revoked certificates.
+    /// The CA's certificate index (JSON) naming revoked certificates; lookups by
+    /// them are reported.
     #[serde(default)]
     pub revoked_index: Option<PathBuf>,
 }
 
 /// Limits on the counter listener.
-#[derive(Debug, Clone, Deserialize)]
+#[serde_inline_default]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Requests processed at once; more are shed with 503.
-    #[serde(default = "default_max_concurrent")]
+    #[serde_inline_default(4096)]
     pub max_concurrent_requests: usize,
-    /// Largest request body accepted.
-    #[serde(default = "default_max_body")]
+    /// Largest request body accepted (bytes).
+    #[serde_inline_default(64 * 1024)]
     pub max_body_bytes: usize,
     /// On SIGTERM, how long open requests may take to finish before the gateway exits
     /// anyway (seconds).
-    #[serde(default = "default_shutdown_grace")]
+    #[serde_inline_default(25)]
     pub shutdown_grace_secs: u64,
 }
 
 /// Logging and OpenTelemetry.
-#[derive(Debug, Clone, Deserialize)]
+#[serde_inline_default]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
-    /// `text` or `json`.
-    #[serde(default = "default_log_format")]
+    /// Log lines as `text` or `json`.
+    #[serde_inline_default("text".to_owned())]
     pub log_format: String,
-    /// tracing filter, e.g. `info` or `gateway=debug`.
-    #[serde(default = "default_log_level")]
+    /// tracing filter, e.g. `info` or `info,gateway=debug`.
+    #[serde_inline_default("info".to_owned())]
     pub log_level: String,
-    /// OTLP/gRPC endpoint for traces; empty (the default) exports nothing.
+    /// OTLP/gRPC endpoint for traces, e.g. `http://127.0.0.1:4317`; empty exports
+    /// nothing.
     #[serde(default)]
     pub otlp_endpoint: String,
 }
 
-fn default_batch_max() -> usize {
-    512
-}
-fn default_checkpoint_every() -> u64 {
-    1000
-}
-fn default_checkpoint_interval() -> u64 {
-    10
-}
-fn default_checkpoint_file() -> Option<PathBuf> {
-    Some(PathBuf::from("audit-checkpoints.jsonl"))
-}
-fn default_archive_dir() -> PathBuf {
-    PathBuf::from("audit-archive")
-}
-fn default_operator_lookups() -> u64 {
-    100
-}
-fn default_service_hours() -> String {
-    "08:00-18:00".to_owned()
-}
-fn default_subjects_per_case() -> usize {
-    20
-}
-fn default_denials_burst() -> usize {
-    10
-}
-fn default_denials_window() -> u64 {
-    60
-}
-fn default_max_concurrent() -> usize {
-    4096
-}
-fn default_max_body() -> usize {
-    64 * 1024
-}
-fn default_shutdown_grace() -> u64 {
-    25
-}
-fn default_log_format() -> String {
-    "text".to_owned()
-}
-fn default_log_level() -> String {
-    "info".to_owned()
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        Self {
-            batch_max: default_batch_max(),
-            checkpoint_every: default_checkpoint_every(),
-            checkpoint_interval_secs: default_checkpoint_interval(),
-            checkpoint_file: default_checkpoint_file(),
-            trusted_jwks: Vec::new(),
-            retention_days: 0,
-            archive_dir: default_archive_dir(),
-            anomaly: AnomalyConfig::default(),
-        }
-    }
-}
-impl Default for AnomalyConfig {
-    fn default() -> Self {
-        Self {
-            operator_lookups_per_hour: default_operator_lookups(),
-            service_hours: default_service_hours(),
-            subjects_per_case: default_subjects_per_case(),
-            denials_burst: default_denials_burst(),
-            denials_window_secs: default_denials_window(),
-            revoked_index: None,
-        }
-    }
-}
+schema::default_from_serde!(AuditConfig, AnomalyConfig, LimitsConfig, TelemetryConfig);
 
 impl AnomalyConfig {
     /// The hours of service as minutes after midnight, `[open, close)`.
@@ -322,62 +264,68 @@ impl AnomalyConfig {
             })
     }
 }
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            max_concurrent_requests: default_max_concurrent(),
-            max_body_bytes: default_max_body(),
-            shutdown_grace_secs: default_shutdown_grace(),
-        }
-    }
-}
-impl Default for TelemetryConfig {
-    fn default() -> Self {
-        Self {
-            log_format: default_log_format(),
-            log_level: default_log_level(),
-            otlp_endpoint: String::new(),
-        }
-    }
-}
 
-// The file as written: spans kept on the values checked after parsing, so that those
-// errors can name a line too.
-#[derive(Deserialize)]
+// The file as written, and the one declaration of each setting (see `schema`): spans
+// kept on the values checked after parsing, so that those errors can name a line too.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// Node name written into every audit record.
     node: Spanned<String>,
+    /// Counter API listener (mutual TLS), e.g. `0.0.0.0:8443`.
     listen: Spanned<String>,
+    /// Ops listener (plain HTTP: `/healthz`, `/readyz`, `/metrics`); keep it on
+    /// loopback.
     ops_listen: Spanned<String>,
+    /// Where agreements, role bindings and the audit log are kept: a SQLite file (one
+    /// gateway), or a `postgres://` URL (several gateways sharing one store).
     state_db: Spanned<String>,
+    /// Ed25519 key (PKCS#8 PEM) that signs every record returned.
     signing_key: Spanned<String>,
+    /// Server certificate and the client CAs of mutual TLS.
     tls: RawTls,
+    /// Audit batching, checkpoints and retention.
     #[serde(default)]
     audit: AuditConfig,
+    /// Request limits.
     #[serde(default)]
     limits: LimitsConfig,
+    /// Logs and traces.
     #[serde(default)]
     telemetry: TelemetryConfig,
+    /// Data sources.
     #[serde(default)]
     sources: Vec<sources::RawSource>,
+    /// Datasets and the source that serves each.
     #[serde(default)]
     datasets: Vec<sources::RawDataset>,
+    /// Named sets of datasets fetched together.
     #[serde(default)]
     bundles: Vec<sources::RawBundle>,
+    /// Sharing agreements.
     #[serde(default)]
     policy: policy::RawPolicy,
 }
 
-#[derive(Deserialize)]
+/// `[tls]` as written.
+#[serde_inline_default]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
+    /// Server certificate chain (PEM). Certificates, CAs and CRLs reload without a
+    /// restart: on SIGHUP and within a second of a change.
     cert: Spanned<String>,
+    /// Server key (PEM).
     key: Spanned<String>,
+    /// CAs (PEM) whose client certificates are accepted; at least one.
     client_cas: Vec<Spanned<String>>,
+    /// CRLs (PEM) checked at every handshake; none: no revocation check.
     #[serde(default)]
     crls: Vec<Spanned<String>>,
-    #[serde(default)]
-    unknown_revocation: Option<Spanned<String>>,
+    /// With CRLs listed: refuse (`deny`) or accept (`allow`) a client whose chain has
+    /// a CA no listed CRL speaks for.
+    #[serde_inline_default(Spanned::default_value("deny".to_owned()))]
+    unknown_revocation: Spanned<String>,
 }
 
 impl Config {
@@ -507,13 +455,13 @@ impl Checker<'_> {
 
     fn unknown_revocation(
         &self,
-        v: Option<&Spanned<String>>,
+        v: &Spanned<String>,
     ) -> Result<certs::UnknownRevocation, ConfigError> {
-        match v.map(|v| (v.get_ref().as_str(), v.span())) {
-            None | Some(("deny", _)) => Ok(certs::UnknownRevocation::Deny),
-            Some(("allow", _)) => Ok(certs::UnknownRevocation::Allow),
-            Some((other, span)) => Err(self.err(
-                span,
+        match v.get_ref().as_str() {
+            "deny" => Ok(certs::UnknownRevocation::Deny),
+            "allow" => Ok(certs::UnknownRevocation::Allow),
+            other => Err(self.err(
+                v.span(),
                 format!("tls.unknown_revocation: {other:?} is not one of deny, allow"),
             )),
         }
@@ -539,7 +487,7 @@ impl Checker<'_> {
                 .iter()
                 .map(|crl| self.existing_file("tls.crls", crl))
                 .collect::<Result<_, _>>()?,
-            unknown_revocation: self.unknown_revocation(raw.tls.unknown_revocation.as_ref())?,
+            unknown_revocation: self.unknown_revocation(&raw.tls.unknown_revocation)?,
         };
         if tls.client_cas.is_empty() {
             return Err(self.err(

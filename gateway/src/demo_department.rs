@@ -394,7 +394,7 @@ cert = "pki/gateway.pem"
 key = "pki/gateway.key"
 health_path = "{HEALTH_PATH}"
 max_connections = 8            # idle connections kept for reuse
-acquire_timeout_ms = 1000      # connect (TCP + TLS) time-out
+connect_timeout_ms = 1000      # connect (TCP + TLS) time-out
 
 # The same licences straight from the department's database, instead:
 # [[sources]]

@@ -118,7 +118,7 @@ fn http(s: &SourceConfig, served: &[&DatasetConfig]) -> Result<HttpConnector, Co
         name: s.name.clone(),
         base_url: s.url.clone(),
         max_idle_connections: usize::try_from(s.max_connections).unwrap_or(usize::MAX),
-        connect_timeout_ms: s.acquire_timeout_ms,
+        connect_timeout_ms: s.connect_timeout_ms,
         health_path: s.health_path.clone(),
     };
     HttpConnector::new(&source, client, bindings)

@@ -23,6 +23,7 @@ use std::path::Path;
 
 use toml_edit::{ImDocument, Item};
 
+use super::schema::{self, Kind};
 use super::ConfigError;
 
 /// The variable that names the config file; not a setting.
@@ -94,86 +95,6 @@ impl std::fmt::Debug for Env {
             .finish()
     }
 }
-
-/// What a setting's value is; decides how a variable's text becomes a TOML value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Str,
-    Int,
-    List,
-}
-
-use Kind::{Int, List, Str};
-
-/// Every setting of the file. `[]` marks an array of tables (numbered in the variable
-/// name), `*` a key of a free-form map (the rest of the variable name, lower-cased).
-/// A unit test checks this list against the config's own fields.
-const SETTINGS: &[(&str, Kind)] = &[
-    ("node", Str),
-    ("listen", Str),
-    ("ops_listen", Str),
-    ("state_db", Str),
-    ("signing_key", Str),
-    ("tls.cert", Str),
-    ("tls.key", Str),
-    ("tls.client_cas", List),
-    ("tls.crls", List),
-    ("tls.unknown_revocation", Str),
-    ("audit.batch_max", Int),
-    ("audit.checkpoint_every", Int),
-    ("audit.checkpoint_interval_secs", Int),
-    ("audit.checkpoint_file", Str),
-    ("audit.trusted_jwks", List),
-    ("audit.retention_days", Int),
-    ("audit.archive_dir", Str),
-    ("audit.anomaly.operator_lookups_per_hour", Int),
-    ("audit.anomaly.service_hours", Str),
-    ("audit.anomaly.subjects_per_case", Int),
-    ("audit.anomaly.denials_burst", Int),
-    ("audit.anomaly.denials_window_secs", Int),
-    ("audit.anomaly.revoked_index", Str),
-    ("limits.max_concurrent_requests", Int),
-    ("limits.max_body_bytes", Int),
-    ("limits.shutdown_grace_secs", Int),
-    ("telemetry.log_format", Str),
-    ("telemetry.log_level", Str),
-    ("telemetry.otlp_endpoint", Str),
-    ("policy.time_zone", Str),
-    ("policy.sync_interval_ms", Int),
-    ("policy.decision_cache", Int),
-    ("policy.matters", List),
-    ("sources[].name", Str),
-    ("sources[].kind", Str),
-    ("sources[].url", Str),
-    ("sources[].max_connections", Int),
-    ("sources[].acquire_timeout_ms", Int),
-    ("sources[].ca", List),
-    ("sources[].cert", Str),
-    ("sources[].key", Str),
-    ("sources[].health_path", Str),
-    ("sources[].resilience.timeout_ms", Int),
-    ("sources[].resilience.max_in_flight", Int),
-    ("sources[].resilience.retries", Int),
-    ("sources[].resilience.retry_budget_percent", Int),
-    ("sources[].resilience.breaker_failures", Int),
-    ("sources[].resilience.breaker_cooldown_ms", Int),
-    ("datasets[].name", Str),
-    ("datasets[].department", Str),
-    ("datasets[].source", Str),
-    ("datasets[].query", Str),
-    ("datasets[].path", Str),
-    ("datasets[].holder_query", Str),
-    ("datasets[].holder_path", Str),
-    ("datasets[].issuer_keys", List),
-    ("datasets[].fields.*", Str),
-    ("bundles[].name", Str),
-    ("bundles[].description", Str),
-    ("bundles[].items[].name", Str),
-    ("bundles[].items[].dataset", Str),
-    ("bundles[].items[].subject", Str),
-    ("bundles[].items[].license_type", Str),
-    ("bundles[].items[].fields", List),
-];
 
 /// One step of a setting's path in the document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,9 +246,9 @@ pub(super) fn line_of(text: &str, offset: usize) -> usize {
 /// The setting `var` names, and its value as TOML.
 fn resolve(var: &str, value: &str) -> Result<Setting, String> {
     let name = var.strip_prefix(PREFIX).unwrap_or(var);
-    let (path, kind) = SETTINGS
+    let (path, kind) = schema::settings()
         .iter()
-        .find_map(|(pattern, kind)| matches(pattern, name).map(|p| (p, *kind)))
+        .find_map(|s| matches(&s.pattern, name).map(|p| (p, s.kind)))
         .ok_or_else(|| {
             "names no setting (a setting's section and key, upper-cased and joined by _; \
              entries of [[sources]], [[datasets]] and [[bundles]] numbered from 0)"
@@ -402,13 +323,13 @@ fn dotted_key(path: &[Step]) -> String {
 /// A variable's text as a TOML value of `kind`.
 fn toml_text(kind: Kind, value: &str) -> Result<String, String> {
     match kind {
-        Str => Ok(toml_edit::Value::from(value).to_string()),
-        Int => value
+        Kind::Str => Ok(toml_edit::Value::from(value).to_string()),
+        Kind::Int => value
             .trim()
             .parse::<i64>()
             .map(|n| n.to_string())
             .map_err(|_| format!("{value:?} is not a whole number")),
-        List => {
+        Kind::List => {
             let items: Vec<String> = if value.trim_start().starts_with('[') {
                 let array = value
                     .parse::<toml_edit::Value>()
@@ -600,21 +521,23 @@ fn edit(doc: &ImDocument<&str>, file: &str, root_at: usize, s: &Setting) -> Resu
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use Kind::{Int, List, Str};
 
     #[test]
     fn every_setting_has_one_variable_name() {
-        for (pattern, _) in SETTINGS {
+        let settings = schema::settings();
+        for pattern in settings.iter().map(|s| s.pattern.as_str()) {
             let name: String = pattern_steps(pattern)
                 .map(|s| s.map_or("3".to_owned(), |k| k.replace('*', "birth_date")))
                 .collect::<Vec<_>>()
                 .join("_")
                 .to_ascii_uppercase();
-            let found: Vec<&str> = SETTINGS
+            let found: Vec<&str> = settings
                 .iter()
-                .filter(|(p, _)| matches(p, &name).is_some())
-                .map(|(p, _)| *p)
+                .filter(|s| matches(&s.pattern, &name).is_some())
+                .map(|s| s.pattern.as_str())
                 .collect();
-            assert_eq!(found, [*pattern], "TONGBAN_{name}");
+            assert_eq!(found, [pattern], "TONGBAN_{name}");
         }
         assert_eq!(
             matches(
@@ -820,7 +743,7 @@ dataset = "population"
 "#;
 
     /// Every key the config structs accept has a variable: serde's "unknown field"
-    /// error lists the keys each table accepts, and each must be in `SETTINGS`.
+    /// error lists the keys each table accepts, and the schema walk must find each.
     #[test]
     fn settings_cover_every_key_of_the_file() {
         let tables = [
@@ -859,15 +782,13 @@ dataset = "population"
                 } else {
                     format!("{table}.{key}")
                 };
-                let covered = SETTINGS.iter().any(|(p, _)| {
+                let covered = schema::settings().iter().any(|s| {
+                    let p = &s.pattern;
                     *p == full
                         || p.starts_with(&format!("{full}."))
                         || p.starts_with(&format!("{full}[]."))
                 });
-                assert!(
-                    covered,
-                    "{full} has no TONGBAN_ variable: add it to SETTINGS"
-                );
+                assert!(covered, "{full} has no TONGBAN_ variable");
             }
         }
     }

@@ -2,9 +2,11 @@
 //! days, how often to look for agreement changes made elsewhere, how many decision
 //! engines to keep built, and the catalogue of known matters.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
-use toml::Spanned;
+use serde_inline_default::serde_inline_default;
 
+use super::schema::Spanned;
 use super::{Checker, ConfigError};
 
 /// Sharing-agreement settings.
@@ -21,86 +23,75 @@ pub struct PolicyConfig {
     pub matters: Vec<String>,
 }
 
-impl Default for PolicyConfig {
-    fn default() -> Self {
-        Self {
-            time_zone: ::policy::TimeZone::default(),
-            sync_interval_ms: default_sync_interval(),
-            decision_cache: default_decision_cache(),
-            matters: ::policy::DEFAULT_MATTERS
-                .iter()
-                .map(|m| (*m).to_owned())
-                .collect(),
-        }
-    }
-}
-
-fn default_sync_interval() -> u64 {
-    250
-}
-fn default_decision_cache() -> usize {
-    1024
-}
-
 /// `[policy]` as written.
-#[derive(Deserialize, Default)]
+#[serde_inline_default]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPolicy {
-    #[serde(default)]
-    time_zone: Option<Spanned<String>>,
-    #[serde(default)]
-    sync_interval_ms: Option<Spanned<u64>>,
-    #[serde(default)]
-    decision_cache: Option<Spanned<usize>>,
-    #[serde(default)]
-    matters: Option<Spanned<Vec<String>>>,
+    /// Zone of hours of service and of quota days: a UTC offset like `+08:00`, or
+    /// `UTC`.
+    #[serde_inline_default(Spanned::default_value("+08:00".to_owned()))]
+    time_zone: Spanned<String>,
+    /// How often (ms, 10-60000) to look in the state database for agreement changes
+    /// made by the CLI or another gateway; a change takes effect within this interval.
+    #[serde_inline_default(Spanned::default_value(250))]
+    sync_interval_ms: Spanned<u64>,
+    /// Most (consumer identity, dataset) decision engines kept built.
+    #[serde_inline_default(Spanned::default_value(1024))]
+    decision_cache: Spanned<usize>,
+    /// The matters (purposes) agreements may name; an agreement naming another is
+    /// refused.
+    #[serde_inline_default(Spanned::default_value(
+        ::policy::DEFAULT_MATTERS.iter().map(|m| (*m).to_owned()).collect()
+    ))]
+    matters: Spanned<Vec<String>>,
 }
+
+super::schema::default_from_serde!(RawPolicy);
 
 impl Checker<'_> {
     pub(super) fn policy(&self, raw: &RawPolicy) -> Result<PolicyConfig, ConfigError> {
-        let mut p = PolicyConfig::default();
-        if let Some(tz) = &raw.time_zone {
-            p.time_zone = tz
-                .get_ref()
-                .parse()
-                .map_err(|e| self.err(tz.span(), format!("policy.time_zone: {e}")))?;
+        let tz = &raw.time_zone;
+        let time_zone = tz
+            .get_ref()
+            .parse()
+            .map_err(|e| self.err(tz.span(), format!("policy.time_zone: {e}")))?;
+        let ms = &raw.sync_interval_ms;
+        if !(10..=60_000).contains(ms.get_ref()) {
+            return Err(self.err(
+                ms.span(),
+                "policy.sync_interval_ms: must be 10-60000 (changes take effect within it)".into(),
+            ));
         }
-        if let Some(ms) = &raw.sync_interval_ms {
-            if !(10..=60_000).contains(ms.get_ref()) {
-                return Err(self.err(
-                    ms.span(),
-                    "policy.sync_interval_ms: must be 10-60000 (changes take effect within it)"
-                        .into(),
-                ));
-            }
-            p.sync_interval_ms = *ms.get_ref();
+        let n = &raw.decision_cache;
+        if *n.get_ref() == 0 {
+            return Err(self.err(n.span(), "policy.decision_cache: must be at least 1".into()));
         }
-        if let Some(n) = &raw.decision_cache {
-            if *n.get_ref() == 0 {
-                return Err(self.err(n.span(), "policy.decision_cache: must be at least 1".into()));
-            }
-            p.decision_cache = *n.get_ref();
+        let m = &raw.matters;
+        let bad = m.get_ref().iter().find(|x| {
+            x.is_empty()
+                || x.len() > 64
+                || !x
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        });
+        if let Some(bad) = bad {
+            return Err(self.err(
+                m.span(),
+                format!(
+                    "policy.matters: {bad:?} is not a matter code (1-64 of A-Z a-z 0-9 - _ . /)"
+                ),
+            ));
         }
-        if let Some(m) = &raw.matters {
-            let bad = m.get_ref().iter().find(|x| {
-                x.is_empty()
-                    || x.len() > 64
-                    || !x
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-            });
-            if let Some(bad) = bad {
-                return Err(self.err(
-                    m.span(),
-                    format!("policy.matters: {bad:?} is not a matter code (1-64 of A-Z a-z 0-9 - _ . /)"),
-                ));
-            }
-            if m.get_ref().is_empty() {
-                return Err(self.err(m.span(), "policy.matters: name at least one matter".into()));
-            }
-            p.matters = m.get_ref().clone();
+        if m.get_ref().is_empty() {
+            return Err(self.err(m.span(), "policy.matters: name at least one matter".into()));
         }
-        Ok(p)
+        Ok(PolicyConfig {
+            time_zone,
+            sync_interval_ms: *ms.get_ref(),
+            decision_cache: *n.get_ref(),
+            matters: m.get_ref().clone(),
+        })
     }
 }
 

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use connectors::{Dataset, IssuerKeys};
+use schemars::JsonSchema;
 use serde::Deserialize;
-use toml::Spanned;
+use serde_inline_default::serde_inline_default;
 
+use super::schema::Spanned;
 use super::{Checker, ConfigError};
 
 /// What a source is.
@@ -31,9 +33,10 @@ pub struct SourceConfig {
     pub url: String,
     /// SQL: pool size. HTTP: idle connections kept for reuse.
     pub max_connections: u32,
-    /// SQL: how long to wait for a pooled connection. HTTP: how long opening a
-    /// connection (TCP and TLS) may take.
+    /// SQL: how long (ms) to wait for a pooled connection.
     pub acquire_timeout_ms: u64,
+    /// HTTP: how long (ms) opening a connection (TCP and TLS) may take.
+    pub connect_timeout_ms: u64,
     /// HTTP: the pinned CA and the gateway's client certificate.
     pub tls: Option<SourceTls>,
     /// HTTP: path probed by `/readyz`.
@@ -55,31 +58,33 @@ pub struct SourceTls {
 }
 
 /// The resilience layers around one source (`[sources.resilience]`).
-#[derive(Debug, Clone, Deserialize)]
+#[serde_inline_default]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResilienceConfig {
-    /// A lookup not answered within this time fails with 504 (default 2000).
-    #[serde(default = "default_timeout_ms")]
+    /// A lookup not answered within this time (ms) fails with 504.
+    #[serde_inline_default(2000)]
     pub timeout_ms: u64,
-    /// Lookups in flight at once; more are shed with 503 (default 256).
-    #[serde(default = "default_max_in_flight")]
+    /// Lookups in flight at once; more are shed with 503.
+    #[serde_inline_default(256)]
     pub max_in_flight: usize,
-    /// Retries of a transient failure (refused, reset, 503), inside the time-out
-    /// (default 2).
-    #[serde(default = "default_retries")]
+    /// Retries of a transient failure (refused, reset, 503), inside the time-out; at
+    /// most 10.
+    #[serde_inline_default(2)]
     pub retries: u32,
     /// Retries allowed as a percentage of recent lookups, so that retries cannot
-    /// multiply the load on a struggling source (default 20).
-    #[serde(default = "default_retry_budget_percent")]
+    /// multiply the load on a struggling source.
+    #[serde_inline_default(20)]
     pub retry_budget_percent: u32,
-    /// Consecutive failures that open the circuit breaker (default 5).
-    #[serde(default = "default_breaker_failures")]
+    /// Consecutive failures that open the circuit breaker.
+    #[serde_inline_default(5)]
     pub breaker_failures: u32,
-    /// How long an open breaker refuses before letting one probe through (default
-    /// 5000).
-    #[serde(default = "default_breaker_cooldown_ms")]
+    /// How long (ms) an open breaker refuses before letting one probe through.
+    #[serde_inline_default(5000)]
     pub breaker_cooldown_ms: u64,
 }
+
+super::schema::default_from_serde!(ResilienceConfig);
 
 /// A dataset served by the gateway.
 #[derive(Debug, Clone)]
@@ -155,110 +160,108 @@ impl ItemSubject {
     }
 }
 
-fn default_timeout_ms() -> u64 {
-    2000
-}
-fn default_max_in_flight() -> usize {
-    256
-}
-fn default_retries() -> u32 {
-    2
-}
-fn default_retry_budget_percent() -> u32 {
-    20
-}
-fn default_breaker_failures() -> u32 {
-    5
-}
-fn default_breaker_cooldown_ms() -> u64 {
-    5000
-}
-fn default_pool() -> u32 {
-    8
-}
-fn default_acquire_ms() -> u64 {
-    2000
-}
-fn default_health_path() -> String {
-    "/".to_owned()
-}
-fn default_item_subject() -> Spanned<String> {
-    Spanned::new(0..0, "request".to_owned())
-}
-
-impl Default for ResilienceConfig {
-    fn default() -> Self {
-        Self {
-            timeout_ms: default_timeout_ms(),
-            max_in_flight: default_max_in_flight(),
-            retries: default_retries(),
-            retry_budget_percent: default_retry_budget_percent(),
-            breaker_failures: default_breaker_failures(),
-            breaker_cooldown_ms: default_breaker_cooldown_ms(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
+/// `[[sources]]` as written.
+#[serde_inline_default]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSource {
+    /// Connector name, unique, shown in responses; 1-64 of A-Z a-z 0-9 - _ .
     name: Spanned<String>,
+    /// `sql` (a database) or `http` (a department's REST API over mutual TLS).
     kind: Spanned<String>,
+    /// sql: a `sqlite://` (relative to the config), `postgres://` or `mysql://` URL.
+    /// http: the API's `https://` base URL.
     url: Spanned<String>,
-    #[serde(default = "default_pool")]
+    /// sql: pool size. http: idle connections kept for reuse.
+    #[serde_inline_default(8)]
     max_connections: u32,
-    #[serde(default = "default_acquire_ms")]
-    acquire_timeout_ms: u64,
+    /// sql: how long (ms) a lookup waits for a pooled connection. (An http source
+    /// that sets it and not `connect_timeout_ms` takes it as its connect time-out, as
+    /// before that setting existed.)
+    #[serde_inline_default(Spanned::default_value(2000))]
+    acquire_timeout_ms: Spanned<u64>,
+    /// http: how long (ms) opening a connection (TCP and TLS) may take.
+    #[serde_inline_default(Spanned::default_value(2000))]
+    connect_timeout_ms: Spanned<u64>,
+    /// http: CA certificates (PEM) the department's server certificate must chain
+    /// to (pinned: no system roots).
     #[serde(default)]
     ca: Vec<Spanned<String>>,
+    /// http: the gateway's client certificate (PEM) presented to the department.
     #[serde(default)]
     cert: Option<Spanned<String>>,
+    /// http: its key (PEM).
     #[serde(default)]
     key: Option<Spanned<String>>,
-    #[serde(default = "default_health_path")]
+    /// http: the path `/readyz` probes.
+    #[serde_inline_default("/".to_owned())]
     health_path: String,
+    /// Time-out, concurrency, retry and circuit-breaker settings.
     #[serde(default)]
     resilience: Option<Spanned<ResilienceConfig>>,
 }
 
-#[derive(Deserialize)]
+/// `[[datasets]]` as written.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDataset {
+    /// Which dataset: `population`, `legal_person` or `e_license`.
     name: Spanned<String>,
+    /// Code of the department that owns it.
     department: String,
+    /// Name of the `[[sources]]` entry that serves it.
     source: Spanned<String>,
+    /// sql: the parameterized query; the subject is its one parameter.
     #[serde(default)]
     query: Option<Spanned<String>>,
+    /// http: path template holding `{subject}`.
     #[serde(default)]
     path: Option<Spanned<String>>,
+    /// sql, e_license: query by holder id, then licence type.
     #[serde(default)]
     holder_query: Option<Spanned<String>>,
+    /// http, e_license: path template holding `{holder_id}` and `{license_type}`.
     #[serde(default)]
     holder_path: Option<Spanned<String>>,
+    /// e_license: public keys (base64url Ed25519) of the issuers whose signatures
+    /// verify.
     #[serde(default)]
     issuer_keys: Option<Spanned<Vec<String>>>,
+    /// Field name → column name (sql) or JSON pointer (http).
     fields: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
+/// `[[bundles]]` as written.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBundle {
+    /// Bundle name (`POST /v1/bundle` names it), e.g. `newborn`.
     name: Spanned<String>,
+    /// What it is for, shown to people.
     #[serde(default)]
     description: String,
+    /// The records fetched, each after the items it takes its subject from.
     #[serde(default)]
     items: Vec<RawItem>,
 }
 
-#[derive(Deserialize)]
+/// `[[bundles.items]]` as written.
+#[serde_inline_default]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawItem {
+    /// Item name, unique in the bundle, e.g. `mother`.
     name: Spanned<String>,
+    /// The dataset read.
     dataset: Spanned<String>,
-    #[serde(default = "default_item_subject")]
+    /// Where the item's subject comes from: `request` (the request's subject), or
+    /// `<earlier item>#<JSON pointer>` into an earlier item's record.
+    #[serde_inline_default(Spanned::default_value("request".to_owned()))]
     subject: Spanned<String>,
+    /// e_license found by holder: the licence type (the subject is the holder).
     #[serde(default)]
     license_type: Option<Spanned<String>>,
+    /// Fields asked; left out: every field the agreement grants.
     #[serde(default)]
     fields: Option<Spanned<Vec<String>>>,
 }
@@ -322,6 +325,7 @@ impl Checker<'_> {
                 "sources.health_path: must start with /".into(),
             ));
         }
+        let connect_timeout_ms = self.connect_timeout(s, kind)?;
         let resilience = match &s.resilience {
             Some(r) => self.resilience(r)?,
             None => ResilienceConfig::default(),
@@ -331,11 +335,38 @@ impl Checker<'_> {
             kind,
             url,
             max_connections: s.max_connections.max(1),
-            acquire_timeout_ms: s.acquire_timeout_ms,
+            acquire_timeout_ms: *s.acquire_timeout_ms.get_ref(),
+            connect_timeout_ms,
             tls,
             health_path: s.health_path.clone(),
             resilience,
         })
+    }
+
+    /// The connect time-out of an http source. `acquire_timeout_ms` once set it too,
+    /// so an http source that sets only that keeps what it meant.
+    fn connect_timeout(&self, s: &RawSource, kind: SourceKind) -> Result<u64, ConfigError> {
+        let (acquire, connect) = (&s.acquire_timeout_ms, &s.connect_timeout_ms);
+        match kind {
+            SourceKind::Sql if connect.given() => Err(self.err(
+                connect.span(),
+                format!(
+                    "sources.connect_timeout_ms: not used by sql source {:?} (acquire_timeout_ms \
+                     is how long a lookup waits for a pooled connection)",
+                    s.name.get_ref()
+                ),
+            )),
+            SourceKind::Http if acquire.given() && connect.given() => Err(self.err(
+                acquire.span(),
+                format!(
+                    "sources.acquire_timeout_ms: not used by http source {:?}; its \
+                     connect_timeout_ms is the connect time-out",
+                    s.name.get_ref()
+                ),
+            )),
+            SourceKind::Http if acquire.given() => Ok(*acquire.get_ref()),
+            _ => Ok(*connect.get_ref()),
+        }
     }
 
     fn sql_url(&self, s: &RawSource) -> Result<String, ConfigError> {
