@@ -18,6 +18,8 @@ use crate::signing::Signer;
 /// `tongban audit` arguments.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
+    #[command(flatten)]
+    pub config: super::ConfigFile,
     /// Which tool.
     #[command(subcommand)]
     pub command: AuditCommand,
@@ -69,9 +71,6 @@ pub struct FilterArgs {
 pub enum AuditCommand {
     /// Check the hash chain, archives and signed checkpoints; name the first bad record.
     Verify {
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
         /// First sequence number to check (default: the start).
         #[arg(long)]
         from: Option<i64>,
@@ -87,9 +86,6 @@ pub enum AuditCommand {
     },
     /// Search records; prints one JSON record per line, or a table.
     Search {
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
         #[command(flatten)]
         filter: FilterArgs,
         /// At most this many records.
@@ -104,9 +100,6 @@ pub enum AuditCommand {
     },
     /// Export records with their checkpoints and public keys, for verification elsewhere.
     Export {
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
         /// jsonl or csv.
         #[arg(long, value_enum)]
         format: Format,
@@ -124,9 +117,6 @@ pub enum AuditCommand {
     Subject {
         /// The subject identifier (resident ID, credit code, license id).
         id: String,
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
         /// Received at or after.
         #[arg(long)]
         from: Option<String>,
@@ -139,9 +129,6 @@ pub enum AuditCommand {
     },
     /// Anomaly report: volume, hours, case fan-out, denial bursts, revoked certificates.
     Report {
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
         #[command(flatten)]
         filter: FilterArgs,
         /// Certificate index naming revoked certificates (default: audit.anomaly.revoked_index).
@@ -153,9 +140,6 @@ pub enum AuditCommand {
     },
     /// Move records older than the retention period into compressed archive files.
     Archive {
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
         /// Archive records received before this time instead of audit.retention_days ago.
         #[arg(long)]
         before: Option<String>,
@@ -164,23 +148,21 @@ pub enum AuditCommand {
 
 /// Run an audit command.
 pub async fn run(args: AuditArgs) -> Result<(), Failure> {
+    let config = args.config.path;
     match args.command {
         AuditCommand::Verify {
-            config,
             from,
             to,
             checkpoints,
             jwks,
         } => verify(&config, from, to, &checkpoints, &jwks).await,
         AuditCommand::Search {
-            config,
             filter,
             limit,
             after,
             format,
         } => search(&config, &filter, limit, after, format).await,
         AuditCommand::Export {
-            config,
             format,
             out,
             from,
@@ -188,7 +170,6 @@ pub async fn run(args: AuditArgs) -> Result<(), Failure> {
         } => export(&config, format, out.as_deref(), from, to).await,
         AuditCommand::Subject {
             id,
-            config,
             from,
             to,
             format,
@@ -201,12 +182,11 @@ pub async fn run(args: AuditArgs) -> Result<(), Failure> {
             subject(&config, &id, &range, format).await
         }
         AuditCommand::Report {
-            config,
             filter,
             revoked,
             format,
         } => report(&config, &filter, revoked.as_deref(), format).await,
-        AuditCommand::Archive { config, before } => archive(&config, before.as_deref()).await,
+        AuditCommand::Archive { before } => archive(&config, before.as_deref()).await,
     }
 }
 

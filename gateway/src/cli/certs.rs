@@ -23,14 +23,10 @@ pub struct CertsArgs {
     /// CA directory (default: `pki` beside the config file).
     #[arg(long, global = true)]
     pub ca_dir: Option<PathBuf>,
-    /// Config file; only its location matters here (the default CA directory is beside it).
-    #[arg(
-        long,
-        env = "TONGBAN_CONFIG",
-        default_value = "./tongban.toml",
-        global = true
-    )]
-    pub config: PathBuf,
+    /// Only the config file's location matters here: the default CA directory is
+    /// beside it.
+    #[command(flatten)]
+    pub config: super::ConfigFile,
     /// What to do.
     #[command(subcommand)]
     pub command: CertsCommand,
@@ -169,7 +165,7 @@ pub async fn run(args: CertsArgs) -> Result<(), Failure> {
     let dir = args
         .ca_dir
         .clone()
-        .unwrap_or_else(|| default_ca_dir(&args.config));
+        .unwrap_or_else(|| default_ca_dir(&args.config.path));
     match args.command {
         CertsCommand::Init {
             cn,

@@ -14,6 +14,8 @@ use crate::signing::Signer;
 /// `tongban config …`
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
+    #[command(flatten)]
+    pub(crate) config: super::ConfigFile,
     #[command(subcommand)]
     command: ConfigCommand,
 }
@@ -23,9 +25,8 @@ enum ConfigCommand {
     /// Check a config file (with the TONGBAN_* variables set now) without serving:
     /// exit 0 with a summary, or 2 naming the file and line, or the variable, at fault.
     Check {
-        /// The config file.
-        #[arg(env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        file: PathBuf,
+        /// The config file (default: --config).
+        file: Option<PathBuf>,
     },
 }
 
@@ -33,8 +34,10 @@ enum ConfigCommand {
 pub fn run(args: ConfigArgs) -> Result<(), Failure> {
     match args.command {
         ConfigCommand::Check { file } => {
-            let config = Config::load(&file).map_err(|e| Failure::Usage(e.to_string()))?;
-            let summary = check(&config).map_err(Failure::Usage)?;
+            let file = super::ConfigFile {
+                path: file.unwrap_or(args.config.path),
+            };
+            let summary = check(&file.load()?).map_err(Failure::Usage)?;
             println!("{summary}");
             Ok(())
         }

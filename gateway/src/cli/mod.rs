@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 mod audit;
 pub mod certs;
@@ -43,20 +43,18 @@ pub enum Command {
     },
     /// Run the gateway from a config file.
     Serve {
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
     /// Verify a saved lookup response offline.
     Verify {
         /// The saved response (JSON).
         file: PathBuf,
-        /// JWKS file with the gateway's public key (else the key of --config).
+        /// JWKS file with the gateway's public key (else the signing key of --config).
         #[arg(long)]
         jwks: Option<PathBuf>,
-        /// Config whose signing key to use when no --jwks is given.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
     /// Audit log tools: verify the chain.
     Audit(audit::AuditArgs),
@@ -66,6 +64,30 @@ pub enum Command {
     Policy(policy::PolicyArgs),
     /// The config file: check it (with TONGBAN_* variables) without serving.
     Config(config::ConfigArgs),
+}
+
+/// `--config FILE`, the one declaration of it: every command that reads or changes a
+/// gateway's state flattens it in (`global`, so a command group takes it before or
+/// after its subcommand).
+#[derive(Debug, Clone, Args)]
+pub struct ConfigFile {
+    /// Config file, the one `tongban serve` runs from.
+    #[arg(
+        long = "config",
+        value_name = "FILE",
+        env = crate::config::CONFIG_VAR,
+        default_value = "./tongban.toml",
+        global = true
+    )]
+    pub path: PathBuf,
+}
+
+impl ConfigFile {
+    /// The config, with the `TONGBAN_*` variables laid over it; a problem is bad
+    /// usage (exit 2).
+    pub fn load(&self) -> Result<Config, Failure> {
+        Config::load(&self.path).map_err(|e| Failure::Usage(e.to_string()))
+    }
 }
 
 /// How a command failed.
@@ -104,7 +126,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             ops_listen,
         } => run_demo(&dir, listen, ops_listen).await,
         Command::Serve { config } => {
-            let config = Config::load(&config).map_err(|e| Failure::Usage(e.to_string()))?;
+            let config = config.load()?;
             let _telemetry = telemetry::init(&config.telemetry)
                 .map_err(|e| Failure::Usage(format!("{}: {e}", config.path.display())))?;
             // Listening for SIGTERM before start: one that arrives while starting
@@ -250,7 +272,7 @@ impl Shutdown {
     }
 }
 
-fn verify_file(file: &Path, jwks: Option<&Path>, config: &Path) -> Result<(), Failure> {
+fn verify_file(file: &Path, jwks: Option<&Path>, config: &ConfigFile) -> Result<(), Failure> {
     let read_json = |p: &Path| -> Result<serde_json::Value, Failure> {
         let text = std::fs::read_to_string(p)
             .map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
@@ -261,7 +283,7 @@ fn verify_file(file: &Path, jwks: Option<&Path>, config: &Path) -> Result<(), Fa
     let keys = match jwks {
         Some(p) => read_json(p)?,
         None => {
-            let config = Config::load(config).map_err(|e| Failure::Usage(e.to_string()))?;
+            let config = config.load()?;
             Signer::load(&config.signing_key)
                 .map_err(|e| Failure::Usage(e.to_string()))?
                 .jwks()
@@ -278,5 +300,64 @@ fn verify_file(file: &Path, jwks: Option<&Path>, config: &Path) -> Result<(), Fa
             Ok(())
         }
         Err(e) => Err(Failure::Failed(format!("FAILED: {}: {e}", file.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// The `--config` a parsed command line names, for each command that has one.
+    fn config_of(cli: &Cli) -> Option<&Path> {
+        let file = match &cli.command {
+            Command::Serve { config } | Command::Verify { config, .. } => config,
+            Command::Audit(a) => &a.config,
+            Command::Certs(a) => &a.config,
+            Command::Policy(a) => &a.config,
+            Command::Config(a) => &a.config,
+            Command::Demo { .. } => return None,
+        };
+        Some(&file.path)
+    }
+
+    /// Every command that reads or changes state takes the one `--config`; a command
+    /// group takes it before or after its subcommand.
+    #[test]
+    fn every_state_command_takes_the_shared_config_argument() {
+        let commands: [&[&str]; 8] = [
+            &["serve"],
+            &["verify", "answer.json"],
+            &["audit", "verify"],
+            &["audit", "search"],
+            &["policy", "list"],
+            &["policy", "revoke", "a-1"],
+            &["certs", "list"],
+            &["config", "check"],
+        ];
+        for command in commands {
+            let after = [&["tongban"], command, &["--config", "x/t.toml"]].concat();
+            let cli = Cli::try_parse_from(&after).unwrap_or_else(|e| panic!("{after:?}: {e}"));
+            assert_eq!(config_of(&cli), Some(Path::new("x/t.toml")), "{after:?}");
+            if command.len() > 1 {
+                let before = [
+                    &["tongban", command[0], "--config", "x/t.toml"],
+                    &command[1..],
+                ]
+                .concat();
+                let cli =
+                    Cli::try_parse_from(&before).unwrap_or_else(|e| panic!("{before:?}: {e}"));
+                assert_eq!(config_of(&cli), Some(Path::new("x/t.toml")), "{before:?}");
+            }
+        }
+        // Bad usage is still clap's error, which exits 2.
+        let e = Cli::try_parse_from(["tongban", "serve", "--config"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
     }
 }

@@ -24,6 +24,8 @@ use crate::signing::Signer;
 /// `tongban policy` arguments.
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
+    #[command(flatten)]
+    pub config: super::ConfigFile,
     /// Which command.
     #[command(subcommand)]
     pub command: PolicyCommand,
@@ -58,9 +60,6 @@ pub enum PolicyCommand {
         /// Who is making the change, for the history and the audit log.
         #[arg(long, env = "USER", default_value = "operator")]
         actor: String,
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
     },
     /// List the stored agreements.
     List {
@@ -73,9 +72,6 @@ pub enum PolicyCommand {
         /// text, json or toml.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
     },
     /// Say whether a lookup would be allowed, by which agreement, or which condition
     /// fails — the same decision a lookup gets, quotas included.
@@ -101,9 +97,6 @@ pub enum PolicyCommand {
         /// text or json.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
     },
     /// Every version of every agreement (or of one): who, when, before and after.
     History {
@@ -116,9 +109,6 @@ pub enum PolicyCommand {
         /// text or json.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
     },
     /// List role bindings: which identities hold which roles.
     Roles {
@@ -131,9 +121,6 @@ pub enum PolicyCommand {
         /// text or json.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
     },
     /// Bind a role to an identity (`counter`, `dept-admin`, `auditor`, or a name
     /// agreements grant to as role:<name>). Idempotent.
@@ -145,9 +132,6 @@ pub enum PolicyCommand {
         /// Who is making the change.
         #[arg(long, env = "USER", default_value = "operator")]
         actor: String,
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
     },
     /// Take a role away from an identity.
     Unbind {
@@ -158,9 +142,6 @@ pub enum PolicyCommand {
         /// Who is making the change.
         #[arg(long, env = "USER", default_value = "operator")]
         actor: String,
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
     },
     /// Revoke one agreement.
     Revoke {
@@ -169,9 +150,6 @@ pub enum PolicyCommand {
         /// Who is revoking it.
         #[arg(long, env = "USER", default_value = "operator")]
         actor: String,
-        /// Config file.
-        #[arg(long, env = "TONGBAN_CONFIG", default_value = "./tongban.toml")]
-        config: PathBuf,
     },
 }
 
@@ -184,19 +162,18 @@ pub async fn run(args: PolicyArgs) -> Result<(), Failure> {
 
 /// Run a policy command and return what it prints (for tests and scripts).
 pub async fn output(args: PolicyArgs) -> Result<String, Failure> {
+    let config = args.config.path;
     match args.command {
         PolicyCommand::Apply {
             file,
             dry_run,
             prune,
             actor,
-            config,
         } => apply(&config, &file, dry_run, prune, &actor).await,
         PolicyCommand::List {
             dataset,
             consumer,
             format,
-            config,
         } => list(&config, dataset.as_deref(), consumer.as_deref(), format).await,
         PolicyCommand::Explain {
             consumer,
@@ -206,7 +183,6 @@ pub async fn output(args: PolicyArgs) -> Result<String, Failure> {
             at,
             operator,
             format,
-            config,
         } => {
             let asked = Asked {
                 consumer,
@@ -218,30 +194,24 @@ pub async fn output(args: PolicyArgs) -> Result<String, Failure> {
             };
             explain(&config, &asked, format).await
         }
-        PolicyCommand::History {
-            id,
-            limit,
-            format,
-            config,
-        } => history(&config, id.as_deref(), limit, format).await,
-        PolicyCommand::Revoke { id, actor, config } => revoke(&config, &id, &actor).await,
+        PolicyCommand::History { id, limit, format } => {
+            history(&config, id.as_deref(), limit, format).await
+        }
+        PolicyCommand::Revoke { id, actor } => revoke(&config, &id, &actor).await,
         PolicyCommand::Roles {
             identity,
             role,
             format,
-            config,
         } => roles(&config, identity.as_deref(), role.as_deref(), format).await,
         PolicyCommand::Bind {
             identity,
             role,
             actor,
-            config,
         } => bind(&config, &identity, &role, &actor, true).await,
         PolicyCommand::Unbind {
             identity,
             role,
             actor,
-            config,
         } => bind(&config, &identity, &role, &actor, false).await,
     }
 }
