@@ -681,4 +681,51 @@ name = "full_name"
             assert!(err.contains(want), "want {want:?} in {err}");
         }
     }
+
+    /// Every example config shipped in deploy/ parses (its absolute paths moved into
+    /// a temp dir holding a placeholder for each file named); the systemd one also
+    /// with the variables its environment file shows. (The demo's generated config is
+    /// checked through the binary in tests/config_env.rs.)
+    #[test]
+    fn deploy_examples_parse() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let read = |p: &str| std::fs::read_to_string(deploy.join(p)).unwrap();
+        let configmap = read("k8s/configmap.yaml");
+        let k8s: String = configmap
+            .lines()
+            .skip_while(|l| !l.contains("tongban.toml: |"))
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.get(4..).unwrap_or_default()))
+            .collect();
+        let env_file = read("systemd/tongban.env");
+        let systemd = Env::from_pairs(
+            env_file
+                .lines()
+                .filter_map(|l| l.trim_start_matches(['#', ' ']).split_once('='))
+                .filter(|(k, _)| k.starts_with("TONGBAN_")),
+        );
+        assert!(systemd.names().count() >= 3, "{systemd:?}");
+        let examples = [
+            ("config/tongban.toml", read("config/tongban.toml"), systemd),
+            (
+                "config/compose.toml",
+                read("config/compose.toml"),
+                Env::default(),
+            ),
+            ("k8s/configmap.yaml", k8s, Env::default()),
+        ];
+        for (name, text, env) in examples {
+            let d = tempfile::tempdir().unwrap();
+            let root = d.path().display().to_string();
+            let text = text
+                .replace("\"/etc/", &format!("\"{root}/etc/"))
+                .replace("\"/var/", &format!("\"{root}/var/"));
+            let doc: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            super::test_files::touch_paths_under(&doc, &root);
+            let c = Config::parse_with(&d.path().join("tongban.toml"), &text, &env)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!c.datasets.is_empty(), "{name}");
+        }
+    }
 }

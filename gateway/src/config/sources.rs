@@ -962,4 +962,51 @@ license_type = "营业执照"
         let err = parse(&d, &text).unwrap_err();
         assert!(err.contains("asks only for license_type"), "{err}");
     }
+
+    /// An http source has its own connect time-out; `acquire_timeout_ms`, which once
+    /// set it, still does when it is all an http source gives.
+    #[test]
+    fn connect_and_acquire_time_outs() {
+        let d = dir();
+        let timeouts = |text: &str| {
+            let c = parse(&d, text).unwrap();
+            let (sql, http) = (&c.sources[0], &c.sources[1]);
+            (sql.acquire_timeout_ms, http.connect_timeout_ms)
+        };
+        assert_eq!(timeouts(BASE), (2000, 2000), "defaults");
+        let http = "key = \"gw.key\"\n";
+        let with = |lines: &str| BASE.replacen(http, &format!("{http}{lines}"), 1);
+        assert_eq!(timeouts(&with("connect_timeout_ms = 300\n")), (2000, 300));
+        assert_eq!(timeouts(&with("acquire_timeout_ms = 700\n")), (2000, 700));
+        let sql = "url = \"sqlite://population.db\"\n";
+        let sql_with = BASE.replacen(sql, &format!("{sql}acquire_timeout_ms = 50\n"), 1);
+        assert_eq!(timeouts(&sql_with), (50, 2000));
+
+        let e = parse(
+            &d,
+            &with("acquire_timeout_ms = 700\nconnect_timeout_ms = 300\n"),
+        );
+        let e = e.unwrap_err();
+        assert!(
+            e.contains(":24: sources.acquire_timeout_ms: not used by http source \"licences\""),
+            "{e}"
+        );
+        let e = parse(
+            &d,
+            &BASE.replacen(sql, &format!("{sql}connect_timeout_ms = 5\n"), 1),
+        );
+        let e = e.unwrap_err();
+        assert!(
+            e.contains(":16: sources.connect_timeout_ms: not used by sql source"),
+            "{e}"
+        );
+        // A variable gives it as the file would.
+        let c = crate::config::Config::parse_with(
+            &d.path().join("tongban.toml"),
+            BASE,
+            &crate::config::Env::from_pairs([("TONGBAN_SOURCES_1_CONNECT_TIMEOUT_MS", "400")]),
+        )
+        .unwrap();
+        assert_eq!(c.sources[1].connect_timeout_ms, 400);
+    }
 }

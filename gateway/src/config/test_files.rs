@@ -21,3 +21,18 @@ pub(crate) fn dir_with(extra: &[&str]) -> tempfile::TempDir {
 pub(crate) fn parse_in(d: &tempfile::TempDir, text: &str) -> Result<Config, String> {
     Config::parse(&d.path().join("tongban.toml"), text).map_err(|e: ConfigError| e.to_string())
 }
+
+/// A placeholder file for every string of `doc` that is a path under `root`, so that
+/// an example config's absolute paths, moved under `root`, name files that exist.
+pub(crate) fn touch_paths_under(doc: &toml::Value, root: &str) {
+    match doc {
+        toml::Value::String(s) if s.starts_with(root) => {
+            let path = std::path::Path::new(s);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x").unwrap();
+        }
+        toml::Value::Array(items) => items.iter().for_each(|v| touch_paths_under(v, root)),
+        toml::Value::Table(t) => t.values().for_each(|v| touch_paths_under(v, root)),
+        _ => {}
+    }
+}
