@@ -304,6 +304,7 @@ fn verify_file(file: &Path, jwks: Option<&Path>, config: &ConfigFile) -> Result<
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use clap::CommandFactory as _;
 
