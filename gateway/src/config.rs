@@ -504,9 +504,9 @@ impl Checker<'_> {
                 ),
             ));
         }
-        let sources = self.sources(&raw.sources)?;
-        let datasets = self.datasets(&raw.datasets, &sources)?;
-        let bundles = self.bundles(&raw.bundles, &datasets)?;
+        let sources = self.each_once(&raw.sources, "sources", |s| self.source(s))?;
+        let datasets = self.each_once(&raw.datasets, "datasets", |d| self.dataset(d, &sources))?;
+        let bundles = self.each_once(&raw.bundles, "bundles", |b| self.bundle(b, &datasets))?;
         let policy = self.policy(&raw.policy)?;
         Ok(Config {
             path: self.path.to_owned(),
@@ -574,17 +574,9 @@ impl Checker<'_> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"node = "gw-1"
-listen = "127.0.0.1:8443"
-ops_listen = "127.0.0.1:9090"
-state_db = "state.db"
-signing_key = "signing.pem"
-
-[tls]
-cert = "server.pem"
-key = "server.key"
-client_cas = ["ca.pem"]
-
+    const GOOD: &str = concat!(
+        crate::config::test_files::head!(),
+        r#"
 [[sources]]
 name = "population-db"
 kind = "sql"
@@ -597,7 +589,8 @@ source = "population-db"
 query = "SELECT full_name FROM residents WHERE id_number = ?"
 [datasets.fields]
 name = "full_name"
-"#;
+"#
+    );
 
     fn dir() -> tempfile::TempDir {
         super::test_files::dir_with(&["population.db"])
@@ -675,11 +668,7 @@ name = "full_name"
                 ":8: unknown field `extra`",
             ),
         ];
-        for (text, want) in cases {
-            let err = parse(&d, &text).unwrap_err();
-            assert!(err.contains("tongban.toml"), "{err}");
-            assert!(err.contains(want), "want {want:?} in {err}");
-        }
+        crate::config::test_files::assert_errors(&d, cases);
     }
 
     /// Every example config shipped in deploy/ parses (its absolute paths moved into

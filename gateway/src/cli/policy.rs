@@ -162,7 +162,7 @@ pub async fn run(args: PolicyArgs) -> Result<(), Failure> {
 
 /// Run a policy command and return what it prints (for tests and scripts).
 pub async fn output(args: PolicyArgs) -> Result<String, Failure> {
-    let config = args.config.path;
+    let config = args.config.load()?;
     match args.command {
         PolicyCommand::Apply {
             file,
@@ -216,10 +216,6 @@ pub async fn output(args: PolicyArgs) -> Result<String, Failure> {
     }
 }
 
-fn load_config(path: &Path) -> Result<Config, Failure> {
-    Config::load(path).map_err(|e| Failure::Usage(e.to_string()))
-}
-
 async fn service(config: &Config) -> Result<PolicyService, Failure> {
     PolicyService::open_idle(config)
         .await
@@ -247,19 +243,18 @@ async fn audit_log(config: &Config) -> Result<AuditLog, Failure> {
 }
 
 async fn apply(
-    config: &Path,
+    config: &Config,
     file: &Path,
     dry_run: bool,
     prune: bool,
     actor: &str,
 ) -> Result<String, Failure> {
-    let config = load_config(config)?;
     let file = AgreementFile::load(file).map_err(|e| Failure::Usage(e.to_string()))?;
-    let policy = service(&config).await?;
+    let policy = service(config).await?;
     let log = if dry_run {
         None
     } else {
-        Some(audit_log(&config).await?)
+        Some(audit_log(config).await?)
     };
     let audit = match &log {
         Some(log) => ChangeAudit::Chain {
@@ -298,10 +293,9 @@ async fn apply(
     Ok(out)
 }
 
-async fn revoke(config: &Path, id: &str, actor: &str) -> Result<String, Failure> {
-    let config = load_config(config)?;
-    let policy = service(&config).await?;
-    let log = audit_log(&config).await?;
+async fn revoke(config: &Config, id: &str, actor: &str) -> Result<String, Failure> {
+    let policy = service(config).await?;
+    let log = audit_log(config).await?;
     let audit = ChangeAudit::Chain {
         log: &log,
         node: &config.node,
@@ -316,13 +310,12 @@ async fn revoke(config: &Path, id: &str, actor: &str) -> Result<String, Failure>
 }
 
 async fn roles(
-    config: &Path,
+    config: &Config,
     identity: Option<&str>,
     role: Option<&str>,
     format: Format,
 ) -> Result<String, Failure> {
-    let config = load_config(config)?;
-    let store = crate::policy_sync::open_store(&config)
+    let store = crate::policy_sync::open_store(config)
         .await
         .map_err(|e| Failure::Failed(e.to_string()))?;
     let bindings: Vec<_> = store
@@ -354,14 +347,13 @@ async fn roles(
 
 /// Bind (or with `bind == false` unbind) a role, audited.
 async fn bind(
-    config: &Path,
+    config: &Config,
     identity: &str,
     role: &str,
     actor: &str,
     bind: bool,
 ) -> Result<String, Failure> {
-    let config = load_config(config)?;
-    let store = crate::policy_sync::open_store(&config)
+    let store = crate::policy_sync::open_store(config)
         .await
         .map_err(|e| Failure::Failed(e.to_string()))?;
     // A malformed binding is refused before the audit log is opened.
@@ -371,7 +363,7 @@ async fn bind(
     }
     .validate()
     .map_err(|e| Failure::Usage(e.to_string()))?;
-    let log = audit_log(&config).await?;
+    let log = audit_log(config).await?;
     let audit = ChangeAudit::Chain {
         log: &log,
         node: &config.node,
@@ -392,13 +384,12 @@ async fn bind(
 }
 
 async fn list(
-    config: &Path,
+    config: &Config,
     dataset: Option<&str>,
     consumer: Option<&str>,
     format: Format,
 ) -> Result<String, Failure> {
-    let config = load_config(config)?;
-    let policy = service(&config).await?;
+    let policy = service(config).await?;
     let stored = policy
         .store
         .list()
@@ -479,15 +470,14 @@ struct Asked {
     operator: Option<String>,
 }
 
-async fn explain(config: &Path, asked: &Asked, format: Format) -> Result<String, Failure> {
-    let config = load_config(config)?;
+async fn explain(config: &Config, asked: &Asked, format: Format) -> Result<String, Failure> {
     let at = match &asked.at {
         None => chrono::Utc::now(),
         Some(t) => chrono::DateTime::parse_from_rfc3339(t)
             .map_err(|e| Failure::Usage(format!("--at: {t:?} is not an RFC 3339 time: {e}")))?
             .with_timezone(&chrono::Utc),
     };
-    let policy = service(&config).await?;
+    let policy = service(config).await?;
     let q = Question {
         consumer: &asked.consumer,
         dataset: &asked.dataset,
@@ -511,13 +501,12 @@ async fn explain(config: &Path, asked: &Asked, format: Format) -> Result<String,
 }
 
 async fn history(
-    config: &Path,
+    config: &Config,
     id: Option<&str>,
     limit: i64,
     format: Format,
 ) -> Result<String, Failure> {
-    let config = load_config(config)?;
-    let store = crate::policy_sync::open_store(&config)
+    let store = crate::policy_sync::open_store(config)
         .await
         .map_err(|e| Failure::Failed(e.to_string()))?;
     let entries = store

@@ -694,17 +694,9 @@ mod tests {
     }
 
     /// One of every table the config has.
-    const FULL: &str = r#"node = "gw-1"
-listen = "127.0.0.1:8443"
-ops_listen = "127.0.0.1:9090"
-state_db = "state.db"
-signing_key = "signing.pem"
-
-[tls]
-cert = "server.pem"
-key = "server.key"
-client_cas = ["ca.pem"]
-
+    const FULL: &str = concat!(
+        crate::config::test_files::head!(),
+        r#"
 [audit]
 batch_max = 100
 
@@ -740,7 +732,8 @@ name = "one"
 [[bundles.items]]
 name = "person"
 dataset = "population"
-"#;
+"#
+    );
 
     /// Every key the config structs accept has a variable: serde's "unknown field"
     /// error lists the keys each table accepts, and the schema walk must find each.

@@ -100,17 +100,7 @@ impl Checker<'_> {
 mod tests {
     use crate::config::Config;
 
-    const BASE: &str = r#"node = "gw-1"
-listen = "127.0.0.1:8443"
-ops_listen = "127.0.0.1:9090"
-state_db = "state.db"
-signing_key = "signing.pem"
-
-[tls]
-cert = "server.pem"
-key = "server.key"
-client_cas = ["ca.pem"]
-"#;
+    const BASE: &str = crate::config::test_files::head!();
 
     fn parse(policy: &str) -> Result<Config, String> {
         let d = crate::config::test_files::dir_with(&[]);

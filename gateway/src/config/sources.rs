@@ -266,6 +266,23 @@ struct RawItem {
     fields: Option<Spanned<Vec<String>>>,
 }
 
+/// An entry of an array of tables, known by its `name`.
+pub(super) trait Named {
+    /// The entry's `name` as written.
+    fn name(&self) -> &Spanned<String>;
+}
+
+macro_rules! named {
+    ($($entry:ty),*) => {$(
+        impl Named for $entry {
+            fn name(&self) -> &Spanned<String> {
+                &self.name
+            }
+        }
+    )*};
+}
+named!(RawSource, RawDataset, RawBundle);
+
 /// Names of sources, items and bundles: what an operator can type and a URL can hold.
 fn is_name(s: &str) -> bool {
     !s.is_empty()
@@ -275,22 +292,32 @@ fn is_name(s: &str) -> bool {
 }
 
 impl Checker<'_> {
-    pub(super) fn sources(&self, raw: &[RawSource]) -> Result<Vec<SourceConfig>, ConfigError> {
-        let mut sources: Vec<SourceConfig> = Vec::new();
-        for s in raw {
-            let source = self.source(s)?;
-            if sources.iter().any(|x| x.name == source.name) {
+    /// Each entry of `[[what]]` checked in file order; one named as an earlier one
+    /// is an error at its name.
+    pub(super) fn each_once<R: Named, T>(
+        &self,
+        raw: &[R],
+        what: &str,
+        check: impl Fn(&R) -> Result<T, ConfigError>,
+    ) -> Result<Vec<T>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            out.push(check(r)?);
+            let name = r.name();
+            if raw[..i]
+                .iter()
+                .any(|x| x.name().get_ref() == name.get_ref())
+            {
                 return Err(self.err(
-                    s.name.span(),
-                    format!("sources.name: {:?} is configured twice", source.name),
+                    name.span(),
+                    format!("{what}.name: {:?} is configured twice", name.get_ref()),
                 ));
             }
-            sources.push(source);
         }
-        Ok(sources)
+        Ok(out)
     }
 
-    fn source(&self, s: &RawSource) -> Result<SourceConfig, ConfigError> {
+    pub(super) fn source(&self, s: &RawSource) -> Result<SourceConfig, ConfigError> {
         if !is_name(s.name.get_ref()) {
             return Err(self.err(
                 s.name.span(),
@@ -464,26 +491,7 @@ impl Checker<'_> {
         }
     }
 
-    pub(super) fn datasets(
-        &self,
-        raw: &[RawDataset],
-        sources: &[SourceConfig],
-    ) -> Result<Vec<DatasetConfig>, ConfigError> {
-        let mut datasets: Vec<DatasetConfig> = Vec::new();
-        for d in raw {
-            let dataset = self.dataset(d, sources)?;
-            if datasets.iter().any(|x| x.dataset == dataset.dataset) {
-                return Err(self.err(
-                    d.name.span(),
-                    format!("datasets.name: {} is configured twice", dataset.dataset),
-                ));
-            }
-            datasets.push(dataset);
-        }
-        Ok(datasets)
-    }
-
-    fn dataset(
+    pub(super) fn dataset(
         &self,
         d: &RawDataset,
         sources: &[SourceConfig],
@@ -608,26 +616,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    pub(super) fn bundles(
-        &self,
-        raw: &[RawBundle],
-        datasets: &[DatasetConfig],
-    ) -> Result<Vec<BundleConfig>, ConfigError> {
-        let mut bundles: Vec<BundleConfig> = Vec::new();
-        for b in raw {
-            let bundle = self.bundle(b, datasets)?;
-            if bundles.iter().any(|x| x.name == bundle.name) {
-                return Err(self.err(
-                    b.name.span(),
-                    format!("bundles.name: {:?} is configured twice", bundle.name),
-                ));
-            }
-            bundles.push(bundle);
-        }
-        Ok(bundles)
-    }
-
-    fn bundle(
+    pub(super) fn bundle(
         &self,
         b: &RawBundle,
         datasets: &[DatasetConfig],
@@ -800,17 +789,9 @@ impl Checker<'_> {
 mod tests {
     use super::*;
 
-    const BASE: &str = r#"node = "gw-1"
-listen = "127.0.0.1:8443"
-ops_listen = "127.0.0.1:9090"
-state_db = "state.db"
-signing_key = "signing.pem"
-
-[tls]
-cert = "server.pem"
-key = "server.key"
-client_cas = ["ca.pem"]
-
+    const BASE: &str = concat!(
+        crate::config::test_files::head!(),
+        r#"
 [[sources]]
 name = "population-db"
 kind = "sql"
@@ -859,7 +840,8 @@ subject = "certificate#/content/mother_id"
 name = "licence"
 dataset = "e_license"
 license_type = "营业执照"
-"#;
+"#
+    );
 
     fn dir() -> tempfile::TempDir {
         crate::config::test_files::dir_with(&["gw.pem", "gw.key", "population.db"])
@@ -944,12 +926,22 @@ license_type = "营业执照"
                 BASE.replace("name = \"population-db\"\nkind", "name = \"licences\"\nkind"),
                 "sources.name: \"licences\" is configured twice",
             ),
+            (
+                format!(
+                    "{BASE}[[datasets]]\nname = \"population\"\ndepartment = \"x\"\n\
+                     source = \"population-db\"\nquery = \"SELECT 1\"\nfields = {{}}\n"
+                ),
+                "datasets.name: \"population\" is configured twice",
+            ),
+            (
+                format!(
+                    "{BASE}[[bundles]]\nname = \"newborn\"\n\
+                     [[bundles.items]]\nname = \"p\"\ndataset = \"population\"\n"
+                ),
+                "bundles.name: \"newborn\" is configured twice",
+            ),
         ];
-        for (text, want) in cases {
-            let err = parse(&d, &text).unwrap_err();
-            assert!(err.contains("tongban.toml"), "{err}");
-            assert!(err.contains(want), "want {want:?} in {err}");
-        }
+        crate::config::test_files::assert_errors(&d, cases);
     }
 
     #[test]

@@ -4,6 +4,25 @@
 
 use super::{Config, ConfigError};
 
+/// The top of the test configs here (lines 1-10): the keys every config needs and
+/// its `[tls]`, naming the files of [`BASE_FILES`].
+macro_rules! head {
+    () => {
+        r#"node = "gw-1"
+listen = "127.0.0.1:8443"
+ops_listen = "127.0.0.1:9090"
+state_db = "state.db"
+signing_key = "signing.pem"
+
+[tls]
+cert = "server.pem"
+key = "server.key"
+client_cas = ["ca.pem"]
+"#
+    };
+}
+pub(crate) use head;
+
 /// The files every test config here names: the signing key and the TLS files.
 const BASE_FILES: &[&str] = &["signing.pem", "server.pem", "server.key", "ca.pem"];
 
@@ -34,5 +53,18 @@ pub(crate) fn touch_paths_under(doc: &toml::Value, root: &str) {
         toml::Value::Array(items) => items.iter().for_each(|v| touch_paths_under(v, root)),
         toml::Value::Table(t) => t.values().for_each(|v| touch_paths_under(v, root)),
         _ => {}
+    }
+}
+
+/// Each text, written in `d`, fails to parse with an error naming the file and
+/// holding `want`.
+pub(crate) fn assert_errors(
+    d: &tempfile::TempDir,
+    cases: impl IntoIterator<Item = (String, &'static str)>,
+) {
+    for (text, want) in cases {
+        let err = parse_in(d, &text).unwrap_err();
+        assert!(err.contains("tongban.toml"), "{err}");
+        assert!(err.contains(want), "want {want:?} in {err}");
     }
 }
