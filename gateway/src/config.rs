@@ -2,6 +2,13 @@
 //!
 //! Relative paths are resolved against the directory of the file, so a config and the
 //! files it names can move together. Errors name the file, the line and the key.
+//!
+//! Each setting is declared once, as a documented field of the structs the file is
+//! read into (`RawConfig` and below), with its default beside it; `schema` derives
+//! from them the settings `env` accepts as `TONGBAN_*` variables and the reference in
+//! docs/configuration.md. `Checker` then turns the file's values into [`Config`]:
+//! paths resolved, addresses and names parsed, each problem reported at its line or
+//! variable.
 
 use std::net::SocketAddr;
 use std::ops::Range;

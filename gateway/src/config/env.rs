@@ -10,7 +10,8 @@
 //! wins over the file. Lists are comma-separated, or written as a TOML array when an
 //! element holds a comma. `TONGBAN_CONFIG` names the file and is not a setting; any
 //! other `TONGBAN_*` variable that names no setting is an error, so a misspelt one is
-//! not silently ignored.
+//! not silently ignored. Which settings exist, and whether each is a string, a whole
+//! number or a list, comes from the config schema (`schema::settings`).
 //!
 //! The variables are laid over the file's text before it is parsed — a value the file
 //! has is replaced where it stands, a missing key is added under its table's header —
