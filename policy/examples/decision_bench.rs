@@ -15,6 +15,10 @@
 //!   no longer fit the CPU caches);
 //! - **first ask**: the first decision of up to 2,000 pairs never asked before (the decider is
 //!   built then: a casbin enforcer over the pair's candidate lines);
+//! - **evicting**: a decider cache a quarter the size of the working set (1,000
+//!   pairs, fewer where the set has fewer), 80 % of the calls to a fifth of the
+//!   pairs as busy counters ask more than quiet ones: what the cache's eviction
+//!   keeps, and what a miss (building a decider) costs in the tail;
 //! - **plain casbin**: one casbin enforcer holding every line, as a design without
 //!   the index would have (fewer calls: it is slow);
 //! - **load** of the whole set and **one change** applied to it (what the sync task
@@ -38,6 +42,8 @@ const WARM_PAIRS: [usize; 2] = [100, 1_000];
 const WARM_CALLS: usize = 200_000;
 const ROUNDS: usize = 5;
 const MISS_CALLS: usize = 2_000;
+const EVICTING_PAIRS: usize = 1_000;
+const EVICTING_CALLS: usize = 100_000;
 const DATASETS: [&str; 2] = ["population", "legal_person"];
 const MATTERS: [&str; 3] = [
     "social-insurance-enrollment",
@@ -155,6 +161,8 @@ struct Row {
     pairs: usize,
     warm_large: Option<f64>,
     miss: (f64, f64),
+    evicting: (f64, f64),
+    cache: (usize, usize),
     plain: f64,
     load_ms: f64,
     change_ms: f64,
@@ -172,20 +180,7 @@ fn warm(
     pairs: usize,
     rng: &mut Rng,
 ) -> ((f64, f64, f64), f64, usize) {
-    let pairs = pairs.min(identities * DATASETS.len());
-    let mut chosen = std::collections::HashSet::new();
-    let mut set: Vec<(String, &str)> = Vec::with_capacity(pairs);
-    let mut k = 0;
-    while set.len() < pairs {
-        // Spread over the identities, so that the pairs' agreements (and deciders)
-        // are not neighbours in memory.
-        let i = (k * 7 + rng.below(7)) % identities;
-        let d = DATASETS[rng.below(DATASETS.len())];
-        if chosen.insert((i, d)) {
-            set.push((identity(i), d));
-        }
-        k += 1;
-    }
+    let set = pick_pairs(identities, pairs, rng);
     for (c, d) in &set {
         auth.decide(&question(c, d, MATTERS[0])).unwrap();
     }
@@ -214,6 +209,62 @@ fn warm(
         allowed as f64 / WARM_CALLS as f64,
         set.len(),
     )
+}
+
+/// `pairs` distinct (identity, dataset) pairs (fewer when the set has fewer).
+fn pick_pairs(identities: usize, pairs: usize, rng: &mut Rng) -> Vec<(String, &'static str)> {
+    let pairs = pairs.min(identities * DATASETS.len());
+    let mut chosen = std::collections::HashSet::new();
+    let mut set = Vec::with_capacity(pairs);
+    let mut k = 0;
+    while set.len() < pairs {
+        // Spread over the identities, so that the pairs' agreements (and deciders)
+        // are not neighbours in memory.
+        let i = (k * 7 + rng.below(7)) % identities;
+        let d = DATASETS[rng.below(DATASETS.len())];
+        if chosen.insert((i, d)) {
+            set.push((identity(i), d));
+        }
+        k += 1;
+    }
+    set
+}
+
+/// Decisions with a decider cache a quarter the size of the working set, 80 % of
+/// them to a fifth of the pairs: (p50, p99) of the median round, and the cache
+/// capacity and number of pairs.
+async fn evicting(n: usize, rng: &mut Rng) -> ((f64, f64), (usize, usize)) {
+    let (set, roles, identities) = agreements(n);
+    let pairs = pick_pairs(identities, EVICTING_PAIRS, rng);
+    let capacity = (pairs.len() / 4).max(1);
+    let settings = Settings {
+        cache_capacity: capacity,
+        ..Settings::default()
+    };
+    let auth = Authorizer::with_settings(settings, 0, set, roles)
+        .await
+        .unwrap();
+    let hot = (pairs.len() / 5).max(1);
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let mut times = Vec::with_capacity(EVICTING_CALLS / ROUNDS);
+        for _ in 0..EVICTING_CALLS / ROUNDS {
+            let k = if rng.below(5) < 4 {
+                rng.below(hot)
+            } else {
+                rng.below(pairs.len())
+            };
+            let (c, d) = &pairs[k];
+            let q = question(c, d, MATTERS[rng.below(MATTERS.len())]);
+            let t = Instant::now();
+            auth.decide(&q).unwrap();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        rounds.push((percentile(&times, 0.50), percentile(&times, 0.99)));
+    }
+    rounds.sort_by(|a, b| a.1.total_cmp(&b.1));
+    (rounds[ROUNDS / 2], (capacity, pairs.len()))
 }
 
 async fn measure(n: usize) -> Row {
@@ -255,6 +306,7 @@ async fn measure(n: usize) -> Row {
 
     let rss_mib = rss_mib();
     drop(auth);
+    let (evicting, cache) = evicting(n, &mut rng).await;
     let plain = plain_casbin(&agreements(n).0, identities, &mut rng).await;
     Row {
         n,
@@ -262,6 +314,8 @@ async fn measure(n: usize) -> Row {
         pairs,
         warm_large,
         miss: (percentile(&miss, 0.50), percentile(&miss, 0.99)),
+        evicting,
+        cache,
         plain,
         load_ms,
         change_ms,
@@ -342,9 +396,9 @@ fn print_header() {
         "policy decision cost (µs), one call at a time; {WARM_CALLS} calls in {ROUNDS} rounds, median round shown\n"
     );
     println!(
-        "| agreements | pairs | p50 | p99 | p99.9 | p99, 1,000 pairs | first ask p50 | first ask p99 | plain casbin p50 | load (ms) | one change (ms) | RSS (MiB) |"
+        "| agreements | pairs | p50 | p99 | p99.9 | p99, 1,000 pairs | first ask p50 | first ask p99 | plain casbin p50 | load (ms) | one change (ms) | RSS (MiB) | evicting p50 | evicting p99 | cache / pairs |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 }
 
 async fn run() {
@@ -389,7 +443,7 @@ async fn run() {
     for n in sizes {
         let r = measure(n).await;
         println!(
-            "| {:>7} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.2} | {:.0} |",
+            "| {:>7} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.2} | {:.0} | {:.1} | {:.1} | {} / {} |",
             r.n,
             r.pairs,
             r.warm.0,
@@ -401,7 +455,11 @@ async fn run() {
             r.plain,
             r.load_ms,
             r.change_ms,
-            r.rss_mib
+            r.rss_mib,
+            r.evicting.0,
+            r.evicting.1,
+            r.cache.0,
+            r.cache.1
         );
         rows.push(r);
     }

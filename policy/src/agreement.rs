@@ -167,21 +167,16 @@ impl Agreement {
         Ok(())
     }
 
-    /// Whether `at` lies within the validity window, to the second (as casbin
-    /// compares it).
+    /// Whether `at` lies within the validity window, to the second (the window is
+    /// written to the second; a request's fraction of a second does not count).
     pub fn in_force(&self, at: DateTime<Utc>) -> bool {
         let at = at.trunc_subsecs(0);
         self.valid_from.trunc_subsecs(0) <= at && at <= self.valid_until.trunc_subsecs(0)
     }
 
-    /// Whether the hours of service and days include the local moment of `clock`.
-    pub fn in_service(&self, clock: &Clock) -> bool {
-        self.days.is_none_or(|d| d.contains(clock.weekday()))
-            && self.hours.is_none_or(|h| h.contains(clock.minute()))
-    }
-
     /// The first condition under which this agreement does not cover `matter` at
-    /// `clock`, in the order the casbin matcher checks them; `None` when it covers.
+    /// `clock`; `None` when it covers. This is the one statement of the
+    /// conditions: decisions hand casbin its result, and explanations show it.
     pub fn unmet(&self, matter: &str, clock: &Clock) -> Option<Condition> {
         if !self.matters.iter().any(|m| m == matter) {
             Some(Condition::Matter)
@@ -196,18 +191,9 @@ impl Agreement {
         }
     }
 
-    /// The schedule as the casbin policy line carries it: empty for "always",
-    /// else `<day bits>|<from minute>-<until minute>`.
-    pub(crate) fn schedule_token(&self) -> String {
-        if self.hours.is_none() && self.days.is_none() {
-            return String::new();
-        }
-        let days = self.days.unwrap_or(Days::ALL).bits();
-        let (from, until) = self
-            .hours
-            .map(|h| (h.from, h.until))
-            .unwrap_or((0, 24 * 60));
-        format!("{days}|{from}-{until}")
+    /// The first of `asked` this agreement does not grant.
+    pub fn missing_field<'a>(&self, asked: &'a [String]) -> Option<&'a String> {
+        asked.iter().find(|f| !self.fields.contains_key(*f))
     }
 
     /// Human description of when it serves, e.g. `mon-fri 08:30-17:30`.
@@ -327,7 +313,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn conditions_in_matcher_order() {
+    fn conditions_in_order() {
         let tz = crate::TimeZone::default();
         let mut a = sample();
         a.hours = Some("09:00-17:00".parse().unwrap());
@@ -351,7 +337,6 @@ pub(crate) mod tests {
             a.unmet("social-insurance-enrollment", &later),
             Some(Condition::Validity)
         );
-        assert_eq!(a.schedule_token(), "31|540-1020");
         assert_eq!(a.schedule_text(), "09:00-17:00 on mon,tue,wed,thu,fri");
     }
 

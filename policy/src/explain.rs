@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::agreement::Condition;
-use crate::authorizer::{Decision, Question};
-use crate::engine::stamp;
+use crate::decision::{Decision, Question};
+use crate::engine::Evaluation;
 use crate::schedule::Clock;
 use crate::{Agreement, Effect};
 
@@ -77,13 +78,16 @@ impl Condition {
     }
 }
 
+/// A moment as people read it, `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, UTC).
+fn stamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 impl CandidateCheck {
-    fn of(a: &Arc<Agreement>, q: &Question<'_>, clock: &Clock) -> Self {
-        let failed = a.unmet(q.matter, clock);
+    /// `a`, which the decision found failing `failed` first.
+    fn of(a: &Arc<Agreement>, failed: Option<Condition>, q: &Question<'_>, clock: &Clock) -> Self {
         let missing_field = match (failed, a.effect, q.fields) {
-            (None, Effect::Allow, Some(asked)) => {
-                asked.iter().find(|f| !a.fields.contains_key(*f)).cloned()
-            }
+            (None, Effect::Allow, Some(asked)) => a.missing_field(asked).cloned(),
             _ => None,
         };
         let detail = match (failed, &missing_field) {
@@ -134,10 +138,11 @@ impl CandidateCheck {
 }
 
 impl Explanation {
+    /// The explanation of `evaluation`, the decision made over `candidates`.
     pub(crate) fn new(
         q: &Question<'_>,
         clock: Clock,
-        decision: Decision,
+        evaluation: Evaluation,
         candidates: &[Arc<Agreement>],
         roles: Vec<String>,
         version: i64,
@@ -150,10 +155,11 @@ impl Explanation {
             fields: q.fields.map(<[String]>::to_vec),
             candidates: candidates
                 .iter()
-                .map(|a| CandidateCheck::of(a, q, &clock))
+                .zip(evaluation.checks)
+                .map(|(a, failed)| CandidateCheck::of(a, failed, q, &clock))
                 .collect(),
             clock,
-            decision,
+            decision: evaluation.decision,
             version,
             usage: Vec::new(),
         }

@@ -4,9 +4,12 @@
 //! matters it may be used for, which fields (in full or masked), for how long, in
 //! which hours, and how much. The [`Authorizer`] answers "may this consumer read
 //! these fields of this dataset for this matter, now?" — default deny, an explicit
-//! deny overriding any allow. The allow/deny verdict is casbin's, evaluated over just
-//! the candidate agreements an index by (consumer, dataset) picks, so a decision
-//! costs the same at 100 agreements as at 100,000. The [`Meter`] charges daily
+//! deny overriding any allow. Each candidate agreement's conditions (matter,
+//! validity, day, hours) are evaluated once, by [`Agreement::unmet`]; casbin gives
+//! the allow/deny verdict from which of them hold, the role graph and the effect
+//! rule, over just the candidates an index by (consumer, dataset) picks, so a
+//! decision costs the same at 100 agreements as at 100,000. An [`Explanation`] is
+//! read off the same evaluation as the decision it explains. The [`Meter`] charges daily
 //! quotas and operator rates; the [`AgreementStore`] keeps agreements versioned in
 //! SQLite or PostgreSQL, and [`Authorizer::catch_up`] follows its changes.
 //!
@@ -15,6 +18,7 @@
 mod agreement;
 mod authorizer;
 mod catalogue;
+mod decision;
 mod engine;
 mod error;
 mod explain;
@@ -27,10 +31,9 @@ mod store;
 mod sync;
 
 pub use agreement::{Agreement, Condition, Effect, FieldRule};
-pub use authorizer::{
-    Authorizer, Change, Decision, Denial, FieldGrant, Grant, Limits, Question, Settings,
-};
+pub use authorizer::{Authorizer, Change, Settings};
 pub use catalogue::{Catalogue, CatalogueDataset, DEFAULT_MATTERS};
+pub use decision::{Decision, Denial, FieldGrant, Grant, Limits, Question};
 pub use error::{PolicyError, Refusal};
 pub use explain::{CandidateCheck, Explanation, LimitUsage};
 pub use file::AgreementFile;

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::authorizer::{Decision, Denial, Grant};
+use crate::decision::{Decision, Denial, Grant};
 use crate::explain::{Explanation, LimitUsage};
 use crate::schedule::{Clock, Period, Rate, TimeZone};
 use crate::{AgreementStore, PolicyError};
@@ -136,7 +136,7 @@ fn quota_key(agreement: &str, consumer: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::authorizer::Limits;
+    use crate::decision::Limits;
     use chrono::TimeZone as _;
 
     #[tokio::test]

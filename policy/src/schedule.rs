@@ -98,11 +98,6 @@ impl Days {
         self.0
     }
 
-    /// From a bit set, Monday the lowest bit.
-    pub(crate) fn from_bits(bits: u8) -> Self {
-        Days(bits & 0x7f)
-    }
-
     /// The day names, Monday first.
     pub fn names(self) -> Vec<&'static str> {
         (0..7u8)
