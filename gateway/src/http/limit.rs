@@ -70,6 +70,7 @@ where
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use futures_util::FutureExt as _;
     use http::StatusCode;
     use serde_json::json;
     use tower::ServiceExt as _;
@@ -103,7 +104,15 @@ mod tests {
 
         // The first request takes the only permit and waits inside.
         let first = shed.ready().await.unwrap().call(());
-        let second = shed.ready().await.unwrap().call(()).await.unwrap();
+        // The second is answered at once, without waiting for the first.
+        let second = shed
+            .ready()
+            .await
+            .unwrap()
+            .call(())
+            .now_or_never()
+            .expect("shed at once, not queued")
+            .unwrap();
         let Err(e @ ApiError::Overloaded) = &second.result else {
             panic!("{:?}", second.result)
         };
