@@ -333,4 +333,19 @@ mod tests {
         assert_eq!(headers["x-request-id"], ID);
         assert_eq!(body, json!({"id": "a"}));
     }
+
+    #[tokio::test]
+    async fn a_bundle_answer_is_signed_with_its_own_receipt() {
+        let signer = signer();
+        let mut body = Map::new();
+        body.insert("bundle".into(), json!("company-opening"));
+        let (status, _, body) =
+            rendered(&signer, Outcome::answer(Answer::Signed(body)), receipt()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["audit"], json!({"seq": 7, "hash": "c0ffee"}));
+        assert_eq!(
+            crate::signing::verify(&body, &signer.jwks()).unwrap(),
+            signer.kid()
+        );
+    }
 }

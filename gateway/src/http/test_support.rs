@@ -22,9 +22,11 @@ use tower::util::BoxCloneSyncService;
 
 use super::lookup::{validate, Asked, LookupCall, LookupRequest};
 use super::{LookupAnswer, Principal, RequestMeta};
+use crate::agreements::apply_file;
+use crate::agreements::ChangeAudit::NotAudited;
 use crate::audit::{AuditEntry, AuditLog, AuditSettings, StoredRecord};
 use crate::config::Config;
-use crate::policy_sync::PolicyService;
+use crate::policy_sync::{catalogue, open_store, PolicyService};
 use crate::signing::Signer;
 use crate::sources::Route;
 
@@ -41,38 +43,36 @@ pub(crate) const RESIDENT: &str = "110101199003074573";
 
 /// The agreements of every [`Fixture`]: [`COUNTER`] may read some population fields
 /// (one masked) for [`MATTER`], and legal persons for company opening, once a day.
-const AGREEMENTS: &str = r#"
+fn agreements() -> String {
+    let of_counter = "consumer = \"urn:tongban:sz-hrss:counter-01\"\n\
+                      valid_from = \"2026-01-01T00:00:00Z\"\n\
+                      valid_until = \"2099-12-31T23:59:59Z\"";
+    format!(
+        r#"
 [[agreement]]
 id = "hrss-population"
-provider = "sz-psb"
-consumer = "urn:tongban:sz-hrss:counter-01"
 dataset = "population"
 matters = ["social-insurance-enrollment", "company-opening"]
-valid_from = "2026-01-01T00:00:00Z"
-valid_until = "2099-12-31T23:59:59Z"
+{of_counter}
+provider = "sz-psb"
 approver = "urn:tongban:sz-psb:admin-01"
-[agreement.fields]
-name = "full"
-birth_date = "full"
-household_address = "masked"
+fields = {{ name = "full", birth_date = "full", household_address = "masked" }}
 
 [[agreement]]
 id = "hrss-legal-person"
-provider = "sz-amr"
-consumer = "urn:tongban:sz-hrss:counter-01"
 dataset = "legal_person"
 matters = ["company-opening"]
-valid_from = "2026-01-01T00:00:00Z"
-valid_until = "2099-12-31T23:59:59Z"
+{of_counter}
 daily_quota = 1
+provider = "sz-amr"
 approver = "urn:tongban:sz-amr:admin-01"
-[agreement.fields]
-name = "full"
-legal_representative_id = "full"
-"#;
+fields = {{ name = "full", legal_representative_id = "full" }}
+"#
+    )
+}
 
 /// A gateway's state over a temporary directory: demo data for population and
-/// legal persons, a config serving both from it, and [`AGREEMENTS`] in the state
+/// legal persons, a config serving both from it, and [`agreements`] in the state
 /// database.
 pub(crate) struct Fixture {
     _dir: TempDir,
@@ -100,19 +100,13 @@ impl Fixture {
         }
         let path = dir.path().join("tongban.toml");
         let config = Config::parse(&path, &config_toml()).unwrap();
-        let store = crate::policy_sync::open_store(&config).await.unwrap();
-        let file = AgreementFile::parse(&dir.path().join("agreements.toml"), AGREEMENTS).unwrap();
-        crate::agreements::apply_file(
-            &store,
-            &crate::policy_sync::catalogue(&config),
-            &file,
-            false,
-            false,
-            "test",
-            &crate::agreements::ChangeAudit::NotAudited,
-        )
-        .await
-        .unwrap();
+        // Seeded without a chain, so that the audit log starts empty.
+        let store = open_store(&config).await.unwrap();
+        let file = AgreementFile::parse(&dir.path().join("a.toml"), &agreements()).unwrap();
+        let catalogue = catalogue(&config);
+        apply_file(&store, &catalogue, &file, false, false, "test", &NotAudited)
+            .await
+            .unwrap();
         Self {
             _dir: dir,
             config,
