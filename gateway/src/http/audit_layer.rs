@@ -334,8 +334,9 @@ mod tests {
         );
         assert_eq!(a.outcome.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(a.receipt.is_none());
-        // What the request learned is kept for the log line; the answer is gone.
+        // What was asked is kept; the answer and the verdict are gone.
         assert_eq!(a.outcome.facts.dataset.as_deref(), Some("population"));
+        assert_eq!(a.outcome.facts.decision, None);
         assert!(records(&log).await.is_empty());
     }
 
