@@ -213,3 +213,206 @@ impl Envelope {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use bytes::Bytes;
+    use http::{Method, StatusCode};
+    use http_body_util::Full;
+    use policy::Denial;
+    use serde_json::json;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::http::test_support::{recorder, records, stamped, Fixture, OPERATOR};
+    use crate::http::Answer;
+
+    fn denied() -> ApiError {
+        ApiError::Forbidden(Denial::FieldNotAllowed {
+            agreement: "hrss-population".into(),
+            field: "sex".into(),
+        })
+    }
+
+    /// An allowed lookup's outcome, its facts filled as the lookup path fills them.
+    fn allowed() -> Outcome {
+        let mut o = Outcome::answer(Answer::Json {
+            status: StatusCode::OK,
+            body: json!({}),
+        });
+        o.facts.dataset = Some("population".into());
+        o.facts.subject = Some("110101199003074573".into());
+        o.facts.matter = Some("social-insurance-enrollment".into());
+        o.facts.case_id = Some("SB-2026-000123".into());
+        o.facts.fields = vec!["name".into()];
+        o.facts.agreement = Some("hrss-population".into());
+        o.facts.decision = Some(Decision::Allow);
+        o
+    }
+
+    /// `req` through an audit layer over `log` whose inner service answers `outcome`.
+    async fn audited(log: &AuditLog, req: Request<Full<Bytes>>, outcome: Outcome) -> Audited {
+        let (inner, _) = recorder(move |_: &Request<Full<Bytes>>| outcome.clone());
+        AuditLayer::new(log.clone(), "gw-test".into())
+            .layer(inner)
+            .oneshot(req)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_outcome_is_appended_with_its_envelope() {
+        let f = Fixture::new().await;
+        let log = f.audit().await;
+        let req = stamped(Method::POST, "/v1/lookup", true, "");
+        let meta = req.extensions().get::<RequestMeta>().unwrap().clone();
+        let ok = audited(&log, req, allowed()).await;
+        let refused = audited(
+            &log,
+            stamped(Method::POST, "/v1/lookup", true, ""),
+            Outcome::error(denied()),
+        )
+        .await;
+        assert_eq!(ok.receipt.as_ref().map(|r| r.seq), Some(1));
+        assert_eq!(ok.request_id, meta.id);
+        assert_eq!(refused.receipt.as_ref().map(|r| r.seq), Some(2));
+        assert_eq!(refused.outcome.status(), StatusCode::FORBIDDEN);
+
+        let [first, second] = &records(&log).await[..] else {
+            panic!("two records expected")
+        };
+        for e in [first, second] {
+            assert_eq!(
+                e.consumer.as_deref(),
+                Some("urn:tongban:sz-hrss:counter-01")
+            );
+            assert_eq!(e.cert_fingerprint.as_deref(), Some(&*"ab".repeat(32)));
+            assert_eq!(e.operator.as_deref(), Some(OPERATOR));
+            assert_eq!(
+                (&*e.method, &*e.path, &*e.node),
+                ("POST", "/v1/lookup", "gw-test")
+            );
+        }
+        assert_eq!(first.request_id, meta.id);
+        assert_eq!(
+            first.time,
+            meta.received_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        );
+        assert_eq!((first.status, first.decision), (200, Decision::Allow));
+        assert_eq!(first.fields, vec!["name"]);
+        assert_eq!(first.subject.as_deref(), Some("110101199003074573"));
+        assert_eq!(first.agreement.as_deref(), Some("hrss-population"));
+        assert_eq!(first.reason, None);
+        assert_eq!((second.status, second.decision), (403, Decision::Deny));
+        assert!(
+            second
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("field-not-allowed: ")),
+            "{:?}",
+            second.reason
+        );
+    }
+
+    #[tokio::test]
+    async fn an_outcome_the_log_cannot_take_is_audit_unavailable_without_data() {
+        let f = Fixture::new().await;
+        let log = f.audit().await;
+        log.close().await;
+        let a = audited(
+            &log,
+            stamped(Method::POST, "/v1/lookup", true, ""),
+            allowed(),
+        )
+        .await;
+        assert!(
+            matches!(a.outcome.result, Err(ApiError::AuditUnavailable)),
+            "{:?}",
+            a.outcome.result
+        );
+        assert_eq!(a.outcome.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(a.receipt.is_none());
+        // What was asked is kept; the answer and the verdict are gone.
+        assert_eq!(a.outcome.facts.dataset.as_deref(), Some("population"));
+        assert_eq!(a.outcome.facts.decision, None);
+        assert!(records(&log).await.is_empty());
+    }
+
+    #[test]
+    fn the_record_takes_its_decision_from_the_facts_or_the_failure() {
+        let req = stamped(Method::POST, "/v1/lookup", true, "");
+        let envelope = Envelope::of(&req, "gw-test");
+        let not_found = |decision| {
+            let mut o = Outcome::error(ApiError::NotFound {
+                dataset: "population".into(),
+            });
+            o.facts.decision = decision;
+            o
+        };
+        let cases = [
+            (allowed(), Decision::Allow, None),
+            // A success without a verdict (an admin answer) is an allow.
+            (
+                Outcome::answer(Answer::Json {
+                    status: StatusCode::CREATED,
+                    body: json!({}),
+                }),
+                Decision::Allow,
+                None,
+            ),
+            (
+                Outcome::error(denied()),
+                Decision::Deny,
+                Some("field-not-allowed"),
+            ),
+            // A 404 after an allow is still an allowed access.
+            (
+                not_found(Some(Decision::Allow)),
+                Decision::Allow,
+                Some("no population record"),
+            ),
+            (
+                not_found(None),
+                Decision::Error,
+                Some("no population record"),
+            ),
+            (
+                Outcome::error(ApiError::Internal("disk".into())),
+                Decision::Error,
+                Some("internal: disk"),
+            ),
+        ];
+        for (o, decision, reason) in cases {
+            let e = envelope.record(&o);
+            assert_eq!(e.decision, decision, "{o:?}");
+            assert_eq!(e.status, o.status().as_u16());
+            match reason {
+                None => assert_eq!(e.reason, None),
+                Some(r) => assert!(
+                    e.reason.as_deref().is_some_and(|x| x.starts_with(r)),
+                    "{:?}",
+                    e.reason
+                ),
+            }
+            // Fields are recorded only when something was returned.
+            assert_eq!(
+                e.fields.is_empty(),
+                o.result.is_err() || o.facts.fields.is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn the_envelope_bounds_what_the_client_sends() {
+        let mut req = stamped(Method::GET, &format!("/{}", "p".repeat(300)), false, "");
+        req.headers_mut()
+            .insert(OPERATOR_HEADER, "o".repeat(100).parse().unwrap());
+        let e =
+            Envelope::of(&req, "gw-test").record(&Outcome::error(ApiError::NoRoute(String::new())));
+        assert_eq!(e.path.chars().count(), 256);
+        assert_eq!(e.operator.map(|o| o.len()), Some(64));
+        assert_eq!(e.method, "GET");
+    }
+}

@@ -106,3 +106,128 @@ where
         )
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use connectors::Dataset;
+    use http::StatusCode;
+    use policy::{FieldGrant, FieldRule};
+    use serde_json::json;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::http::lookup::LookupCall;
+    use crate::http::test_support::{
+        asked, lookup_call, recorder, Fixture, Seen, COUNTER, RESIDENT,
+    };
+    use crate::http::Answer;
+
+    /// An authorize layer deciding with the fixture's policy, over a recorder that
+    /// answers 200.
+    async fn authorizer(
+        f: &Fixture,
+    ) -> (
+        impl Service<LookupCall, Response = Outcome, Error = std::convert::Infallible> + Clone,
+        Seen<Authorized>,
+    ) {
+        let (inner, seen) = recorder(|_: &Authorized| {
+            Outcome::answer(Answer::Json {
+                status: StatusCode::OK,
+                body: json!({}),
+            })
+        });
+        (AuthorizeLayer::new(f.policy().await).layer(inner), seen)
+    }
+
+    fn population(fields: &[&str]) -> LookupCall {
+        let mut a = asked(Dataset::Population, RESIDENT);
+        a.fields = Some(fields.iter().map(|f| (*f).to_owned()).collect());
+        lookup_call(COUNTER, a)
+    }
+
+    #[tokio::test]
+    async fn an_allowed_lookup_passes_with_its_grant() {
+        let f = Fixture::new().await;
+        let (svc, seen) = authorizer(&f).await;
+        let outcome = svc
+            .oneshot(population(&["name", "household_address"]))
+            .await
+            .unwrap();
+        assert_eq!(outcome.status(), StatusCode::OK);
+        let [a] = &seen.take()[..] else {
+            panic!("one allowed call expected")
+        };
+        assert_eq!(a.grant.agreement, "hrss-population");
+        assert_eq!(
+            a.grant.fields,
+            vec![
+                FieldGrant {
+                    name: "name".into(),
+                    rule: FieldRule::Full
+                },
+                FieldGrant {
+                    name: "household_address".into(),
+                    rule: FieldRule::Masked
+                },
+            ]
+        );
+        assert_eq!(a.call.query.key.subject(), RESIDENT);
+    }
+
+    #[tokio::test]
+    async fn a_denied_lookup_is_403_with_the_deny_decision_and_its_agreement() {
+        let f = Fixture::new().await;
+        let (svc, seen) = authorizer(&f).await;
+        // A field the agreement does not grant: refused under that agreement.
+        let o = svc
+            .clone()
+            .oneshot(population(&["name", "sex"]))
+            .await
+            .unwrap();
+        let Err(ApiError::Forbidden(denial)) = &o.result else {
+            panic!("{:?}", o.result)
+        };
+        assert_eq!(denial.code(), "field-not-allowed");
+        assert_eq!(o.status(), StatusCode::FORBIDDEN);
+        assert_eq!(o.facts.decision, Some(Decision::Deny));
+        assert_eq!(o.facts.agreement.as_deref(), Some("hrss-population"));
+        // A consumer no agreement names: refused under none.
+        let other = lookup_call(
+            ("sz-civil", "counter-01"),
+            asked(Dataset::Population, RESIDENT),
+        );
+        let o = svc.oneshot(other).await.unwrap();
+        let Err(ApiError::Forbidden(denial)) = &o.result else {
+            panic!("{:?}", o.result)
+        };
+        assert_eq!(denial.code(), "no-agreement");
+        assert_eq!(o.facts.decision, Some(Decision::Deny));
+        assert_eq!(o.facts.agreement, None);
+        assert!(seen.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_used_up_quota_is_429_under_its_agreement() {
+        let f = Fixture::new().await;
+        let (svc, seen) = authorizer(&f).await;
+        let company = || {
+            let mut a = asked(Dataset::LegalPerson, "91350100M000100Y43");
+            a.matter = "company-opening".into();
+            lookup_call(COUNTER, a)
+        };
+        // The agreement allows one a day.
+        let first = svc.clone().oneshot(company()).await.unwrap();
+        assert_eq!(first.status(), StatusCode::OK);
+        let second = svc.oneshot(company()).await.unwrap();
+        let Err(e @ ApiError::Forbidden(denial)) = &second.result else {
+            panic!("{:?}", second.result)
+        };
+        assert_eq!(denial.code(), "daily-quota-exhausted");
+        assert_eq!(e.slug(), "limit-reached");
+        assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(second.facts.decision, Some(Decision::Deny));
+        assert_eq!(second.facts.agreement.as_deref(), Some("hrss-legal-person"));
+        assert_eq!(seen.take().len(), 1);
+    }
+}

@@ -423,9 +423,27 @@ fn item_body(item: &BundleItem, r: &Audited, request_id: &str) -> Value {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use bytes::Bytes;
+    use connectors::{Dataset, Record};
+    use http::{Method, StatusCode};
+    use http_body_util::Full;
+
     use super::*;
     use crate::audit::Receipt;
-    use connectors::Dataset;
+    use crate::http::test_support::{
+        lookup_answer, recorder, records, stamped, Fixture, Seen, CASE_ID, OPERATOR,
+    };
+
+    /// A company with a legal-person record (the bundle's root subject).
+    const COMPANY: &str = "91350100M000100Y43";
+    /// Its legal representative.
+    const REP: &str = "11010519491231002X";
+
+    fn rep_record(rep: &str) -> Record {
+        let mut record = Record::new();
+        record.insert("legal_representative_id".into(), json!(rep));
+        record
+    }
 
     #[test]
     fn pointers_look_into_json_strings() {
@@ -469,25 +487,11 @@ mod tests {
     }
 
     fn answered(masked: &[&str]) -> Audited {
-        let mut record = Map::new();
-        record.insert(
-            "legal_representative_id".into(),
-            json!("11010519491231002X"),
-        );
+        let mut answer = lookup_answer(Dataset::LegalPerson, COMPANY, rep_record(REP));
+        answer.masked = masked.iter().map(|m| m.to_string()).collect();
         Audited {
             request_id: "r".into(),
-            outcome: Outcome::answer(Answer::Lookup(super::super::LookupAnswer {
-                request_id: "r".into(),
-                dataset: Dataset::LegalPerson,
-                subject: "91350100M000100Y43".into(),
-                record,
-                masked: masked.iter().map(|m| m.to_string()).collect(),
-                department: "sz-amr".into(),
-                connector: "db".into(),
-                fetched_at: String::new(),
-                agreement: "a".into(),
-                verification: None,
-            })),
+            outcome: Outcome::answer(Answer::Lookup(answer)),
             receipt: Some(Receipt {
                 seq: 1,
                 hash: String::new(),
@@ -499,10 +503,7 @@ mod tests {
     fn subjects_follow_only_links_granted_in_full() {
         let b = bundle();
         let rep = &b.items[1];
-        assert_eq!(
-            derived_subject(&b, rep, &answered(&[])).unwrap(),
-            "11010519491231002X"
-        );
+        assert_eq!(derived_subject(&b, rep, &answered(&[])).unwrap(), REP);
         let masked = derived_subject(&b, rep, &answered(&["legal_representative_id"]));
         assert!(
             matches!(&masked, Err(ApiError::Dependency(m)) if m.contains("in full")),
@@ -518,5 +519,140 @@ mod tests {
         let e = derived_subject(&b, rep, &failed).unwrap_err();
         assert_eq!(e.status(), http::StatusCode::FAILED_DEPENDENCY);
         assert!(e.to_string().contains("failed (404)"), "{e}");
+    }
+
+    /// The company-opening bundle over a lookup path that answers every item with
+    /// `answer`, each item's audit record going to `log`.
+    fn bundles(
+        log: &AuditLog,
+        answer: impl Fn(&LookupRequest) -> Outcome + Send + Sync + 'static,
+    ) -> (RouteService<Full<Bytes>>, Seen<LookupRequest>) {
+        let (lookup, seen) = recorder(move |r: &LookupRequest| r.asked.describe(answer(r)));
+        let svc = bundle_service(&[bundle()], lookup, log.clone(), "gw-test".into(), 4096);
+        (svc, seen)
+    }
+
+    /// A bundle request for `subject`.
+    fn request(name: &str, subject: &str) -> Request<Full<Bytes>> {
+        let body = json!({"bundle": name, "subject": subject, "matter": "company-opening",
+                          "case_id": CASE_ID});
+        stamped(Method::POST, BUNDLE, true, body.to_string())
+    }
+
+    /// A record for every item: the company names [`REP`].
+    fn found(r: &LookupRequest) -> Outcome {
+        let dataset: Dataset = r.asked.dataset.parse().unwrap();
+        Outcome::answer(Answer::Lookup(lookup_answer(
+            dataset,
+            &r.asked.subject,
+            rep_record(REP),
+        )))
+    }
+
+    #[tokio::test]
+    async fn each_item_goes_through_the_lookup_path_and_is_audited_on_its_own() {
+        let f = Fixture::new().await;
+        let log = f.audit().await;
+        let (svc, seen) = bundles(&log, found);
+        let req = request("company-opening", COMPANY);
+        let id = req.extensions().get::<RequestMeta>().unwrap().id.clone();
+        let outcome = svc.oneshot(req).await.unwrap();
+
+        let asked: Vec<(String, String)> = seen
+            .take()
+            .into_iter()
+            .map(|r| {
+                assert_eq!((&*r.operator, &*r.meta.id), (OPERATOR, &*id));
+                assert_eq!(
+                    (&*r.asked.matter, &*r.asked.case_id),
+                    ("company-opening", CASE_ID)
+                );
+                (r.asked.dataset, r.asked.subject)
+            })
+            .collect();
+        // The representative is looked up by the id the company's record gave.
+        assert_eq!(
+            asked,
+            vec![
+                ("legal_person".to_owned(), COMPANY.to_owned()),
+                ("population".to_owned(), REP.to_owned())
+            ]
+        );
+        let Ok(Answer::Signed(body)) = &outcome.result else {
+            panic!("{:?}", outcome.result)
+        };
+        assert_eq!(body["complete"], json!(true));
+        assert_eq!(body["items"][1]["subject"], json!(REP));
+
+        let items = records(&log).await;
+        assert_eq!(items.len(), 2, "one record per item");
+        for (record, (item, subject)) in items.iter().zip([("company", COMPANY), ("rep", REP)]) {
+            assert_eq!(record.request_id, id);
+            assert_eq!(record.path, BUNDLE);
+            assert_eq!(record.status, 200);
+            assert_eq!(record.subject.as_deref(), Some(subject));
+            assert_eq!(
+                record.detail,
+                Some(json!({"bundle": "company-opening", "item": item}))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_item_whose_source_item_failed_is_not_tried() {
+        let f = Fixture::new().await;
+        let log = f.audit().await;
+        let (svc, seen) = bundles(&log, |_| {
+            Outcome::error(ApiError::NotFound {
+                dataset: "legal_person".into(),
+            })
+        });
+        let outcome = svc
+            .oneshot(request("company-opening", COMPANY))
+            .await
+            .unwrap();
+        assert_eq!(seen.take().len(), 1, "only the root item ran");
+        let Ok(Answer::Signed(body)) = &outcome.result else {
+            panic!("{:?}", outcome.result)
+        };
+        assert_eq!(body["complete"], json!(false));
+        assert_eq!(body["items"][0]["status"], json!(404));
+        assert_eq!(body["items"][1]["status"], json!(424));
+        // Both are audited, the untried one without a subject.
+        let items = records(&log).await;
+        assert_eq!(
+            items.iter().map(|r| r.status).collect::<Vec<_>>(),
+            vec![404, 424]
+        );
+        assert_eq!(items[1].subject, None);
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_is_refused_whole_before_any_item_runs() {
+        let f = Fixture::new().await;
+        let log = f.audit().await;
+        let (svc, seen) = bundles(&log, found);
+        // A root subject that breaks its identifier's rules.
+        let o = svc
+            .clone()
+            .oneshot(request("company-opening", "91350100M000100Y44"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(o.result, Err(ApiError::InvalidIdentifier { .. })),
+            "{:?}",
+            o.result
+        );
+        assert_eq!(o.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(o.facts.subject.as_deref(), Some("91350100M000100Y44"));
+        assert_eq!(o.facts.detail, Some(json!({"bundle": "company-opening"})));
+        // A bundle nobody configured.
+        let o = svc.oneshot(request("newborn", COMPANY)).await.unwrap();
+        let Err(ApiError::BadRequest(m)) = &o.result else {
+            panic!("{:?}", o.result)
+        };
+        assert!(m.contains("known bundles: company-opening"), "{m}");
+        assert!(seen.take().is_empty());
+        assert!(records(&log).await.is_empty());
     }
 }

@@ -135,3 +135,109 @@ fn filter(mut source: Record, fields: &[policy::FieldGrant]) -> (Record, Vec<Str
     }
     (out, masked)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use http::StatusCode;
+    use policy::FieldGrant;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::http::test_support::{asked, lookup_call, Fixture, COUNTER};
+
+    use FieldRule::{Full, Masked};
+
+    /// A dataset and a subject of it.
+    type Subject<'a> = (Dataset, &'a str);
+
+    /// `subject` fetched under a grant of `fields` by the fixture's
+    /// population agreement.
+    async fn fetched(f: &Fixture, subject: Subject<'_>, fields: &[(&str, FieldRule)]) -> Outcome {
+        let grant = Grant {
+            agreement: "hrss-population".into(),
+            provider: "sz-psb".into(),
+            fields: fields
+                .iter()
+                .map(|&(name, rule)| FieldGrant {
+                    name: name.to_owned(),
+                    rule,
+                })
+                .collect(),
+            limits: Default::default(),
+        };
+        let call = lookup_call(COUNTER, asked(subject.0, subject.1));
+        Fetch::new(f.routes().await)
+            .oneshot(Authorized { call, grant })
+            .await
+            .unwrap()
+    }
+
+    fn record(o: &Outcome) -> &LookupAnswer {
+        match &o.result {
+            Ok(Answer::Lookup(l)) => l,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Whatever the source said, the access was allowed, under that agreement.
+    fn assert_allowed(o: &Outcome) {
+        assert_eq!(o.facts.decision, Some(Decision::Allow));
+        assert_eq!(o.facts.agreement.as_deref(), Some("hrss-population"));
+    }
+
+    #[tokio::test]
+    async fn a_record_keeps_only_the_granted_fields_masked_as_granted() {
+        let f = Fixture::new().await;
+        let resident = (Dataset::Population, &*f.samples.residents[0]);
+        let full = fetched(&f, resident, &[("household_address", Full)]).await;
+        let address = record(&full).record["household_address"].clone();
+        assert!(address.as_str().is_some_and(|a| !a.is_empty()), "{address}");
+
+        let o = fetched(
+            &f,
+            resident,
+            &[("name", Full), ("household_address", Masked)],
+        )
+        .await;
+        let l = record(&o);
+        let keys: Vec<&str> = l.record.keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert!(keys.contains(&"name") && keys.contains(&"household_address"));
+        assert_eq!(l.record["household_address"], mask_value(&address));
+        assert_ne!(l.record["household_address"], address);
+        assert_eq!(l.masked, vec!["household_address".to_owned()]);
+        assert_eq!((&*l.department, &*l.connector), ("sz-psb", "population-db"));
+        assert_eq!(l.subject, resident.1);
+        assert_eq!(l.agreement, "hrss-population");
+        assert_allowed(&o);
+        assert_eq!(o.facts.fields, vec!["name", "household_address"]);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_subject_is_404_and_still_an_allowed_access() {
+        let f = Fixture::new().await;
+        let absent = (Dataset::Population, &*f.samples.absent_resident);
+        let o = fetched(&f, absent, &[("name", Full)]).await;
+        assert!(
+            matches!(o.result, Err(ApiError::NotFound { .. })),
+            "{:?}",
+            o.result
+        );
+        assert_eq!(o.status(), StatusCode::NOT_FOUND);
+        assert_allowed(&o);
+        assert!(o.facts.fields.is_empty(), "nothing was returned");
+    }
+
+    #[tokio::test]
+    async fn a_dataset_without_a_source_here_is_not_served() {
+        let f = Fixture::new().await;
+        let licence = (Dataset::ELicense, &*f.samples.license_ids[0]);
+        let o = fetched(&f, licence, &[("status", Full)]).await;
+        let Err(e @ ApiError::NotServed(_)) = &o.result else {
+            panic!("{:?}", o.result)
+        };
+        assert_eq!(e.slug(), "dataset-not-served");
+        assert_allowed(&o);
+    }
+}

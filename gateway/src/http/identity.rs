@@ -81,3 +81,36 @@ where
         take_ready(&mut self.inner).call(req)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::http::test_support::{principal, recorder, COUNTER};
+
+    #[tokio::test]
+    async fn the_certificates_principal_is_on_the_request_and_identity_headers_are_not() {
+        let (inner, seen) = recorder(|_: &Request<()>| ());
+        let mut req = Request::builder().header("x-operator-id", "clerk-001");
+        // Each claims to be another department's admin.
+        for name in SPOOFABLE {
+            req = req.header(*name, "urn:tongban:sz-psb:admin-01");
+        }
+        let me = principal(COUNTER);
+        IdentityLayer::new(me.clone())
+            .layer(inner)
+            .oneshot(req.body(()).unwrap())
+            .await
+            .unwrap();
+        let [req] = &seen.take()[..] else {
+            panic!("one request expected")
+        };
+        assert_eq!(req.extensions().get::<Principal>(), Some(&me));
+        for name in SPOOFABLE {
+            assert!(!req.headers().contains_key(*name), "{name} passed");
+        }
+        assert_eq!(req.headers()["x-operator-id"], "clerk-001");
+    }
+}

@@ -66,3 +66,76 @@ where
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use futures_util::FutureExt as _;
+    use http::StatusCode;
+    use serde_json::json;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::http::audit_layer::Envelope;
+    use crate::http::test_support::stamped;
+    use crate::http::Answer;
+
+    #[tokio::test]
+    async fn beyond_the_permits_a_request_is_an_overloaded_outcome() {
+        // The inner service holds each request until the gate lets it through.
+        let gate = Arc::new(Semaphore::new(0));
+        let reached = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let inner = {
+            let (gate, reached) = (Arc::clone(&gate), Arc::clone(&reached));
+            tower::service_fn(move |_: ()| {
+                reached.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let gate = Arc::clone(&gate);
+                async move {
+                    gate.acquire().await.unwrap().forget();
+                    Ok::<_, std::convert::Infallible>(Outcome::answer(Answer::Json {
+                        status: StatusCode::OK,
+                        body: json!({}),
+                    }))
+                }
+            })
+        };
+        let permits = Arc::new(Semaphore::new(1));
+        let mut shed = ShedLayer::new(Arc::clone(&permits)).layer(inner);
+
+        // The first request takes the only permit and waits inside.
+        let first = shed.ready().await.unwrap().call(());
+        // The second is answered at once, without waiting for the first.
+        let second = shed
+            .ready()
+            .await
+            .unwrap()
+            .call(())
+            .now_or_never()
+            .expect("shed at once, not queued")
+            .unwrap();
+        let Err(e @ ApiError::Overloaded) = &second.result else {
+            panic!("{:?}", second.result)
+        };
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.slug(), "overloaded");
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // An outcome like any other, so the audit layer records it.
+        let record = Envelope::of(&stamped(http::Method::POST, "/v1/lookup", true, ""), "gw")
+            .record(&second);
+        assert_eq!(record.status, 503);
+        assert_eq!(
+            record.reason.as_deref(),
+            Some(&*ApiError::Overloaded.to_string())
+        );
+
+        // Once the first is answered its permit is back.
+        gate.add_permits(1);
+        assert_eq!(first.await.unwrap().status(), StatusCode::OK);
+        assert_eq!(permits.available_permits(), 1);
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 1);
+        gate.add_permits(1);
+        let third = shed.ready().await.unwrap().call(()).await.unwrap();
+        assert_eq!(third.status(), StatusCode::OK);
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+}

@@ -222,3 +222,175 @@ pub fn token(name: &str, value: &str) -> Result<(), ApiError> {
         )))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use http::StatusCode;
+    use serde_json::json;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::http::test_support::{
+        asked, lookup_request, recorder, Seen, CASE_ID, COUNTER, MATTER, OPERATOR, RESIDENT,
+    };
+    use crate::http::Answer;
+
+    /// `asked` through a validate layer over a recorder that answers 200.
+    async fn validated(asked: Asked) -> (Outcome, Seen<LookupCall>) {
+        let (inner, seen) = recorder(|_: &LookupCall| {
+            Outcome::answer(Answer::Json {
+                status: StatusCode::OK,
+                body: json!({}),
+            })
+        });
+        let outcome = ValidateLayer
+            .layer(inner)
+            .oneshot(lookup_request(COUNTER, asked))
+            .await
+            .unwrap();
+        (outcome, seen)
+    }
+
+    fn assert_described(o: &Outcome, a: &Asked) {
+        let f = &o.facts;
+        assert_eq!(f.dataset.as_deref(), Some(&*a.dataset));
+        assert_eq!(f.subject.as_deref(), Some(&*a.subject));
+        assert_eq!(f.matter.as_deref(), Some(&*a.matter));
+        assert_eq!(f.case_id.as_deref(), Some(&*a.case_id));
+    }
+
+    #[tokio::test]
+    async fn a_valid_lookup_passes_as_a_call_and_is_described() {
+        let a = Asked {
+            fields: Some(vec!["name".into()]),
+            ..asked(Dataset::Population, RESIDENT)
+        };
+        let (outcome, seen) = validated(a.clone()).await;
+        assert_eq!(outcome.status(), StatusCode::OK);
+        assert_described(&outcome, &a);
+        let [call] = &seen.take()[..] else {
+            panic!("one call expected")
+        };
+        assert_eq!(call.query.dataset, Dataset::Population);
+        assert_eq!(call.query.key, Key::Subject(RESIDENT.into()));
+        assert_eq!((&*call.matter, &*call.case_id), (MATTER, CASE_ID));
+        assert_eq!(call.operator, OPERATOR);
+        assert_eq!(call.fields, Some(vec!["name".to_owned()]));
+    }
+
+    #[tokio::test]
+    async fn a_licence_type_makes_the_subject_a_holder() {
+        let a = Asked {
+            license_type: Some("营业执照".into()),
+            ..asked(Dataset::ELicense, "91350100M000100Y43")
+        };
+        let (outcome, seen) = validated(a).await;
+        assert_eq!(outcome.status(), StatusCode::OK);
+        let [call] = &seen.take()[..] else {
+            panic!("one call expected")
+        };
+        assert_eq!(
+            call.query.key,
+            Key::Holder {
+                holder_id: "91350100M000100Y43".into(),
+                license_type: "营业执照".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn each_rule_refuses_with_400_in_order_and_the_refusal_is_described() {
+        let good = asked(Dataset::Population, RESIDENT);
+        let cases: Vec<(Asked, &str)> = vec![
+            // Dataset first: a bad subject is not even read then.
+            (
+                Asked {
+                    dataset: "people".into(),
+                    subject: "nope".into(),
+                    ..good.clone()
+                },
+                "dataset:",
+            ),
+            (
+                Asked {
+                    subject: "110101199003074574".into(),
+                    matter: String::new(),
+                    ..good.clone()
+                },
+                "resident ID number",
+            ),
+            (
+                Asked {
+                    matter: "社保".into(),
+                    case_id: String::new(),
+                    ..good.clone()
+                },
+                "matter:",
+            ),
+            (
+                Asked {
+                    case_id: "SB 2026".into(),
+                    fields: Some(vec![]),
+                    ..good.clone()
+                },
+                "case_id:",
+            ),
+            (
+                Asked {
+                    fields: Some(vec![]),
+                    ..good.clone()
+                },
+                "fields: must name at least one field",
+            ),
+            (
+                Asked {
+                    fields: Some(vec!["name".into(), "shoe_size".into()]),
+                    ..good.clone()
+                },
+                "has no field \"shoe_size\"",
+            ),
+        ];
+        for (a, expected) in cases {
+            let (outcome, seen) = validated(a.clone()).await;
+            let Err(e) = &outcome.result else {
+                panic!("{a:?} passed")
+            };
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{e}");
+            assert!(e.to_string().contains(expected), "{e} lacks {expected}");
+            assert_described(&outcome, &a);
+            assert!(seen.take().is_empty(), "{a:?} reached fetch");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_identifier_names_the_rule_it_breaks() {
+        for (subject, rule) in [
+            ("110101199003074574", "check-character"),
+            ("11010119900307457", "length"),
+            ("110101199013074573", "birth-date"),
+        ] {
+            let (outcome, _) = validated(asked(Dataset::Population, subject)).await;
+            let Err(e @ ApiError::InvalidIdentifier { .. }) = &outcome.result else {
+                panic!("{subject}: {:?}", outcome.result)
+            };
+            assert_eq!(e.slug(), "invalid-identifier");
+            assert_eq!(e.extension(), Some(("rule", rule.to_owned())), "{subject}");
+        }
+        let (outcome, _) = validated(asked(Dataset::LegalPerson, RESIDENT)).await;
+        let e = outcome.result.unwrap_err();
+        assert!(e.to_string().contains("unified social credit code"), "{e}");
+    }
+
+    #[test]
+    fn tokens_are_1_to_64_safe_characters() {
+        for ok in ["a", "SB-2026/000_1.2", &"x".repeat(64)] {
+            assert!(token("case_id", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", &"x".repeat(65), "a b", "案件", "a;b", "a\n"] {
+            let e = token("case_id", bad).unwrap_err();
+            assert!(e.to_string().starts_with("case_id: "), "{e}");
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        }
+    }
+}

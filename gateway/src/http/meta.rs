@@ -133,6 +133,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_request_gets_its_own_v7_id() {
+        let (inner, seen) = crate::http::test_support::recorder(|_: &Request<()>| ());
+        let svc = MetaLayer.layer(inner);
+        for _ in 0..2 {
+            svc.clone().oneshot(Request::new(())).await.unwrap();
+        }
+        let ids: Vec<uuid::Uuid> = seen
+            .take()
+            .iter()
+            .map(|r| {
+                r.extensions()
+                    .get::<RequestMeta>()
+                    .unwrap()
+                    .id
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert!(ids.iter().all(|id| id.get_version_num() == 7), "{ids:?}");
+        assert_ne!(ids[0], ids[1]);
+    }
+
+    #[tokio::test]
     async fn the_request_span_joins_the_callers_trace() {
         let spans = exported(Some(
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",

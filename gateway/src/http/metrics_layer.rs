@@ -135,8 +135,85 @@ fn origin_label(o: ErrorOrigin) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use http::StatusCode;
+    use policy::Denial;
+    use serde_json::json;
+    use tower::ServiceExt as _;
+
     use super::*;
+    use crate::http::test_support::{meta, recorder};
+    use crate::http::{Answer, Outcome};
+
+    /// A request for `path` whose audited outcome is `outcome`, through a metrics
+    /// layer counting into `metrics`.
+    async fn measure(metrics: &Metrics, path: &str, outcome: Outcome) {
+        let audited = Audited {
+            outcome,
+            receipt: None,
+            request_id: "r".into(),
+        };
+        let (inner, _) = recorder(move |_: &Request<()>| audited.clone());
+        let mut req = Request::builder().uri(path).body(()).unwrap();
+        req.extensions_mut().insert(meta());
+        MetricsLayer::new(metrics.clone())
+            .layer(inner)
+            .oneshot(req)
+            .await
+            .unwrap();
+    }
+
+    fn of(dataset: &str, result: Result<Answer, ApiError>) -> Outcome {
+        let mut o = Outcome {
+            facts: Default::default(),
+            result,
+        };
+        o.facts.dataset = Some(dataset.into());
+        o
+    }
+
+    #[tokio::test]
+    async fn answers_are_counted_by_route_dataset_decision_and_status() {
+        let metrics = Metrics::default();
+        let ok = || {
+            Ok(Answer::Json {
+                status: StatusCode::OK,
+                body: json!({}),
+            })
+        };
+        measure(&metrics, "/v1/lookup", of("population", ok())).await;
+        measure(&metrics, "/v1/lookup", of("population", ok())).await;
+        let denied = ApiError::Forbidden(Denial::NoAgreement {
+            consumer: "c".into(),
+            dataset: "population".into(),
+        });
+        measure(&metrics, "/v1/lookup", of("population", Err(denied))).await;
+        let timeout = ApiError::Upstream {
+            origin: ErrorOrigin::Timeout,
+            message: "slow".into(),
+        };
+        measure(&metrics, "/v1/lookup", of("legal_person", Err(timeout))).await;
+        // A dataset name the client made up is not a label value.
+        measure(
+            &metrics,
+            "/no/such/path",
+            of("people", Err(ApiError::NoRoute("x".into()))),
+        )
+        .await;
+
+        let text = metrics.render_prometheus();
+        for line in [
+            "tongban_requests_total{dataset=\"population\",decision=\"allow\",route=\"/v1/lookup\",status=\"200\"} 2",
+            "tongban_requests_total{dataset=\"population\",decision=\"deny\",route=\"/v1/lookup\",status=\"403\"} 1",
+            "tongban_requests_total{dataset=\"legal_person\",decision=\"error\",route=\"/v1/lookup\",status=\"504\"} 1",
+            "tongban_requests_total{dataset=\"none\",decision=\"error\",route=\"other\",status=\"404\"} 1",
+            "tongban_connector_errors_total{dataset=\"legal_person\",kind=\"timeout\"} 1",
+            "tongban_request_duration_seconds_count{route=\"/v1/lookup\"} 4",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
 
     #[test]
     fn routes_are_bounded() {

@@ -33,6 +33,8 @@ pub mod parse;
 pub mod respond;
 pub mod route;
 pub mod stack;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -124,3 +124,137 @@ pub fn operator(headers: &http::HeaderMap) -> Result<String, ApiError> {
         })?;
     Ok(s.to_owned())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use http::{Method, StatusCode};
+    use serde_json::json;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::http::test_support::{recorder, stamped, Seen, CASE_ID, MATTER, OPERATOR};
+    use crate::http::{Answer, Outcome};
+
+    const LIMIT: usize = 512;
+
+    fn body() -> serde_json::Value {
+        json!({"dataset": "population", "subject": "110101199003074573", "matter": MATTER,
+               "case_id": CASE_ID, "fields": ["name", "birth_date"]})
+    }
+
+    /// `req` through a parse layer over a recorder that answers 200.
+    async fn parse(req: Request<http_body_util::Full<Bytes>>) -> (Outcome, Seen<LookupRequest>) {
+        let (inner, seen) = recorder(|_: &LookupRequest| {
+            Outcome::answer(Answer::Json {
+                status: StatusCode::OK,
+                body: json!({}),
+            })
+        });
+        let outcome = ParseLayer::new(LIMIT)
+            .layer(inner)
+            .oneshot(req)
+            .await
+            .unwrap();
+        (outcome, seen)
+    }
+
+    #[tokio::test]
+    async fn a_good_request_reaches_the_lookup_path_as_asked() {
+        let req = stamped(Method::POST, "/v1/lookup", true, body().to_string());
+        let id = req.extensions().get::<RequestMeta>().unwrap().id.clone();
+        let (outcome, seen) = parse(req).await;
+        assert_eq!(outcome.status(), StatusCode::OK);
+        let [lookup] = &seen.take()[..] else {
+            panic!("one lookup expected")
+        };
+        assert_eq!(lookup.operator, OPERATOR);
+        assert_eq!(lookup.meta.id, id);
+        assert_eq!(
+            lookup.principal.identity.as_uri(),
+            "urn:tongban:sz-hrss:counter-01"
+        );
+        let a = &lookup.asked;
+        assert_eq!(
+            (&*a.dataset, &*a.subject, &*a.matter, &*a.case_id),
+            ("population", "110101199003074573", MATTER, CASE_ID)
+        );
+        assert_eq!(
+            a.fields.as_deref(),
+            Some(&["name".into(), "birth_date".into()][..])
+        );
+        assert_eq!(
+            a.license_type, None,
+            "a lookup body cannot name a licence type"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413() {
+        let big = json!({"dataset": "x".repeat(LIMIT)}).to_string();
+        let (outcome, seen) = parse(stamped(Method::POST, "/v1/lookup", true, big)).await;
+        assert!(matches!(outcome.result, Err(ApiError::TooLarge(LIMIT))));
+        assert_eq!(outcome.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(seen.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_a_lookup_is_400() {
+        let mut unknown_member = body();
+        unknown_member["license_type"] = json!("营业执照");
+        for text in [
+            "{not json".to_owned(),
+            json!({"dataset": "population"}).to_string(),
+            unknown_member.to_string(),
+        ] {
+            let (outcome, seen) = parse(stamped(Method::POST, "/v1/lookup", true, text)).await;
+            let Err(e @ ApiError::BadRequest(m)) = &outcome.result else {
+                panic!("{:?}", outcome.result)
+            };
+            assert!(m.starts_with("body is not a lookup request"), "{m}");
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+            assert!(seen.take().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_bad_operator_is_400_with_the_request_facts() {
+        let without = stamped(Method::POST, "/v1/lookup", false, body().to_string());
+        let mut bad: Vec<_> = ["", "clerk 001", &"c".repeat(65), "职员"]
+            .into_iter()
+            .map(|op| {
+                let mut req = stamped(Method::POST, "/v1/lookup", false, body().to_string());
+                req.headers_mut().insert(
+                    OPERATOR_HEADER,
+                    http::HeaderValue::from_bytes(op.as_bytes()).unwrap(),
+                );
+                req
+            })
+            .collect();
+        bad.push(without);
+        for req in bad {
+            let (outcome, seen) = parse(req).await;
+            let Err(e @ ApiError::Operator(_)) = &outcome.result else {
+                panic!("{:?}", outcome.result)
+            };
+            assert_eq!(e.slug(), "operator-required");
+            assert_eq!(outcome.status(), StatusCode::BAD_REQUEST);
+            // Refused, but audited with what was asked.
+            let f = &outcome.facts;
+            assert_eq!(f.dataset.as_deref(), Some("population"));
+            assert_eq!(f.subject.as_deref(), Some("110101199003074573"));
+            assert_eq!(f.matter.as_deref(), Some(MATTER));
+            assert_eq!(f.case_id.as_deref(), Some(CASE_ID));
+            assert!(seen.take().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_the_layers_above_did_not_stamp_is_an_internal_error() {
+        let mut req = stamped(Method::POST, "/v1/lookup", true, body().to_string());
+        req.extensions_mut().remove::<Principal>();
+        let (outcome, seen) = parse(req).await;
+        assert_eq!(outcome.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(seen.take().is_empty());
+    }
+}

@@ -198,3 +198,154 @@ fn json_response(
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use connectors::Dataset;
+    use http_body_util::BodyExt as _;
+    use policy::Denial;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::audit::Receipt;
+    use crate::http::test_support::{lookup_answer, recorder, signer, RESIDENT};
+    use crate::http::Outcome;
+
+    const ID: &str = "0192f0c1-0000-7000-8000-000000000000";
+
+    /// `outcome`, recorded at `receipt`, through a respond layer signing with
+    /// `signer`: status, headers and the body as JSON.
+    async fn rendered(
+        signer: &Arc<Signer>,
+        outcome: Outcome,
+        receipt: Option<Receipt>,
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        let audited = Audited {
+            outcome,
+            receipt,
+            request_id: ID.into(),
+        };
+        let (inner, _) = recorder(move |_: &Request<()>| audited.clone());
+        let response = RespondLayer::new(Arc::clone(signer))
+            .layer(inner)
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&bytes).unwrap(),
+        )
+    }
+
+    fn receipt() -> Option<Receipt> {
+        Some(Receipt {
+            seq: 7,
+            hash: "c0ffee".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_record_is_signed_with_its_receipt_and_verifies() {
+        let signer = signer();
+        let mut record = connectors::Record::new();
+        record.insert("name".into(), json!("张三"));
+        record.insert("household_address".into(), json!("北京市****"));
+        let mut answer = lookup_answer(Dataset::Population, RESIDENT, record);
+        answer.masked = vec!["household_address".into()];
+        let (status, headers, body) =
+            rendered(&signer, Outcome::answer(Answer::Lookup(answer)), receipt()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert_eq!(headers["x-request-id"], ID);
+        assert_eq!(body["record"]["name"], "张三");
+        assert_eq!(body["masked"], json!(["household_address"]));
+        assert_eq!(body["audit"], json!({"seq": 7, "hash": "c0ffee"}));
+        assert_eq!(body["source"]["department"], "sz-amr");
+        assert_eq!(
+            crate::signing::verify(&body, &signer.jwks()).unwrap(),
+            signer.kid()
+        );
+        // The signature covers the record: a changed field no longer verifies.
+        let mut forged = body.clone();
+        forged["record"]["name"] = json!("李四");
+        assert!(crate::signing::verify(&forged, &signer.jwks()).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_error_is_problem_json_without_internals() {
+        let signer = signer();
+        let denied = ApiError::Forbidden(Denial::NoAgreement {
+            consumer: "urn:tongban:sz-civil:counter-01".into(),
+            dataset: "population".into(),
+        });
+        let (status, headers, body) = rendered(&signer, Outcome::error(denied), receipt()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(headers["x-request-id"], ID);
+        assert_eq!(body["type"], "/problems/forbidden");
+        assert_eq!(body["title"], "Not allowed by any sharing agreement");
+        assert_eq!(body["status"], 403);
+        assert_eq!(body["request_id"], ID);
+        assert_eq!(body["reason"], "no-agreement");
+        assert!(body["detail"].as_str().unwrap().contains("population"));
+        assert!(body.get("signature").is_none());
+
+        for e in [
+            ApiError::Internal("sqlite file /var/lib/x is locked".into()),
+            ApiError::Upstream {
+                origin: connectors::ErrorOrigin::Timeout,
+                message: "10.0.0.7:5432 timed out".into(),
+            },
+        ] {
+            let (status, _, body) = rendered(&signer, Outcome::error(e.clone()), receipt()).await;
+            assert_eq!(status, e.status());
+            assert_eq!(body["detail"], e.title(), "internals stay in the audit log");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_a_receipt_is_503() {
+        let signer = signer();
+        let mut record = connectors::Record::new();
+        record.insert("name".into(), json!("张三"));
+        let answer = lookup_answer(Dataset::Population, RESIDENT, record);
+        let (status, _, body) =
+            rendered(&signer, Outcome::answer(Answer::Lookup(answer)), None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["type"], "/problems/audit-unavailable");
+        assert!(!body.to_string().contains("张三"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_json_answer_keeps_its_status_and_is_not_signed() {
+        let signer = signer();
+        let answer = Answer::Json {
+            status: StatusCode::CREATED,
+            body: json!({"id": "a"}),
+        };
+        let (status, headers, body) = rendered(&signer, Outcome::answer(answer), receipt()).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(headers["x-request-id"], ID);
+        assert_eq!(body, json!({"id": "a"}));
+    }
+
+    #[tokio::test]
+    async fn a_bundle_answer_is_signed_with_its_own_receipt() {
+        let signer = signer();
+        let mut body = Map::new();
+        body.insert("bundle".into(), json!("company-opening"));
+        let (status, _, body) =
+            rendered(&signer, Outcome::answer(Answer::Signed(body)), receipt()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["audit"], json!({"seq": 7, "hash": "c0ffee"}));
+        assert_eq!(
+            crate::signing::verify(&body, &signer.jwks()).unwrap(),
+            signer.kid()
+        );
+    }
+}

@@ -168,3 +168,111 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
         Box::pin(std::future::ready(Ok(Outcome::error(error))))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::http::test_support::{recorder, Seen};
+
+    const RECORDS: &str = "/audit/v1/records";
+
+    /// A route service answering 200 with `name`, keeping the paths it was asked.
+    fn endpoint(name: &'static str) -> (RouteService<()>, Seen<Request<()>>) {
+        recorder(move |_: &Request<()>| {
+            Outcome::answer(Answer::Json {
+                status: StatusCode::OK,
+                body: json!(name),
+            })
+        })
+    }
+
+    fn router() -> (Router<()>, Seen<Request<()>>, Seen<Request<()>>) {
+        let (lookup, lookups) = endpoint("lookup");
+        let (records, searches) = endpoint("records");
+        let router = Router::new(json!({"keys": []}))
+            .route(&[Method::POST], LOOKUP, lookup)
+            .prefix(&[Method::GET], RECORDS, records);
+        (router, lookups, searches)
+    }
+
+    async fn call(router: &Router<()>, method: Method, path: &str) -> Outcome {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap();
+        router.clone().oneshot(req).await.unwrap()
+    }
+
+    fn answered_by(o: &Outcome) -> Value {
+        match &o.result {
+            Ok(Answer::Json { body, .. }) => body.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn exact_and_prefix_routes_reach_their_service() {
+        let (router, lookups, searches) = router();
+        let o = call(&router, Method::POST, LOOKUP).await;
+        assert_eq!(answered_by(&o), "lookup");
+        for path in [
+            RECORDS,
+            "/audit/v1/records/42",
+            "/audit/v1/records?subject=x",
+        ] {
+            let o = call(&router, Method::GET, path).await;
+            assert_eq!(answered_by(&o), "records", "{path}");
+        }
+        assert_eq!(lookups.take().len(), 1);
+        assert_eq!(searches.take().len(), 3);
+        // Exact means exact; a prefix is a whole path segment.
+        for path in ["/v1/lookup/x", "/v1/lookups", "/audit/v1/recordsX"] {
+            let o = call(&router, Method::POST, path).await;
+            assert_eq!(o.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+        assert!(lookups.take().is_empty() && searches.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_known_path_with_another_method_is_405() {
+        let (router, lookups, _) = router();
+        let o = call(&router, Method::GET, LOOKUP).await;
+        let Err(e @ ApiError::Method(m)) = &o.result else {
+            panic!("{:?}", o.result)
+        };
+        assert_eq!(m, "GET");
+        assert_eq!(e.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert!(lookups.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_path_is_404_no_such_endpoint_naming_it_briefly() {
+        let (router, _, _) = router();
+        let long = format!("/{}", "x".repeat(500));
+        let o = call(&router, Method::GET, &long).await;
+        let Err(e @ ApiError::NoRoute(path)) = &o.result else {
+            panic!("{:?}", o.result)
+        };
+        assert_eq!(e.slug(), "no-such-endpoint");
+        assert_eq!(path.len(), 128);
+    }
+
+    #[tokio::test]
+    async fn the_key_set_is_always_served() {
+        let (router, _, _) = router();
+        let o = call(&router, Method::GET, JWKS).await;
+        assert_eq!(answered_by(&o), json!({"keys": []}));
+        assert_eq!(
+            router
+                .endpoints()
+                .iter()
+                .map(|e| (e.path, e.prefix))
+                .collect::<Vec<_>>(),
+            vec![(JWKS, false), (LOOKUP, false), (RECORDS, true)]
+        );
+    }
+}
