@@ -400,35 +400,43 @@ fn every_tongban_command_line_is_real() {
         all.keys().any(|m| m.words == ["demo"]),
         "the docs should mention `tongban demo`"
     );
+    // One `--help` per command (a debug binary takes a while to start), checked
+    // against every option any page gives it.
+    let mut commands: BTreeMap<&[String], Vec<(&Mention, &BTreeSet<String>)>> = BTreeMap::new();
+    for (m, pages) in &all {
+        commands.entry(&m.words).or_default().push((m, pages));
+    }
     let bin = tongban_tests::tongban_binary();
     let mut wrong = Vec::new();
-    for (m, pages) in &all {
+    for (words, uses) in commands {
         let help = Command::new(&bin)
-            .args(&m.words)
+            .args(words)
             .arg("--help")
             .output()
             .expect("tongban runs");
         let text = String::from_utf8_lossy(&help.stdout);
-        if !help.status.success() {
-            wrong.push(format!(
-                "{pages:?}: `tongban {}`: {}",
-                m.words.join(" "),
-                String::from_utf8_lossy(&help.stderr)
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-            ));
-            continue;
-        }
-        for option in &m.options {
-            let known = text.match_indices(option.as_str()).any(|(i, _)| {
-                !text[i + option.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '-')
-            });
-            if !known {
+        for (m, pages) in uses {
+            if !help.status.success() {
                 wrong.push(format!(
-                    "{pages:?}: `tongban {}` has no option {option}",
-                    m.words.join(" ")
+                    "{pages:?}: `tongban {}`: {}",
+                    m.words.join(" "),
+                    String::from_utf8_lossy(&help.stderr)
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
                 ));
+                continue;
+            }
+            for option in &m.options {
+                let known = text.match_indices(option.as_str()).any(|(i, _)| {
+                    !text[i + option.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '-')
+                });
+                if !known {
+                    wrong.push(format!(
+                        "{pages:?}: `tongban {}` has no option {option}",
+                        m.words.join(" ")
+                    ));
+                }
             }
         }
     }
