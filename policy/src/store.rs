@@ -237,12 +237,22 @@ impl AgreementStore {
             "postgres" | "postgresql" => Backend::Postgres,
             _ => Backend::Sqlite,
         };
-        // On PostgreSQL the migrator holds a session advisory lock on the database
-        // while it works, so gateways starting together apply each migration once.
-        embedded_migrator(MIGRATIONS_TABLE, MIGRATIONS)
-            .run(&pool)
-            .await
-            .map_err(sqlx::Error::from)?;
+        // Stores opening together apply each migration once: on PostgreSQL the
+        // migrator holds a session advisory lock on the database while it works; on
+        // SQLite, where it takes none, an immediate transaction holds the write lock.
+        let migrator = embedded_migrator(MIGRATIONS_TABLE, MIGRATIONS);
+        if backend == Backend::Sqlite {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            // `run_direct` is `run` on a connection we hold: sqlx's own way around
+            // "`Acquire` is not general enough" for a borrowed connection.
+            migrator
+                .run_direct(None, &mut *tx, false)
+                .await
+                .map_err(sqlx::Error::from)?;
+            tx.commit().await?;
+        } else {
+            migrator.run(&pool).await.map_err(sqlx::Error::from)?;
+        }
         Ok(Self { pool, backend })
     }
 

@@ -17,7 +17,9 @@ use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, PgPool, SqlitePool};
 
 use super::checkpoint::Checkpoint;
@@ -112,9 +114,19 @@ impl AuditStore {
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(state_db_options(path))
                     .await?;
+                // sqlx's migrator takes no lock on SQLite: an immediate transaction
+                // holds the write lock instead, so processes opening the database
+                // together wait for each other.
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let migrator = migrator(SQLITE_MIGRATIONS);
-                baseline_sqlite(&pool, &migrator).await?;
-                migrator.run(&pool).await.map_err(migrate_error)?;
+                baseline_sqlite(&mut tx, &migrator).await?;
+                // `run_direct` is `run` on a connection we hold: sqlx's own way
+                // around "`Acquire` is not general enough" for a borrowed one.
+                migrator
+                    .run_direct(None, &mut *tx, false)
+                    .await
+                    .map_err(migrate_error)?;
+                tx.commit().await?;
                 Ok(Self::Sqlite(pool))
             }
             StateDb::Postgres(url) => {
@@ -374,17 +386,20 @@ fn migrate_error(e: MigrateError) -> AuditError {
 /// to it as applied without running them, since SQLite has no `ADD COLUMN IF NOT
 /// EXISTS`. One without the columns needs no help: the first migration finds its
 /// tables there, the second adds and fills the columns.
-async fn baseline_sqlite(pool: &SqlitePool, migrator: &Migrator) -> Result<(), AuditError> {
+async fn baseline_sqlite(
+    conn: &mut SqliteConnection,
+    migrator: &Migrator,
+) -> Result<(), AuditError> {
     let (tracked, searchable): (bool, bool) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1),
             EXISTS (SELECT 1 FROM pragma_table_info('audit_log') WHERE name = 'subject')",
     )
     .bind(MIGRATIONS_TABLE)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     if !tracked && searchable {
         migrator
-            .skip(pool, Some(SEARCH_COLUMNS))
+            .run_direct(Some(SEARCH_COLUMNS), conn, true)
             .await
             .map_err(migrate_error)?;
     }
