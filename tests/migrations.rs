@@ -22,114 +22,18 @@ use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
 use tongban_tests::PgDatabase;
 
-/// What the release before migrations ran at start-up on SQLite
-/// (gateway/src/audit/store.rs and policy/src/store.rs at f75afe8), in order: the
-/// audit tables, `add_search_columns` on the new table, the indexes, the policy
-/// tables. Kept verbatim: it is what databases in the field were made by.
-const RELEASE_SQLITE: &str = "
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit_checkpoint (
-    seq INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    checkpoint TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit_archive (
-    from_seq INTEGER PRIMARY KEY,
-    to_seq INTEGER NOT NULL,
-    last_hash TEXT NOT NULL,
-    file TEXT NOT NULL,
-    sha256 TEXT NOT NULL);
-ALTER TABLE audit_log ADD COLUMN time TEXT;
-ALTER TABLE audit_log ADD COLUMN consumer TEXT;
-ALTER TABLE audit_log ADD COLUMN operator TEXT;
-ALTER TABLE audit_log ADD COLUMN dataset TEXT;
-ALTER TABLE audit_log ADD COLUMN subject TEXT;
-ALTER TABLE audit_log ADD COLUMN matter TEXT;
-ALTER TABLE audit_log ADD COLUMN case_id TEXT;
-ALTER TABLE audit_log ADD COLUMN decision TEXT;
-CREATE INDEX IF NOT EXISTS audit_log_time ON audit_log (time);
-CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject);
-CREATE INDEX IF NOT EXISTS audit_log_case_id ON audit_log (case_id);
-CREATE INDEX IF NOT EXISTS audit_log_operator ON audit_log (operator);";
-
-/// An audit database from before the search columns: the SQLite audit tables alone.
-const BEFORE_SEARCH_SQLITE: &str = "
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit_checkpoint (
-    seq INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    checkpoint TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit_archive (
-    from_seq INTEGER PRIMARY KEY,
-    to_seq INTEGER NOT NULL,
-    last_hash TEXT NOT NULL,
-    file TEXT NOT NULL,
-    sha256 TEXT NOT NULL);";
-
-/// What the release before migrations ran at start-up on PostgreSQL.
-const RELEASE_PG: &str = "
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq BIGINT PRIMARY KEY,
-    hash TEXT NOT NULL,
-    record TEXT NOT NULL,
-    time TEXT, consumer TEXT, operator TEXT, dataset TEXT, subject TEXT,
-    matter TEXT, case_id TEXT, decision TEXT);
-CREATE TABLE IF NOT EXISTS audit_checkpoint (
-    seq BIGINT PRIMARY KEY,
-    hash TEXT NOT NULL,
-    checkpoint TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit_archive (
-    from_seq BIGINT PRIMARY KEY,
-    to_seq BIGINT NOT NULL,
-    last_hash TEXT NOT NULL,
-    file TEXT NOT NULL,
-    sha256 TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS audit_log_time ON audit_log (time);
-CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject);
-CREATE INDEX IF NOT EXISTS audit_log_case_id ON audit_log (case_id);
-CREATE INDEX IF NOT EXISTS audit_log_operator ON audit_log (operator);";
-
-/// The policy tables as the release before migrations created them, on either
-/// database.
-const RELEASE_POLICY: &str = "
-CREATE TABLE IF NOT EXISTS policy_meta (
-    id INTEGER PRIMARY KEY,
-    version BIGINT NOT NULL);
-INSERT INTO policy_meta (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
-CREATE TABLE IF NOT EXISTS policy_agreements (
-    id TEXT PRIMARY KEY,
-    version BIGINT NOT NULL,
-    provider TEXT NOT NULL,
-    consumer TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    body TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    updated_by TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS policy_history (
-    version BIGINT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    action TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    at TEXT NOT NULL,
-    before_json TEXT,
-    after_json TEXT);
-CREATE INDEX IF NOT EXISTS policy_history_subject ON policy_history (subject, version);
-CREATE TABLE IF NOT EXISTS role_bindings (
-    identity TEXT NOT NULL,
-    role TEXT NOT NULL,
-    PRIMARY KEY (identity, role));
-CREATE TABLE IF NOT EXISTS policy_counters (
-    counter TEXT NOT NULL,
-    time_window TEXT NOT NULL,
-    n BIGINT NOT NULL,
-    expires BIGINT NOT NULL,
-    PRIMARY KEY (counter, time_window));";
+/// The release before migrations (f75afe8) made its tables at every start with the
+/// very SQL of the first migrations, taken from it verbatim: on SQLite the audit
+/// tables, then `add_search_columns` (the ALTERs and UPDATE of 0002), then the
+/// indexes; on PostgreSQL the tables with their search columns, then the indexes;
+/// the policy statements on either. Released migrations never change (see
+/// [`RELEASED`]), so running them as plain SQL, with no migrations table, makes a
+/// database as that release left it.
+const SQLITE_TABLES: &str = include_str!("../gateway/migrations/sqlite/0001_audit_tables.sql");
+const SQLITE_SEARCH: &str = include_str!("../gateway/migrations/sqlite/0002_search_columns.sql");
+const PG_TABLES: &str = include_str!("../gateway/migrations/postgres/0001_audit_tables.sql");
+const PG_SEARCH: &str = include_str!("../gateway/migrations/postgres/0002_search_indexes.sql");
+const POLICY_TABLES: &str = include_str!("../policy/migrations/0001_policy_tables.sql");
 
 /// Every table a migrated state database holds.
 const TABLES: [&str; 10] = [
@@ -329,6 +233,15 @@ async fn files(dir: &str) -> Vec<(i64, String, Vec<u8>)> {
         .collect()
 }
 
+/// Run old schema SQL on a database, outside any migrator.
+async fn make_old(db: &Db, statements: &[&'static str]) {
+    let pool = db.conn().await;
+    for sql in statements {
+        sqlx::raw_sql(*sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+}
+
 /// Write the chain, its checkpoint and some policy state into a database made by
 /// old schema SQL, the way the old gateway wrote them (with the search columns
 /// when the table has them).
@@ -484,12 +397,9 @@ async fn a_fresh_postgres_database_applies_the_files() {
 
 /// A release database upgrades: records, verification, search and policy state
 /// survive; the schema ends as a fresh one's; a second start changes nothing.
-async fn release_upgrades(db: Db, fresh: Db, old_audit_sql: &'static str) {
+async fn release_upgrades(db: Db, fresh: Db, old_sql: &[&'static str]) {
     let key = signer();
-    let pool = db.conn().await;
-    sqlx::raw_sql(old_audit_sql).execute(&pool).await.unwrap();
-    sqlx::raw_sql(RELEASE_POLICY).execute(&pool).await.unwrap();
-    pool.close().await;
+    make_old(&db, old_sql).await;
     let before = fill(&db, &key, true).await;
 
     let (audit, policy) = db.open().await;
@@ -516,7 +426,12 @@ async fn release_upgrades(db: Db, fresh: Db, old_audit_sql: &'static str) {
 
 #[tokio::test]
 async fn a_sqlite_release_database_upgrades_in_place() {
-    release_upgrades(Db::sqlite(), Db::sqlite(), RELEASE_SQLITE).await;
+    release_upgrades(
+        Db::sqlite(),
+        Db::sqlite(),
+        &[SQLITE_TABLES, SQLITE_SEARCH, POLICY_TABLES],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -525,7 +440,7 @@ async fn a_postgres_release_database_upgrades_in_place() {
     else {
         return;
     };
-    release_upgrades(db, fresh, RELEASE_PG).await;
+    release_upgrades(db, fresh, &[PG_TABLES, PG_SEARCH, POLICY_TABLES]).await;
 }
 
 /// An audit database from before the search columns gets them, filled from the
@@ -534,12 +449,7 @@ async fn a_postgres_release_database_upgrades_in_place() {
 async fn a_sqlite_audit_log_without_search_columns_gets_them() {
     let (db, fresh) = (Db::sqlite(), Db::sqlite());
     let key = signer();
-    let pool = db.conn().await;
-    sqlx::raw_sql(BEFORE_SEARCH_SQLITE)
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    make_old(&db, &[SQLITE_TABLES]).await;
     let before = fill(&db, &key, false).await;
 
     let (audit, _) = db.open().await;
