@@ -42,5 +42,6 @@ pub use mask::mask_value;
 pub use plan::{diff, Plan, Step};
 pub use schedule::{Clock, Days, Period, Rate, ServiceHours, TimeZone};
 pub use store::{
-    Action, AgreementStore, Applied, Edit, HistoryEntry, RoleBinding, StoredAgreement,
+    embedded_migrator, Action, AgreementStore, Applied, Edit, HistoryEntry, RoleBinding,
+    StoredAgreement,
 };

@@ -13,7 +13,8 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor as _, Row as _};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor as _, Row as _, SqlSafeStr as _};
 
 use crate::error::Refusal;
 use crate::{Agreement, PolicyError};
@@ -185,45 +186,19 @@ pub struct AgreementStore {
     backend: Backend,
 }
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS policy_meta (
-        id INTEGER PRIMARY KEY,
-        version BIGINT NOT NULL)",
-    "INSERT INTO policy_meta (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
-    "CREATE TABLE IF NOT EXISTS policy_agreements (
-        id TEXT PRIMARY KEY,
-        version BIGINT NOT NULL,
-        provider TEXT NOT NULL,
-        consumer TEXT NOT NULL,
-        dataset TEXT NOT NULL,
-        body TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        updated_by TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS policy_history (
-        version BIGINT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        action TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        at TEXT NOT NULL,
-        before_json TEXT,
-        after_json TEXT)",
-    "CREATE INDEX IF NOT EXISTS policy_history_subject ON policy_history (subject, version)",
-    "CREATE TABLE IF NOT EXISTS role_bindings (
-        identity TEXT NOT NULL,
-        role TEXT NOT NULL,
-        PRIMARY KEY (identity, role))",
-    "CREATE TABLE IF NOT EXISTS policy_counters (
-        counter TEXT NOT NULL,
-        time_window TEXT NOT NULL,
-        n BIGINT NOT NULL,
-        expires BIGINT NOT NULL,
-        PRIMARY KEY (counter, time_window))",
-];
+/// Where the policy migrations are recorded: a table of their own, so that the audit
+/// store's migrations can live in the same database. Renaming it would make every
+/// existing database look unmigrated.
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations_policy";
 
-/// Serializes schema creation among gateways starting together on PostgreSQL
-/// (`CREATE TABLE IF NOT EXISTS` races there).
-const SCHEMA_LOCK: i64 = 0x746f_6e67_6261_6e04;
+/// The policy schema, oldest first: `policy/migrations/`, embedded; the same SQL
+/// serves SQLite and PostgreSQL. A released file never changes (sqlx refuses a
+/// database whose applied migration has another checksum); a change is a new file.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "policy tables",
+    include_str!("../migrations/0001_policy_tables.sql"),
+)];
 
 impl AgreementStore {
     /// Connect to `url` (`sqlite://…` or `postgres://…`) and open the store.
@@ -256,33 +231,28 @@ impl AgreementStore {
         Self::open(pool).await
     }
 
-    /// Use `pool`, creating the tables if they do not exist.
+    /// Use `pool`, bringing its schema up to date.
     pub async fn open(pool: AnyPool) -> Result<Self, PolicyError> {
         let backend = match pool.connect_options().database_url.scheme() {
             "postgres" | "postgresql" => Backend::Postgres,
             _ => Backend::Sqlite,
         };
-        let mut conn = pool.acquire().await?;
-        if backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(SCHEMA_LOCK)
-                .execute(&mut *conn)
-                .await?;
+        // Stores opening together apply each migration once: on PostgreSQL the
+        // migrator holds a session advisory lock on the database while it works; on
+        // SQLite, where it takes none, an immediate transaction holds the write lock.
+        let migrator = embedded_migrator(MIGRATIONS_TABLE, MIGRATIONS);
+        if backend == Backend::Sqlite {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            // `run_direct` is `run` on a connection we hold: sqlx's own way around
+            // "`Acquire` is not general enough" for a borrowed connection.
+            migrator
+                .run_direct(None, &mut *tx, false)
+                .await
+                .map_err(sqlx::Error::from)?;
+            tx.commit().await?;
+        } else {
+            migrator.run(&pool).await.map_err(sqlx::Error::from)?;
         }
-        let mut result = Ok(());
-        for statement in SCHEMA {
-            if let Err(e) = sqlx::query(*statement).execute(&mut *conn).await {
-                result = Err(e);
-                break;
-            }
-        }
-        if backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(SCHEMA_LOCK)
-                .execute(&mut *conn)
-                .await?;
-        }
-        result?;
         Ok(Self { pool, backend })
     }
 
@@ -675,6 +645,31 @@ impl AgreementStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// A sqlx migrator over embedded `(version, description, sql)` migrations, recording
+/// them in `table` (the gateway's audit store builds its own with it). Built at run
+/// time rather than by `sqlx::migrate!`, which needs sqlx's `macros` feature and
+/// would build the database stack a second time for the proc-macro.
+pub fn embedded_migrator(
+    table: &'static str,
+    migrations: &[(i64, &'static str, &'static str)],
+) -> Migrator {
+    let migrations = migrations
+        .iter()
+        .map(|&(version, description, sql)| {
+            Migration::new(
+                version,
+                description.into(),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    let mut migrator = Migrator::with_migrations(migrations);
+    migrator.dangerous_set_table_name(table);
+    migrator
 }
 
 async fn insert_history(

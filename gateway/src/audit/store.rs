@@ -6,14 +6,20 @@
 //! covered by the hash, so search re-checks every hit against its record: a tampered
 //! column can hide a record from a search, never change what it says, and
 //! `audit verify` still vouches for the records themselves.
+//!
+//! The schema is sqlx migrations (`gateway/migrations/{sqlite,postgres}/`), applied
+//! when the store opens.
 
 use std::path::Path;
 use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, PgPool, SqlitePool};
 
 use super::checkpoint::Checkpoint;
@@ -60,49 +66,46 @@ pub enum AuditStore {
 /// gateway takes it for the length of one group-commit transaction.
 pub(crate) const CHAIN_LOCK: i64 = 0x746f_6e67_6261_6e01;
 
-const SQLITE_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit_checkpoint (
-    seq INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    checkpoint TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit_archive (
-    from_seq INTEGER PRIMARY KEY,
-    to_seq INTEGER NOT NULL,
-    last_hash TEXT NOT NULL,
-    file TEXT NOT NULL,
-    sha256 TEXT NOT NULL);";
+/// Where the audit migrations are recorded: a table of their own, so that the policy
+/// store's migrations can live in the same database. Renaming it would make every
+/// existing database look unmigrated.
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations_audit";
 
-const PG_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq BIGINT PRIMARY KEY,
-    hash TEXT NOT NULL,
-    record TEXT NOT NULL,
-    time TEXT, consumer TEXT, operator TEXT, dataset TEXT, subject TEXT,
-    matter TEXT, case_id TEXT, decision TEXT);
-CREATE TABLE IF NOT EXISTS audit_checkpoint (
-    seq BIGINT PRIMARY KEY,
-    hash TEXT NOT NULL,
-    checkpoint TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit_archive (
-    from_seq BIGINT PRIMARY KEY,
-    to_seq BIGINT NOT NULL,
-    last_hash TEXT NOT NULL,
-    file TEXT NOT NULL,
-    sha256 TEXT NOT NULL);";
+/// The migration that adds the search columns on SQLite.
+const SEARCH_COLUMNS: i64 = 2;
 
-/// Indexed search columns; `time` doubles as the range index.
-const INDEXES: &str = "
-CREATE INDEX IF NOT EXISTS audit_log_time ON audit_log (time);
-CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject);
-CREATE INDEX IF NOT EXISTS audit_log_case_id ON audit_log (case_id);
-CREATE INDEX IF NOT EXISTS audit_log_operator ON audit_log (operator);";
+/// The audit schema on SQLite, oldest first: `gateway/migrations/sqlite/`, embedded.
+/// A released file never changes (sqlx refuses a database whose applied migration
+/// has another checksum); a change is a new file.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "audit tables",
+        include_str!("../../migrations/sqlite/0001_audit_tables.sql"),
+    ),
+    (
+        SEARCH_COLUMNS,
+        "search columns",
+        include_str!("../../migrations/sqlite/0002_search_columns.sql"),
+    ),
+];
+
+/// The audit schema on PostgreSQL: `gateway/migrations/postgres/`, embedded.
+const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "audit tables",
+        include_str!("../../migrations/postgres/0001_audit_tables.sql"),
+    ),
+    (
+        2,
+        "search indexes",
+        include_str!("../../migrations/postgres/0002_search_indexes.sql"),
+    ),
+];
 
 impl AuditStore {
-    /// Open (creating tables as needed) the audit store of a state database.
+    /// Open the audit store of a state database, bringing its schema up to date.
     pub async fn open(db: &StateDb) -> Result<Self, AuditError> {
         match db {
             StateDb::Sqlite(path) => {
@@ -111,9 +114,19 @@ impl AuditStore {
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(state_db_options(path))
                     .await?;
-                sqlx::raw_sql(SQLITE_SCHEMA).execute(&pool).await?;
-                add_search_columns(&pool).await?;
-                sqlx::raw_sql(INDEXES).execute(&pool).await?;
+                // sqlx's migrator takes no lock on SQLite: an immediate transaction
+                // holds the write lock instead, so processes opening the database
+                // together wait for each other.
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let migrator = migrator(SQLITE_MIGRATIONS);
+                baseline_sqlite(&mut tx, &migrator).await?;
+                // `run_direct` is `run` on a connection we hold: sqlx's own way
+                // around "`Acquire` is not general enough" for a borrowed one.
+                migrator
+                    .run_direct(None, &mut *tx, false)
+                    .await
+                    .map_err(migrate_error)?;
+                tx.commit().await?;
                 Ok(Self::Sqlite(pool))
             }
             StateDb::Postgres(url) => {
@@ -122,15 +135,12 @@ impl AuditStore {
                     .acquire_timeout(Duration::from_secs(5))
                     .connect(url)
                     .await?;
-                // Gateways starting together would race on CREATE TABLE.
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(CHAIN_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::raw_sql(PG_SCHEMA).execute(&mut *tx).await?;
-                sqlx::raw_sql(INDEXES).execute(&mut *tx).await?;
-                tx.commit().await?;
+                // Gateways starting together wait for each other: the migrator holds
+                // a session advisory lock on the database while it works.
+                migrator(PG_MIGRATIONS)
+                    .run(&pool)
+                    .await
+                    .map_err(migrate_error)?;
                 Ok(Self::Postgres(pool))
             }
         }
@@ -363,39 +373,36 @@ impl AuditStore {
     }
 }
 
-/// Databases created before the search columns existed get them, filled from the
-/// records (SQLite's JSON functions read the canonical JSON).
-async fn add_search_columns(pool: &SqlitePool) -> Result<(), AuditError> {
-    let have: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM pragma_table_info('audit_log') WHERE name = 'subject'",
+fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
+    policy::embedded_migrator(MIGRATIONS_TABLE, migrations)
+}
+
+fn migrate_error(e: MigrateError) -> AuditError {
+    AuditError::Store(format!("schema migration: {e}"))
+}
+
+/// A SQLite database made before migrations (no migrations table) whose `audit_log`
+/// already has the search columns is at [`SEARCH_COLUMNS`]: record the migrations up
+/// to it as applied without running them, since SQLite has no `ADD COLUMN IF NOT
+/// EXISTS`. One without the columns needs no help: the first migration finds its
+/// tables there, the second adds and fills the columns.
+async fn baseline_sqlite(
+    conn: &mut SqliteConnection,
+    migrator: &Migrator,
+) -> Result<(), AuditError> {
+    let (tracked, searchable): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1),
+            EXISTS (SELECT 1 FROM pragma_table_info('audit_log') WHERE name = 'subject')",
     )
-    .fetch_one(pool)
+    .bind(MIGRATIONS_TABLE)
+    .fetch_one(&mut *conn)
     .await?;
-    if have > 0 {
-        return Ok(());
+    if !tracked && searchable {
+        migrator
+            .run_direct(Some(SEARCH_COLUMNS), conn, true)
+            .await
+            .map_err(migrate_error)?;
     }
-    sqlx::raw_sql(
-        "BEGIN;
-        ALTER TABLE audit_log ADD COLUMN time TEXT;
-        ALTER TABLE audit_log ADD COLUMN consumer TEXT;
-        ALTER TABLE audit_log ADD COLUMN operator TEXT;
-        ALTER TABLE audit_log ADD COLUMN dataset TEXT;
-        ALTER TABLE audit_log ADD COLUMN subject TEXT;
-        ALTER TABLE audit_log ADD COLUMN matter TEXT;
-        ALTER TABLE audit_log ADD COLUMN case_id TEXT;
-        ALTER TABLE audit_log ADD COLUMN decision TEXT;
-        UPDATE audit_log SET time = json_extract(record, '$.time'),
-            consumer = json_extract(record, '$.consumer'),
-            operator = json_extract(record, '$.operator'),
-            dataset = json_extract(record, '$.dataset'),
-            subject = json_extract(record, '$.subject'),
-            matter = json_extract(record, '$.matter'),
-            case_id = json_extract(record, '$.case_id'),
-            decision = json_extract(record, '$.decision');
-        COMMIT;",
-    )
-    .execute(pool)
-    .await?;
     Ok(())
 }
 
