@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use crate::audit::{AuditLog, AuditSettings};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::shares::Shares;
 use crate::signing::Signer;
 use crate::sources::Route;
 use crate::start_error::StartError;
@@ -29,6 +30,10 @@ pub struct App {
     pub tls: Arc<crate::tls::ServerTls>,
     /// Requests in flight, bounded.
     pub in_flight: Arc<Semaphore>,
+    /// Connections each client identity holds.
+    pub connection_shares: Arc<Shares>,
+    /// Requests each client identity has in flight.
+    pub request_shares: Arc<Shares>,
     /// Counters and histograms behind `/metrics` (and OTLP when configured).
     pub metrics: Metrics,
 }
@@ -59,6 +64,8 @@ impl App {
                 .collect(),
         );
         let in_flight = Arc::new(Semaphore::new(config.limits.max_concurrent_requests));
+        let connection_shares = Shares::new(config.limits.max_connections_per_identity);
+        let request_shares = Shares::new(config.limits.max_requests_per_identity);
         Ok(Self {
             config,
             signer,
@@ -67,6 +74,8 @@ impl App {
             routes,
             tls,
             in_flight,
+            connection_shares,
+            request_shares,
             metrics,
         })
     }

@@ -230,6 +230,46 @@ pub struct LimitsConfig {
     /// anyway (seconds).
     #[serde_inline_default(25)]
     pub shutdown_grace_secs: u64,
+    /// How long a client has to finish the TLS handshake (milliseconds).
+    #[serde_inline_default(10_000)]
+    pub handshake_timeout_ms: u64,
+    /// How long a client has to send a request's head (method, path, headers). On
+    /// HTTP/1.1 the clock also runs while a kept-alive connection waits for its next
+    /// request, so it bounds HTTP/1.1 idleness too (milliseconds).
+    #[serde_inline_default(10_000)]
+    pub request_head_timeout_ms: u64,
+    /// A request body must arrive at least this fast once its grace has passed
+    /// (bytes per second); a slower one is answered 408 and audited.
+    #[serde_inline_default(1_024)]
+    pub body_min_bytes_per_sec: u64,
+    /// How long a body may take before the minimum rate applies (milliseconds).
+    #[serde_inline_default(5_000)]
+    pub body_grace_ms: u64,
+    /// A connection with no request in flight for this long is closed (milliseconds).
+    #[serde_inline_default(60_000)]
+    pub idle_timeout_ms: u64,
+    /// A connection is closed after its current request once it is this old
+    /// (seconds); clients reconnect, and a reloaded certificate or CRL applies.
+    #[serde_inline_default(3_600)]
+    pub max_connection_age_secs: u64,
+    /// HTTP/2: how often to ping a connection to see that its peer is alive
+    /// (milliseconds).
+    #[serde_inline_default(20_000)]
+    pub http2_keepalive_interval_ms: u64,
+    /// HTTP/2: a ping not answered within this closes the connection (milliseconds).
+    #[serde_inline_default(10_000)]
+    pub http2_keepalive_timeout_ms: u64,
+    /// HTTP/2: streams one connection may have open at once.
+    #[serde_inline_default(64)]
+    pub http2_max_concurrent_streams: u32,
+    /// Connections one client identity may hold open at once; a connection beyond
+    /// them is answered 503 and closed.
+    #[serde_inline_default(256)]
+    pub max_connections_per_identity: usize,
+    /// Requests one client identity may have in flight at once (a share of
+    /// `max_concurrent_requests`); more are answered 503 and audited.
+    #[serde_inline_default(512)]
+    pub max_requests_per_identity: usize,
 }
 
 /// Logging and OpenTelemetry.

@@ -72,6 +72,19 @@ pub enum ApiError {
     /// Too many requests in flight.
     #[error("the gateway is overloaded; retry shortly")]
     Overloaded,
+    /// The caller's identity already uses its whole share of connections or requests
+    /// in flight, so that one client cannot starve the others.
+    #[error("this client identity already has {limit} {what} open; retry when one ends")]
+    ShareExceeded {
+        /// `requests` or `connections`.
+        what: &'static str,
+        /// The share (`[limits] max_requests_per_identity` or
+        /// `max_connections_per_identity`).
+        limit: usize,
+    },
+    /// The request body arrived slower than the minimum rate.
+    #[error("the request body arrived slower than {0} bytes per second")]
+    BodyTooSlow(u64),
     /// A bug or an unexpected internal failure.
     #[error("internal error")]
     Internal(String),
@@ -116,6 +129,8 @@ impl ApiError {
             },
             ApiError::Dependency(_) => StatusCode::FAILED_DEPENDENCY,
             ApiError::AuditUnavailable | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShareExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -149,6 +164,8 @@ impl ApiError {
             ApiError::Dependency(_) => "dependency-failed",
             ApiError::AuditUnavailable => "audit-unavailable",
             ApiError::Overloaded => "overloaded",
+            ApiError::ShareExceeded { .. } => "share-exceeded",
+            ApiError::BodyTooSlow(_) => "body-too-slow",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -182,6 +199,8 @@ impl ApiError {
             ApiError::Dependency(_) => "Depends on a failed item",
             ApiError::AuditUnavailable => "Audit log unavailable",
             ApiError::Overloaded => "Overloaded",
+            ApiError::ShareExceeded { .. } => "Client over its share",
+            ApiError::BodyTooSlow(_) => "Request body too slow",
             ApiError::Internal(_) => "Internal error",
         }
     }

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod policy_sync;
 pub mod resilience;
 pub mod server;
+pub mod shares;
 pub mod signing;
 pub mod sources;
 pub mod start_error;

@@ -1,18 +1,20 @@
 //! Listeners: the mTLS counter API and the plain ops endpoints, with graceful shutdown.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::sync::{watch, Notify};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
+use tower::Service;
 
 use crate::app::App;
 use crate::config::Config;
@@ -20,9 +22,6 @@ use crate::http::route::Router;
 use crate::http::stack::{counter_service, router};
 use crate::http::{ops, Principal};
 use crate::start_error::StartError;
-
-/// How long a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A gateway that is serving.
 pub struct Running {
@@ -94,43 +93,50 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
 async fn serve_counter(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let router = router::<Incoming>(&app);
-    let graceful = GracefulShutdown::new();
+    // Every open connection, so that shutdown can wait for them.
+    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     // The TLS config current now: a reload applies to the next handshake,
                     // open connections keep the config they were accepted with.
-                    let acceptor = TlsAcceptor::from(app.tls.current());
-                    let conn = connection(Arc::clone(&app), acceptor, router.clone(), tcp, peer);
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move { conn.run(watcher).await });
+                    let conn = Connection {
+                        app: Arc::clone(&app),
+                        acceptor: TlsAcceptor::from(app.tls.current()),
+                        router: router.clone(),
+                        tcp,
+                        peer,
+                    };
+                    connections.spawn(conn.run(stop.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
+            // Reap the connections that ended.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = stop.changed() => break,
         }
     }
     drop(listener);
     let grace = Duration::from_secs(app.config.limits.shutdown_grace_secs);
     tracing::info!(
-        connections = graceful.count(),
+        connections = connections.len(),
         grace_secs = grace.as_secs(),
         "stopped accepting; finishing open requests"
     );
-    // HTTP/1 connections close after their current request, HTTP/2 ones get GOAWAY
-    // and finish their streams. Past the grace they are left to the process exit.
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Each connection saw the stop: HTTP/1 ones close after their current request,
+    // HTTP/2 ones get GOAWAY and finish their streams. Past the grace they are left
+    // to the process exit.
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             grace_secs = grace.as_secs(),
             "open requests did not finish within the shutdown grace; leaving them"
         );
+        connections.detach_all();
     }
 }
 
@@ -142,41 +148,26 @@ struct Connection {
     peer: SocketAddr,
 }
 
-fn connection(
-    app: Arc<App>,
-    acceptor: TlsAcceptor,
-    router: Router<Incoming>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-) -> Connection {
-    Connection {
-        app,
-        acceptor,
-        router,
-        tcp,
-        peer,
-    }
-}
-
 impl Connection {
-    async fn run(self, watcher: hyper_util::server::graceful::Watcher) {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
         let _ = self.tcp.set_nodelay(true);
-        let tls =
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(self.tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    let reason = certs::HandshakeRefusal::from_io(&e);
-                    self.app.tls.metrics().refused(reason);
-                    tracing::info!(peer = %self.peer, %reason, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    let reason = certs::HandshakeRefusal::Timeout;
-                    self.app.tls.metrics().refused(reason);
-                    tracing::info!(peer = %self.peer, %reason, "TLS handshake refused");
-                    return;
-                }
-            };
+        let limits = &self.app.config.limits;
+        let handshake = Duration::from_millis(limits.handshake_timeout_ms.max(1));
+        let tls = match tokio::time::timeout(handshake, self.acceptor.accept(self.tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                let reason = certs::HandshakeRefusal::from_io(&e);
+                self.app.tls.metrics().refused(reason);
+                tracing::info!(peer = %self.peer, %reason, error = %e, "TLS handshake refused");
+                return;
+            }
+            Err(_) => {
+                let reason = certs::HandshakeRefusal::Timeout;
+                self.app.tls.metrics().refused(reason);
+                tracing::info!(peer = %self.peer, %reason, "TLS handshake refused");
+                return;
+            }
+        };
         let principal = match peer_principal(tls.get_ref().1, self.app.tls.metrics()) {
             Ok(p) => p,
             Err(error) => {
@@ -187,12 +178,145 @@ impl Connection {
                 return;
             }
         };
-        let svc = counter_service(&self.app, self.router, principal);
-        let builder = auto::Builder::new(TokioExecutor::new());
+        // A connection beyond its identity's share is answered once (429, audited)
+        // and closed, so the client learns why.
+        let share = self
+            .app
+            .connection_shares
+            .try_take(principal.identity.as_uri());
+        let over = share
+            .is_none()
+            .then(|| self.app.connection_shares.limit());
+        if over.is_some() {
+            tracing::info!(peer = %self.peer, identity = %principal.identity, "connection beyond its identity's share");
+        }
+        let activity = Activity::new();
+        let svc = Tracked {
+            inner: counter_service(&self.app, self.router, principal, over),
+            activity: Arc::clone(&activity),
+        };
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            // Also runs while a kept-alive connection waits for its next request.
+            .header_read_timeout(Duration::from_millis(limits.request_head_timeout_ms.max(1)))
+            .keep_alive(over.is_none());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(limits.http2_keepalive_interval_ms.max(1)))
+            .keep_alive_timeout(Duration::from_millis(limits.http2_keepalive_timeout_ms.max(1)))
+            .max_concurrent_streams(limits.http2_max_concurrent_streams.max(1));
         let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
-        if let Err(e) = watcher.watch(conn.into_owned()).await {
+        let mut conn = std::pin::pin!(conn);
+        let idle = if over.is_some() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(limits.idle_timeout_ms.max(1))
+        };
+        let age = tokio::time::sleep(Duration::from_secs(limits.max_connection_age_secs.max(1)));
+        let mut age = std::pin::pin!(age);
+        let mut closing = false;
+        // Drive the connection; on stop, old age or idleness, ask it to close after
+        // what is in flight (HTTP/1: after the current request; HTTP/2: GOAWAY).
+        let ended = loop {
+            tokio::select! {
+                ended = conn.as_mut() => break ended,
+                _ = stop.changed(), if !closing => {}
+                _ = &mut age, if !closing => {}
+                _ = activity.idle(idle, usize::from(over.is_some())), if !closing => {}
+            }
+            closing = true;
+            conn.as_mut().graceful_shutdown();
+        };
+        if let Err(e) = ended {
             tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
         }
+        drop(share);
+    }
+}
+
+/// Requests in flight on one connection, and how many were served.
+struct Activity {
+    in_flight: AtomicUsize,
+    served: AtomicUsize,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            served: AtomicUsize::new(0),
+            changed: Notify::new(),
+        })
+    }
+
+    /// Resolves once the connection has served at least `served` requests and had
+    /// none in flight for `after`.
+    async fn idle(&self, after: Duration, served: usize) {
+        loop {
+            let changed = self.changed.notified();
+            let quiet = self.in_flight.load(Ordering::SeqCst) == 0
+                && self.served.load(Ordering::SeqCst) >= served;
+            if quiet {
+                tokio::select! {
+                    _ = tokio::time::sleep(after) => return,
+                    _ = changed => {}
+                }
+            } else {
+                changed.await;
+            }
+        }
+    }
+}
+
+/// Counts a connection's requests in flight for [`Activity`].
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+/// Gives a request back to [`Activity`] when its response is ready or it is dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.served.fetch_add(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
+impl<S, R> Service<R> for Tracked<S>
+where
+    S: Service<R>,
+    S::Future: Send + 'static,
+    S::Response: 'static,
+    S::Error: 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        self.activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.activity.changed.notify_waiters();
+        let guard = InFlight(Arc::clone(&self.activity));
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let out = fut.await;
+            drop(guard);
+            out
+        })
     }
 }
 

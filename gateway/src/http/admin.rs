@@ -27,7 +27,7 @@ use policy::{Action, Agreement, Edit, Question, Refusal, RoleBinding};
 use serde_json::{json, Value};
 use tower::util::BoxCloneSyncService;
 
-use super::body::read_body;
+use super::body::{read_body, BodyLimits};
 use super::route::RouteService;
 use super::{Answer, Outcome, Principal};
 use crate::agreements::{change_detail, check, role_detail};
@@ -48,14 +48,14 @@ pub const DEPT_ADMIN: &str = "dept-admin";
 pub const AUDITOR: &str = "auditor";
 
 /// The agreements service.
-pub fn agreements_service<B>(policy: Arc<PolicyService>, max_body: usize) -> RouteService<B>
+pub fn agreements_service<B>(policy: Arc<PolicyService>, limits: BodyLimits) -> RouteService<B>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
     BoxCloneSyncService::new(tower::service_fn(move |req: Request<B>| {
         let policy = Arc::clone(&policy);
-        async move { Ok::<_, Infallible>(agreements(&policy, max_body, req).await) }
+        async move { Ok::<_, Infallible>(agreements(&policy, limits, req).await) }
     }))
 }
 
@@ -70,14 +70,14 @@ pub fn explain_service<B: Send + 'static>(policy: Arc<PolicyService>) -> RouteSe
 }
 
 /// The role bindings service.
-pub fn roles_service<B>(policy: Arc<PolicyService>, max_body: usize) -> RouteService<B>
+pub fn roles_service<B>(policy: Arc<PolicyService>, limits: BodyLimits) -> RouteService<B>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
     BoxCloneSyncService::new(tower::service_fn(move |req: Request<B>| {
         let policy = Arc::clone(&policy);
-        async move { Ok::<_, Infallible>(roles(&policy, max_body, req).await) }
+        async move { Ok::<_, Infallible>(roles(&policy, limits, req).await) }
     }))
 }
 
@@ -170,7 +170,7 @@ fn json_answer(status: StatusCode, body: Value) -> Outcome {
     o
 }
 
-async fn agreements<B>(policy: &PolicyService, max_body: usize, req: Request<B>) -> Outcome
+async fn agreements<B>(policy: &PolicyService, limits: BodyLimits, req: Request<B>) -> Outcome
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
@@ -195,11 +195,11 @@ where
     match (method, id.is_empty()) {
         (Method::GET, true) => list(policy, &admin, &query).await,
         (Method::GET, false) => get(policy, &admin, &id).await,
-        (Method::POST, true) => match body(req, max_body, None).await {
+        (Method::POST, true) => match body(req, limits, None).await {
             Ok(a) => change(policy, &admin, Edit::Create(a)).await,
             Err(e) => Outcome::error(e),
         },
-        (Method::PUT, false) => match body(req, max_body, Some(&id)).await {
+        (Method::PUT, false) => match body(req, limits, Some(&id)).await {
             Ok(a) => change(policy, &admin, Edit::Put(a)).await,
             Err(e) => Outcome::error(e),
         },
@@ -262,14 +262,14 @@ async fn get(policy: &PolicyService, admin: &Admin, id: &str) -> Outcome {
 /// leave it out, but may not contradict it).
 async fn body<B>(
     req: Request<B>,
-    max_body: usize,
+    limits: BodyLimits,
     path_id: Option<&str>,
 ) -> Result<Agreement, ApiError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    let bytes = read_body(req.into_body(), max_body).await?;
+    let bytes = read_body(req.into_body(), &limits).await?;
     let mut v: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
     if let (Some(id), Some(obj)) = (path_id, v.as_object_mut()) {
@@ -456,7 +456,7 @@ async fn explained(policy: &PolicyService, admin: &Admin, params: &[(String, Str
     o
 }
 
-async fn roles<B>(policy: &PolicyService, max_body: usize, req: Request<B>) -> Outcome
+async fn roles<B>(policy: &PolicyService, limits: BodyLimits, req: Request<B>) -> Outcome
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
@@ -472,7 +472,7 @@ where
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     match req.method().clone() {
         Method::GET => list_roles(policy, param("identity"), param("role")).await,
-        Method::POST => match binding_body(req, max_body).await {
+        Method::POST => match binding_body(req, limits).await {
             Ok(b) => role_change(policy, &admin, b, Action::Bind).await,
             Err(e) => Outcome::error(e),
         },
@@ -518,7 +518,7 @@ async fn list_roles(
     o
 }
 
-async fn binding_body<B>(req: Request<B>, max_body: usize) -> Result<RoleBinding, ApiError>
+async fn binding_body<B>(req: Request<B>, limits: BodyLimits) -> Result<RoleBinding, ApiError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
@@ -529,7 +529,7 @@ where
         identity: String,
         role: String,
     }
-    let bytes = read_body(req.into_body(), max_body).await?;
+    let bytes = read_body(req.into_body(), &limits).await?;
     let b: Body = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::BadRequest(format!(
             "body is not a role binding {{\"identity\": …, \"role\": …}}: {e}"

@@ -1,39 +1,164 @@
-//! Request bodies: read whole, up to the configured limit, and parsed as JSON.
+//! Request bodies: read whole, up to the configured size, at least as fast as the
+//! configured rate, and parsed as JSON.
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::{BodyExt as _, Limited};
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 
+use crate::config::LimitsConfig;
 use crate::error::ApiError;
 
-/// The body, at most `max_body` bytes (413 beyond).
-pub async fn read_body<B>(body: B, max_body: usize) -> Result<Bytes, ApiError>
+/// How much, and how fast, a body must come.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest body accepted (413 beyond).
+    pub max_bytes: usize,
+    /// Slowest rate accepted once the grace has passed (408 below).
+    pub min_bytes_per_sec: u64,
+    /// How long a body may take before the rate applies.
+    pub grace: Duration,
+}
+
+impl From<&LimitsConfig> for BodyLimits {
+    fn from(l: &LimitsConfig) -> Self {
+        Self {
+            max_bytes: l.max_body_bytes,
+            min_bytes_per_sec: l.body_min_bytes_per_sec.max(1),
+            grace: Duration::from_millis(l.body_grace_ms),
+        }
+    }
+}
+
+impl BodyLimits {
+    /// When the body must be complete, having received `received` bytes so far: the
+    /// grace, plus the time the minimum rate allows for what came.
+    fn deadline(&self, started: Instant, received: usize) -> Instant {
+        let per_byte = 1.0 / self.min_bytes_per_sec.max(1) as f64;
+        started + self.grace + Duration::from_secs_f64(received as f64 * per_byte)
+    }
+}
+
+/// The body, within `limits`. A `Content-Length` over the size is refused before
+/// anything is read; a client that sends too slowly is cut off, not waited for.
+pub async fn read_body<B>(body: B, limits: &BodyLimits) -> Result<Bytes, ApiError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    Ok(Limited::new(body, max_body)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::TooLarge(max_body)
-            } else {
-                ApiError::BadRequest(format!("reading the body failed: {e}"))
+    if body.size_hint().lower() > limits.max_bytes as u64 {
+        return Err(ApiError::TooLarge(limits.max_bytes));
+    }
+    let started = Instant::now();
+    let mut body = std::pin::pin!(Limited::new(body, limits.max_bytes));
+    let mut buf = BytesMut::new();
+    loop {
+        let deadline = limits.deadline(started, buf.len());
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(ApiError::BodyTooSlow(limits.min_bytes_per_sec)),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(if e.is::<http_body_util::LengthLimitError>() {
+                    ApiError::TooLarge(limits.max_bytes)
+                } else {
+                    ApiError::BadRequest(format!("reading the body failed: {e}"))
+                })
             }
-        })?
-        .to_bytes())
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
 }
 
 /// The body as a `T`; `what` names it in the 400 ("a lookup request").
-pub async fn read_json<T, B>(body: B, max_body: usize, what: &str) -> Result<T, ApiError>
+pub async fn read_json<T, B>(body: B, limits: &BodyLimits, what: &str) -> Result<T, ApiError>
 where
     T: DeserializeOwned,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    let bytes = read_body(body, max_body).await?;
+    let bytes = read_body(body, limits).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("body is not {what}: {e}")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+
+    use super::*;
+
+    fn limits() -> BodyLimits {
+        BodyLimits {
+            max_bytes: 1024,
+            min_bytes_per_sec: 100,
+            grace: Duration::from_secs(1),
+        }
+    }
+
+    /// A body sending `chunks` one every `every`, then ending.
+    fn trickle(
+        chunks: usize,
+        every: Duration,
+    ) -> StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>>> {
+        let stream = futures_util::stream::unfold(0, move |n| async move {
+            if n == chunks {
+                return None;
+            }
+            tokio::time::sleep(every).await;
+            Some((Ok(Frame::data(Bytes::from_static(b"x"))), n + 1))
+        });
+        StreamBody::new(stream)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_slower_than_the_minimum_rate_is_cut_off() {
+        // One byte every 100 ms is 10 bytes/s, under 100 bytes/s: cut off once the
+        // second of grace is over, though it would end some day.
+        let e = read_body(trickle(50, Duration::from_millis(100)), &limits())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ApiError::BodyTooSlow(100)), "{e:?}");
+        assert_eq!(e.status(), http::StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_at_the_minimum_rate_is_read() {
+        // Five bytes well within the grace, then done.
+        let bytes = read_body(trickle(5, Duration::from_millis(100)), &limits())
+            .await
+            .unwrap();
+        assert_eq!(&bytes[..], b"xxxxx");
+    }
+
+    #[tokio::test]
+    async fn an_announced_length_over_the_limit_is_refused_unread() {
+        // A body that says it is 1 GB and never sends a byte.
+        struct Announced;
+        impl Body for Announced {
+            type Data = Bytes;
+            type Error = Infallible;
+            fn poll_frame(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+                std::task::Poll::Pending
+            }
+            fn size_hint(&self) -> http_body::SizeHint {
+                http_body::SizeHint::with_exact(1 << 30)
+            }
+        }
+        let e = read_body(Announced, &limits()).await.unwrap_err();
+        assert!(matches!(e, ApiError::TooLarge(1024)), "{e:?}");
+    }
 }

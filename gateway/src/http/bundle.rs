@@ -31,7 +31,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt as _};
 
 use super::audit_layer::{Audited, Envelope};
-use super::body::read_json;
+use super::body::{read_json, BodyLimits};
 use super::lookup::{token, validate, Asked, LookupRequest, LookupService};
 use super::parse::{caller, operator};
 use super::respond::{lookup_body, problem_body};
@@ -65,7 +65,7 @@ struct Parts {
     lookup: LookupService,
     audit: AuditLog,
     node: String,
-    max_body: usize,
+    limits: BodyLimits,
 }
 
 /// A bundle request that passed validation.
@@ -113,7 +113,7 @@ pub fn bundle_service<B>(
     lookup: LookupService,
     audit: AuditLog,
     node: String,
-    max_body: usize,
+    limits: BodyLimits,
 ) -> RouteService<B>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -129,7 +129,7 @@ where
             lookup,
             audit,
             node,
-            max_body,
+            limits,
         }),
     })
 }
@@ -177,7 +177,7 @@ impl Parts {
         let envelope = Envelope::of(&req, &self.node);
         let (parts, body) = req.into_parts();
         let (meta, principal) = caller(&parts).map_err(refuse)?;
-        let body: BundleBody = read_json(body, self.max_body, "a bundle request")
+        let body: BundleBody = read_json(body, &self.limits, "a bundle request")
             .await
             .map_err(refuse)?;
         let with_facts = |e: ApiError| {
@@ -528,7 +528,17 @@ mod tests {
         answer: impl Fn(&LookupRequest) -> Outcome + Send + Sync + 'static,
     ) -> (RouteService<Full<Bytes>>, Seen<LookupRequest>) {
         let (lookup, seen) = recorder(move |r: &LookupRequest| r.asked.describe(answer(r)));
-        let svc = bundle_service(&[bundle()], lookup, log.clone(), "gw-test".into(), 4096);
+        let svc = bundle_service(
+            &[bundle()],
+            lookup,
+            log.clone(),
+            "gw-test".into(),
+            BodyLimits {
+                max_bytes: 4096,
+                min_bytes_per_sec: 1024,
+                grace: std::time::Duration::from_secs(5),
+            },
+        );
         (svc, seen)
     }
 

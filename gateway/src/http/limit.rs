@@ -1,14 +1,19 @@
-//! Limit: a bound on requests in flight across all connections. Beyond it a request
-//! is answered 503 at once rather than queued, and — being an outcome — audited.
+//! Limit: bounds on requests in flight, per client identity and across all
+//! connections. Beyond them a request is answered at once rather than queued (429 for
+//! an identity over its share, 503 for the gateway), and — being an outcome —
+//! audited.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::Request;
 use tokio::sync::Semaphore;
 use tower::{Layer, Service};
 
+use super::identity::Principal;
 use super::{take_ready, BoxFuture, Outcome};
 use crate::error::ApiError;
+use crate::shares::Shares;
 
 /// Sheds requests beyond the permits of a shared semaphore.
 #[derive(Clone)]
@@ -62,6 +67,86 @@ where
         Box::pin(async move {
             let outcome = inner.call(req).await;
             drop(permit);
+            outcome
+        })
+    }
+}
+
+/// Holds each request to its identity's share of requests in flight, so that one
+/// client cannot take the gateway-wide permits the others need. On a connection
+/// that is itself beyond its identity's share of connections, every request is
+/// refused.
+#[derive(Clone)]
+pub struct IdentityShareLayer {
+    requests: Arc<Shares>,
+    over_connections: Option<usize>,
+}
+
+impl IdentityShareLayer {
+    /// Take from `requests`; `over_connections` is the connection share when this
+    /// connection is beyond it.
+    pub fn new(requests: Arc<Shares>, over_connections: Option<usize>) -> Self {
+        Self {
+            requests,
+            over_connections,
+        }
+    }
+}
+
+impl<S> Layer<S> for IdentityShareLayer {
+    type Service = IdentityShare<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        IdentityShare {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See [`IdentityShareLayer`].
+#[derive(Clone)]
+pub struct IdentityShare<S> {
+    inner: S,
+    layer: IdentityShareLayer,
+}
+
+impl<S, B> Service<Request<B>> for IdentityShare<S>
+where
+    S: Service<Request<B>, Response = Outcome, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = Outcome;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Outcome>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let refuse = |what, limit| {
+            let e = ApiError::ShareExceeded { what, limit };
+            Box::pin(std::future::ready(Ok(Outcome::error(e)))) as Self::Future
+        };
+        if let Some(limit) = self.layer.over_connections {
+            return refuse("connections", limit);
+        }
+        let identity = req
+            .extensions()
+            .get::<Principal>()
+            .map(|p| p.identity.as_uri().to_owned())
+            .unwrap_or_default();
+        let Some(share) = self.layer.requests.try_take(&identity) else {
+            return refuse("requests", self.layer.requests.limit());
+        };
+        let mut inner = take_ready(&mut self.inner);
+        Box::pin(async move {
+            let outcome = inner.call(req).await;
+            drop(share);
             outcome
         })
     }

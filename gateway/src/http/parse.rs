@@ -8,7 +8,7 @@ use http::Request;
 use http_body::Body;
 use tower::{Layer, Service};
 
-use super::body::read_json;
+use super::body::{read_json, BodyLimits};
 use super::lookup::{Asked, LookupRequest};
 use super::{take_ready, BoxFuture, Outcome, Principal, RequestMeta};
 use crate::error::ApiError;
@@ -19,13 +19,13 @@ pub const OPERATOR_HEADER: &str = "x-operator-id";
 /// Parses lookup requests.
 #[derive(Debug, Clone)]
 pub struct ParseLayer {
-    max_body: usize,
+    limits: BodyLimits,
 }
 
 impl ParseLayer {
-    /// Accept bodies up to `max_body` bytes.
-    pub fn new(max_body: usize) -> Self {
-        Self { max_body }
+    /// Accept bodies within `limits`.
+    pub fn new(limits: BodyLimits) -> Self {
+        Self { limits }
     }
 }
 
@@ -34,7 +34,7 @@ impl<S> Layer<S> for ParseLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Parse {
             inner,
-            max_body: self.max_body,
+            limits: self.limits,
         }
     }
 }
@@ -43,7 +43,7 @@ impl<S> Layer<S> for ParseLayer {
 #[derive(Debug, Clone)]
 pub struct Parse<S> {
     inner: S,
-    max_body: usize,
+    limits: BodyLimits,
 }
 
 impl<S, B> Service<Request<B>> for Parse<S>
@@ -66,9 +66,9 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let mut inner = take_ready(&mut self.inner);
-        let max_body = self.max_body;
+        let limits = self.limits;
         Box::pin(async move {
-            match parse(req, max_body).await {
+            match parse(req, limits).await {
                 Ok(lookup) => inner.call(lookup).await,
                 Err(refusal) => Ok(*refusal),
             }
@@ -76,7 +76,7 @@ where
     }
 }
 
-async fn parse<B>(req: Request<B>, max_body: usize) -> Result<LookupRequest, Box<Outcome>>
+async fn parse<B>(req: Request<B>, limits: BodyLimits) -> Result<LookupRequest, Box<Outcome>>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
@@ -84,7 +84,7 @@ where
     let refuse = |e| Box::new(Outcome::error(e));
     let (parts, body) = req.into_parts();
     let (meta, principal) = caller(&parts).map_err(refuse)?;
-    let asked: Asked = read_json(body, max_body, "a lookup request")
+    let asked: Asked = read_json(body, &limits, "a lookup request")
         .await
         .map_err(refuse)?;
     match operator(&parts.headers) {
@@ -133,6 +133,14 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
+
+    fn body_limits(max_bytes: usize) -> BodyLimits {
+        BodyLimits {
+            max_bytes,
+            min_bytes_per_sec: 1024,
+            grace: std::time::Duration::from_secs(5),
+        }
+    }
     use crate::http::test_support::{recorder, stamped, Seen, CASE_ID, MATTER, OPERATOR};
     use crate::http::{Answer, Outcome};
 
@@ -151,7 +159,7 @@ mod tests {
                 body: json!({}),
             })
         });
-        let outcome = ParseLayer::new(LIMIT)
+        let outcome = ParseLayer::new(body_limits(LIMIT))
             .layer(inner)
             .oneshot(req)
             .await

@@ -17,10 +17,11 @@ use super::admin::{
 use super::audit_api::{records_service, RECORDS};
 use super::audit_layer::AuditLayer;
 use super::authorize::AuthorizeLayer;
+use super::body::BodyLimits;
 use super::bundle::{bundle_service, BUNDLE};
 use super::fetch::Fetch;
 use super::identity::IdentityLayer;
-use super::limit::ShedLayer;
+use super::limit::{IdentityShareLayer, ShedLayer};
 use super::lookup::{LookupService, ValidateLayer};
 use super::meta::MetaLayer;
 use super::metrics_layer::MetricsLayer;
@@ -57,7 +58,7 @@ where
 {
     let svc = ServiceBuilder::new()
         // Malformed bodies and a missing operator stop here.
-        .layer(ParseLayer::new(app.config.limits.max_body_bytes))
+        .layer(ParseLayer::new(BodyLimits::from(&app.config.limits)))
         .service(lookup);
     BoxCloneSyncService::new(svc)
 }
@@ -75,7 +76,7 @@ where
         lookup.clone(),
         app.audit.clone(),
         app.config.node.clone(),
-        app.config.limits.max_body_bytes,
+        BodyLimits::from(&app.config.limits),
     );
     Router::new(app.signer.jwks())
         .route(&[Method::POST], LOOKUP, lookup_route(app, lookup))
@@ -92,7 +93,7 @@ where
         .prefix(
             &[Method::GET, Method::POST, Method::PUT, Method::DELETE],
             AGREEMENTS,
-            agreements_service(Arc::clone(&app.policy), app.config.limits.max_body_bytes),
+            agreements_service(Arc::clone(&app.policy), BodyLimits::from(&app.config.limits)),
         )
         .route(
             &[Method::GET],
@@ -102,15 +103,18 @@ where
         .route(
             &[Method::GET, Method::POST, Method::DELETE],
             ROLES,
-            roles_service(Arc::clone(&app.policy), app.config.limits.max_body_bytes),
+            roles_service(Arc::clone(&app.policy), BodyLimits::from(&app.config.limits)),
         )
 }
 
-/// The whole counter API for one mTLS connection whose certificate gave `principal`.
+/// The whole counter API for one mTLS connection whose certificate gave `principal`;
+/// `over_connections` is the identity's connection share when this connection is
+/// beyond it (its requests are refused, audited).
 pub fn counter_service<B>(
     app: &App,
     router: Router<B>,
     principal: Principal,
+    over_connections: Option<usize>,
 ) -> impl Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible, Future: Send>
        + Clone
        + Send
@@ -130,6 +134,12 @@ where
         .layer(MetricsLayer::new(app.metrics.clone()))
         // Fail-closed: nothing is answered that is not durably recorded.
         .layer(AuditLayer::new(app.audit.clone(), app.config.node.clone()))
+        // Each identity its share, below the global limit: one client cannot starve
+        // the others. An outcome, so it is audited.
+        .layer(IdentityShareLayer::new(
+            Arc::clone(&app.request_shares),
+            over_connections,
+        ))
         // Shed beyond the concurrency limit, as an outcome so it is audited.
         .layer(ShedLayer::new(Arc::clone(&app.in_flight)))
         .service(router)
