@@ -36,6 +36,11 @@ pub struct Gateway {
 impl Gateway {
     /// Create a demo directory and start serving it on ephemeral ports.
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`Gateway::start`], with the demo's config changed by `adjust` first.
+    pub async fn start_with(adjust: impl FnOnce(&mut gateway::config::Config)) -> Self {
         gateway::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let any = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -45,6 +50,7 @@ impl Gateway {
         gateway::demo::start_department(&mut demo)
             .await
             .expect("demo department service");
+        adjust(&mut demo.config);
         let running = start(demo.config).await.expect("gateway starts");
         Self { dir, running }
     }

@@ -184,9 +184,7 @@ impl Connection {
             .app
             .connection_shares
             .try_take(principal.identity.as_uri());
-        let over = share
-            .is_none()
-            .then(|| self.app.connection_shares.limit());
+        let over = share.is_none().then(|| self.app.connection_shares.limit());
         if over.is_some() {
             tracing::info!(peer = %self.peer, identity = %principal.identity, "connection beyond its identity's share");
         }
@@ -205,8 +203,12 @@ impl Connection {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_millis(limits.http2_keepalive_interval_ms.max(1)))
-            .keep_alive_timeout(Duration::from_millis(limits.http2_keepalive_timeout_ms.max(1)))
+            .keep_alive_interval(Duration::from_millis(
+                limits.http2_keepalive_interval_ms.max(1),
+            ))
+            .keep_alive_timeout(Duration::from_millis(
+                limits.http2_keepalive_timeout_ms.max(1),
+            ))
             .max_concurrent_streams(limits.http2_max_concurrent_streams.max(1));
         let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
         let mut conn = std::pin::pin!(conn);
@@ -299,9 +301,8 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>,
-    >;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

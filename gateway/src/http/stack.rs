@@ -93,7 +93,10 @@ where
         .prefix(
             &[Method::GET, Method::POST, Method::PUT, Method::DELETE],
             AGREEMENTS,
-            agreements_service(Arc::clone(&app.policy), BodyLimits::from(&app.config.limits)),
+            agreements_service(
+                Arc::clone(&app.policy),
+                BodyLimits::from(&app.config.limits),
+            ),
         )
         .route(
             &[Method::GET],
@@ -103,7 +106,10 @@ where
         .route(
             &[Method::GET, Method::POST, Method::DELETE],
             ROLES,
-            roles_service(Arc::clone(&app.policy), BodyLimits::from(&app.config.limits)),
+            roles_service(
+                Arc::clone(&app.policy),
+                BodyLimits::from(&app.config.limits),
+            ),
         )
 }
 

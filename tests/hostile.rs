@@ -1,0 +1,201 @@
+//! Hostile clients holding valid certificates: every connection phase has a
+//! timeout, and each client identity its share, so one department's system cannot
+//! starve the others. Each test asserts on outcomes (answered, refused, closed,
+//! audited), never on how fast: the waits below are generous bounds for a test that
+//! would otherwise hang, not measurements.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tongban_tests::Gateway;
+
+/// Longest any test here waits for the gateway to act; far above every limit set.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// An allowed lookup for counter-a, from the demo's samples.
+fn allowed_lookup(gw: &Gateway) -> Value {
+    gw.samples()
+        .into_iter()
+        .find(|s| s["cert"] == "counter-a" && s["path"] == "/v1/lookup" && s["expect"] == 200)
+        .map(|s| s["body"].clone())
+        .expect("an allowed counter-a lookup in samples.json")
+}
+
+/// The head of a lookup announcing `length` body bytes.
+fn head(length: usize) -> String {
+    format!(
+        "POST /v1/lookup HTTP/1.1\r\nhost: localhost\r\nx-operator-id: clerk-009\r\n\
+         content-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+    )
+}
+
+/// Everything the gateway sends until it closes the connection.
+async fn until_closed(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the gateway kept the connection open");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_from_one_identity_do_not_starve_another() {
+    let gw = Gateway::start_with(|c| {
+        c.limits.max_requests_per_identity = 4;
+        c.limits.max_connections_per_identity = 8;
+        c.limits.body_grace_ms = 500;
+        c.limits.body_min_bytes_per_sec = 1_000;
+    })
+    .await;
+    let hostile = gw.client("counter-b");
+    let fair = gw.client("counter-a");
+
+    // counter-b opens its whole share of connections, each announcing 1,000 body
+    // bytes and sending 11.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut s = hostile.tls_stream().await.unwrap();
+        s.write_all(head(1_000).as_bytes()).await.unwrap();
+        s.write_all(b"{\"dataset\":").await.unwrap();
+        held.push(s);
+    }
+    // One more connection of counter-b is beyond its share: answered 429, closed.
+    let mut beyond = hostile.tls_stream().await.unwrap();
+    beyond.write_all(head(2).as_bytes()).await.unwrap();
+    beyond.write_all(b"{}").await.unwrap();
+    let answer = until_closed(&mut beyond).await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    assert!(answer.contains("share-exceeded"), "{answer}");
+
+    // Meanwhile counter-a's lookups are all answered.
+    let body = allowed_lookup(&gw);
+    for _ in 0..10 {
+        let a = fair.lookup(Some("clerk-001"), &body).await.unwrap();
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+
+    // Each half-sent request ends: beyond counter-b's 4 requests in flight at once,
+    // refused (429); the others cut off once the body is too slow (408).
+    let mut statuses = Vec::new();
+    for s in &mut held {
+        statuses.push(status_of(&until_closed(s).await));
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [408, 408, 408, 408, 429, 429, 429, 429]);
+
+    // And each is audited, under counter-b's identity.
+    let db = gw.state_db().await;
+    let audited: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT json_extract(record, '$.status'), COUNT(*) FROM audit_log \
+         WHERE json_extract(record, '$.consumer') LIKE '%sz-civil%' GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(audited, [(408, 4), (429, 5)], "{audited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_sent_too_slowly_is_cut_off() {
+    let gw = Gateway::start_with(|c| c.limits.request_head_timeout_ms = 300).await;
+    let mut s = gw.client("counter-b").tls_stream().await.unwrap();
+    // Half a head, then nothing.
+    s.write_all(b"POST /v1/lookup HTTP/1.1\r\nhost: localhost\r\n")
+        .await
+        .unwrap();
+    until_closed(&mut s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_body_over_the_limit_is_refused_before_it_is_sent() {
+    let gw = Gateway::start().await;
+    let mut s = gw.client("counter-a").tls_stream().await.unwrap();
+    // 1 GB announced, not a byte sent: refused at once, not after reading 64 KiB.
+    s.write_all(head(1 << 30).as_bytes()).await.unwrap();
+    let answer = until_closed(&mut s).await;
+    assert_eq!(status_of(&answer), 413, "{answer}");
+    assert_eq!(gw.last_audit().await["status"], 413);
+}
+
+/// A lookup on `s`, kept alive, and its status.
+async fn lookup_on(
+    s: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin),
+    body: &Value,
+) -> u16 {
+    let body = body.to_string();
+    s.write_all(format!("{}{body}", head(body.len())).as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    // Read until the whole answer is in: its head and content-length bytes.
+    loop {
+        let n = tokio::time::timeout(PATIENCE, s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if rest.len() >= length {
+                return status_of(head);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed() {
+    let gw = Gateway::start_with(|c| {
+        c.limits.idle_timeout_ms = 300;
+        c.limits.request_head_timeout_ms = 60_000;
+    })
+    .await;
+    let body = allowed_lookup(&gw);
+    let mut s = gw.client("counter-a").tls_stream().await.unwrap();
+    assert_eq!(lookup_on(&mut s, &body).await, 200);
+    // Nothing more is asked: the gateway closes it.
+    until_closed(&mut s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_closed_at_its_maximum_age() {
+    let gw = Gateway::start_with(|c| {
+        c.limits.max_connection_age_secs = 1;
+        c.limits.idle_timeout_ms = 60_000;
+        c.limits.request_head_timeout_ms = 60_000;
+    })
+    .await;
+    let body = allowed_lookup(&gw);
+    let mut s = gw.client("counter-a").tls_stream().await.unwrap();
+    assert_eq!(lookup_on(&mut s, &body).await, 200);
+    until_closed(&mut s).await;
+}
