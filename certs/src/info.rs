@@ -194,6 +194,11 @@ impl CrlInfo {
         self.issuer_raw == ca.subject_raw
     }
 
+    /// Whether it revokes `cert`: same issuer (by name), and the serial listed.
+    pub fn revokes(&self, cert: &CertInfo) -> bool {
+        self.issuer_raw == cert.issuer_raw && self.revoked.contains(&cert.serial)
+    }
+
     /// Whether its next update is past at `now` (a stale list).
     pub fn is_stale(&self, now: OffsetDateTime) -> bool {
         self.next_update.is_some_and(|t| t < now)

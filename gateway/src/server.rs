@@ -168,6 +168,13 @@ impl Connection {
                 return;
             }
         };
+        // Kept to check against CRLs loaded while the connection is open.
+        let cert = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|c| certs::CertInfo::from_der(c.as_ref()).ok());
         let principal = match peer_principal(tls.get_ref().1, self.app.tls.metrics()) {
             Ok(p) => p,
             Err(error) => {
@@ -220,17 +227,36 @@ impl Connection {
         let age = tokio::time::sleep(Duration::from_secs(limits.max_connection_age_secs.max(1)));
         let mut age = std::pin::pin!(age);
         let mut closing = false;
-        // Drive the connection; on stop, old age or idleness, ask it to close after
-        // what is in flight (HTTP/1: after the current request; HTTP/2: GOAWAY).
+        let mut crls = self.app.tls.crls();
+        let mut watching_crls = cert.is_some();
+        // Drive the connection; on stop, old age, idleness or its certificate
+        // revoked, ask it to close after what is in flight (HTTP/1: after the current
+        // request; HTTP/2: GOAWAY).
         let ended = loop {
-            tokio::select! {
+            let close = tokio::select! {
                 ended = conn.as_mut() => break ended,
-                _ = stop.changed(), if !closing => {}
-                _ = &mut age, if !closing => {}
-                _ = activity.idle(idle, usize::from(over.is_some())), if !closing => {}
+                _ = stop.changed(), if !closing => true,
+                _ = &mut age, if !closing => true,
+                _ = activity.idle(idle, usize::from(over.is_some())), if !closing => true,
+                changed = crls.changed(), if !closing && watching_crls => match (changed, &cert) {
+                    (Ok(()), Some(cert)) => {
+                        let revoked = crls.borrow_and_update().iter().any(|c| c.revokes(cert));
+                        if revoked {
+                            tracing::info!(peer = %self.peer, serial = %cert.serial,
+                                "client certificate revoked; closing its connection after the current request");
+                        }
+                        revoked
+                    }
+                    _ => {
+                        watching_crls = false;
+                        false
+                    }
+                },
+            };
+            if close {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
             }
-            closing = true;
-            conn.as_mut().graceful_shutdown();
         };
         if let Err(e) = ended {
             tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");

@@ -201,6 +201,10 @@ pub struct Loaded<T> {
 
 type Loader<T> = Box<dyn Fn() -> Result<Loaded<T>, String> + Send + Sync>;
 
+fn crls_of<T>(loaded: &Loaded<T>) -> Vec<CrlInfo> {
+    loaded.crls.iter().map(|(_, c)| c.clone()).collect()
+}
+
 /// A file's identity and version, to notice replacement (rename) and rewrites.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
@@ -231,6 +235,9 @@ struct Current {
 pub struct Reloadable<T> {
     name: &'static str,
     tx: watch::Sender<Arc<T>>,
+    /// The CRLs of the config published in `tx`, for connections to check their
+    /// certificate against when they change.
+    crls: watch::Sender<Arc<Vec<CrlInfo>>>,
     load: Loader<T>,
     current: Mutex<Current>,
     metrics: Arc<TlsMetrics>,
@@ -248,6 +255,7 @@ impl<T: Send + Sync + 'static> Reloadable<T> {
         let this = Self {
             name,
             tx: watch::Sender::new(Arc::clone(&first.value)),
+            crls: watch::Sender::new(Arc::new(crls_of(&first))),
             load,
             current: Mutex::new(Current {
                 watched,
@@ -268,6 +276,12 @@ impl<T: Send + Sync + 'static> Reloadable<T> {
     /// A receiver that sees every new config.
     pub fn subscribe(&self) -> watch::Receiver<Arc<T>> {
         self.tx.subscribe()
+    }
+
+    /// A receiver that sees the CRLs of every new config: an open connection whose
+    /// certificate a new CRL revokes closes after its current request.
+    pub fn crls(&self) -> watch::Receiver<Arc<Vec<CrlInfo>>> {
+        self.crls.subscribe()
     }
 
     /// The counters this config reports to.
@@ -302,6 +316,7 @@ impl<T: Send + Sync + 'static> Reloadable<T> {
                     .collect();
                 current.certificates = loaded.certificates.clone();
                 self.tx.send_replace(Arc::clone(&loaded.value));
+                self.crls.send_replace(Arc::new(crls_of(&loaded)));
                 drop(current);
                 self.metrics.reloads[trigger.index()].fetch_add(1, Ordering::Relaxed);
                 self.announce(&loaded, Some(trigger));
