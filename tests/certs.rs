@@ -296,7 +296,12 @@ async fn connect(
 
 #[tokio::test]
 async fn revoked_certificate_is_refused_after_revoke_without_restart() {
-    let gw = Gateway::start().await;
+    // Idle connections kept open, so that only the revocation can close one.
+    let gw = Gateway::start_with(|c| {
+        c.limits.request_head_timeout_ms = 600_000;
+        c.limits.idle_timeout_ms = 600_000;
+    })
+    .await;
     let sample = allowed(&gw);
     let dir = pki(&gw);
     let addr = gw.running.addr;
