@@ -257,6 +257,21 @@ async fn routes_and_document_agree() {
                 a.body
             );
             assert_eq!(problem_type(&a), "/problems/method-not-allowed");
+            // RFC 9110 §15.5.6: the 405 lists what the path does serve.
+            let mut allow: Vec<String> = a.headers[http::header::ALLOW]
+                .to_str()
+                .unwrap()
+                .split(", ")
+                .map(str::to_lowercase)
+                .collect();
+            allow.sort();
+            let mut served: Vec<String> = METHODS
+                .iter()
+                .filter(|m| doc["paths"][template].get(**m).is_some())
+                .map(|m| m.to_string())
+                .collect();
+            served.sort();
+            assert_eq!(allow, served, "Allow of {} {template}", m.to_uppercase());
         }
     }
 

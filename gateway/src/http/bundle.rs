@@ -177,7 +177,7 @@ impl Parts {
         let envelope = Envelope::of(&req, &self.node);
         let (parts, body) = req.into_parts();
         let (meta, principal) = caller(&parts).map_err(refuse)?;
-        let body: BundleBody = read_json(body, self.max_body, "a bundle request")
+        let body: BundleBody = read_json(&parts.headers, body, self.max_body, "a bundle request")
             .await
             .map_err(refuse)?;
         let with_facts = |e: ApiError| {

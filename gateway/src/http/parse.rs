@@ -84,7 +84,7 @@ where
     let refuse = |e| Box::new(Outcome::error(e));
     let (parts, body) = req.into_parts();
     let (meta, principal) = caller(&parts).map_err(refuse)?;
-    let asked: Asked = read_json(body, max_body, "a lookup request")
+    let asked: Asked = read_json(&parts.headers, body, max_body, "a lookup request")
         .await
         .map_err(refuse)?;
     match operator(&parts.headers) {
@@ -110,11 +110,18 @@ pub fn caller(parts: &http::request::Parts) -> Result<(RequestMeta, Principal), 
     }
 }
 
-/// The operator id: present, 1–64 visible ASCII characters.
+/// The operator id: present once, 1–64 visible ASCII characters.
 pub fn operator(headers: &http::HeaderMap) -> Result<String, ApiError> {
-    let value = headers
-        .get(OPERATOR_HEADER)
+    let mut values = headers.get_all(OPERATOR_HEADER).iter();
+    let value = values
+        .next()
         .ok_or_else(|| ApiError::Operator("X-Operator-Id header is required on lookups".into()))?;
+    // Two clerks named: neither is taken on trust (the first used to win silently).
+    if values.next().is_some() {
+        return Err(ApiError::Operator(
+            "X-Operator-Id header given more than once; name one clerk".into(),
+        ));
+    }
     let s = value
         .to_str()
         .ok()
@@ -199,6 +206,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_not_typed_as_json_is_415_and_not_read() {
+        let mut req = stamped(Method::POST, "/v1/lookup", true, body().to_string());
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain"),
+        );
+        let (outcome, seen) = parse(req).await;
+        assert_eq!(outcome.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(seen.take().is_empty());
+    }
+
+    #[tokio::test]
     async fn a_body_that_is_not_a_lookup_is_400() {
         let mut unknown_member = body();
         unknown_member["license_type"] = json!("营业执照");
@@ -232,12 +251,18 @@ mod tests {
             })
             .collect();
         bad.push(without);
+        let mut twice = stamped(Method::POST, "/v1/lookup", true, body().to_string());
+        twice
+            .headers_mut()
+            .append(OPERATOR_HEADER, http::HeaderValue::from_static("clerk-002"));
+        bad.push(twice);
         for req in bad {
             let (outcome, seen) = parse(req).await;
             let Err(e @ ApiError::Operator(_)) = &outcome.result else {
                 panic!("{:?}", outcome.result)
             };
             assert_eq!(e.slug(), "operator-required");
+            assert!(e.to_string().contains("X-Operator-Id"), "{e}");
             assert_eq!(outcome.status(), StatusCode::BAD_REQUEST);
             // Refused, but audited with what was asked.
             let f = &outcome.facts;

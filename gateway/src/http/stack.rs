@@ -77,6 +77,7 @@ where
         app.config.node.clone(),
         app.config.limits.max_body_bytes,
     );
+    let agreements = agreements_service(Arc::clone(&app.policy), app.config.limits.max_body_bytes);
     Router::new(app.signer.jwks())
         .route(&[Method::POST], LOOKUP, lookup_route(app, lookup))
         .route(&[Method::POST], BUNDLE, bundles)
@@ -89,10 +90,12 @@ where
                 Arc::clone(&app.policy.authorizer),
             ),
         )
-        .prefix(
-            &[Method::GET, Method::POST, Method::PUT, Method::DELETE],
+        // The collection and one agreement serve different methods (each 405's Allow).
+        .route(&[Method::GET, Method::POST], AGREEMENTS, agreements.clone())
+        .below(
+            &[Method::GET, Method::PUT, Method::DELETE],
             AGREEMENTS,
-            agreements_service(Arc::clone(&app.policy), app.config.limits.max_body_bytes),
+            agreements,
         )
         .route(
             &[Method::GET],

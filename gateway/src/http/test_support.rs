@@ -201,14 +201,17 @@ pub(crate) fn principal((department, system): (&str, &str)) -> Principal {
 }
 
 /// A request as the layers above the router hand it on: meta and [`COUNTER`]'s
-/// principal on it, and [`OPERATOR`] named when `operator`.
+/// principal on it, its body typed as JSON, and [`OPERATOR`] named when `operator`.
 pub(crate) fn stamped(
     method: http::Method,
     path: &str,
     operator: bool,
     body: impl Into<Bytes>,
 ) -> Request<Full<Bytes>> {
-    let mut req = Request::builder().method(method).uri(path);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::CONTENT_TYPE, "application/json");
     if operator {
         req = req.header("x-operator-id", OPERATOR);
     }
