@@ -262,7 +262,9 @@ async fn get(policy: &PolicyService, admin: &Admin, id: &str) -> Outcome {
                 .may_manage(policy, &s.agreement.provider, &s.agreement.dataset)
                 .is_err()
             {
-                return denied(ApiError::Refused(Refusal::Missing(id.to_owned())));
+                let mut o = denied(ApiError::Refused(Refusal::Missing(id.to_owned())));
+                o.facts.detail = Some(json!({"agreement_of": s.agreement.provider}));
+                return o;
             }
             let mut o = json_answer(StatusCode::OK, stored_json(&s));
             o.facts.agreement = Some(id.to_owned());
@@ -393,7 +395,18 @@ async fn checked_change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Ou
         Err(policy::PolicyError::Refused(r @ Refusal::NotPermitted(_))) => {
             denied(ApiError::Refused(r))
         }
-        Err(policy::PolicyError::Refused(r)) => Outcome::error(ApiError::Refused(r)),
+        Err(policy::PolicyError::Refused(r)) => {
+            let mut o = Outcome::error(ApiError::Refused(r));
+            // Another department's agreement: the caller learns no more than for a
+            // missing id, the record says whose it was.
+            if let Ok(Some(s)) = policy.store.get(&id).await {
+                if s.agreement.provider != admin.department {
+                    o.facts.decision = Some(Decision::Deny);
+                    o.facts.detail = Some(json!({"agreement_of": s.agreement.provider}));
+                }
+            }
+            o
+        }
         Err(e @ policy::PolicyError::Invalid { .. }) => {
             Outcome::error(ApiError::BadRequest(e.to_string()))
         }
@@ -696,6 +709,16 @@ mod tests {
                     (StatusCode::NOT_FOUND, "no-such-agreement"),
                     "{method} {id}"
                 );
+                let existing = id == "hrss-population";
+                assert_eq!(
+                    o.facts.decision == Some(Decision::Deny),
+                    existing,
+                    "the record tells a probe from a miss: {method} {id}"
+                );
+                if existing {
+                    let of = o.facts.detail.as_ref().map(|d| d["agreement_of"].clone());
+                    assert_eq!(of, Some(json!("sz-psb")), "{method}");
+                }
                 let detail = o.result.unwrap_err().to_string();
                 assert!(!detail.contains("sz-psb"), "{detail}");
             }
