@@ -261,24 +261,40 @@ async fn refusals_are_problems_and_audited() {
     assert_eq!(audit["status"], 400);
     assert_eq!(audit["operator"], Value::Null);
 
-    // Not JSON, unknown endpoint: still audited.
+    // Not JSON, not typed as JSON, unknown endpoint: still audited.
     let before = gw.audit_count().await;
     let a = a_client
         .request(
             Method::POST,
             "/v1/lookup",
-            &[("x-operator-id", "clerk-1")],
+            &[
+                ("x-operator-id", "clerk-1"),
+                ("content-type", "application/json"),
+            ],
             "{not json".into(),
         )
         .await
         .unwrap();
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let lookup = body("population", &resident, "social-insurance-enrollment").to_string();
+    let a = a_client
+        .request(
+            Method::POST,
+            "/v1/lookup",
+            &[("x-operator-id", "clerk-1"), ("content-type", "text/plain")],
+            lookup,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", a.body);
+    assert_eq!(a.body["type"], "/problems/unsupported-media-type");
+    assert_eq!(gw.last_audit().await["status"], 415);
     let a = a_client
         .request(Method::GET, "/v1/nothing", &[], String::new())
         .await
         .unwrap();
     assert_eq!(a.status, StatusCode::NOT_FOUND);
-    assert_eq!(gw.audit_count().await, before + 2);
+    assert_eq!(gw.audit_count().await, before + 3);
 }
 
 #[tokio::test]

@@ -257,6 +257,21 @@ async fn routes_and_document_agree() {
                 a.body
             );
             assert_eq!(problem_type(&a), "/problems/method-not-allowed");
+            // RFC 9110 §15.5.6: the 405 lists what the path does serve.
+            let mut allow: Vec<String> = a.headers[http::header::ALLOW]
+                .to_str()
+                .unwrap()
+                .split(", ")
+                .map(str::to_lowercase)
+                .collect();
+            allow.sort();
+            let mut served: Vec<String> = METHODS
+                .iter()
+                .filter(|m| doc["paths"][template].get(**m).is_some())
+                .map(|m| m.to_string())
+                .collect();
+            served.sort();
+            assert_eq!(allow, served, "Allow of {} {template}", m.to_uppercase());
         }
     }
 
@@ -451,4 +466,121 @@ fn the_check_can_fail() {
     let mut bad = p;
     bad["upstream"] = json!("10.0.0.5:5432 refused");
     assert!(!errors(&problem, &bad).is_empty());
+}
+
+/// The schema of query parameter `name` of `method template`.
+fn parameter<'a>(doc: &'a Value, template: &str, method: &str, name: &str) -> &'a Value {
+    doc["paths"][template][method]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| resolve(doc, p))
+        .find(|p| p["name"] == name)
+        .map(|p| &p["schema"])
+        .unwrap_or_else(|| panic!("{method} {template}: no parameter {name}"))
+}
+
+#[tokio::test]
+async fn the_document_refuses_what_the_server_refuses() {
+    let gw = Gateway::start().await;
+    let doc = document_file();
+    let samples = gw.samples();
+    let body_of = |path: &str| {
+        samples
+            .iter()
+            .find(|s| s["path"] == path && s["expect"] == 200)
+            .map(|s| s["body"].clone())
+            .unwrap()
+    };
+    let request_schema = |template: &str| {
+        validator(
+            &doc,
+            &doc["paths"][template]["post"]["requestBody"]["content"]["application/json"]["schema"],
+        )
+    };
+    let agreement = json!({
+        "id": "openapi-probe", "provider": "sz-psb", "dataset": "population",
+        "consumer": "urn:tongban:sz-civil:counter-01", "matters": ["household-transfer"],
+        "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2099-12-31T23:59:59Z",
+        "fields": {"name": "full"},
+    });
+    let with = |base: &Value, key: &str, v: Value| {
+        let mut b = base.clone();
+        b[key] = v;
+        b
+    };
+    // What each schema accepts stays accepted.
+    for hours in ["08:00-17:30", "22:00-06:00", "00:00-24:00"] {
+        let ok = with(&agreement, "hours", json!(hours));
+        assert!(
+            errors(&request_schema("/admin/v1/agreements"), &ok).is_empty(),
+            "{hours}"
+        );
+    }
+    let binding = json!({"identity": "urn:tongban:sz-psb:counter-02", "role": "counter"});
+    assert!(errors(&request_schema("/admin/v1/roles"), &binding).is_empty());
+
+    // Refused by the document, and by the server (4xx) when sent.
+    let lookup = body_of("/v1/lookup");
+    let bundle = body_of("/v1/bundle");
+    let mut refused: Vec<(&str, Value)> = [("subject", ""), ("case_id", ""), ("matter", "a b")]
+        .map(|(k, v)| ("/v1/lookup", with(&lookup, k, json!(v))))
+        .to_vec();
+    refused.extend(
+        [("bundle", ""), ("subject", "")].map(|(k, v)| ("/v1/bundle", with(&bundle, k, json!(v)))),
+    );
+    for hours in [
+        "00:00-00:00",
+        "09:30-09:30",
+        "24:00-08:00",
+        "25:00-08:00",
+        "8:00-17:00",
+    ] {
+        refused.push((
+            "/admin/v1/agreements",
+            with(&agreement, "hours", json!(hours)),
+        ));
+    }
+    let upper = json!("urn:tongban:SZ-CIVIL:counter-01");
+    refused.push(("/admin/v1/agreements", with(&agreement, "consumer", upper)));
+    for identity in ["", "urn:tongban:sz-psb", "urn:tongban:SZ-PSB:counter-02"] {
+        refused.push((
+            "/admin/v1/roles",
+            with(&binding, "identity", json!(identity)),
+        ));
+    }
+    for (path, body) in &refused {
+        let cert = if path.starts_with("/admin/") {
+            "admin"
+        } else {
+            "counter-a"
+        };
+        assert!(
+            !errors(&request_schema(path), body).is_empty(),
+            "the document accepts {body} for {path}"
+        );
+        let a = send(&gw.client(cert), "post", path, Some(body)).await;
+        assert!(
+            a.status.is_client_error(),
+            "{path} {body}: the server answered {} {:#}",
+            a.status,
+            a.body
+        );
+    }
+    for name in ["from", "to"] {
+        let schema = parameter(&doc, "/audit/v1/records", "get", name);
+        assert!(
+            !errors(&validator(&doc, schema), &json!("")).is_empty(),
+            "{name}"
+        );
+        let a = send(
+            &gw.client("auditor"),
+            "get",
+            &format!("/audit/v1/records?{name}="),
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 400, "{name}= {:#}", a.body);
+    }
+    gw.running.shutdown().await;
 }

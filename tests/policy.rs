@@ -427,7 +427,9 @@ async fn only_the_providers_dept_admin_may_grant_or_revoke() {
             None,
         )
         .await;
-        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+        // As if it did not exist, so another department's ids cannot be probed.
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
+        assert_eq!(a.body["type"], "/problems/no-such-agreement");
     }
     let mut steal = grant("hrss-population-2026", "household-transfer");
     steal["provider"] = json!("sz-amr");
@@ -443,8 +445,8 @@ async fn only_the_providers_dept_admin_may_grant_or_revoke() {
     .await;
     assert_eq!(
         a.status,
-        StatusCode::FORBIDDEN,
-        "an agreement of sz-psb cannot be taken over: {}",
+        StatusCode::CONFLICT,
+        "an agreement of sz-psb cannot be taken over (its id is taken): {}",
         a.body
     );
     let subject = resident(&gw);

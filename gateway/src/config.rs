@@ -210,7 +210,10 @@ pub struct AnomalyConfig {
     #[serde_inline_default(60)]
     pub denials_window_secs: u64,
     /// The CA's certificate index (JSON) naming revoked certificates; lookups by
-    /// them are reported.
+    /// them are reported. Default: the `index.json` of the CA directory holding a
+    /// `[tls] client_cas` file (the demo's `pki/`, or any `tongban certs` CA
+    /// directory), when there is one; `""` turns it off (only records refused as
+    /// revoked are then reported).
     #[serde(default)]
     pub revoked_index: Option<PathBuf>,
 }
@@ -555,6 +558,7 @@ impl Checker<'_> {
         let datasets = self.each_once(&raw.datasets, "datasets", |d| self.dataset(d, &sources))?;
         let bundles = self.each_once(&raw.bundles, "bundles", |b| self.bundle(b, &datasets))?;
         let policy = self.policy(&raw.policy)?;
+        let audit = self.audit(raw.audit, &tls.client_cas)?;
         Ok(Config {
             path: self.path.to_owned(),
             node,
@@ -563,7 +567,7 @@ impl Checker<'_> {
             tls,
             signing_key: self.existing_file("signing_key", &raw.signing_key)?,
             state_db: self.state_db(&raw.state_db),
-            audit: self.audit(raw.audit)?,
+            audit,
             limits: raw.limits,
             telemetry: raw.telemetry,
             sources,
@@ -575,7 +579,11 @@ impl Checker<'_> {
     }
 
     /// Resolve the audit paths against the config's directory; check the thresholds.
-    fn audit(&self, mut a: AuditConfig) -> Result<AuditConfig, ConfigError> {
+    fn audit(
+        &self,
+        mut a: AuditConfig,
+        client_cas: &[PathBuf],
+    ) -> Result<AuditConfig, ConfigError> {
         a.anomaly
             .service_minutes()
             .map_err(|m| self.at_key("audit.anomaly.service_hours", m))?;
@@ -599,10 +607,16 @@ impl Checker<'_> {
             })
             .collect::<Result<_, _>>()?;
         a.archive_dir = self.resolve(&a.archive_dir.to_string_lossy());
-        a.anomaly.revoked_index = a
-            .anomaly
-            .revoked_index
-            .map(|p| self.resolve(&p.to_string_lossy()));
+        a.anomaly.revoked_index = match a.anomaly.revoked_index {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(self.resolve(&p.to_string_lossy())),
+            // Whoever issued the trusted client certificates knows which are revoked.
+            None => client_cas
+                .iter()
+                .filter_map(|ca| ca.parent())
+                .map(|dir| dir.join(certs::INDEX))
+                .find(|index| index.is_file()),
+        };
         Ok(a)
     }
 
@@ -656,6 +670,28 @@ name = "full_name"
         );
         assert_eq!(c.audit.batch_max, 512);
         assert!(c.dataset(Dataset::Population).is_some());
+    }
+
+    #[test]
+    fn revoked_index_defaults_to_the_client_cas_index() {
+        let d = dir();
+        // No CA directory beside the client CA: no index.
+        assert_eq!(parse(&d, GOOD).unwrap().audit.anomaly.revoked_index, None);
+        std::fs::write(d.path().join(certs::INDEX), "{}").unwrap();
+        let c = parse(&d, GOOD).unwrap();
+        assert_eq!(
+            c.audit.anomaly.revoked_index,
+            Some(d.path().join(certs::INDEX))
+        );
+        // Named: that one; "": none.
+        let named = format!("{GOOD}\n[audit.anomaly]\nrevoked_index = \"other.json\"\n");
+        let c = parse(&d, &named).unwrap();
+        assert_eq!(
+            c.audit.anomaly.revoked_index,
+            Some(d.path().join("other.json"))
+        );
+        let off = named.replace("other.json", "");
+        assert_eq!(parse(&d, &off).unwrap().audit.anomaly.revoked_index, None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::agreements::ChangeAudit;
 use crate::audit::{AuditLog, AuditSettings};
 use crate::config::Config;
-use crate::demo_department::DepartmentService;
+use crate::demo_department::{DepartmentError, DepartmentService};
 use crate::signing::Signer;
 
 /// Demo set-up failures.
@@ -169,9 +169,35 @@ pub async fn start_department(demo: &mut Demo) -> Result<Option<DepartmentServic
         // Pointed elsewhere by its operator: a real department serves it.
         return Ok(None);
     };
-    let service = DepartmentService::start(&crate::demo_department::files(&demo.dir), addr).await?;
+    let files = crate::demo_department::files(&demo.dir);
+    let service = match DepartmentService::start(&files, addr).await {
+        // Its port taken (another demo, or anything else): any free one will do, the
+        // gateway is told below.
+        Err(DepartmentError::Bind { source, .. })
+            if source.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 =>
+        {
+            tracing::info!(%addr, "demo department port taken; using a free one");
+            DepartmentService::start(&files, SocketAddr::new(addr.ip(), 0)).await?
+        }
+        started => started?,
+    };
     source.url = format!("https://{}", service.addr);
+    if service.addr != addr {
+        note_department_port(&demo.dir.join("tongban.toml"), addr, service.addr)?;
+    }
     Ok(Some(service))
+}
+
+/// Writes the port the demo department got into the demo config, so that the file
+/// says where the running department is. A config whose department URL was edited
+/// by hand is left as it is.
+fn note_department_port(config: &Path, was: SocketAddr, now: SocketAddr) -> Result<(), DemoError> {
+    let text = std::fs::read_to_string(config).map_err(io(config))?;
+    let (was, now) = (format!("\"https://{was}\""), format!("\"https://{now}\""));
+    if text.matches(&was).count() == 1 {
+        write(config, &text.replacen(&was, &now, 1))?;
+    }
+    Ok(())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
@@ -206,9 +232,10 @@ async fn create(
     write(&dir.join("samples.json"), &samples_json(&samples))?;
     // The config goes last: its presence is what marks the directory as complete.
     let config_path = dir.join("tongban.toml");
-    // The demo department listens beside the gateway: on a fixed port by default, on
-    // any free one when the gateway is asked to (tests).
-    let department = SocketAddr::from(([127, 0, 0, 1], if listen.port() == 0 { 0 } else { 8444 }));
+    // The demo department listens beside the gateway on any free port; the port it
+    // gets is written back here when it starts (`start_department`), so that two
+    // demos, or a demo beside anything else, can run.
+    let department = SocketAddr::from(([127, 0, 0, 1], 0));
     let issuer_key = IssuerKeys::new(&[&samples.issuer_public_key])?
         .to_base64url()
         .concat();
@@ -266,6 +293,10 @@ async fn seed_policy(dir: &Path, config: &Config, agreements: &str) -> Result<()
     seeded
 }
 
+/// How long demo certificates are valid: at most a year, as browsers and most CA
+/// policies allow for leaf certificates; re-create the demo directory to renew.
+const DEMO_CERT_DAYS: u32 = 365;
+
 /// The demo CA is an ordinary CA directory (index, CRL), so `tongban certs list /
 /// revoke / crl --ca-dir DIR/pki` work on it.
 fn write_pki(pki: &Path) -> Result<(), DemoError> {
@@ -281,7 +312,7 @@ fn write_pki(pki: &Path) -> Result<(), DemoError> {
             dns: vec!["localhost".to_owned()],
             ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
         },
-        validity: Validity::days(825)?,
+        validity: Validity::days(DEMO_CERT_DAYS)?,
         key_alg: KeyAlg::EcdsaP256,
     };
     ca.issue(&server, pki, "server", true)?;
@@ -291,7 +322,7 @@ fn write_pki(pki: &Path) -> Result<(), DemoError> {
                 identity: Identity::new(c.department, c.system)?,
                 common_name: c.name.to_owned(),
             },
-            validity: Validity::days(825)?,
+            validity: Validity::days(DEMO_CERT_DAYS)?,
             key_alg: KeyAlg::EcdsaP256,
         };
         ca.issue(&client, pki, c.name, true)?;
@@ -303,7 +334,7 @@ fn write_pki(pki: &Path) -> Result<(), DemoError> {
             dns: vec!["localhost".to_owned()],
             ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
         },
-        validity: Validity::days(825)?,
+        validity: Validity::days(DEMO_CERT_DAYS)?,
         key_alg: KeyAlg::EcdsaP256,
     };
     ca.issue(&department, pki, "department", true)?;
@@ -315,7 +346,7 @@ fn write_pki(pki: &Path) -> Result<(), DemoError> {
             )?,
             common_name: "gateway".to_owned(),
         },
-        validity: Validity::days(825)?,
+        validity: Validity::days(DEMO_CERT_DAYS)?,
         key_alg: KeyAlg::EcdsaP256,
     };
     ca.issue(&gateway, pki, "gateway", true)?;
@@ -663,4 +694,77 @@ pub fn load_samples(dir: &Path) -> Result<Vec<Value>, DemoError> {
     let path = dir.join("samples.json");
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
     serde_json::from_str(&text).map_err(|e| DemoError::Other(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn small() -> DemoCounts {
+        DemoCounts {
+            residents: 10,
+            legal_persons: 5,
+            licenses: 5,
+        }
+    }
+
+    #[test]
+    fn demo_certificates_are_valid_for_at_most_a_year() {
+        let dir = tempfile::tempdir().unwrap();
+        write_pki(dir.path()).unwrap();
+        let mut names: Vec<String> = CLIENTS.iter().map(|c| c.name.to_owned()).collect();
+        names.extend(["server", "department", "gateway"].map(String::from));
+        for name in names {
+            let info = certs::CertInfo::load(&dir.path().join(format!("{name}.pem"))).unwrap();
+            let valid = info.not_after - info.not_before;
+            // Validity starts a few minutes back, for clocks that run behind.
+            assert!(
+                valid <= certs::time::Duration::days(365) + certs::time::Duration::hours(1),
+                "{name}: valid for {valid}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_demo_starts_beside_another_on_its_department_port() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // Whatever held the old fixed port: held here if free, or by someone already.
+        let _held = std::net::TcpListener::bind(("127.0.0.1", 8444));
+        let mut first = prepare(a.path(), None, None, &small()).await.unwrap();
+        let first_dept = start_department(&mut first).await.unwrap().unwrap();
+        assert_ne!(first_dept.addr.port(), 8444);
+        // The config says where it went.
+        let written = Config::load(&a.path().join("tongban.toml")).unwrap();
+        let url = |c: &Config| {
+            c.sources
+                .iter()
+                .find(|s| s.name == crate::demo_department::SOURCE_NAME)
+                .map(|s| s.url.clone())
+                .unwrap()
+        };
+        assert_eq!(url(&written), format!("https://{}", first_dept.addr));
+        // `audit report` knows the demo CA's revocations without being told.
+        let index = written.audit.anomaly.revoked_index.clone().unwrap();
+        assert!(
+            index.ends_with("pki/index.json") && index.is_file(),
+            "{index:?}"
+        );
+        // A second demo starts while the first runs.
+        let mut second = prepare(b.path(), None, None, &small()).await.unwrap();
+        let second_dept = start_department(&mut second).await.unwrap().unwrap();
+        assert_ne!(second_dept.addr, first_dept.addr);
+        // Re-running the first directory while its department still holds the port
+        // written in its config: another free port, noted in the config.
+        let mut again = prepare(a.path(), None, None, &small()).await.unwrap();
+        assert!(!again.created);
+        let again_dept = start_department(&mut again).await.unwrap().unwrap();
+        assert_ne!(again_dept.addr, first_dept.addr);
+        assert_eq!(url(&again.config), format!("https://{}", again_dept.addr));
+        let rewritten = Config::load(&a.path().join("tongban.toml")).unwrap();
+        assert_eq!(url(&rewritten), format!("https://{}", again_dept.addr));
+        for d in [first_dept, second_dept, again_dept] {
+            d.shutdown().await;
+        }
+    }
 }

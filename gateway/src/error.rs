@@ -37,9 +37,17 @@ pub enum ApiError {
     /// No such endpoint.
     #[error("no endpoint {0}")]
     NoRoute(String),
-    /// Endpoint exists, method does not.
-    #[error("method {0} is not allowed here")]
-    Method(String),
+    /// Endpoint exists, method does not; the `Allow` header lists `allow`.
+    #[error("method {method} is not allowed here; allowed: {}", allowed(allow))]
+    Method {
+        /// The method as sent.
+        method: String,
+        /// The methods the path serves.
+        allow: Vec<http::Method>,
+    },
+    /// A body that is not `application/json` on an endpoint that reads JSON.
+    #[error("{0}")]
+    MediaType(String),
     /// Body too large.
     #[error("request body exceeds {0} bytes")]
     TooLarge(usize),
@@ -90,6 +98,15 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// `allow` as the `Allow` header gives it: `GET, POST`.
+pub fn allowed(allow: &[http::Method]) -> String {
+    allow
+        .iter()
+        .map(http::Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl From<ConnectorError> for ApiError {
     fn from(e: ConnectorError) -> Self {
         ApiError::Upstream {
@@ -119,7 +136,8 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute(_) | ApiError::NotServed(_) => {
                 StatusCode::NOT_FOUND
             }
-            ApiError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Method { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Upstream { origin, .. } => match origin {
                 ErrorOrigin::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -152,7 +170,8 @@ impl ApiError {
             },
             ApiError::NotFound { .. } => "not-found",
             ApiError::NoRoute(_) => "no-such-endpoint",
-            ApiError::Method(_) => "method-not-allowed",
+            ApiError::Method { .. } => "method-not-allowed",
+            ApiError::MediaType(_) => "unsupported-media-type",
             ApiError::TooLarge(_) => "payload-too-large",
             ApiError::NotServed(_) => "dataset-not-served",
             ApiError::Upstream { origin, .. } => match origin {
@@ -187,7 +206,8 @@ impl ApiError {
             },
             ApiError::NotFound { .. } => "Record not found",
             ApiError::NoRoute(_) => "No such endpoint",
-            ApiError::Method(_) => "Method not allowed",
+            ApiError::Method { .. } => "Method not allowed",
+            ApiError::MediaType(_) => "Unsupported media type",
             ApiError::TooLarge(_) => "Request too large",
             ApiError::NotServed(_) => "Dataset not served",
             ApiError::Upstream { origin, .. } => match origin {

@@ -27,7 +27,7 @@ use policy::{Action, Agreement, Edit, Question, Refusal, RoleBinding};
 use serde_json::{json, Value};
 use tower::util::BoxCloneSyncService;
 
-use super::body::{read_body, BodyLimits};
+use super::body::{read_json, BodyLimits};
 use super::route::RouteService;
 use super::{Answer, Outcome, Principal};
 use crate::agreements::{change_detail, check, role_detail};
@@ -204,7 +204,18 @@ where
             Err(e) => Outcome::error(e),
         },
         (Method::DELETE, false) => change(policy, &admin, Edit::Revoke(id)).await,
-        (m, _) => Outcome::error(ApiError::Method(m.to_string())),
+        (m, collection) => {
+            // The collection and one agreement serve different methods.
+            let allow = if collection {
+                vec![Method::GET, Method::POST]
+            } else {
+                vec![Method::GET, Method::PUT, Method::DELETE]
+            };
+            Outcome::error(ApiError::Method {
+                method: m.to_string(),
+                allow,
+            })
+        }
     }
 }
 
@@ -245,8 +256,15 @@ async fn list(policy: &PolicyService, admin: &Admin, query: &str) -> Outcome {
 async fn get(policy: &PolicyService, admin: &Admin, id: &str) -> Outcome {
     match policy.store.get(id).await {
         Ok(Some(s)) => {
-            if let Err(e) = admin.may_manage(policy, &s.agreement.provider, &s.agreement.dataset) {
-                return denied(e);
+            // Another department's agreement is answered as if missing, so its ids
+            // cannot be probed; the record says deny.
+            if admin
+                .may_manage(policy, &s.agreement.provider, &s.agreement.dataset)
+                .is_err()
+            {
+                let mut o = denied(ApiError::Refused(Refusal::Missing(id.to_owned())));
+                o.facts.detail = Some(json!({"agreement_of": s.agreement.provider}));
+                return o;
             }
             let mut o = json_answer(StatusCode::OK, stored_json(&s));
             o.facts.agreement = Some(id.to_owned());
@@ -269,9 +287,8 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
-    let bytes = read_body(req.into_body(), &limits).await?;
-    let mut v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
+    let (parts, body) = req.into_parts();
+    let mut v: Value = read_json(&parts.headers, body, &limits, "JSON").await?;
     if let (Some(id), Some(obj)) = (path_id, v.as_object_mut()) {
         match obj.get("id").and_then(Value::as_str) {
             None => {
@@ -330,11 +347,13 @@ async fn checked_change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Ou
         Err(o) => return o,
     };
     let department = admin.department.clone();
+    let revoke = matches!(edit, Edit::Revoke(_));
+    // Another department's agreement is not there for this admin: revoking it is 404
+    // as for a missing id; its id is taken, so writing over it is 409 as for any
+    // taken id. Neither says whose it is.
     let guard = move |before: Option<&Agreement>| match before {
-        Some(b) if b.provider != department => Err(Refusal::NotPermitted(format!(
-            "agreement {} belongs to {}, not {department}",
-            b.id, b.provider
-        ))),
+        Some(b) if b.provider != department && revoke => Err(Refusal::Missing(b.id.clone())),
+        Some(b) if b.provider != department => Err(Refusal::Exists(b.id.clone())),
         _ => Ok(()),
     };
     let id = match &edit {
@@ -376,7 +395,18 @@ async fn checked_change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Ou
         Err(policy::PolicyError::Refused(r @ Refusal::NotPermitted(_))) => {
             denied(ApiError::Refused(r))
         }
-        Err(policy::PolicyError::Refused(r)) => Outcome::error(ApiError::Refused(r)),
+        Err(policy::PolicyError::Refused(r)) => {
+            let mut o = Outcome::error(ApiError::Refused(r));
+            // Another department's agreement: the caller learns no more than for a
+            // missing id, the record says whose it was.
+            if let Ok(Some(s)) = policy.store.get(&id).await {
+                if s.agreement.provider != admin.department {
+                    o.facts.decision = Some(Decision::Deny);
+                    o.facts.detail = Some(json!({"agreement_of": s.agreement.provider}));
+                }
+            }
+            o
+        }
         Err(e @ policy::PolicyError::Invalid { .. }) => {
             Outcome::error(ApiError::BadRequest(e.to_string()))
         }
@@ -490,7 +520,10 @@ where
                 "identity and role are required: DELETE /admin/v1/roles?identity=…&role=…".into(),
             )),
         },
-        m => Outcome::error(ApiError::Method(m.to_string())),
+        m => Outcome::error(ApiError::Method {
+            method: m.to_string(),
+            allow: vec![Method::GET, Method::POST, Method::DELETE],
+        }),
     }
 }
 
@@ -529,12 +562,14 @@ where
         identity: String,
         role: String,
     }
-    let bytes = read_body(req.into_body(), &limits).await?;
-    let b: Body = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "body is not a role binding {{\"identity\": …, \"role\": …}}: {e}"
-        ))
-    })?;
+    let (parts, body) = req.into_parts();
+    let b: Body = read_json(
+        &parts.headers,
+        body,
+        &limits,
+        "a role binding {\"identity\": …, \"role\": …}",
+    )
+    .await?;
     Ok(RoleBinding {
         identity: b.identity,
         role: b.role,
@@ -616,4 +651,100 @@ async fn checked_role_change(
     );
     o.facts.detail = Some(role_detail(&b.identity, &b.role, action, version));
     o
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::http::test_support::{principal, stamped, Fixture};
+
+    /// A dept-admin of sz-amr, which provides `hrss-legal-person` and not
+    /// `hrss-population` (sz-psb's).
+    const AMR_ADMIN: (&str, &str) = ("sz-amr", "admin-01");
+
+    async fn policy_with_amr_admin(f: &Fixture) -> Arc<PolicyService> {
+        let policy = f.policy().await;
+        policy
+            .store
+            .bind_role_by("urn:tongban:sz-amr:admin-01", DEPT_ADMIN, "test")
+            .await
+            .unwrap();
+        policy.refresh().await.unwrap();
+        policy
+    }
+
+    async fn call(policy: &Arc<PolicyService>, method: Method, path: &str, body: &str) -> Outcome {
+        let mut req = stamped(method, path, false, body.to_owned());
+        req.extensions_mut().insert(principal(AMR_ADMIN));
+        agreements_service(
+            Arc::clone(policy),
+            crate::http::test_support::body_limits(4096),
+        )
+        .oneshot(req)
+        .await
+        .unwrap()
+    }
+
+    fn slug(o: &Outcome) -> &'static str {
+        o.result.as_ref().err().map(ApiError::slug).unwrap_or("ok")
+    }
+
+    #[tokio::test]
+    async fn another_departments_agreement_cannot_be_told_from_a_missing_one() {
+        let f = Fixture::new().await;
+        let policy = policy_with_amr_admin(&f).await;
+        let own = call(
+            &policy,
+            Method::GET,
+            "/admin/v1/agreements/hrss-legal-person",
+            "",
+        )
+        .await;
+        assert_eq!(own.status(), StatusCode::OK);
+        for method in [Method::GET, Method::DELETE] {
+            for id in ["hrss-population", "no-such-agreement"] {
+                let o = call(&policy, method.clone(), &format!("{AGREEMENTS}/{id}"), "").await;
+                assert_eq!(
+                    (o.status(), slug(&o)),
+                    (StatusCode::NOT_FOUND, "no-such-agreement"),
+                    "{method} {id}"
+                );
+                let existing = id == "hrss-population";
+                assert_eq!(
+                    o.facts.decision == Some(Decision::Deny),
+                    existing,
+                    "the record tells a probe from a miss: {method} {id}"
+                );
+                if existing {
+                    let of = o.facts.detail.as_ref().map(|d| d["agreement_of"].clone());
+                    assert_eq!(of, Some(json!("sz-psb")), "{method}");
+                }
+                let detail = o.result.unwrap_err().to_string();
+                assert!(!detail.contains("sz-psb"), "{detail}");
+            }
+        }
+        // Writing over its id is refused as for any taken id, naming no one.
+        let over = json!({
+            "id": "hrss-population", "provider": "sz-amr", "dataset": "legal_person",
+            "consumer": "urn:tongban:sz-hrss:counter-01", "matters": ["company-opening"],
+            "fields": {"name": "full"},
+            "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2099-12-31T23:59:59Z",
+        });
+        let o = call(
+            &policy,
+            Method::PUT,
+            "/admin/v1/agreements/hrss-population",
+            &over.to_string(),
+        )
+        .await;
+        assert_eq!(
+            (o.status(), slug(&o)),
+            (StatusCode::CONFLICT, "agreement-exists")
+        );
+        let kept = policy.store.get("hrss-population").await.unwrap().unwrap();
+        assert_eq!(kept.agreement.provider, "sz-psb", "untouched");
+    }
 }

@@ -127,11 +127,7 @@ impl Envelope {
             node: node.to_owned(),
             consumer: principal.map(|p| p.identity.to_string()),
             cert_fingerprint: principal.map(|p| p.fingerprint.clone()),
-            operator: req
-                .headers()
-                .get(OPERATOR_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(64).collect()),
+            operator: as_received(req.headers()),
             method: req.method().to_string(),
             path: req.uri().path().chars().take(256).collect(),
             ..AuditEntry::default()
@@ -212,6 +208,29 @@ impl Envelope {
             }
         }
     }
+}
+
+/// The `X-Operator-Id` as received, even when it is refused, so officers see what a
+/// refused request claimed: every value (joined as an HTTP list), decoded lossily,
+/// control characters escaped, at most 64 characters.
+fn as_received(headers: &http::HeaderMap) -> Option<String> {
+    let values: Vec<_> = headers
+        .get_all(OPERATOR_HEADER)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    for c in values.join(", ").chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out.chars().take(64).collect())
 }
 
 #[cfg(test)]
@@ -414,5 +433,37 @@ mod tests {
         assert_eq!(e.path.chars().count(), 256);
         assert_eq!(e.operator.map(|o| o.len()), Some(64));
         assert_eq!(e.method, "GET");
+    }
+
+    #[test]
+    fn a_refused_operator_is_recorded_as_received() {
+        let operator = |values: &[&[u8]]| {
+            let mut req = stamped(Method::POST, "/v1/lookup", false, "");
+            for v in values {
+                req.headers_mut()
+                    .append(OPERATOR_HEADER, http::HeaderValue::from_bytes(v).unwrap());
+            }
+            let o = Outcome::error(ApiError::Operator(String::new()));
+            Envelope::of(&req, "gw-test").record(&o).operator
+        };
+        assert_eq!(operator(&[]), None);
+        assert_eq!(operator(&["职员".as_bytes()]).as_deref(), Some("职员"));
+        assert_eq!(
+            operator(&[b"clerk\tone"]).as_deref(),
+            Some("clerk\\u{9}one")
+        );
+        assert_eq!(
+            operator(&[b"\xff\xfeclerk"]).as_deref(),
+            Some("\u{fffd}\u{fffd}clerk")
+        );
+        assert_eq!(
+            operator(&[b"clerk-001", b"clerk-002"]).as_deref(),
+            Some("clerk-001, clerk-002")
+        );
+        let long = "职".repeat(100);
+        assert_eq!(
+            operator(&[long.as_bytes()]).map(|o| o.chars().count()),
+            Some(64)
+        );
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap};
 use http_body::Body;
 use http_body_util::{BodyExt as _, Limited};
 use serde::de::DeserializeOwned;
@@ -76,16 +77,52 @@ where
     Ok(buf.freeze())
 }
 
-/// The body as a `T`; `what` names it in the 400 ("a lookup request").
-pub async fn read_json<T, B>(body: B, limits: &BodyLimits, what: &str) -> Result<T, ApiError>
+/// The body as a `T`, once its `Content-Type` says JSON (415 otherwise); `what`
+/// names it in the 400 ("a lookup request").
+pub async fn read_json<T, B>(
+    headers: &HeaderMap,
+    body: B,
+    limits: &BodyLimits,
+    what: &str,
+) -> Result<T, ApiError>
 where
     T: DeserializeOwned,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
+    json_media_type(headers)?;
     let bytes = read_body(body, limits).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("body is not {what}: {e}")))
+}
+
+/// One `Content-Type`, `application/json` with any parameters (`; charset=utf-8`).
+/// A missing one is refused too: a browser sends a body without a type (a `Blob`)
+/// cross-site without a CORS preflight, and the console's users hold client
+/// certificates in their browsers.
+fn json_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let refuse = |got: &str| {
+        ApiError::MediaType(format!(
+            "Content-Type must be application/json, not {got}; send -H 'Content-Type: application/json'"
+        ))
+    };
+    match (values.next(), values.next()) {
+        (None, _) => Err(refuse("missing")),
+        (Some(_), Some(_)) => Err(refuse("given more than once")),
+        (Some(v), None) => {
+            let text = String::from_utf8_lossy(v.as_bytes());
+            let essence = text.split(';').next().unwrap_or_default().trim();
+            if essence.eq_ignore_ascii_case("application/json") {
+                Ok(())
+            } else {
+                Err(refuse(&format!(
+                    "{:?}",
+                    text.chars().take(64).collect::<String>()
+                )))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -93,8 +130,9 @@ where
 mod tests {
     use std::convert::Infallible;
 
+    use http::HeaderValue;
     use http_body::Frame;
-    use http_body_util::StreamBody;
+    use http_body_util::{Full, StreamBody};
 
     use super::*;
 
@@ -160,5 +198,43 @@ mod tests {
         }
         let e = read_body(Announced, &limits()).await.unwrap_err();
         assert!(matches!(e, ApiError::TooLarge(1024)), "{e:?}");
+    }
+
+    async fn read(content_types: &[&str]) -> Result<serde_json::Value, ApiError> {
+        let mut headers = HeaderMap::new();
+        for t in content_types {
+            headers.append(header::CONTENT_TYPE, HeaderValue::from_str(t).unwrap());
+        }
+        read_json(&headers, Full::new(Bytes::from("{}")), &limits(), "JSON").await
+    }
+
+    #[tokio::test]
+    async fn json_with_or_without_parameters_is_read() {
+        for t in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON;charset=UTF-8",
+        ] {
+            assert_eq!(read(&[t]).await.unwrap(), serde_json::json!({}), "{t}");
+        }
+    }
+
+    #[tokio::test]
+    async fn any_other_or_no_content_type_is_415() {
+        for types in [
+            &[][..],
+            &["text/plain"][..],
+            &["application/x-www-form-urlencoded"][..],
+            &["application/jsonx"][..],
+            &["application/json", "text/plain"][..],
+        ] {
+            let e = read(types).await.unwrap_err();
+            assert_eq!(
+                e.status(),
+                http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{types:?}"
+            );
+            assert_eq!(e.slug(), "unsupported-media-type");
+        }
     }
 }

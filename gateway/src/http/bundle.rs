@@ -177,7 +177,7 @@ impl Parts {
         let envelope = Envelope::of(&req, &self.node);
         let (parts, body) = req.into_parts();
         let (meta, principal) = caller(&parts).map_err(refuse)?;
-        let body: BundleBody = read_json(body, &self.limits, "a bundle request")
+        let body: BundleBody = read_json(&parts.headers, body, &self.limits, "a bundle request")
             .await
             .map_err(refuse)?;
         let with_facts = |e: ApiError| {
@@ -533,11 +533,7 @@ mod tests {
             lookup,
             log.clone(),
             "gw-test".into(),
-            BodyLimits {
-                max_bytes: 4096,
-                min_bytes_per_sec: 1024,
-                grace: std::time::Duration::from_secs(5),
-            },
+            crate::http::test_support::body_limits(4096),
         );
         (svc, seen)
     }

@@ -84,7 +84,7 @@ where
     let refuse = |e| Box::new(Outcome::error(e));
     let (parts, body) = req.into_parts();
     let (meta, principal) = caller(&parts).map_err(refuse)?;
-    let asked: Asked = read_json(body, &limits, "a lookup request")
+    let asked: Asked = read_json(&parts.headers, body, &limits, "a lookup request")
         .await
         .map_err(refuse)?;
     match operator(&parts.headers) {
@@ -110,11 +110,18 @@ pub fn caller(parts: &http::request::Parts) -> Result<(RequestMeta, Principal), 
     }
 }
 
-/// The operator id: present, 1–64 visible ASCII characters.
+/// The operator id: present once, 1–64 visible ASCII characters.
 pub fn operator(headers: &http::HeaderMap) -> Result<String, ApiError> {
-    let value = headers
-        .get(OPERATOR_HEADER)
+    let mut values = headers.get_all(OPERATOR_HEADER).iter();
+    let value = values
+        .next()
         .ok_or_else(|| ApiError::Operator("X-Operator-Id header is required on lookups".into()))?;
+    // Two clerks named: neither is taken on trust (the first used to win silently).
+    if values.next().is_some() {
+        return Err(ApiError::Operator(
+            "X-Operator-Id header given more than once; name one clerk".into(),
+        ));
+    }
     let s = value
         .to_str()
         .ok()
@@ -133,15 +140,9 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
-
-    fn body_limits(max_bytes: usize) -> BodyLimits {
-        BodyLimits {
-            max_bytes,
-            min_bytes_per_sec: 1024,
-            grace: std::time::Duration::from_secs(5),
-        }
-    }
-    use crate::http::test_support::{recorder, stamped, Seen, CASE_ID, MATTER, OPERATOR};
+    use crate::http::test_support::{
+        body_limits, recorder, stamped, Seen, CASE_ID, MATTER, OPERATOR,
+    };
     use crate::http::{Answer, Outcome};
 
     const LIMIT: usize = 512;
@@ -207,6 +208,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_not_typed_as_json_is_415_and_not_read() {
+        let mut req = stamped(Method::POST, "/v1/lookup", true, body().to_string());
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain"),
+        );
+        let (outcome, seen) = parse(req).await;
+        assert_eq!(outcome.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(seen.take().is_empty());
+    }
+
+    #[tokio::test]
     async fn a_body_that_is_not_a_lookup_is_400() {
         let mut unknown_member = body();
         unknown_member["license_type"] = json!("营业执照");
@@ -240,12 +253,18 @@ mod tests {
             })
             .collect();
         bad.push(without);
+        let mut twice = stamped(Method::POST, "/v1/lookup", true, body().to_string());
+        twice
+            .headers_mut()
+            .append(OPERATOR_HEADER, http::HeaderValue::from_static("clerk-002"));
+        bad.push(twice);
         for req in bad {
             let (outcome, seen) = parse(req).await;
             let Err(e @ ApiError::Operator(_)) = &outcome.result else {
                 panic!("{:?}", outcome.result)
             };
             assert_eq!(e.slug(), "operator-required");
+            assert!(e.to_string().contains("X-Operator-Id"), "{e}");
             assert_eq!(outcome.status(), StatusCode::BAD_REQUEST);
             // Refused, but audited with what was asked.
             let f = &outcome.facts;

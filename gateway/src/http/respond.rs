@@ -156,11 +156,18 @@ pub fn lookup_body(l: LookupAnswer, receipt: &crate::audit::Receipt) -> Map<Stri
 /// An RFC 9457 problem response. Internal and upstream details stay in the logs and
 /// the audit record; the caller gets the title and a safe detail.
 pub fn problem(e: &ApiError, request_id: &str) -> Response<ResponseBody> {
-    json_response(
+    let mut response = json_response(
         e.status(),
         "application/problem+json",
         problem_body(e, request_id),
-    )
+    );
+    // RFC 9110 §15.5.6: a 405 says which methods the path serves.
+    if let ApiError::Method { allow, .. } = e {
+        if let Ok(v) = HeaderValue::from_str(&crate::error::allowed(allow)) {
+            response.headers_mut().insert(header::ALLOW, v);
+        }
+    }
+    response
 }
 
 /// The RFC 9457 problem document for `e` (also the `problem` of a failed bundle
@@ -306,6 +313,20 @@ mod tests {
             assert_eq!(status, e.status());
             assert_eq!(body["detail"], e.title(), "internals stay in the audit log");
         }
+    }
+
+    #[tokio::test]
+    async fn a_405_says_which_methods_the_path_serves() {
+        let signer = signer();
+        let e = ApiError::Method {
+            method: "PATCH".into(),
+            allow: vec![http::Method::GET, http::Method::POST],
+        };
+        let (status, headers, body) = rendered(&signer, Outcome::error(e), receipt()).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers[header::ALLOW], "GET, POST");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(body["type"], "/problems/method-not-allowed");
     }
 
     #[tokio::test]

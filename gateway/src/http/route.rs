@@ -36,17 +36,19 @@ pub struct Endpoint {
 #[derive(Debug, Clone, Copy)]
 enum PathMatch {
     Exact(&'static str),
-    /// The path itself or anything below it (`/admin/v1/agreements/…`).
+    /// The path itself or anything below it (`/audit/v1/records/…`).
     Prefix(&'static str),
+    /// Only what is below the path (`/admin/v1/agreements/{id}`), when the path itself
+    /// serves other methods.
+    Below(&'static str),
 }
 
 impl PathMatch {
     fn matches(self, path: &str) -> bool {
         match self {
             PathMatch::Exact(p) => path == p,
-            PathMatch::Prefix(p) => {
-                path == p || (path.starts_with(p) && path[p.len()..].starts_with('/'))
-            }
+            PathMatch::Prefix(p) => path == p || PathMatch::Below(p).matches(path),
+            PathMatch::Below(p) => path.starts_with(p) && path[p.len()..].starts_with('/'),
         }
     }
 }
@@ -108,6 +110,11 @@ impl<B: Send + 'static> Router<B> {
         self.add(methods, PathMatch::Prefix(path), service)
     }
 
+    /// Serve everything below `path` (not `path` itself), for `methods`.
+    pub fn below(self, methods: &[Method], path: &'static str, service: RouteService<B>) -> Self {
+        self.add(methods, PathMatch::Below(path), service)
+    }
+
     /// What this router serves, in the order routes were added (the OpenAPI test
     /// compares it with the document).
     pub fn endpoints(&self) -> Vec<Endpoint> {
@@ -116,7 +123,7 @@ impl<B: Send + 'static> Router<B> {
             .map(|e| {
                 let (path, prefix) = match e.path {
                     PathMatch::Exact(p) => (p, false),
-                    PathMatch::Prefix(p) => (p, true),
+                    PathMatch::Prefix(p) | PathMatch::Below(p) => (p, true),
                 };
                 Endpoint {
                     methods: e.methods.clone(),
@@ -152,16 +159,26 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let path = req.uri().path();
         let mut path_known = false;
+        // Every method the path serves, for the `Allow` header of a 405.
+        let mut allow: Vec<Method> = Vec::new();
         for entry in self.routes.iter() {
             if entry.path.matches(path) {
                 path_known = true;
                 if entry.methods.contains(req.method()) {
                     return Box::pin(entry.service.clone().oneshot(req));
                 }
+                for m in &entry.methods {
+                    if !allow.contains(m) {
+                        allow.push(m.clone());
+                    }
+                }
             }
         }
         let error = if path_known {
-            ApiError::Method(req.method().to_string())
+            ApiError::Method {
+                method: req.method().to_string(),
+                allow,
+            }
         } else {
             ApiError::NoRoute(path.chars().take(128).collect())
         };
@@ -241,12 +258,35 @@ mod tests {
     async fn a_known_path_with_another_method_is_405() {
         let (router, lookups, _) = router();
         let o = call(&router, Method::GET, LOOKUP).await;
-        let Err(e @ ApiError::Method(m)) = &o.result else {
+        let Err(e @ ApiError::Method { method, allow }) = &o.result else {
             panic!("{:?}", o.result)
         };
-        assert_eq!(m, "GET");
+        assert_eq!(method, "GET");
+        assert_eq!(allow, &[Method::POST], "the methods the path serves");
         assert_eq!(e.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert!(lookups.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_405_allows_what_that_path_serves_not_its_neighbours() {
+        let (things, _) = endpoint("things");
+        let router = Router::new(json!({"keys": []}))
+            .route(&[Method::GET, Method::POST], "/things", things.clone())
+            .below(&[Method::GET, Method::DELETE], "/things", things);
+        for (method, path, allow) in [
+            (Method::PUT, "/things", vec![Method::GET, Method::POST]),
+            (Method::POST, "/things/1", vec![Method::GET, Method::DELETE]),
+        ] {
+            let o = call(&router, method, path).await;
+            let Err(ApiError::Method { allow: got, .. }) = &o.result else {
+                panic!("{:?}", o.result)
+            };
+            assert_eq!(got, &allow, "{path}");
+        }
+        assert_eq!(
+            answered_by(&call(&router, Method::DELETE, "/things/1").await),
+            "things"
+        );
     }
 
     #[tokio::test]

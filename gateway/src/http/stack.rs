@@ -78,6 +78,10 @@ where
         app.config.node.clone(),
         BodyLimits::from(&app.config.limits),
     );
+    let agreements = agreements_service(
+        Arc::clone(&app.policy),
+        BodyLimits::from(&app.config.limits),
+    );
     Router::new(app.signer.jwks())
         .route(&[Method::POST], LOOKUP, lookup_route(app, lookup))
         .route(&[Method::POST], BUNDLE, bundles)
@@ -90,13 +94,12 @@ where
                 Arc::clone(&app.policy.authorizer),
             ),
         )
-        .prefix(
-            &[Method::GET, Method::POST, Method::PUT, Method::DELETE],
+        // The collection and one agreement serve different methods (each 405's Allow).
+        .route(&[Method::GET, Method::POST], AGREEMENTS, agreements.clone())
+        .below(
+            &[Method::GET, Method::PUT, Method::DELETE],
             AGREEMENTS,
-            agreements_service(
-                Arc::clone(&app.policy),
-                BodyLimits::from(&app.config.limits),
-            ),
+            agreements,
         )
         .route(
             &[Method::GET],

@@ -20,6 +20,7 @@ use policy::AgreementFile;
 use tempfile::TempDir;
 use tower::util::BoxCloneSyncService;
 
+use super::body::BodyLimits;
 use super::lookup::{validate, Asked, LookupCall, LookupRequest};
 use super::{LookupAnswer, Principal, RequestMeta};
 use crate::agreements::apply_file;
@@ -201,14 +202,17 @@ pub(crate) fn principal((department, system): (&str, &str)) -> Principal {
 }
 
 /// A request as the layers above the router hand it on: meta and [`COUNTER`]'s
-/// principal on it, and [`OPERATOR`] named when `operator`.
+/// principal on it, its body typed as JSON, and [`OPERATOR`] named when `operator`.
 pub(crate) fn stamped(
     method: http::Method,
     path: &str,
     operator: bool,
     body: impl Into<Bytes>,
 ) -> Request<Full<Bytes>> {
-    let mut req = Request::builder().method(method).uri(path);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::CONTENT_TYPE, "application/json");
     if operator {
         req = req.header("x-operator-id", OPERATOR);
     }
@@ -288,4 +292,13 @@ where
         std::future::ready(Ok::<_, Infallible>(reply))
     });
     (BoxCloneSyncService::new(svc), Seen(seen))
+}
+
+/// Bodies up to `max_bytes`, at a rate no test body is slower than.
+pub(crate) fn body_limits(max_bytes: usize) -> BodyLimits {
+    BodyLimits {
+        max_bytes,
+        min_bytes_per_sec: 1024,
+        grace: std::time::Duration::from_secs(5),
+    }
 }
