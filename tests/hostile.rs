@@ -62,29 +62,56 @@ async fn half_sent_requests_from_one_identity_do_not_starve_another() {
     let gw = Gateway::start_with(|c| {
         c.limits.max_requests_per_identity = 4;
         c.limits.max_connections_per_identity = 8;
-        c.limits.body_grace_ms = 500;
+        c.limits.body_grace_ms = 3_000;
         c.limits.body_min_bytes_per_sec = 1_000;
     })
     .await;
     let hostile = gw.client("counter-b");
     let fair = gw.client("counter-a");
 
-    // counter-b opens its whole share of connections, each announcing 1,000 body
-    // bytes and sending 11.
+    // counter-b keeps 4 connections open (one lookup each, answered, then idle)…
+    let b_lookup = gw
+        .samples()
+        .into_iter()
+        .find(|s| s["cert"] == "counter-b" && s["expect"] == 200)
+        .map(|s| s["body"].clone())
+        .unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut s = hostile.tls_stream().await.unwrap();
+        assert_eq!(lookup_on(&mut s, &b_lookup).await, 200);
+        idle.push(s);
+    }
+    // … and sends 4 requests, each announcing 1,000 body bytes and sending 11: its
+    // whole share of requests in flight, and with the 4 above of connections.
     let mut held = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..4 {
         let mut s = hostile.tls_stream().await.unwrap();
         s.write_all(head(1_000).as_bytes()).await.unwrap();
         s.write_all(b"{\"dataset\":").await.unwrap();
         held.push(s);
     }
-    // One more connection of counter-b is beyond its share: answered 429, closed.
+    // Once the gateway holds those 4 (they wait for their bodies)…
+    let shares = &gw.running.app.request_shares;
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while shares.held("urn:tongban:sz-civil:counter-01") < 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "the half-sent requests never reached the gateway"
+    );
+    // … one more request, on a connection it holds, is beyond its requests' share…
+    assert_eq!(lookup_on(&mut idle[0], &b_lookup).await, 429);
+    // … and one more connection beyond its connections' share: 429, then closed.
     let mut beyond = hostile.tls_stream().await.unwrap();
     beyond.write_all(head(2).as_bytes()).await.unwrap();
     beyond.write_all(b"{}").await.unwrap();
     let answer = until_closed(&mut beyond).await;
     assert_eq!(status_of(&answer), 429, "{answer}");
-    assert!(answer.contains("share-exceeded"), "{answer}");
+    assert!(answer.contains("connections open"), "{answer}");
 
     // Meanwhile counter-a's lookups are all answered.
     let body = allowed_lookup(&gw);
@@ -93,25 +120,40 @@ async fn half_sent_requests_from_one_identity_do_not_starve_another() {
         assert_eq!(a.status, 200, "{:?}", a.body);
     }
 
-    // Each half-sent request ends: beyond counter-b's 4 requests in flight at once,
-    // refused (429); the others cut off once the body is too slow (408).
+    // Each half-sent request is cut off once its body is too slow (408).
     let mut statuses = Vec::new();
     for s in &mut held {
         statuses.push(status_of(&until_closed(s).await));
     }
     statuses.sort_unstable();
-    assert_eq!(statuses, [408, 408, 408, 408, 429, 429, 429, 429]);
+    assert_eq!(statuses, [408, 408, 408, 408]);
 
-    // And each is audited, under counter-b's identity.
+    // Each is audited, under counter-b's identity.
     let db = gw.state_db().await;
     let audited: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT json_extract(record, '$.status'), COUNT(*) FROM audit_log \
-         WHERE json_extract(record, '$.consumer') LIKE '%sz-civil%' GROUP BY 1 ORDER BY 1",
+         WHERE json_extract(record, '$.consumer') LIKE '%sz-civil%' \
+         AND json_extract(record, '$.status') <> 200 GROUP BY 1 ORDER BY 1",
     )
     .fetch_all(&db)
     .await
     .unwrap();
-    assert_eq!(audited, [(408, 4), (429, 5)], "{audited:?}");
+    assert_eq!(audited, [(408, 4), (429, 2)], "{audited:?}");
+
+    // And counted by identity in /metrics.
+    let metrics = gw.running.app.metrics.render_prometheus();
+    let refused = |kind: &str, n: u32| {
+        metrics.lines().any(|l| {
+            l.starts_with("tongban_share_refusals_total{")
+                && l.contains("sz-civil")
+                && l.contains(&format!("kind=\"{kind}\""))
+                && l.ends_with(&format!(" {n}"))
+        })
+    };
+    assert!(
+        refused("requests", 1) && refused("connections", 1),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,9 @@ pub struct Metrics {
     pub audit_failures: Counter<u64>,
     /// Lookups whose source failed, by dataset and kind.
     pub connector_errors: Counter<u64>,
+    /// Requests refused because their identity was over its share, by identity and
+    /// kind (`requests`, `connections`).
+    pub share_refusals: Counter<u64>,
 }
 
 /// Shares one [`ManualReader`] between the provider and `/metrics`.
@@ -152,6 +155,12 @@ impl Metrics {
             connector_errors: m
                 .u64_counter("tongban_connector_errors_total")
                 .with_description("Lookups whose source failed, by dataset and kind")
+                .build(),
+            share_refusals: m
+                .u64_counter("tongban_share_refusals_total")
+                .with_description(
+                    "Requests refused because their client identity was over its share, by identity and kind",
+                )
                 .build(),
             provider,
             reader,

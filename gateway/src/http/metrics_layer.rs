@@ -9,7 +9,7 @@ use opentelemetry::KeyValue;
 use tower::{Layer, Service};
 
 use super::audit_layer::Audited;
-use super::{take_ready, BoxFuture, RequestMeta};
+use super::{take_ready, BoxFuture, Principal, RequestMeta};
 use crate::audit::Decision;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -76,6 +76,10 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let route = route_label(req.uri().path());
         let started = req.extensions().get::<RequestMeta>().map(|m| m.started);
+        let identity = req
+            .extensions()
+            .get::<Principal>()
+            .map(|p| p.identity.as_uri().to_owned());
         let mut inner = take_ready(&mut self.inner);
         let metrics = self.metrics.clone();
         Box::pin(async move {
@@ -103,6 +107,15 @@ where
                 o.status().as_u16(),
                 seconds,
             );
+            if let Err(ApiError::ShareExceeded { what, .. }) = &o.result {
+                metrics.share_refusals.add(
+                    1,
+                    &[
+                        KeyValue::new("identity", identity.unwrap_or_default()),
+                        KeyValue::new("kind", *what),
+                    ],
+                );
+            }
             if let Err(ApiError::Upstream { origin, .. }) = &o.result {
                 metrics.connector_errors.add(
                     1,
