@@ -241,3 +241,91 @@ async fn a_connection_is_closed_at_its_maximum_age() {
     assert_eq!(lookup_on(&mut s, &body).await, 200);
     until_closed(&mut s).await;
 }
+
+/// A request body that sends its first bytes and then nothing, for ever.
+struct Stalled(Option<bytes::Bytes>);
+
+impl http_body::Body for Stalled {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        match self.0.take() {
+            Some(first) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(first)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_http2_streams_from_one_identity_do_not_starve_another() {
+    let gw = Gateway::start_with(|c| {
+        c.limits.max_requests_per_identity = 4;
+        c.limits.body_grace_ms = 3_000;
+        c.limits.body_min_bytes_per_sec = 1_000;
+    })
+    .await;
+    // counter-b over one HTTP/2 connection: 10 streams, each sending the start of
+    // a body and then nothing.
+    let pki = gw.path().join("pki");
+    let tls = certs::client_config(
+        &[pki.join("ca.pem")],
+        Some((&pki.join("counter-b.pem"), &pki.join("counter-b.key"))),
+        vec![b"h2".to_vec()],
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.running.addr)
+        .await
+        .unwrap();
+    let io = tokio_rustls::TlsConnector::from(tls)
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        let mut sender = sender.clone();
+        let req = http::Request::post("/v1/lookup")
+            .header("x-operator-id", "clerk-009")
+            .header("content-type", "application/json")
+            .body(Stalled(Some(bytes::Bytes::from_static(b"{\"dataset\":"))))
+            .unwrap();
+        streams.push(tokio::spawn(async move {
+            sender.send_request(req).await.map(|r| r.status().as_u16())
+        }));
+    }
+
+    // Meanwhile counter-a's lookups are all answered.
+    let fair = gw.client("counter-a");
+    let body = allowed_lookup(&gw);
+    for _ in 0..10 {
+        let a = fair.lookup(Some("clerk-001"), &body).await.unwrap();
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+
+    // Beyond counter-b's share of 4 requests in flight each stream is refused
+    // (429); the 4 within it are cut off once their bodies are too slow (408).
+    let mut statuses = Vec::new();
+    for s in streams {
+        let status = tokio::time::timeout(PATIENCE, s)
+            .await
+            .expect("every stream answered")
+            .unwrap()
+            .unwrap();
+        statuses.push(status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [408, 408, 408, 408, 429, 429, 429, 429, 429, 429]);
+}
