@@ -214,32 +214,33 @@ async fn lookup_on(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_connection_is_closed() {
-    let gw = Gateway::start_with(|c| {
-        c.limits.idle_timeout_ms = 300;
-        c.limits.request_head_timeout_ms = 60_000;
-    })
-    .await;
+/// One lookup answered on a kept-alive connection of a gateway with `limits`, then
+/// nothing more asked: the gateway must close it.
+async fn closed_after_one_lookup(limits: impl FnOnce(&mut gateway::config::LimitsConfig)) {
+    let gw = Gateway::start_with(|c| limits(&mut c.limits)).await;
     let body = allowed_lookup(&gw);
     let mut s = gw.client("counter-a").tls_stream().await.unwrap();
     assert_eq!(lookup_on(&mut s, &body).await, 200);
-    // Nothing more is asked: the gateway closes it.
     until_closed(&mut s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_is_closed_at_its_maximum_age() {
-    let gw = Gateway::start_with(|c| {
-        c.limits.max_connection_age_secs = 1;
-        c.limits.idle_timeout_ms = 60_000;
-        c.limits.request_head_timeout_ms = 60_000;
+async fn an_idle_connection_is_closed() {
+    closed_after_one_lookup(|l| {
+        l.idle_timeout_ms = 300;
+        l.request_head_timeout_ms = 60_000;
     })
     .await;
-    let body = allowed_lookup(&gw);
-    let mut s = gw.client("counter-a").tls_stream().await.unwrap();
-    assert_eq!(lookup_on(&mut s, &body).await, 200);
-    until_closed(&mut s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_closed_at_its_maximum_age() {
+    closed_after_one_lookup(|l| {
+        l.max_connection_age_secs = 1;
+        l.idle_timeout_ms = 60_000;
+        l.request_head_timeout_ms = 60_000;
+    })
+    .await;
 }
 
 /// A request body that sends its first bytes and then nothing, for ever.
