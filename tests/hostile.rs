@@ -330,3 +330,34 @@ async fn half_sent_http2_streams_from_one_identity_do_not_starve_another() {
     statuses.sort_unstable();
     assert_eq!(statuses, [408, 408, 408, 408, 429, 429, 429, 429, 429, 429]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_http_parser_refuses_is_audited() {
+    let gw = Gateway::start().await;
+    let before = gw.audit_count().await;
+    let mut s = gw.client("counter-b").tls_stream().await.unwrap();
+    // A NUL byte in a header value: hyper refuses the head itself.
+    s.write_all(b"POST /v1/lookup HTTP/1.1\r\nhost: localhost\r\nx-operator-id: a\0b\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut s).await;
+    assert_eq!(status_of(&answer), 400, "{answer}");
+    // Recorded under the connection's identity, once the connection has ended.
+    let recorded = tokio::time::timeout(PATIENCE, async {
+        while gw.audit_count().await == before {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(recorded.is_ok(), "the refused request was not audited");
+    let last = gw.last_audit().await;
+    assert_eq!(last["status"], 400, "{last}");
+    assert!(
+        last["consumer"].as_str().unwrap().contains("sz-civil"),
+        "{last}"
+    );
+    assert!(
+        last["reason"].as_str().unwrap().contains("malformed HTTP"),
+        "{last}"
+    );
+}

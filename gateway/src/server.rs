@@ -196,6 +196,7 @@ impl Connection {
             tracing::info!(peer = %self.peer, identity = %principal.identity, "connection beyond its identity's share");
         }
         let activity = Activity::new();
+        let caller = principal.clone();
         let svc = Tracked {
             inner: counter_service(&self.app, self.router, principal, over),
             activity: Arc::clone(&activity),
@@ -260,6 +261,9 @@ impl Connection {
         };
         if let Err(e) = ended {
             tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+            if let Some(malformed) = malformed_request(&*e) {
+                audit_malformed(&self.app, &caller, &malformed).await;
+            }
         }
         drop(share);
     }
@@ -344,6 +348,42 @@ where
             drop(guard);
             out
         })
+    }
+}
+
+/// What hyper's parser refused, when a connection ended because a request could not
+/// be parsed (a control character or bare LF in a header, a head over the limit).
+fn malformed_request(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_too_large() {
+                return Some(h.to_string());
+            }
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// hyper answers a request its parser refuses itself (a bare 400, or 431) before any
+/// layer sees it; the access is still recorded, under the connection's identity.
+async fn audit_malformed(app: &App, caller: &Principal, why: &str) {
+    let entry = crate::audit::AuditEntry {
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        node: app.config.node.clone(),
+        consumer: Some(caller.identity.to_string()),
+        cert_fingerprint: Some(caller.fingerprint.clone()),
+        status: 400,
+        decision: crate::audit::Decision::Error,
+        reason: Some(format!(
+            "malformed HTTP request, refused by the parser: {why}"
+        )),
+        ..crate::audit::AuditEntry::default()
+    };
+    if let Err(e) = app.audit.append(entry).await {
+        tracing::error!(error = %e, "audit write failed for a malformed request");
     }
 }
 
