@@ -6,7 +6,7 @@
 //!    └▶ identity  puts the Principal on the request, drops identity headers
 //!     └▶ respond  signs records, renders problem+json — the only place that does
 //!      └▶ audit   appends the record and waits for its durable commit (fail-closed)
-//!       └▶ limit  sheds load beyond the concurrency limit (503, audited)
+//!       └▶ limit  each identity its share of requests (429), then the global limit (503), audited
 //!        └▶ route  /v1/lookup, /v1/bundle, /.well-known/jwks.json, /openapi.json, admin, auditor
 //!         └▶ parse (lookup) or bundle   body, X-Operator-Id (400)
 //!          └▶ the lookup path, once per lookup or bundle item (lookup.rs):
