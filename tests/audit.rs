@@ -81,7 +81,13 @@ async fn tampered(dir: &Path, pristine: &Path, sql: &str) -> (u8, String) {
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    std::fs::copy(pristine, &db).unwrap();
+    // A fresh file renamed into place, not a copy over the old one: a connection of
+    // the previous round that sqlx is still closing in the background holds the old
+    // file, and its last checkpoint must not land in this one (seen once on a loaded
+    // host: a forged checkpoint reappeared after the restore).
+    let fresh = dir.join("state.db.fresh");
+    std::fs::copy(pristine, &fresh).unwrap();
+    std::fs::rename(&fresh, &db).unwrap();
     let p = pool(&db).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
         .execute(&p)
