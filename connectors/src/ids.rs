@@ -621,3 +621,161 @@ mod tests {
         assert_eq!(license_id_check_char("abc"), None);
     }
 }
+
+/// Property tests: arbitrary input never panics, generated valid identifiers pass, and
+/// every single-character change to one is refused. `PROPTEST_CASES` raises the count.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const RULES: [&str; 5] = [
+        "length",
+        "characters",
+        "birth-date",
+        "check-character",
+        "format",
+    ];
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 256,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn named(e: &IdError) -> bool {
+        RULES.contains(&e.rule()) && !e.to_string().is_empty()
+    }
+
+    fn resident_id() -> impl Strategy<Value = String> {
+        // Birth dates up to 2020: never in the future, whatever day the test runs.
+        (
+            "[0-9]{6}",
+            1900i32..=2020,
+            1u32..=12,
+            1u32..=28,
+            "[0-9]{3}",
+        )
+            .prop_map(|(region, y, m, d, seq)| {
+                let first17 = format!("{region}{y:04}{m:02}{d:02}{seq}");
+                let check = resident_id_check_char(&first17).unwrap();
+                format!("{first17}{check}")
+            })
+    }
+
+    fn credit_code() -> impl Strategy<Value = String> {
+        proptest::collection::vec(proptest::sample::select(CREDIT_ALPHABET.to_vec()), 17)
+            .prop_map(|bytes| {
+                let first17 = String::from_utf8(bytes).unwrap();
+                let check = credit_code_check_char(&first17).unwrap();
+                format!("{first17}{check}")
+            })
+    }
+
+    fn license_id() -> impl Strategy<Value = String> {
+        (
+            credit_code(),
+            "[0-9]{3}",
+            credit_code(),
+            "[0-9A-Z]{1,40}",
+            "[0-9]{3}",
+        )
+            .prop_map(|(competent, number, issuer, serial, version)| {
+                let body = format!("{competent}{number}.{issuer}.{serial}.{version}");
+                let check = license_id_check_char(&body).unwrap();
+                format!("{LICENSE_ID_PREFIX}{body}.{check}")
+            })
+    }
+
+    /// Any character the checks could meet: the identifiers' alphabets, the
+    /// separators, lowercase, and anything else.
+    fn any_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            proptest::char::range('0', '9'),
+            proptest::char::range('A', 'Z'),
+            Just('.'),
+            Just('x'),
+            any::<char>(),
+        ]
+    }
+
+    /// `s` with its `index`-th character replaced by `c` (`None` if that changes nothing).
+    fn replaced(s: &str, index: usize, c: char) -> Option<String> {
+        let mut chars: Vec<char> = s.chars().collect();
+        let i = index % chars.len();
+        if chars[i] == c {
+            return None;
+        }
+        chars[i] = c;
+        Some(chars.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_text_is_refused_with_a_rule(s in "\\PC{0,80}|[0-9X.A-Z]{0,80}") {
+            for result in [check_resident_id(&s), check_credit_code(&s), check_license_id(&s)] {
+                if let Err(e) = result {
+                    prop_assert!(named(&e), "{e:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn check_char_functions_never_panic(s in "\\PC{0,60}") {
+            let _ = resident_id_check_char(&s);
+            let _ = credit_code_check_char(&s);
+            let _ = license_id_check_char(&s);
+        }
+
+        #[test]
+        fn generated_resident_ids_are_valid(id in resident_id()) {
+            prop_assert_eq!(check_resident_id(&id), Ok(()));
+        }
+
+        #[test]
+        fn generated_credit_codes_are_valid(code in credit_code()) {
+            prop_assert_eq!(check_credit_code(&code), Ok(()));
+        }
+
+        #[test]
+        fn generated_license_ids_are_valid(id in license_id()) {
+            prop_assert_eq!(check_license_id(&id), Ok(()));
+        }
+
+        // MOD 11-2 has weights 2^k mod 11, never 0, and a digit changes by less than
+        // 11, so the weighted sum always moves: every one-character change is refused
+        // (a changed birth-date digit may be refused as a date first).
+        #[test]
+        fn one_change_to_a_resident_id_is_refused(id in resident_id(), i in any::<usize>(), c in any_char()) {
+            if let Some(changed) = replaced(&id, i, c) {
+                let e = check_resident_id(&changed).unwrap_err();
+                prop_assert!(named(&e), "{e:?}");
+            }
+        }
+
+        // GB 32100 weights are 3^k mod 31, never 0, over a 31-character alphabet, so the
+        // same argument holds modulo 31.
+        #[test]
+        fn one_change_to_a_credit_code_is_refused(code in credit_code(), i in any::<usize>(), c in any_char()) {
+            if let Some(changed) = replaced(&code, i, c) {
+                let e = check_credit_code(&changed).unwrap_err();
+                prop_assert!(named(&e), "{e:?}");
+            }
+        }
+
+        // Hybrid MOD 37,36 detects every single substitution; a change inside an
+        // embedded credit code fails that code's own check, and one to a dot or the
+        // prefix breaks the structure.
+        #[test]
+        fn one_change_to_a_license_id_is_refused(id in license_id(), i in any::<usize>(), c in any_char()) {
+            if let Some(changed) = replaced(&id, i, c) {
+                let e = check_license_id(&changed).unwrap_err();
+                prop_assert!(named(&e), "{e:?}");
+            }
+        }
+    }
+}
