@@ -651,27 +651,23 @@ mod fuzz {
 
     fn resident_id() -> impl Strategy<Value = String> {
         // Birth dates up to 2020: never in the future, whatever day the test runs.
-        (
-            "[0-9]{6}",
-            1900i32..=2020,
-            1u32..=12,
-            1u32..=28,
-            "[0-9]{3}",
-        )
-            .prop_map(|(region, y, m, d, seq)| {
+        ("[0-9]{6}", 1900i32..=2020, 1u32..=12, 1u32..=28, "[0-9]{3}").prop_map(
+            |(region, y, m, d, seq)| {
                 let first17 = format!("{region}{y:04}{m:02}{d:02}{seq}");
                 let check = resident_id_check_char(&first17).unwrap();
                 format!("{first17}{check}")
-            })
+            },
+        )
     }
 
     fn credit_code() -> impl Strategy<Value = String> {
-        proptest::collection::vec(proptest::sample::select(CREDIT_ALPHABET.to_vec()), 17)
-            .prop_map(|bytes| {
+        proptest::collection::vec(proptest::sample::select(CREDIT_ALPHABET.to_vec()), 17).prop_map(
+            |bytes| {
                 let first17 = String::from_utf8(bytes).unwrap();
                 let check = credit_code_check_char(&first17).unwrap();
                 format!("{first17}{check}")
-            })
+            },
+        )
     }
 
     fn license_id() -> impl Strategy<Value = String> {

@@ -466,4 +466,29 @@ mod tests {
             Some(64)
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// Whatever bytes a client puts in `X-Operator-Id`, the record holds at most 64
+        /// characters and no control character.
+        #[test]
+        fn any_operator_bytes_are_recorded_bounded_and_printable(
+            values in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), 0..4),
+        ) {
+            let mut req = stamped(Method::POST, "/v1/lookup", false, "");
+            for v in &values {
+                if let Ok(v) = http::HeaderValue::from_bytes(v) {
+                    req.headers_mut().append(OPERATOR_HEADER, v);
+                }
+            }
+            let o = Outcome::error(ApiError::Operator(String::new()));
+            let recorded = Envelope::of(&req, "gw-test").record(&o).operator;
+            let any = req.headers().contains_key(OPERATOR_HEADER);
+            proptest::prop_assert_eq!(recorded.is_some(), any);
+            let recorded = recorded.unwrap_or_default();
+            proptest::prop_assert!(recorded.chars().count() <= 64, "{:?}", recorded);
+            proptest::prop_assert!(!recorded.chars().any(char::is_control), "{:?}", recorded);
+        }
+    }
 }

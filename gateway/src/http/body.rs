@@ -238,3 +238,68 @@ mod tests {
         }
     }
 }
+
+/// Strategies shared by the body parsers' property tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod fuzz_support {
+    use bytes::Bytes;
+    use http::{header, HeaderMap};
+    use proptest::prelude::*;
+    use serde::de::DeserializeOwned;
+    use serde_json::Value;
+
+    use super::read_json;
+    use crate::error::ApiError;
+    use crate::http::test_support::body_limits;
+
+    /// Any JSON value, a few levels deep.
+    pub(crate) fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "\\PC{0,30}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                proptest::collection::btree_map("\\PC{0,12}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// An object with `keys` (each maybe present) holding any values, plus maybe an
+    /// unknown member: close enough to a real body to get past the first check.
+    pub(crate) fn shaped(keys: &'static [&'static str]) -> impl Strategy<Value = Value> {
+        (
+            proptest::collection::vec(proptest::option::of(json_value()), keys.len()),
+            proptest::option::of(json_value()),
+        )
+            .prop_map(move |(values, extra)| {
+                let mut object: serde_json::Map<String, Value> = keys
+                    .iter()
+                    .zip(values)
+                    .filter_map(|(k, v)| Some(((*k).to_owned(), v?)))
+                    .collect();
+                if let Some(extra) = extra {
+                    object.insert("unexpected".into(), extra);
+                }
+                Value::Object(object)
+            })
+    }
+
+    /// `bytes` read as a JSON body of type `T`, as the endpoints read it.
+    pub(crate) fn read<T: DeserializeOwned>(bytes: Vec<u8>) -> Result<T, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        let body = http_body_util::Full::new(Bytes::from(bytes));
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(read_json(&headers, body, &body_limits(4096), "a body"))
+    }
+}

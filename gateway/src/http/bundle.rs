@@ -661,4 +661,28 @@ mod tests {
         assert!(seen.take().is_empty());
         assert!(records(&log).await.is_empty());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// Any bytes or JSON as a bundle body: parsed, or a 400 naming the body.
+        #[test]
+        fn any_bundle_body_is_parsed_or_a_400(
+            bytes in proptest::prop_oneof![
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+                proptest::prelude::Strategy::prop_map(
+                    proptest::prop_oneof![
+                        crate::http::body::fuzz_support::json_value(),
+                        crate::http::body::fuzz_support::shaped(&["bundle", "subject", "matter", "case_id"]),
+                    ],
+                    |v| v.to_string().into_bytes(),
+                ),
+            ],
+        ) {
+            if let Err(e) = crate::http::body::fuzz_support::read::<BundleBody>(bytes) {
+                proptest::prop_assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{:?}", e);
+                proptest::prop_assert!(e.to_string().starts_with("body is not"), "{}", e);
+            }
+        }
+    }
 }

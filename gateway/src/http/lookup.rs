@@ -394,3 +394,60 @@ mod tests {
         }
     }
 }
+
+/// Property tests of what a client controls on the lookup path: any strings in a
+/// lookup are refused with a 400 naming the member, never a panic.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod fuzz {
+    use http::StatusCode;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::http::test_support::{lookup_request, COUNTER};
+
+    /// Text that is sometimes close to valid and sometimes anything at all.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,80}",
+            "[0-9X]{17,19}",
+            "[A-Za-z0-9./_-]{0,70}",
+            Just("population".to_owned()),
+            Just("legal_person".to_owned()),
+            Just("e_license".to_owned()),
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_lookup_is_valid_or_a_400(
+            dataset in text(),
+            subject in text(),
+            license_type in proptest::option::of(text()),
+            matter in text(),
+            case_id in text(),
+            fields in proptest::option::of(proptest::collection::vec(text(), 0..4)),
+        ) {
+            let asked = Asked { dataset, subject, license_type, matter, case_id, fields };
+            if let Err(e) = validate(lookup_request(COUNTER, asked)) {
+                prop_assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{:?}", e);
+            }
+        }
+
+        #[test]
+        fn token_takes_exactly_its_alphabet(value in text()) {
+            let ok = (1..=64).contains(&value.len())
+                && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
+            match token("case_id", &value) {
+                Ok(()) => prop_assert!(ok),
+                Err(e) => {
+                    prop_assert!(!ok);
+                    prop_assert!(e.to_string().contains("case_id"), "{}", e);
+                }
+            }
+        }
+    }
+}

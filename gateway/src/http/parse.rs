@@ -285,3 +285,117 @@ mod tests {
         assert!(seen.take().is_empty());
     }
 }
+
+/// Property tests of what a client sends to `/v1/lookup`: any body bytes and any
+/// `X-Operator-Id` bytes are answered with a 4xx, never a panic; a well-formed
+/// lookup reaches the lookup path as asked.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod fuzz {
+    use http::{Method, StatusCode};
+    use proptest::prelude::*;
+    use serde_json::json;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::http::body::fuzz_support::{json_value, shaped};
+    use crate::http::test_support::{body_limits, recorder, stamped, OPERATOR};
+    use crate::http::{Answer, Outcome};
+
+    const KEYS: &[&str] = &["dataset", "subject", "matter", "case_id", "fields"];
+
+    /// `req` through a parse layer over a recorder answering 200, and what reached it.
+    fn parsed(req: Request<http_body_util::Full<Bytes>>) -> (Outcome, Vec<LookupRequest>) {
+        let (inner, seen) = recorder(|_: &LookupRequest| {
+            Outcome::answer(Answer::Json {
+                status: StatusCode::OK,
+                body: json!({}),
+            })
+        });
+        let outcome = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(ParseLayer::new(body_limits(4096)).layer(inner).oneshot(req))
+            .unwrap();
+        (outcome, seen.take())
+    }
+
+    /// Refused with a 4xx and nothing passed on, or passed on with a 200.
+    fn answered_or_refused(outcome: &Outcome, seen: &[LookupRequest]) -> Result<(), TestCaseError> {
+        match &outcome.result {
+            Ok(_) => prop_assert_eq!(seen.len(), 1),
+            Err(e) => {
+                prop_assert!(e.status().is_client_error(), "{:?}", e);
+                prop_assert!(seen.is_empty());
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_body_bytes_are_refused_with_a_4xx(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let (outcome, seen) = parsed(stamped(Method::POST, "/v1/lookup", true, bytes));
+            answered_or_refused(&outcome, &seen)?;
+        }
+
+        #[test]
+        fn any_json_body_is_answered_or_refused_with_a_4xx(
+            body in prop_oneof![json_value(), shaped(KEYS)],
+        ) {
+            let (outcome, seen) =
+                parsed(stamped(Method::POST, "/v1/lookup", true, body.to_string()));
+            answered_or_refused(&outcome, &seen)?;
+        }
+
+        #[test]
+        fn a_well_formed_lookup_arrives_as_asked(
+            dataset in "\\PC{0,20}",
+            subject in "\\PC{0,30}",
+            matter in "\\PC{0,20}",
+            case_id in "\\PC{0,20}",
+            fields in proptest::option::of(proptest::collection::vec("\\PC{0,10}", 0..4)),
+        ) {
+            let body = json!({"dataset": dataset, "subject": subject, "matter": matter,
+                              "case_id": case_id, "fields": fields});
+            let (outcome, seen) =
+                parsed(stamped(Method::POST, "/v1/lookup", true, body.to_string()));
+            prop_assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+            let [lookup] = &seen[..] else { panic!("one lookup expected") };
+            let a = &lookup.asked;
+            prop_assert_eq!(
+                (&a.dataset, &a.subject, &a.matter, &a.case_id, &a.fields),
+                (&dataset, &subject, &matter, &case_id, &fields)
+            );
+            prop_assert_eq!(&lookup.operator, OPERATOR);
+        }
+
+        #[test]
+        fn any_operator_bytes_are_taken_only_when_visible_ascii(
+            values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..3),
+        ) {
+            let mut headers = http::HeaderMap::new();
+            for v in &values {
+                // What hyper would refuse never reaches us (NUL, CR, LF...).
+                if let Ok(v) = http::HeaderValue::from_bytes(v) {
+                    headers.append(OPERATOR_HEADER, v);
+                }
+            }
+            let count = headers.get_all(OPERATOR_HEADER).iter().count();
+            match operator(&headers) {
+                Ok(s) => {
+                    prop_assert_eq!(count, 1);
+                    prop_assert!((1..=64).contains(&s.len()));
+                    prop_assert!(s.bytes().all(|b| b.is_ascii_graphic()), "{:?}", s);
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+                    prop_assert!(e.to_string().contains("X-Operator-Id"), "{}", e);
+                }
+            }
+        }
+    }
+}
