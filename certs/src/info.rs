@@ -288,3 +288,107 @@ mod tests {
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
     }
 }
+
+/// Property tests: any bytes, and real certificates and CRLs with bytes changed, cut
+/// or inserted, are read or refused, never a panic.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod fuzz {
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+
+    use super::*;
+    use crate::{Authority, KeyAlg, RevocationReason, Revoked};
+
+    /// A client certificate and a CRL listing one serial, signed once for all cases.
+    fn real() -> &'static (Vec<u8>, Vec<u8>) {
+        static REAL: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+        REAL.get_or_init(|| {
+            let ca = Authority::create("Fuzz CA", KeyAlg::EcdsaP256).unwrap();
+            let identity = Identity::new("sz-hrss", "counter-01").unwrap();
+            let leaf = ca.issue_client(&identity, "", 30).unwrap();
+            let cert = CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap();
+            let revoked = [Revoked {
+                serial: "4a3b".into(),
+                at: OffsetDateTime::now_utc(),
+                reason: RevocationReason::KeyCompromise,
+            }];
+            let pem = ca.crl(&revoked, 7, Duration::days(7)).unwrap();
+            let crl = CertificateRevocationListDer::from_pem_slice(pem.as_bytes()).unwrap();
+            (cert.to_vec(), crl.to_vec())
+        })
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Set(usize, u8),
+        Cut(usize),
+        Insert(usize, u8),
+    }
+
+    fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
+        let one = prop_oneof![
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
+            any::<usize>().prop_map(Mutation::Cut),
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        ];
+        proptest::collection::vec(one, 1..6)
+    }
+
+    fn mutated(der: &[u8], mutations: &[Mutation]) -> Vec<u8> {
+        let mut out = der.to_vec();
+        for m in mutations {
+            let len = out.len().max(1);
+            match *m {
+                Mutation::Set(i, b) => {
+                    if let Some(x) = out.get_mut(i % len) {
+                        *x = b;
+                    }
+                }
+                Mutation::Cut(i) => out.truncate(i % len),
+                Mutation::Insert(i, b) => out.insert((i % len).min(out.len()), b),
+            }
+        }
+        out
+    }
+
+    fn read_all(bytes: &[u8]) {
+        let _ = CertInfo::from_der(bytes);
+        let _ = identity_from_cert(bytes);
+        let _ = CrlInfo::from_der(bytes);
+    }
+
+    #[test]
+    fn the_real_ones_read() {
+        let (cert, crl) = real();
+        let info = CertInfo::from_der(cert).unwrap();
+        assert_eq!(info.kind, CertKind::Client);
+        assert_eq!(
+            identity_from_cert(cert).unwrap().as_uri(),
+            "urn:tongban:sz-hrss:counter-01"
+        );
+        assert_eq!(CrlInfo::from_der(crl).unwrap().revoked, vec!["4a3b"]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            read_all(&bytes);
+        }
+
+        #[test]
+        fn a_changed_certificate_never_panics(m in mutations()) {
+            read_all(&mutated(&real().0, &m));
+        }
+
+        #[test]
+        fn a_changed_crl_never_panics(m in mutations()) {
+            read_all(&mutated(&real().1, &m));
+        }
+    }
+}
