@@ -251,3 +251,39 @@ pub fn parse_line(line: &str) -> Result<ExportLine, String> {
         other => Err(format!("unknown line type {other:?}")),
     }
 }
+
+/// Property tests: any line of an export given to `verify` is read or refused,
+/// never a panic.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::http::body::fuzz_support::json_value;
+
+    /// Lines shaped like an export's, with any values in them.
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,200}",
+            any::<String>(),
+            json_value().prop_map(|v| v.to_string()),
+            (json_value(), json_value(), json_value()).prop_map(|(seq, hash, record)| {
+                json!({"type": "record", "seq": seq, "hash": hash, "record": record}).to_string()
+            }),
+            json_value().prop_map(|c| json!({"type": "checkpoint", "checkpoint": c}).to_string()),
+            json_value().prop_map(|t| json!({"type": t}).to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_line_is_read_or_refused(line in line()) {
+            if let Err(e) = parse_line(&line) {
+                prop_assert!(!e.is_empty());
+            }
+        }
+    }
+}

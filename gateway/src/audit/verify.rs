@@ -775,3 +775,66 @@ mod tests {
         );
     }
 }
+
+/// Property tests: whatever an export or archive holds (any seq, hash and bytes, or
+/// well-sealed records at any seq), the chain check refuses or accepts, never panics.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::audit::{seal_entry, AuditEntry};
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// The next record, sealed right.
+        Sealed,
+        /// Anything.
+        Raw(i64, String, Vec<u8>),
+    }
+
+    fn seq() -> impl Strategy<Value = i64> {
+        prop_oneof![any::<i64>(), Just(i64::MAX), Just(i64::MIN), -3i64..3]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            Just(Step::Sealed),
+            (
+                seq(),
+                "[0-9a-f]{0,64}",
+                proptest::collection::vec(any::<u8>(), 0..80)
+            )
+                .prop_map(|(s, h, r)| Step::Raw(s, h, r)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_records_are_checked_without_panic(
+            first in seq(),
+            anchor in prop_oneof![Just(GENESIS.to_owned()), "[0-9a-f]{0,70}"],
+            steps in proptest::collection::vec(step(), 1..5),
+        ) {
+            let mut checker = ChainChecker::new(first, &anchor);
+            for step in steps {
+                let (seq, hash, record) = match step {
+                    Step::Sealed => {
+                        let (record, hash) = seal_entry(
+                            checker.expected(),
+                            &checker.prev_hash(),
+                            &AuditEntry::default(),
+                        )
+                        .unwrap();
+                        (checker.expected(), hash, record.into_bytes())
+                    }
+                    Step::Raw(seq, hash, record) => (seq, hash, record),
+                };
+                let _ = checker.check(seq, &hash, &record);
+            }
+        }
+    }
+}
