@@ -353,3 +353,76 @@ pub(crate) mod tests {
         assert_eq!(back, a);
     }
 }
+
+/// Property tests of the agreement JSON the admin API accepts: a good agreement with
+/// any one member replaced by any JSON is read and checked, or refused, never a panic.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod fuzz {
+    use chrono::{TimeZone as _, Utc};
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::schedule::{Clock, TimeZone};
+
+    fn good() -> Value {
+        json!({
+            "id": "hrss-population-2026", "provider": "sz-psb",
+            "consumer": "urn:tongban:sz-hrss:counter-01", "dataset": "population",
+            "matters": ["social-insurance-enrollment"],
+            "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-12-31T23:59:59Z",
+            "hours": "08:30-17:30", "daily_quota": 500,
+            "approver": "urn:tongban:sz-psb:admin-01",
+            "fields": {"name": "full", "household_address": "masked"}
+        })
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "\\PC{0,20}".prop_map(Value::from),
+            "[0-9:TZ+-]{0,25}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 12, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map("\\PC{0,10}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    #[test]
+    fn the_good_agreement_is_valid() {
+        let a: Agreement = serde_json::from_value(good()).unwrap();
+        a.validate().unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_member_replaced_is_read_or_refused(
+            member in proptest::sample::select(vec![
+                "id", "provider", "consumer", "dataset", "matters", "valid_from",
+                "valid_until", "hours", "days", "daily_quota", "approver", "fields",
+                "unknown",
+            ]),
+            v in json_value(),
+            hour in 0u32..24,
+        ) {
+            let mut body = good();
+            body[member] = v;
+            if let Ok(a) = serde_json::from_value::<Agreement>(body) {
+                if a.validate().is_ok() {
+                    let at = Utc.with_ymd_and_hms(2026, 6, 1, hour, 0, 0).unwrap();
+                    let _ = a.unmet("social-insurance-enrollment", &Clock::new(at, TimeZone::default()));
+                }
+            }
+        }
+    }
+}

@@ -290,3 +290,105 @@ household_address = "masked"
         assert!(e.starts_with("a.toml:6: "), "{e}");
     }
 }
+
+/// Property tests: any text, and a good file with a line or value replaced by any
+/// text, is parsed or refused with an error naming the file (and a line when the
+/// text was TOML), never a panic.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod fuzz {
+    use chrono::{TimeZone as _, Utc};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::schedule::{Clock, TimeZone};
+
+    const GOOD: &str = r#"[[agreement]]
+id = "hrss-population-2026"
+provider = "sz-psb"
+consumer = "urn:tongban:sz-hrss:counter-01"
+dataset = "population"
+matters = ["social-insurance-enrollment"]
+valid_from = "2026-01-01T00:00:00Z"
+valid_until = "2027-12-31T23:59:59Z"
+hours = "08:30-17:30"
+daily_quota = 500
+approver = "urn:tongban:sz-psb:admin-01"
+[agreement.fields]
+name = "full"
+household_address = "masked"
+"#;
+
+    /// A value as TOML might hold it: strings of any text, numbers, arrays, dates.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,30}".prop_map(|s| format!("{s:?}")),
+            "[0-9:-]{0,12}".prop_map(|s| format!("{s:?}")),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|n| n.to_string()),
+            "\\PC{0,30}",
+            proptest::collection::vec("\\PC{0,12}", 0..3).prop_map(|v| format!("{v:?}")),
+            Just("1979-05-27T07:32:00Z".to_owned()),
+        ]
+    }
+
+    /// `GOOD` with line `i` replaced: its value by `v`, or the whole line by `v`.
+    fn edited(i: usize, v: &str, whole: bool) -> String {
+        let mut lines: Vec<String> = GOOD.lines().map(str::to_owned).collect();
+        let i = i % lines.len();
+        lines[i] = match lines[i].split_once(" = ") {
+            Some((key, _)) if !whole => format!("{key} = {v}"),
+            _ => v.to_owned(),
+        };
+        lines.join("\n")
+    }
+
+    fn parsed_or_named(text: &str) -> Result<(), TestCaseError> {
+        match AgreementFile::parse(Path::new("a.toml"), text) {
+            Ok(file) => {
+                let clock = Clock::new(
+                    Utc.with_ymd_and_hms(2026, 6, 1, 10, 0, 0).unwrap(),
+                    TimeZone::default(),
+                );
+                for a in &file.agreements {
+                    let _ = a.unmet("social-insurance-enrollment", &clock);
+                }
+            }
+            Err(e) => {
+                let shown = e.to_string();
+                let line = shown
+                    .strip_prefix("a.toml:")
+                    .and_then(|rest| rest.split_once(':'));
+                prop_assert!(
+                    line.is_some_and(|(n, _)| n.parse::<usize>().is_ok()),
+                    "{}",
+                    shown
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_good_file_parses() {
+        AgreementFile::parse(Path::new("a.toml"), GOOD).unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_text_is_parsed_or_refused_naming_file_and_line(text in "\\PC{0,300}") {
+            parsed_or_named(&text)?;
+        }
+
+        #[test]
+        fn a_good_file_with_one_line_changed_is_parsed_or_refused_naming_its_line(
+            i in any::<usize>(),
+            v in value(),
+            whole in any::<bool>(),
+        ) {
+            parsed_or_named(&edited(i, &v, whole))?;
+        }
+    }
+}
