@@ -899,4 +899,67 @@ dataset = "population"
             "{e}"
         );
     }
+
+    /// Found by the property below: TLS files set by a variable on a SQL source were
+    /// blamed on the source's `kind` line in the file.
+    #[test]
+    fn tls_files_on_a_sql_source_name_the_variable() {
+        let d = dir();
+        let e = load(&d, FULL, &[("TONGBAN_SOURCES_0_CA", "other.pem")]).unwrap_err();
+        assert!(e.contains("TONGBAN_SOURCES_0_CA"), "{e}");
+        assert!(e.contains("are for kind = \"http\""), "{e}");
+    }
+
+    /// Every known variable, its `[]` indexes 0 and its `*` keys `birth_date`.
+    fn variable_names() -> Vec<String> {
+        schema::settings()
+            .iter()
+            .map(|s| {
+                let name: String = pattern_steps(&s.pattern)
+                    .map(|s| s.map_or("0".to_owned(), |k| k.replace('*', "birth_date")))
+                    .collect::<Vec<_>>()
+                    .join("_")
+                    .to_ascii_uppercase();
+                format!("TONGBAN_{name}")
+            })
+            .collect()
+    }
+
+    /// A value as an operator might set it, or anything at all.
+    fn value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "\\PC{0,40}",
+            any::<String>(),
+            any::<i64>().prop_map(|n| n.to_string()),
+            "[0-9]{1,25}",
+            "[a-z0-9.,:/ \\[\\]\"'-]{0,40}",
+            Just("other.pem".to_owned()),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, ..Default::default() })]
+
+        /// Any value of any known variable over a good file: loaded, or refused
+        /// naming that variable; never a panic.
+        #[test]
+        fn any_value_of_a_variable_is_taken_or_refused_naming_it(
+            name in proptest::sample::select(variable_names()),
+            value in value(),
+        ) {
+            let d = dir();
+            if let Err(e) = load(&d, FULL, &[(&name, &value)]) {
+                // Named by the variable, or — for what the value breaks elsewhere (a
+                // renamed source a dataset still names) and for [sources.resilience]
+                // and health_path, which keep no position of their own — by the line
+                // of the file it breaks.
+                let at_line = e
+                    .split_once("tongban.toml:")
+                    .and_then(|(_, rest)| rest.split_once(':'))
+                    .is_some_and(|(n, _)| n.parse::<usize>().is_ok());
+                proptest::prop_assert!(e.contains(&name) || at_line, "{name}={value:?}: {e}");
+            }
+        }
+    }
 }

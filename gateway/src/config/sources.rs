@@ -338,9 +338,12 @@ impl Checker<'_> {
             SourceKind::Sql => (self.sql_url(s)?, None),
             SourceKind::Http => (self.http_url(s)?, Some(self.source_tls(s)?)),
         };
-        if kind == SourceKind::Sql && (!s.ca.is_empty() || s.cert.is_some() || s.key.is_some()) {
+        // Point at the TLS setting given, not at `kind`: if a TONGBAN_* variable set
+        // it, the error then names that variable.
+        let tls_given = s.ca.first().or(s.cert.as_ref()).or(s.key.as_ref());
+        if let (SourceKind::Sql, Some(given)) = (kind, tls_given) {
             return Err(self.err(
-                s.kind.span(),
+                given.span(),
                 "sources: ca, cert and key are for kind = \"http\"; a SQL source puts TLS \
                  settings in its url"
                     .into(),
