@@ -67,14 +67,15 @@ async fn the_document_describes_every_answer_of_the_live_gateway() {
     // The checks bite: with the statuses a wrong record number gets taken out of the
     // document, the same run fails.
     let mut narrowed: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&doc).expect("docs/openapi.json")).unwrap();
+        serde_json::from_slice(&std::fs::read(&doc).expect("docs/openapi.json"))
+            .expect("docs/openapi.json is JSON");
     let responses = narrowed["paths"]["/audit/v1/records/{seq}"]["get"]["responses"]
         .as_object_mut()
         .expect("responses of GET /audit/v1/records/{seq}");
     responses.remove("400");
     responses.remove("404");
     let narrowed_doc = gw.path().join("narrowed-openapi.json");
-    std::fs::write(&narrowed_doc, narrowed.to_string()).unwrap();
+    std::fs::write(&narrowed_doc, narrowed.to_string()).expect("write the narrowed document");
     let (ok, said) =
         tokio::task::block_in_place(|| run(&gw, &narrowed_doc, "auditor", "^/audit/v1/records/"));
     assert!(
