@@ -187,7 +187,8 @@ mod tests {
     use super::*;
     use crate::catalogue::DEFAULT_MATTERS;
 
-    const GOOD: &str = r#"
+    /// A file every check accepts; the fuzz properties edit it too.
+    pub(super) const GOOD: &str = r#"
 [[agreement]]
 id = "hrss-population-2026"
 provider = "sz-psb"
@@ -300,24 +301,9 @@ mod fuzz {
     use chrono::{TimeZone as _, Utc};
     use proptest::prelude::*;
 
+    use super::tests::GOOD;
     use super::*;
     use crate::schedule::{Clock, TimeZone};
-
-    const GOOD: &str = r#"[[agreement]]
-id = "hrss-population-2026"
-provider = "sz-psb"
-consumer = "urn:tongban:sz-hrss:counter-01"
-dataset = "population"
-matters = ["social-insurance-enrollment"]
-valid_from = "2026-01-01T00:00:00Z"
-valid_until = "2027-12-31T23:59:59Z"
-hours = "08:30-17:30"
-daily_quota = 500
-approver = "urn:tongban:sz-psb:admin-01"
-[agreement.fields]
-name = "full"
-household_address = "masked"
-"#;
 
     /// A value as TOML might hold it: strings of any text, numbers, arrays, dates.
     fn value() -> impl Strategy<Value = String> {

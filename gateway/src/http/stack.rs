@@ -51,14 +51,14 @@ pub fn lookup_service(
 }
 
 /// `/v1/lookup`: the body parsed, then the lookup path.
-fn lookup_route<B>(app: &App, lookup: LookupService) -> RouteService<B>
+fn lookup_route<B>(body: BodyLimits, lookup: LookupService) -> RouteService<B>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
     let svc = ServiceBuilder::new()
         // Malformed bodies and a missing operator stop here.
-        .layer(ParseLayer::new(BodyLimits::from(&app.config.limits)))
+        .layer(ParseLayer::new(body))
         .service(lookup);
     BoxCloneSyncService::new(svc)
 }
@@ -71,19 +71,17 @@ where
 {
     // One lookup path, shared by lookups and every bundle item.
     let lookup = lookup_service(Arc::clone(&app.policy), Arc::clone(&app.routes));
+    let body = BodyLimits::from(&app.config.limits);
     let bundles = bundle_service(
         &app.config.bundles,
         lookup.clone(),
         app.audit.clone(),
         app.config.node.clone(),
-        BodyLimits::from(&app.config.limits),
+        body,
     );
-    let agreements = agreements_service(
-        Arc::clone(&app.policy),
-        BodyLimits::from(&app.config.limits),
-    );
+    let agreements = agreements_service(Arc::clone(&app.policy), body);
     Router::new(app.signer.jwks())
-        .route(&[Method::POST], LOOKUP, lookup_route(app, lookup))
+        .route(&[Method::POST], LOOKUP, lookup_route(body, lookup))
         .route(&[Method::POST], BUNDLE, bundles)
         .route(&[Method::GET], OPENAPI, openapi_service())
         .prefix(
@@ -109,10 +107,7 @@ where
         .route(
             &[Method::GET, Method::POST, Method::DELETE],
             ROLES,
-            roles_service(
-                Arc::clone(&app.policy),
-                BodyLimits::from(&app.config.limits),
-            ),
+            roles_service(Arc::clone(&app.policy), body),
         )
 }
 
