@@ -168,13 +168,14 @@ impl Connection {
                 return;
             }
         };
-        // Kept to check against CRLs loaded while the connection is open.
-        let cert = tls
+        // Kept to check against CRLs loaded while the connection is open; read only
+        // when one is, not on every handshake.
+        let cert: Option<Vec<u8>> = tls
             .get_ref()
             .1
             .peer_certificates()
             .and_then(|c| c.first())
-            .and_then(|c| certs::CertInfo::from_der(c.as_ref()).ok());
+            .map(|c| c.as_ref().to_vec());
         let principal = match peer_principal(tls.get_ref().1, self.app.tls.metrics()) {
             Ok(p) => p,
             Err(error) => {
@@ -240,13 +241,16 @@ impl Connection {
                 _ = &mut age, if !closing => true,
                 _ = activity.idle(idle, usize::from(over.is_some())), if !closing => true,
                 changed = crls.changed(), if !closing && watching_crls => match (changed, &cert) {
-                    (Ok(()), Some(cert)) => {
-                        let revoked = crls.borrow_and_update().iter().any(|c| c.revokes(cert));
-                        if revoked {
+                    (Ok(()), Some(der)) => {
+                        let current = Arc::clone(&crls.borrow_and_update());
+                        let revoked = certs::CertInfo::from_der(der)
+                            .ok()
+                            .filter(|cert| current.iter().any(|c| c.revokes(cert)));
+                        if let Some(cert) = &revoked {
                             tracing::info!(peer = %self.peer, serial = %cert.serial,
                                 "client certificate revoked; closing its connection after the current request");
                         }
-                        revoked
+                        revoked.is_some()
                     }
                     _ => {
                         watching_crls = false;

@@ -30,11 +30,15 @@ impl Shares {
     /// is given back when the returned value is dropped.
     pub fn try_take(self: &Arc<Self>, identity: &str) -> Option<Share> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let n = held.entry(identity.to_owned()).or_insert(0);
-        if *n >= self.limit {
-            return None;
+        // Looked up by reference: an identity already holding something costs no
+        // allocation here.
+        match held.get_mut(identity) {
+            Some(n) if *n >= self.limit => return None,
+            Some(n) => *n += 1,
+            None => {
+                held.insert(identity.to_owned(), 1);
+            }
         }
-        *n += 1;
         Some(Share {
             shares: Arc::clone(self),
             identity: identity.to_owned(),

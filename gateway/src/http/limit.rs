@@ -138,9 +138,8 @@ where
         let identity = req
             .extensions()
             .get::<Principal>()
-            .map(|p| p.identity.as_uri().to_owned())
-            .unwrap_or_default();
-        let Some(share) = self.layer.requests.try_take(&identity) else {
+            .map_or("", |p| p.identity.as_uri());
+        let Some(share) = self.layer.requests.try_take(identity) else {
             return refuse("requests", self.layer.requests.limit());
         };
         let mut inner = take_ready(&mut self.inner);
