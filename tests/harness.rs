@@ -165,6 +165,7 @@ pub struct Answer {
 }
 
 /// An mTLS client; one connection per request.
+#[derive(Clone)]
 pub struct Client {
     tls: Arc<rustls::ClientConfig>,
     addr: SocketAddr,

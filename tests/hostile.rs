@@ -271,41 +271,10 @@ async fn half_sent_http2_streams_from_one_identity_do_not_starve_another() {
     .await;
     // counter-b over one HTTP/2 connection: 10 streams, each sending the start of
     // a body and then nothing.
-    let pki = gw.path().join("pki");
-    let tls = certs::client_config(
-        &[pki.join("ca.pem")],
-        Some((&pki.join("counter-b.pem"), &pki.join("counter-b.key"))),
-        vec![b"h2".to_vec()],
-    )
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(gw.running.addr)
-        .await
-        .unwrap();
-    let io = tokio_rustls::TlsConnector::from(tls)
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let (sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let sender = h2_sender(&gw, "counter-b").await;
     let mut streams = Vec::new();
     for _ in 0..10 {
-        let mut sender = sender.clone();
-        let req = http::Request::post("/v1/lookup")
-            .header("x-operator-id", "clerk-009")
-            .header("content-type", "application/json")
-            .body(Stalled(Some(bytes::Bytes::from_static(b"{\"dataset\":"))))
-            .unwrap();
-        streams.push(tokio::spawn(async move {
-            sender.send_request(req).await.map(|r| r.status().as_u16())
-        }));
+        streams.push(tokio::spawn(stalled_stream(sender.clone())));
     }
 
     // Meanwhile counter-a's lookups are all answered.
@@ -332,32 +301,231 @@ async fn half_sent_http2_streams_from_one_identity_do_not_starve_another() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_the_http_parser_refuses_is_audited() {
+async fn a_request_the_http_parser_refuses_is_answered_as_problem_and_audited_first() {
     let gw = Gateway::start().await;
-    let before = gw.audit_count().await;
-    let mut s = gw.client("counter-b").tls_stream().await.unwrap();
-    // A NUL byte in a header value: hyper refuses the head itself.
-    s.write_all(b"POST /v1/lookup HTTP/1.1\r\nhost: localhost\r\nx-operator-id: a\0b\r\n\r\n")
+    let huge = format!(
+        "GET /v1/lookup HTTP/1.1\r\nhost: localhost\r\nx-big: {}\r\n\r\n",
+        "a".repeat(512 * 1024)
+    );
+    let cases: [(&[u8], u16, &str); 4] = [
+        // A NUL byte in a header value.
+        (
+            b"POST /v1/lookup HTTP/1.1\r\nhost: localhost\r\nx-operator-id: a\0b\r\n\r\n",
+            400,
+            "malformed-head",
+        ),
+        // A control character.
+        (
+            b"GET /v1/lookup HTTP/1.1\r\nhost: localhost\r\nx-a: \x01\r\n\r\n",
+            400,
+            "malformed-head",
+        ),
+        // A space inside a header name.
+        (
+            b"GET /v1/lookup HTTP/1.1\r\nhost: localhost\r\nx a: b\r\n\r\n",
+            400,
+            "malformed-head",
+        ),
+        // A head over the parser's limit.
+        (huge.as_bytes(), 431, "head-too-large"),
+    ];
+    for (request, status, slug) in cases {
+        let before = gw.audit_count().await;
+        let mut s = gw.client("counter-b").tls_stream().await.unwrap();
+        // The write may be cut short when the gateway answers before reading it all.
+        let _ = s.write_all(request).await;
+        let answer = until_closed(&mut s).await;
+        assert_eq!(status_of(&answer), status, "{answer}");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains("content-type: application/problem+json"),
+            "{head}"
+        );
+        let problem: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(problem["type"], format!("/problems/{slug}"), "{problem}");
+        let id = problem["request_id"].as_str().unwrap();
+        assert!(head.contains(&format!("x-request-id: {id}")), "{head}");
+        // Recorded, under the connection's identity, before the answer left.
+        assert_eq!(
+            gw.audit_count().await,
+            before + 1,
+            "{slug} not audited first"
+        );
+        let last = gw.last_audit().await;
+        assert_eq!(last["request_id"], id, "{last}");
+        assert_eq!(last["status"], status, "{last}");
+        assert!(
+            last["consumer"].as_str().unwrap().contains("sz-civil"),
+            "{last}"
+        );
+        assert!(
+            last["reason"].as_str().unwrap().contains("HTTP parser"),
+            "{last}"
+        );
+    }
+}
+
+/// An HTTP/2 connection to the gateway as `name`.
+async fn h2_sender(gw: &Gateway, name: &str) -> hyper::client::conn::http2::SendRequest<Stalled> {
+    let pki = gw.path().join("pki");
+    let tls = certs::client_config(
+        &[pki.join("ca.pem")],
+        Some((
+            &pki.join(format!("{name}.pem")),
+            &pki.join(format!("{name}.key")),
+        )),
+        vec![b"h2".to_vec()],
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.running.addr)
         .await
         .unwrap();
-    let answer = until_closed(&mut s).await;
-    assert_eq!(status_of(&answer), 400, "{answer}");
-    // Recorded under the connection's identity, once the connection has ended.
-    let recorded = tokio::time::timeout(PATIENCE, async {
-        while gw.audit_count().await == before {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    let io = tokio_rustls::TlsConnector::from(tls)
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// A lookup stream that sends the start of its body, then nothing: its status, or
+/// the error that ended it.
+async fn stalled_stream(
+    mut sender: hyper::client::conn::http2::SendRequest<Stalled>,
+) -> Result<u16, hyper::Error> {
+    let req = http::Request::post("/v1/lookup")
+        .header("x-operator-id", "clerk-009")
+        .header("content-type", "application/json")
+        .body(Stalled(Some(bytes::Bytes::from_static(b"{\"dataset\":"))))
+        .unwrap();
+    sender.send_request(req).await.map(|r| r.status().as_u16())
+}
+
+/// A connection that sends a lookup's head and 11 of its 1,000 body bytes, then
+/// nothing: what the gateway answers before it closes.
+async fn half_sent_connection(client: tongban_tests::Client) -> String {
+    let mut s = client.tls_stream().await.unwrap();
+    s.write_all(head(1_000).as_bytes()).await.unwrap();
+    s.write_all(b"{\"dataset\":").await.unwrap();
+    until_closed(&mut s).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_half_sent_requests_from_one_identity_do_not_starve_another() {
+    // The default limits: 256 connections and 512 requests in flight per identity,
+    // 64 streams per HTTP/2 connection, bodies at 1 KiB/s after 5 s.
+    let gw = Gateway::start().await;
+    let hostile = gw.client("counter-b");
+    let held = &gw.running.app.request_shares;
+    let identity = "urn:tongban:sz-civil:counter-01";
+
+    // counter-b: 8 HTTP/2 connections of 64 half-sent streams each…
+    let mut h2 = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let sender = h2_sender(&gw, "counter-b").await;
+        for _ in 0..64 {
+            h2.spawn(stalled_stream(sender.clone()));
+        }
+    }
+    // … and 1,000 HTTP/1.1 connections, each with a half-sent lookup, opened a few
+    // at a time so that every handshake completes.
+    let mut h1 = tokio::task::JoinSet::new();
+    let opening = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+    for _ in 0..1_000 {
+        let permit = std::sync::Arc::clone(&opening)
+            .acquire_owned()
+            .await
+            .unwrap();
+        let client = hostile.clone();
+        h1.spawn(async move {
+            let answer = half_sent_connection(client);
+            drop(permit);
+            answer.await
+        });
+    }
+    // Once counter-b holds its whole share of requests in flight…
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while held.held(identity) < 512 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
-    assert!(recorded.is_ok(), "the refused request was not audited");
-    let last = gw.last_audit().await;
-    assert_eq!(last["status"], 400, "{last}");
     assert!(
-        last["consumer"].as_str().unwrap().contains("sz-civil"),
-        "{last}"
+        waited.is_ok(),
+        "counter-b never held its share: {}",
+        held.held(identity)
     );
+
+    // … counter-a's lookups are all answered.
+    let fair = gw.client("counter-a");
+    let body = allowed_lookup(&gw);
+    for _ in 0..20 {
+        let a = fair.lookup(Some("clerk-001"), &body).await.unwrap();
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+
+    // Every one of counter-b's requests ends: refused beyond its share (429) or cut
+    // off once its body is too slow (408); an HTTP/2 stream may instead see its
+    // connection closed when every stream of it has ended.
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    let ended = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(answer) = h1.join_next().await {
+            *statuses
+                .entry(format!("h1 {}", status_of(&answer.unwrap())))
+                .or_default() += 1;
+        }
+        while let Some(stream) = h2.join_next().await {
+            let status = stream.unwrap().map_or("closed".into(), |s| s.to_string());
+            *statuses.entry(format!("h2 {status}")).or_default() += 1;
+        }
+    })
+    .await;
     assert!(
-        last["reason"].as_str().unwrap().contains("malformed HTTP"),
-        "{last}"
+        ended.is_ok(),
+        "some of counter-b's requests never ended: {statuses:?}"
+    );
+    eprintln!("counter-b's requests ended: {statuses:?}");
+    let h1_total: usize = statuses
+        .iter()
+        .filter(|(k, _)| k.starts_with("h1"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(h1_total, 1_000, "{statuses:?}");
+    let unexpected: Vec<_> = statuses
+        .keys()
+        .filter(|k| !["h1 408", "h1 429", "h2 408", "h2 429", "h2 closed"].contains(&k.as_str()))
+        .collect();
+    assert!(unexpected.is_empty(), "{statuses:?}");
+    // At most its share was ever held: 512 cut off for slowness, the rest refused.
+    let slow = statuses.get("h1 408").unwrap_or(&0) + statuses.get("h2 408").unwrap_or(&0);
+    assert!(slow <= 512, "{statuses:?}");
+    assert_eq!(held.held(identity), 0);
+
+    // Each answer is audited, under counter-b's identity.
+    let db = gw.state_db().await;
+    let (audited,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_log WHERE json_extract(record, '$.consumer') LIKE '%sz-civil%' \
+         AND json_extract(record, '$.status') IN (408, 429)",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let answered: usize = statuses
+        .iter()
+        .filter(|(k, _)| !k.ends_with("closed"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        audited as usize >= answered,
+        "{audited} audited, {statuses:?}"
     );
 }

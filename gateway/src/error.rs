@@ -93,9 +93,27 @@ pub enum ApiError {
     /// The request body arrived slower than the minimum rate.
     #[error("the request body arrived slower than {0} bytes per second")]
     BodyTooSlow(u64),
+    /// hyper's HTTP/1 parser refused the request head; nothing of it reached a layer.
+    #[error("{0}")]
+    HeadRefused(HeadRefusal),
     /// A bug or an unexpected internal failure.
     #[error("internal error")]
     Internal(String),
+}
+
+/// Why the HTTP/1 parser refused a request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadRefusal {
+    /// A malformed request line or header: a control character, NUL or bare LF, a
+    /// header name or value outside the grammar.
+    #[error("the request head is malformed (a control character, NUL or bare LF, or a line outside the HTTP grammar)")]
+    Malformed,
+    /// The head is larger than the parser takes.
+    #[error("the request head is larger than the gateway reads")]
+    TooLarge,
+    /// The request target is longer than the parser takes.
+    #[error("the request target (URI) is longer than the gateway reads")]
+    UriTooLong,
 }
 
 /// `allow` as the `Allow` header gives it: `GET, POST`.
@@ -149,6 +167,11 @@ impl ApiError {
             ApiError::AuditUnavailable | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ShareExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeadRefused(r) => match r {
+                HeadRefusal::Malformed => StatusCode::BAD_REQUEST,
+                HeadRefusal::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                HeadRefusal::UriTooLong => StatusCode::URI_TOO_LONG,
+            },
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -185,6 +208,11 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::ShareExceeded { .. } => "share-exceeded",
             ApiError::BodyTooSlow(_) => "body-too-slow",
+            ApiError::HeadRefused(r) => match r {
+                HeadRefusal::Malformed => "malformed-head",
+                HeadRefusal::TooLarge => "head-too-large",
+                HeadRefusal::UriTooLong => "uri-too-long",
+            },
             ApiError::Internal(_) => "internal",
         }
     }
@@ -221,6 +249,11 @@ impl ApiError {
             ApiError::Overloaded => "Overloaded",
             ApiError::ShareExceeded { .. } => "Client over its share",
             ApiError::BodyTooSlow(_) => "Request body too slow",
+            ApiError::HeadRefused(r) => match r {
+                HeadRefusal::Malformed => "Malformed request head",
+                HeadRefusal::TooLarge => "Request head too large",
+                HeadRefusal::UriTooLong => "Request target too long",
+            },
             ApiError::Internal(_) => "Internal error",
         }
     }

@@ -18,9 +18,11 @@ use tower::Service;
 
 use crate::app::App;
 use crate::config::Config;
+use crate::error::{ApiError, HeadRefusal};
 use crate::http::route::Router;
 use crate::http::stack::{counter_service, router};
 use crate::http::{ops, Principal};
+use crate::parser_refusal::{ParserRefusals, RecordRefusal};
 use crate::start_error::StartError;
 
 /// A gateway that is serving.
@@ -219,7 +221,18 @@ impl Connection {
                 limits.http2_keepalive_timeout_ms.max(1),
             ))
             .max_concurrent_streams(limits.http2_max_concurrent_streams.max(1));
-        let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
+        let record = {
+            let app = Arc::clone(&self.app);
+            let caller = caller.clone();
+            let record: RecordRefusal = Box::new(move |refusal, request_id| {
+                Box::pin(
+                    async move { audit_refused_head(&app, &caller, refusal, request_id).await },
+                )
+            });
+            record
+        };
+        let io = TokioIo::new(ParserRefusals::new(tls, record));
+        let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
         let mut conn = std::pin::pin!(conn);
         let idle = if over.is_some() {
             Duration::ZERO
@@ -265,9 +278,6 @@ impl Connection {
         };
         if let Err(e) = ended {
             tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
-            if let Some(malformed) = malformed_request(&*e) {
-                audit_malformed(&self.app, &caller, &malformed).await;
-            }
         }
         drop(share);
     }
@@ -355,39 +365,35 @@ where
     }
 }
 
-/// What hyper's parser refused, when a connection ended because a request could not
-/// be parsed (a control character or bare LF in a header, a head over the limit).
-fn malformed_request(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut source = Some(e);
-    while let Some(err) = source {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_too_large() {
-                return Some(h.to_string());
-            }
-        }
-        source = err.source();
-    }
-    None
-}
-
-/// hyper answers a request its parser refuses itself (a bare 400, or 431) before any
-/// layer sees it; the access is still recorded, under the connection's identity.
-async fn audit_malformed(app: &App, caller: &Principal, why: &str) {
+/// Record a request head hyper's parser refused, under the connection's identity;
+/// `true` once durable. Its answer waits for this (see [`ParserRefusals`]).
+async fn audit_refused_head(
+    app: &App,
+    caller: &Principal,
+    refusal: HeadRefusal,
+    request_id: String,
+) -> bool {
+    let error = ApiError::HeadRefused(refusal);
     let entry = crate::audit::AuditEntry {
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        request_id: uuid::Uuid::now_v7().to_string(),
+        request_id,
         node: app.config.node.clone(),
         consumer: Some(caller.identity.to_string()),
         cert_fingerprint: Some(caller.fingerprint.clone()),
-        status: 400,
+        status: error.status().as_u16(),
         decision: crate::audit::Decision::Error,
         reason: Some(format!(
-            "malformed HTTP request, refused by the parser: {why}"
+            "refused by the HTTP parser: {}",
+            error.audit_reason()
         )),
         ..crate::audit::AuditEntry::default()
     };
-    if let Err(e) = app.audit.append(entry).await {
-        tracing::error!(error = %e, "audit write failed for a malformed request");
+    match app.audit.append(entry).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "audit write failed for a refused request head");
+            false
+        }
     }
 }
 
