@@ -7,8 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use gateway::audit::{self, seal_entry, AuditEntry, AuditStore, Filter};
-use gateway::config::StateDb;
+use audit::{self, seal_entry, AuditEntry, AuditStore, Database, Filter};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
@@ -297,7 +296,7 @@ async fn auditor_api_searches_with_pages_and_refuses_other_roles() {
     };
 
     // All lookups by clerk-001, two per page, followed to the end.
-    let store = AuditStore::open_existing(&StateDb::Sqlite(gw.path().join("state.db")))
+    let store = AuditStore::open_existing(&Database::Sqlite(gw.path().join("state.db")))
         .await
         .unwrap();
     let mut want = Filter::default();
@@ -527,7 +526,7 @@ async fn subject_report_tells_who_looked_and_why() {
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
     traffic(&gw, 6).await;
 
-    let store = AuditStore::open_existing(&StateDb::Sqlite(gw.path().join("state.db")))
+    let store = AuditStore::open_existing(&Database::Sqlite(gw.path().join("state.db")))
         .await
         .unwrap();
     let report = audit::subject_report(&store, subject, &Filter::default())
@@ -604,7 +603,7 @@ async fn report_finds_denial_bursts_and_case_fan_out() {
             .await
             .unwrap();
     }
-    let store = AuditStore::open_existing(&StateDb::Sqlite(gw.path().join("state.db")))
+    let store = AuditStore::open_existing(&Database::Sqlite(gw.path().join("state.db")))
         .await
         .unwrap();
     let rules = audit::AnomalyRules {

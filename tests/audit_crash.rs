@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway::audit::{AuditStore, Filter};
-use gateway::config::StateDb;
+use audit::{AuditStore, Database, Filter};
 use http::StatusCode;
 use serde_json::Value;
 use tongban_tests::{free_addr, test_counts, tongban_binary};
@@ -193,7 +192,7 @@ async fn sigkill_under_load_loses_no_answered_record() {
     child.wait().unwrap();
 
     // Every answer the clients got has its record, with the hash they were given.
-    let store = AuditStore::open_existing(&StateDb::Sqlite(dir.path().join("state.db")))
+    let store = AuditStore::open_existing(&Database::Sqlite(dir.path().join("state.db")))
         .await
         .unwrap();
     let rows = store.search(&Filter::default(), 0, 100_000).await.unwrap();

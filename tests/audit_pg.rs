@@ -6,12 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::audit::{
-    self, merge_jwks, AuditEntry, AuditLog, AuditSettings, AuditStore, Decision, Filter,
+use audit::signing::Signer;
+use audit::{
+    self, merge_jwks, AuditEntry, AuditLog, AuditSettings, AuditStore, Database, Decision, Filter,
     VerifyOptions,
 };
-use gateway::config::StateDb;
-use gateway::signing::Signer;
 use rustls_pki_types::pem::PemObject as _;
 use tongban_tests::PgDatabase;
 
@@ -37,7 +36,7 @@ async fn two_gateways_share_one_verifiable_chain() {
     let Some(db) = PgDatabase::create("audit").await else {
         return;
     };
-    let state = StateDb::Postgres(db.url());
+    let state = Database::Postgres(db.url());
     let (key_a, key_b) = (signer(), signer());
     let a = AuditLog::open(&state, Arc::clone(&key_a), settings("gw-a"))
         .await

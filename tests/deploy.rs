@@ -926,7 +926,7 @@ async fn setup_sh_makes_what_the_compose_gateways_need() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     certs::server_trust(&config.tls.files()).unwrap_or_else(|e| panic!("{e}"));
-    gateway::signing::Signer::load(&config.signing_key).unwrap_or_else(|e| panic!("{e}"));
+    audit::signing::Signer::load(&config.signing_key).unwrap_or_else(|e| panic!("{e}"));
     // A key is never overwritten by accident: exit 2 without --force.
     {
         use clap::Parser as _;

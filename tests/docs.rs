@@ -450,6 +450,8 @@ fn every_tongban_command_line_is_real() {
 /// Top-level directories whose paths, quoted in the docs, must exist.
 const REPO_DIRS: &[&str] = &[
     "gateway/",
+    "audit/",
+    "migrate/",
     "policy/",
     "connectors/",
     "certs/",

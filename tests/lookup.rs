@@ -109,14 +109,14 @@ async fn allowed_lookup_returns_only_granted_fields_masked_and_signed() {
         .unwrap()
         .body;
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
-    gateway::signing::verify(&a.body, &jwks).expect("signature verifies");
+    audit::signing::verify(&a.body, &jwks).expect("signature verifies");
     let mut tampered = a.body.clone();
     let name = tampered["record"]["name"].as_str().unwrap().to_owned();
     let mut bytes = name.into_bytes();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
     tampered["record"]["name"] = json!(String::from_utf8_lossy(&bytes));
-    assert!(gateway::signing::verify(&tampered, &jwks).is_err());
+    assert!(audit::signing::verify(&tampered, &jwks).is_err());
 
     // Offline: `tongban verify FILE`, exit 0 then 1.
     let saved = gw.path().join("answer.json");
@@ -398,7 +398,7 @@ async fn audit_chain_verifies_and_names_an_edited_row() {
         "{message}"
     );
     let mut conn = pool.acquire().await.unwrap();
-    let report = gateway::audit::verify_chain(&mut conn).await.unwrap();
+    let report = audit::verify_chain(&mut conn).await.unwrap();
     assert_eq!(report.failure.unwrap().seq, third);
 }
 

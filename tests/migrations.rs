@@ -9,13 +9,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use futures_util::TryStreamExt as _;
-use gateway::audit::{
-    self, seal_entry, AuditEntry, AuditStore, Checkpoint, Decision, Filter, Row, VerifyOptions,
-    GENESIS,
+use audit::signing::Signer;
+use audit::{
+    self, seal_entry, AuditEntry, AuditStore, Checkpoint, Database, Decision, Filter, Row,
+    VerifyOptions, GENESIS,
 };
-use gateway::config::StateDb;
-use gateway::signing::Signer;
+use futures_util::TryStreamExt as _;
 use policy::AgreementStore;
 use rustls_pki_types::pem::PemObject as _;
 use sqlx::migrate::Migrator;
@@ -29,10 +28,10 @@ use tongban_tests::PgDatabase;
 /// the policy statements on either. Released migrations never change (see
 /// [`RELEASED`]), so running them as plain SQL, with no migrations table, makes a
 /// database as that release left it.
-const SQLITE_TABLES: &str = include_str!("../gateway/migrations/sqlite/0001_audit_tables.sql");
-const SQLITE_SEARCH: &str = include_str!("../gateway/migrations/sqlite/0002_search_columns.sql");
-const PG_TABLES: &str = include_str!("../gateway/migrations/postgres/0001_audit_tables.sql");
-const PG_SEARCH: &str = include_str!("../gateway/migrations/postgres/0002_search_indexes.sql");
+const SQLITE_TABLES: &str = include_str!("../audit/migrations/sqlite/0001_audit_tables.sql");
+const SQLITE_SEARCH: &str = include_str!("../audit/migrations/sqlite/0002_search_columns.sql");
+const PG_TABLES: &str = include_str!("../audit/migrations/postgres/0001_audit_tables.sql");
+const PG_SEARCH: &str = include_str!("../audit/migrations/postgres/0002_search_indexes.sql");
 const POLICY_TABLES: &str = include_str!("../policy/migrations/0001_policy_tables.sql");
 
 /// Every table a migrated state database holds.
@@ -54,19 +53,19 @@ const TABLES: [&str; 10] = [
 /// another checksum: a released file never changes; a change is a new file.
 const RELEASED: [(&str, &str); 5] = [
     (
-        "gateway/migrations/sqlite/0001_audit_tables.sql",
+        "audit/migrations/sqlite/0001_audit_tables.sql",
         "3d3438af04d6bd97",
     ),
     (
-        "gateway/migrations/sqlite/0002_search_columns.sql",
+        "audit/migrations/sqlite/0002_search_columns.sql",
         "7d4f432fa839ec40",
     ),
     (
-        "gateway/migrations/postgres/0001_audit_tables.sql",
+        "audit/migrations/postgres/0001_audit_tables.sql",
         "eb833d0af97c4343",
     ),
     (
-        "gateway/migrations/postgres/0002_search_indexes.sql",
+        "audit/migrations/postgres/0002_search_indexes.sql",
         "e7cf887b6764dae5",
     ),
     (
@@ -81,7 +80,7 @@ const COUNTER: &str = "urn:tongban:sz-hrss:counter-01";
 /// One state database under test, reached both as the gateway reaches it and through
 /// a plain connection for the checks.
 struct Db {
-    state: StateDb,
+    state: Database,
     url: String,
     /// Dropped with the test: removes the directory or drops the database.
     _dir: Option<tempfile::TempDir>,
@@ -94,7 +93,7 @@ impl Db {
         let path = dir.path().join("state.db");
         Self {
             url: AgreementStore::sqlite_url(&path),
-            state: StateDb::Sqlite(path),
+            state: Database::Sqlite(path),
             _dir: Some(dir),
             _pg: None,
         }
@@ -104,14 +103,14 @@ impl Db {
         let db = PgDatabase::create(purpose).await?;
         Some(Self {
             url: db.url(),
-            state: StateDb::Postgres(db.url()),
+            state: Database::Postgres(db.url()),
             _dir: None,
             _pg: Some(db),
         })
     }
 
     fn is_pg(&self) -> bool {
-        matches!(self.state, StateDb::Postgres(_))
+        matches!(self.state, Database::Postgres(_))
     }
 
     async fn conn(&self) -> AnyPool {
@@ -384,7 +383,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn a_fresh_sqlite_database_applies_the_files() {
-    fresh_database_applies_the_files(Db::sqlite(), "gateway/migrations/sqlite").await;
+    fresh_database_applies_the_files(Db::sqlite(), "audit/migrations/sqlite").await;
 }
 
 #[tokio::test]
@@ -392,7 +391,7 @@ async fn a_fresh_postgres_database_applies_the_files() {
     let Some(db) = Db::postgres("fresh").await else {
         return;
     };
-    fresh_database_applies_the_files(db, "gateway/migrations/postgres").await;
+    fresh_database_applies_the_files(db, "audit/migrations/postgres").await;
 }
 
 /// A release database upgrades: records, verification, search and policy state

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway::audit::{AuditStore, Filter};
+use audit::{AuditStore, Database, Filter};
 use gateway::config::{Config, StateDb};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -333,7 +333,7 @@ name = "full"
     //    answered, with the hash the client was given.
     let (code, err) = tongban(&["audit", "verify", "--config", config.to_str().unwrap()]).await;
     assert_eq!(code, 0, "audit verify: {err}");
-    let store = AuditStore::open_existing(&StateDb::Postgres(db.url()))
+    let store = AuditStore::open_existing(&Database::Postgres(db.url()))
         .await
         .unwrap();
     let rows = store

@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway::audit::{AuditStore, Filter};
-use gateway::config::StateDb;
+use audit::{AuditStore, Database, Filter};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -326,7 +325,7 @@ async fn sigterm_finishes_open_requests_flushes_the_audit_and_exits_0() {
     let got = tally.ok.lock().unwrap().clone();
 
     // Every 200 has its record, with the hash the client was given.
-    let store = AuditStore::open_existing(&StateDb::Sqlite(dir.path().join("state.db")))
+    let store = AuditStore::open_existing(&Database::Sqlite(dir.path().join("state.db")))
         .await
         .unwrap();
     let rows = store

@@ -17,10 +17,9 @@ use std::time::Instant;
 
 mod common;
 
+use audit::signing::Signer;
+use audit::{self, seal_entry, AuditStore, Checkpoint, Database, VerifyOptions, GENESIS};
 use common::{cpu_seconds, entry};
-use gateway::audit::{self, seal_entry, AuditStore, Checkpoint, VerifyOptions, GENESIS};
-use gateway::config::StateDb;
-use gateway::signing::Signer;
 use rustls_pki_types::pem::PemObject as _;
 use sqlx::Connection as _;
 
@@ -49,7 +48,7 @@ async fn run(n: i64, keep: Option<PathBuf>, runs: u32) -> Result<(), Error> {
     let path = keep.unwrap_or_else(|| dir.path().join("state.db"));
     let key = path.with_extension("key");
     let reuse = path.is_file() && key.is_file();
-    let db = StateDb::Sqlite(path.clone());
+    let db = Database::Sqlite(path.clone());
     let store = AuditStore::open(&db).await?;
     let pem = if reuse {
         std::fs::read_to_string(&key)?

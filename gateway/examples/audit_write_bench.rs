@@ -29,10 +29,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use audit::signing::Signer;
+use audit::{seal_entry, AuditEntry, AuditLog, AuditSettings, Database, GENESIS};
 use common::{cpu_seconds, lookup, spread_subject};
-use gateway::audit::{seal_entry, AuditEntry, AuditLog, AuditSettings, GENESIS};
-use gateway::config::StateDb;
-use gateway::signing::Signer;
 use rustls_pki_types::pem::PemObject as _;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -80,7 +79,7 @@ async fn run(n: i64, pg: Option<String>) -> Result<(), Error> {
     ];
     for (way, make) in ways {
         let dir = tempfile::tempdir()?;
-        let db = StateDb::Sqlite(dir.path().join("state.db"));
+        let db = Database::Sqlite(dir.path().join("state.db"));
         let measured = through_writer(&db, &signer, n, make, None).await?;
         print_line(way, n, measured);
     }
@@ -91,7 +90,7 @@ async fn run(n: i64, pg: Option<String>) -> Result<(), Error> {
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .execute(&admin)
                 .await?;
-            let db = StateDb::Postgres(format!("{}/{name}", server.trim_end_matches('/')));
+            let db = Database::Postgres(format!("{}/{name}", server.trim_end_matches('/')));
             let measured = through_writer(&db, &signer, n, make, Some(postgres_cpu)).await;
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
@@ -127,7 +126,7 @@ async fn run(n: i64, pg: Option<String>) -> Result<(), Error> {
 /// Append N records of `make` through the group-commit writer from 64 tasks. Its wall
 /// and CPU time; `server_cpu` adds the CPU of a database server's processes.
 async fn through_writer(
-    db: &StateDb,
+    db: &Database,
     signer: &Arc<Signer>,
     n: i64,
     make: Records,

@@ -5,12 +5,11 @@
 
 use serde_json::{json, Value};
 
+use audit::{AuditEntry, AuditError, AuditLog, Decision, Receipt};
 use policy::{
     Action, Agreement, AgreementFile, AgreementStore, Applied, Catalogue, Edit, Plan, PolicyError,
     Refusal, Step,
 };
-
-use crate::audit::{AuditEntry, AuditError, AuditLog, Decision, Receipt};
 
 /// Why a change could not be made.
 #[derive(Debug, thiserror::Error)]

@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use audit::signing::Signer;
+use audit::{AuditLog, AuditSettings};
 use connectors::Dataset;
 use tokio::sync::Semaphore;
 
-use crate::audit::{AuditLog, AuditSettings};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::shares::Shares;
-use crate::signing::Signer;
 use crate::sources::Route;
 use crate::start_error::StartError;
 
@@ -48,11 +48,11 @@ impl App {
         let signer = Arc::new(Signer::load(&config.signing_key)?);
         let policy = Arc::new(crate::policy_sync::PolicyService::open(&config).await?);
         let audit = AuditLog::open(
-            &config.state_db,
+            &crate::audit_config::database(&config.state_db),
             Arc::clone(&signer),
             AuditSettings {
-                metrics: Some(metrics.clone()),
-                ..AuditSettings::from_config(&config)
+                metrics: Some(Arc::new(metrics.clone())),
+                ..crate::audit_config::settings(&config)
             },
         )
         .await?;

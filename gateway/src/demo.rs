@@ -4,6 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use audit::signing::Signer;
+use audit::AuditLog;
 use certs::{CaDir, Identity, InitOptions, IssueRequest, KeyAlg, Subject, Validity};
 use connectors::demo::{create_demo_databases, DemoCounts, DemoSamples};
 use connectors::IssuerKeys;
@@ -11,10 +13,8 @@ use policy::AgreementFile;
 use serde_json::{json, Value};
 
 use crate::agreements::ChangeAudit;
-use crate::audit::{AuditLog, AuditSettings};
 use crate::config::Config;
 use crate::demo_department::{DepartmentError, DepartmentService};
-use crate::signing::Signer;
 
 /// Demo set-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -255,9 +255,9 @@ async fn seed_policy(dir: &Path, config: &Config, agreements: &str) -> Result<()
     let store = crate::policy_sync::open_store(config).await?;
     let signer = Signer::load(&config.signing_key).map_err(|e| DemoError::Other(e.to_string()))?;
     let log = AuditLog::open(
-        &config.state_db,
+        &crate::audit_config::database(&config.state_db),
         std::sync::Arc::new(signer),
-        AuditSettings::from_config(config),
+        crate::audit_config::settings(config),
     )
     .await
     .map_err(|e| DemoError::Other(format!("audit log: {e}")))?;

@@ -6,8 +6,7 @@
 
 pub mod agreements;
 pub mod app;
-pub mod audit;
-pub mod canonical;
+pub mod audit_config;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -20,7 +19,6 @@ pub mod policy_sync;
 pub mod resilience;
 pub mod server;
 pub mod shares;
-pub mod signing;
 pub mod sources;
 pub mod start_error;
 pub mod telemetry;

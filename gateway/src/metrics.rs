@@ -167,16 +167,6 @@ impl Metrics {
         }
     }
 
-    /// Count one audit group commit.
-    pub fn audit_commit(&self, records: usize, took: Duration, ok: bool) {
-        if ok {
-            self.audit_batch.record(records as f64, &[]);
-            self.audit_commit_seconds.record(took.as_secs_f64(), &[]);
-        } else {
-            self.audit_failures.add(1, &[]);
-        }
-    }
-
     /// Export the TLS layer's counters (handshake refusals by reason, reloads,
     /// certificates expiring soon), read when metrics are collected.
     pub fn observe_tls(&self, tls: Arc<crate::tls::TlsMetrics>) {
@@ -267,6 +257,18 @@ impl Metrics {
     /// Flush and stop the exporters.
     pub fn shutdown(&self) {
         let _ = self.provider.shutdown();
+    }
+}
+
+/// Counts every audit group commit: batch size and duration, or a failure.
+impl audit::CommitObserver for Metrics {
+    fn commit(&self, records: usize, took: Duration, ok: bool) {
+        if ok {
+            self.audit_batch.record(records as f64, &[]);
+            self.audit_commit_seconds.record(took.as_secs_f64(), &[]);
+        } else {
+            self.audit_failures.add(1, &[]);
+        }
     }
 }
 

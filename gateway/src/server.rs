@@ -374,19 +374,19 @@ async fn audit_refused_head(
     request_id: String,
 ) -> bool {
     let error = ApiError::HeadRefused(refusal);
-    let entry = crate::audit::AuditEntry {
+    let entry = audit::AuditEntry {
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         request_id,
         node: app.config.node.clone(),
         consumer: Some(caller.identity.to_string()),
         cert_fingerprint: Some(caller.fingerprint.clone()),
         status: error.status().as_u16(),
-        decision: crate::audit::Decision::Error,
+        decision: audit::Decision::Error,
         reason: Some(format!(
             "refused by the HTTP parser: {}",
             error.audit_reason()
         )),
-        ..crate::audit::AuditEntry::default()
+        ..audit::AuditEntry::default()
     };
     match app.audit.append(entry).await {
         Ok(_) => true,

@@ -8,7 +8,7 @@ pub enum StartError {
     Tls(#[from] certs::CertError),
     /// Signing key.
     #[error("signing key: {0}")]
-    Signing(#[from] crate::signing::SigningError),
+    Signing(#[from] audit::signing::SigningError),
     /// State database.
     #[error("state database {path}: {source}")]
     State {
@@ -22,7 +22,7 @@ pub enum StartError {
     Policy(#[from] policy::PolicyError),
     /// Audit log.
     #[error("audit log: {0}")]
-    Audit(#[from] crate::audit::AuditError),
+    Audit(#[from] audit::AuditError),
     /// A source.
     #[error("source {name}: {source}")]
     Source {

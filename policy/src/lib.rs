@@ -42,6 +42,5 @@ pub use mask::mask_value;
 pub use plan::{diff, Plan, Step};
 pub use schedule::{Clock, Days, Period, Rate, ServiceHours, TimeZone};
 pub use store::{
-    embedded_migrator, Action, AgreementStore, Applied, Edit, HistoryEntry, RoleBinding,
-    StoredAgreement,
+    Action, AgreementStore, Applied, Edit, HistoryEntry, RoleBinding, StoredAgreement,
 };

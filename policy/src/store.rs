@@ -13,8 +13,7 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor as _, Row as _, SqlSafeStr as _};
+use sqlx::{AnyPool, Executor as _, Row as _};
 
 use crate::error::Refusal;
 use crate::{Agreement, PolicyError};
@@ -240,7 +239,7 @@ impl AgreementStore {
         // Stores opening together apply each migration once: on PostgreSQL the
         // migrator holds a session advisory lock on the database while it works; on
         // SQLite, where it takes none, an immediate transaction holds the write lock.
-        let migrator = embedded_migrator(MIGRATIONS_TABLE, MIGRATIONS);
+        let migrator = migrate::embedded_migrator(MIGRATIONS_TABLE, MIGRATIONS);
         if backend == Backend::Sqlite {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             // `run_direct` is `run` on a connection we hold: sqlx's own way around
@@ -645,31 +644,6 @@ impl AgreementStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
-}
-
-/// A sqlx migrator over embedded `(version, description, sql)` migrations, recording
-/// them in `table` (the gateway's audit store builds its own with it). Built at run
-/// time rather than by `sqlx::migrate!`, which needs sqlx's `macros` feature and
-/// would build the database stack a second time for the proc-macro.
-pub fn embedded_migrator(
-    table: &'static str,
-    migrations: &[(i64, &'static str, &'static str)],
-) -> Migrator {
-    let migrations = migrations
-        .iter()
-        .map(|&(version, description, sql)| {
-            Migration::new(
-                version,
-                description.into(),
-                MigrationType::Simple,
-                sql.into_sql_str(),
-                false,
-            )
-        })
-        .collect();
-    let mut migrator = Migrator::with_migrations(migrations);
-    migrator.dangerous_set_table_name(table);
-    migrator
 }
 
 async fn insert_history(

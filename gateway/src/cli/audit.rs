@@ -4,16 +4,16 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use audit::signing::Signer;
+use audit::{
+    self, merge_jwks, read_checkpoint_file, AnomalyRules, AuditStore, Checkpoint, ExportContext,
+    Filter, Format, VerifyOptions,
+};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use super::Failure;
-use crate::audit::{
-    self, merge_jwks, read_checkpoint_file, AnomalyRules, AuditStore, Checkpoint, ExportContext,
-    Filter, Format, VerifyOptions,
-};
 use crate::config::Config;
-use crate::signing::Signer;
 
 /// `tongban audit` arguments.
 #[derive(Debug, Args)]
@@ -200,7 +200,7 @@ fn failed(e: impl std::fmt::Display) -> Failure {
 
 async fn open(config: &Path) -> Result<(Config, AuditStore), Failure> {
     let config = Config::load(config).map_err(usage)?;
-    let store = AuditStore::open_existing(&config.state_db)
+    let store = AuditStore::open_existing(&crate::audit_config::database(&config.state_db))
         .await
         .map_err(|e| failed(format!("{}: {e}", config.state_db)))?;
     Ok((config, store))

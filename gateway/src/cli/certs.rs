@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use audit::signing::Signer;
 use certs::time::format_description::well_known::Rfc3339;
 use certs::time::{Duration, OffsetDateTime};
 use certs::{
@@ -15,7 +16,6 @@ use certs::{
 use clap::{Args, Subcommand};
 
 use super::Failure;
-use crate::signing::Signer;
 
 /// `tongban certs` arguments.
 #[derive(Debug, Args)]

@@ -5,11 +5,11 @@
 
 use std::path::PathBuf;
 
+use audit::signing::Signer;
 use clap::{Args, Subcommand};
 
 use super::Failure;
 use crate::config::{Config, SourceKind};
-use crate::signing::Signer;
 
 /// `tongban config …`
 #[derive(Debug, Args)]

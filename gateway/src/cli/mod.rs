@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use ::audit::signing::{verify, Signer};
 use clap::{Args, Parser, Subcommand};
 
 mod audit;
@@ -14,7 +15,6 @@ use connectors::demo::DemoCounts;
 
 use crate::config::Config;
 use crate::server::{start, Running};
-use crate::signing::{verify, Signer};
 use crate::{demo, telemetry};
 
 /// Tongban: the gateway departments share records through.

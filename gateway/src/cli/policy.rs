@@ -10,16 +10,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use audit::signing::Signer;
+use audit::AuditLog;
 use clap::{Args, Subcommand, ValueEnum};
 use policy::{Agreement, AgreementFile, HistoryEntry, Question};
 use serde_json::{json, Value};
 
 use super::Failure;
 use crate::agreements::{self, ChangeAudit, ManageError};
-use crate::audit::{AuditLog, AuditSettings};
 use crate::config::Config;
 use crate::policy_sync::PolicyService;
-use crate::signing::Signer;
 
 /// `tongban policy` arguments.
 #[derive(Debug, Args)]
@@ -234,9 +234,9 @@ fn manage_failure(e: ManageError) -> Failure {
 async fn audit_log(config: &Config) -> Result<AuditLog, Failure> {
     let signer = Signer::load(&config.signing_key).map_err(|e| Failure::Usage(e.to_string()))?;
     AuditLog::open(
-        &config.state_db,
+        &crate::audit_config::database(&config.state_db),
         Arc::new(signer),
-        AuditSettings::from_config(config),
+        crate::audit_config::settings(config),
     )
     .await
     .map_err(|e| Failure::Failed(format!("audit log: {e}")))

@@ -20,6 +20,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use audit::Decision;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body::Body;
@@ -31,7 +32,6 @@ use super::body::{read_json, BodyLimits};
 use super::route::RouteService;
 use super::{Answer, Outcome, Principal};
 use crate::agreements::{change_detail, check, role_detail};
-use crate::audit::Decision;
 use crate::error::ApiError;
 use crate::policy_sync::PolicyService;
 

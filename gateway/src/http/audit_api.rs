@@ -11,6 +11,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use audit::{AuditStore, Decision, Filter};
 use http::{Request, StatusCode};
 use policy::Authorizer;
 use serde_json::{json, Map, Value};
@@ -18,7 +19,6 @@ use tower::util::BoxCloneSyncService;
 
 use super::route::RouteService;
 use super::{Answer, Outcome, Principal};
-use crate::audit::{AuditStore, Decision, Filter};
 use crate::error::ApiError;
 
 /// The records endpoint (and, below it, one record by sequence number).

@@ -3,13 +3,13 @@
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use audit::{AuditEntry, AuditLog, Decision, Receipt};
 use http::Request;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 
 use super::parse::OPERATOR_HEADER;
 use super::{take_ready, BoxFuture, Outcome, Principal, RequestMeta};
-use crate::audit::{AuditEntry, AuditLog, Decision, Receipt};
 use crate::error::ApiError;
 
 /// An outcome and, when it was recorded, where. An outcome without a receipt is

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use audit::Decision;
 use policy::{Decision as Verdict, Grant, Question};
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 
 use super::lookup::LookupCall;
 use super::{take_ready, BoxFuture, Outcome};
-use crate::audit::Decision;
 use crate::error::ApiError;
 use crate::policy_sync::PolicyService;
 

@@ -253,23 +253,7 @@ pub(crate) mod fuzz_support {
     use crate::error::ApiError;
     use crate::http::test_support::body_limits;
 
-    /// Any JSON value, a few levels deep.
-    pub(crate) fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            "\\PC{0,30}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(3, 24, 6, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
-                proptest::collection::btree_map("\\PC{0,12}", inner, 0..6)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
+    pub(crate) use audit::test_support::json_value;
 
     /// An object with `keys` (each maybe present) holding any values, plus maybe an
     /// unknown member: close enough to a real body to get past the first check.

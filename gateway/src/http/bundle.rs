@@ -21,6 +21,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use audit::{AuditLog, Decision};
 use bytes::Bytes;
 use futures_util::future::{join_all, BoxFuture, FutureExt as _, Shared};
 use http::Request;
@@ -37,7 +38,6 @@ use super::parse::{caller, operator};
 use super::respond::{lookup_body, problem_body};
 use super::route::RouteService;
 use super::{Answer, Outcome, Principal, RequestMeta};
-use crate::audit::{AuditLog, Decision};
 use crate::config::{BundleConfig, BundleItem, ItemSubject};
 use crate::error::ApiError;
 
@@ -429,10 +429,10 @@ mod tests {
     use http_body_util::Full;
 
     use super::*;
-    use crate::audit::Receipt;
     use crate::http::test_support::{
         lookup_answer, recorder, records, stamped, Fixture, Seen, CASE_ID, OPERATOR,
     };
+    use audit::Receipt;
 
     /// A company with a legal-person record (the bundle's root subject).
     const COMPANY: &str = "91350100M000100Y43";

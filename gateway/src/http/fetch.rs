@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use audit::Decision;
 use connectors::{Dataset, Key, Query, Record, Verification};
 use policy::{mask_value, FieldRule, Grant};
 use serde_json::{json, Value};
@@ -17,7 +18,6 @@ use tracing::Instrument as _;
 
 use super::authorize::Authorized;
 use super::{Answer, BoxFuture, LookupAnswer, Outcome};
-use crate::audit::Decision;
 use crate::error::ApiError;
 use crate::sources::Route;
 

@@ -3,6 +3,7 @@
 
 use std::task::{Context, Poll};
 
+use audit::Decision;
 use connectors::{Dataset, ErrorOrigin};
 use http::Request;
 use opentelemetry::KeyValue;
@@ -10,7 +11,6 @@ use tower::{Layer, Service};
 
 use super::audit_layer::Audited;
 use super::{take_ready, BoxFuture, Principal, RequestMeta};
-use crate::audit::Decision;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 

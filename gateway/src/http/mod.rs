@@ -43,7 +43,8 @@ use std::pin::Pin;
 use connectors::{Dataset, Record};
 use serde_json::Value;
 
-use crate::audit::Decision;
+use audit::Decision;
+
 use crate::error::ApiError;
 
 pub use identity::Principal;

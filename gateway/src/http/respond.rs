@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use audit::signing::Signer;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -13,7 +14,6 @@ use tower::{Layer, Service};
 use super::audit_layer::Audited;
 use super::{take_ready, Answer, BoxFuture, LookupAnswer};
 use crate::error::ApiError;
-use crate::signing::Signer;
 
 /// The body type of every response.
 pub type ResponseBody = Full<Bytes>;
@@ -100,7 +100,7 @@ pub fn render(signer: &Signer, a: Audited) -> Response<ResponseBody> {
 fn answer_body(
     signer: &Signer,
     answer: Answer,
-    receipt: &crate::audit::Receipt,
+    receipt: &audit::Receipt,
 ) -> Result<(StatusCode, Value), ApiError> {
     match answer {
         Answer::Json { status, body } => Ok((status, body)),
@@ -125,7 +125,7 @@ fn answer_body(
 }
 
 /// The body of a lookup answer, before it is signed; bundle items reuse it.
-pub fn lookup_body(l: LookupAnswer, receipt: &crate::audit::Receipt) -> Map<String, Value> {
+pub fn lookup_body(l: LookupAnswer, receipt: &audit::Receipt) -> Map<String, Value> {
     let verification = l.verification.clone();
     let mut v = json!({
         "request_id": l.request_id,
@@ -215,9 +215,9 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
-    use crate::audit::Receipt;
     use crate::http::test_support::{lookup_answer, recorder, signer, RESIDENT};
     use crate::http::Outcome;
+    use audit::Receipt;
 
     const ID: &str = "0192f0c1-0000-7000-8000-000000000000";
 
@@ -274,13 +274,13 @@ mod tests {
         assert_eq!(body["audit"], json!({"seq": 7, "hash": "c0ffee"}));
         assert_eq!(body["source"]["department"], "sz-amr");
         assert_eq!(
-            crate::signing::verify(&body, &signer.jwks()).unwrap(),
+            audit::signing::verify(&body, &signer.jwks()).unwrap(),
             signer.kid()
         );
         // The signature covers the record: a changed field no longer verifies.
         let mut forged = body.clone();
         forged["record"]["name"] = json!("李四");
-        assert!(crate::signing::verify(&forged, &signer.jwks()).is_err());
+        assert!(audit::signing::verify(&forged, &signer.jwks()).is_err());
     }
 
     #[tokio::test]
@@ -365,7 +365,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["audit"], json!({"seq": 7, "hash": "c0ffee"}));
         assert_eq!(
-            crate::signing::verify(&body, &signer.jwks()).unwrap(),
+            audit::signing::verify(&body, &signer.jwks()).unwrap(),
             signer.kid()
         );
     }

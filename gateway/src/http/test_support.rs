@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use audit::signing::Signer;
+use audit::{AuditEntry, AuditLog, StoredRecord};
 use bytes::Bytes;
 use connectors::demo::{create_demo_databases, demo_sources, DemoCounts, DemoSamples};
 use connectors::{Dataset, Record};
@@ -25,10 +27,8 @@ use super::lookup::{validate, Asked, LookupCall, LookupRequest};
 use super::{LookupAnswer, Principal, RequestMeta};
 use crate::agreements::apply_file;
 use crate::agreements::ChangeAudit::NotAudited;
-use crate::audit::{AuditEntry, AuditLog, AuditSettings, StoredRecord};
 use crate::config::Config;
 use crate::policy_sync::{catalogue, open_store, PolicyService};
-use crate::signing::Signer;
 use crate::sources::Route;
 
 /// The counter system every fixture agreement is made for.
@@ -128,9 +128,9 @@ impl Fixture {
     /// The audit log of the state database, its chain empty.
     pub(crate) async fn audit(&self) -> AuditLog {
         AuditLog::open(
-            &self.config.state_db,
+            &crate::audit_config::database(&self.config.state_db),
             signer(),
-            AuditSettings::from_config(&self.config),
+            crate::audit_config::settings(&self.config),
         )
         .await
         .unwrap()

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
+use audit::Receipt;
 use clap::Parser;
 use gateway::app::App;
-use gateway::audit::Receipt;
 use gateway::config::Config;
 use gateway::http::audit_layer::Audited;
 use gateway::http::identity::IdentityLayer;

@@ -7,10 +7,10 @@
 //! column can hide a record from a search, never change what it says, and
 //! `audit verify` still vouches for the records themselves.
 //!
-//! The schema is sqlx migrations (`gateway/migrations/{sqlite,postgres}/`), applied
+//! The schema is sqlx migrations (`audit/migrations/{sqlite,postgres}/`), applied
 //! when the store opens.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::stream::BoxStream;
@@ -25,7 +25,15 @@ use sqlx::{AssertSqlSafe, ConnectOptions as _, PgPool, SqlitePool};
 use super::checkpoint::Checkpoint;
 use super::error::AuditError;
 use super::search::{Filter, SearchColumn};
-use crate::config::StateDb;
+
+/// Where the audit store lives; the gateway builds it from its `state_db` setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An embedded SQLite file: one gateway.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL: several gateways sharing one chain.
+    Postgres(String),
+}
 
 /// One stored record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,41 +82,41 @@ const MIGRATIONS_TABLE: &str = "_sqlx_migrations_audit";
 /// The migration that adds the search columns on SQLite.
 const SEARCH_COLUMNS: i64 = 2;
 
-/// The audit schema on SQLite, oldest first: `gateway/migrations/sqlite/`, embedded.
+/// The audit schema on SQLite, oldest first: `audit/migrations/sqlite/`, embedded.
 /// A released file never changes (sqlx refuses a database whose applied migration
 /// has another checksum); a change is a new file.
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "audit tables",
-        include_str!("../../migrations/sqlite/0001_audit_tables.sql"),
+        include_str!("../migrations/sqlite/0001_audit_tables.sql"),
     ),
     (
         SEARCH_COLUMNS,
         "search columns",
-        include_str!("../../migrations/sqlite/0002_search_columns.sql"),
+        include_str!("../migrations/sqlite/0002_search_columns.sql"),
     ),
 ];
 
-/// The audit schema on PostgreSQL: `gateway/migrations/postgres/`, embedded.
+/// The audit schema on PostgreSQL: `audit/migrations/postgres/`, embedded.
 const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "audit tables",
-        include_str!("../../migrations/postgres/0001_audit_tables.sql"),
+        include_str!("../migrations/postgres/0001_audit_tables.sql"),
     ),
     (
         2,
         "search indexes",
-        include_str!("../../migrations/postgres/0002_search_indexes.sql"),
+        include_str!("../migrations/postgres/0002_search_indexes.sql"),
     ),
 ];
 
 impl AuditStore {
     /// Open the audit store of a state database, bringing its schema up to date.
-    pub async fn open(db: &StateDb) -> Result<Self, AuditError> {
+    pub async fn open(db: &Database) -> Result<Self, AuditError> {
         match db {
-            StateDb::Sqlite(path) => {
+            Database::Sqlite(path) => {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(5))
@@ -129,7 +137,7 @@ impl AuditStore {
                 tx.commit().await?;
                 Ok(Self::Sqlite(pool))
             }
-            StateDb::Postgres(url) => {
+            Database::Postgres(url) => {
                 let pool = PgPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(5))
@@ -147,8 +155,8 @@ impl AuditStore {
     }
 
     /// Open the store of a state database that must already exist (the CLI tools).
-    pub async fn open_existing(db: &StateDb) -> Result<Self, AuditError> {
-        if let StateDb::Sqlite(path) = db {
+    pub async fn open_existing(db: &Database) -> Result<Self, AuditError> {
+        if let Database::Sqlite(path) = db {
             if !path.is_file() {
                 return Err(AuditError::Store(format!(
                     "{}: no such state database",
@@ -374,7 +382,7 @@ impl AuditStore {
 }
 
 fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
-    policy::embedded_migrator(MIGRATIONS_TABLE, migrations)
+    migrate::embedded_migrator(MIGRATIONS_TABLE, migrations)
 }
 
 fn migrate_error(e: MigrateError) -> AuditError {

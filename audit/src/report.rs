@@ -261,7 +261,7 @@ pub fn revoked_from_index(index: &serde_json::Value) -> HashMap<String, String> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::audit::AuditEntry;
+    use crate::AuditEntry;
 
     fn rec(seq: i64, time: &str, f: impl FnOnce(&mut AuditEntry)) -> StoredRecord {
         let mut entry = AuditEntry {

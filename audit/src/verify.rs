@@ -590,13 +590,13 @@ async fn anchor_of(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::audit::{seal_entry, AuditEntry};
-    use crate::config::StateDb;
+    use crate::Database;
+    use crate::{seal_entry, AuditEntry};
 
     /// A store of `n` chained records.
     async fn store(dir: &std::path::Path, n: i64) -> (AuditStore, sqlx::SqlitePool) {
         let db = dir.join("state.db");
-        let store = AuditStore::open(&StateDb::Sqlite(db.clone()))
+        let store = AuditStore::open(&Database::Sqlite(db.clone()))
             .await
             .unwrap();
         let AuditStore::Sqlite(pool) = &store else {
@@ -735,7 +735,7 @@ mod tests {
             assert_ne!(forged, record, "{from}");
             sqlx::query("UPDATE audit_log SET record = ?1, hash = ?2 WHERE seq = 40")
                 .bind(&forged)
-                .bind(crate::audit::chain_hash(&prev, forged.as_bytes()))
+                .bind(crate::chain_hash(&prev, forged.as_bytes()))
                 .execute(&pool)
                 .await
                 .unwrap();
@@ -784,7 +784,7 @@ mod fuzz {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::audit::{seal_entry, AuditEntry};
+    use crate::{seal_entry, AuditEntry};
 
     #[derive(Debug, Clone)]
     enum Step {

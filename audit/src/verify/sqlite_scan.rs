@@ -27,8 +27,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 
 use super::{check_sealed, ChainChecker, VerifyFailure};
-use crate::audit::checkpoint::Checkpoint;
-use crate::audit::error::AuditError;
+use crate::checkpoint::Checkpoint;
+use crate::error::AuditError;
 
 /// Records per chunk: enough that a chunk's query and anchor cost nothing in
 /// comparison, few enough that the threads share the work evenly.

@@ -14,9 +14,14 @@
 //!                         └─ every N records / T s: Checkpoint ─▶ store + checkpoint file
 //!  verify · search · export · subject · report · archive ─▶ AuditStore
 //! ```
+//!
+//! This crate knows nothing of HTTP or of the gateway's config: the gateway builds
+//! [`AuditSettings`] and [`Database`] from its config and counts commits through a
+//! [`CommitObserver`].
 
 mod archive;
 mod batch;
+pub mod canonical;
 mod chain;
 mod checkpoint;
 mod error;
@@ -24,13 +29,18 @@ mod export;
 mod log;
 mod report;
 mod search;
+// The gateway's one Ed25519 key seals checkpoints and signs answers; it lives here,
+// below both users, so the gateway takes it from audit and never the other way.
+pub mod signing;
 mod sqlite_writer;
 mod store;
 mod subject;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 mod verify;
 
 pub use archive::{archive, read_archive};
-pub use batch::AuditSettings;
+pub use batch::{AuditSettings, CommitObserver};
 pub use chain::{chain_hash, seal_entry, AuditEntry, Decision, StoredRecord, GENESIS};
 pub use checkpoint::{merge_jwks, read_checkpoint_file, Checkpoint, CHECKPOINT_KIND};
 pub use error::AuditError;
@@ -40,6 +50,6 @@ pub use export::{
 pub use log::{AuditLog, Receipt};
 pub use report::{anomalies, revoked_from_index, Anomaly, AnomalyRules};
 pub use search::{parse_time, Filter};
-pub use store::{state_db_options, ArchiveEntry, AuditStore, Row};
+pub use store::{state_db_options, ArchiveEntry, AuditStore, Database, Row};
 pub use subject::{subject_report, Access, SubjectReport};
 pub use verify::{verify, verify_chain, ChainChecker, VerifyFailure, VerifyOptions, VerifyReport};

@@ -4,13 +4,13 @@
 //! transaction from these.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::chain::{seal_entry, AuditEntry, GENESIS};
 use super::checkpoint::Checkpoint;
 use super::error::AuditError;
-use crate::config::Config;
-use crate::signing::Signer;
+use super::signing::Signer;
 
 /// How the writer batches and seals.
 #[derive(Debug, Clone)]
@@ -26,21 +26,15 @@ pub struct AuditSettings {
     /// Copy of every checkpoint this node writes, outside the store.
     pub checkpoint_file: Option<PathBuf>,
     /// Where batch sizes, commit times and failures are counted.
-    pub metrics: Option<crate::metrics::Metrics>,
+    pub metrics: Option<Arc<dyn CommitObserver>>,
 }
 
-impl AuditSettings {
-    /// The settings of a gateway config.
-    pub fn from_config(c: &Config) -> Self {
-        Self {
-            node: c.node.clone(),
-            batch_max: c.audit.batch_max.max(1),
-            checkpoint_every: i64::try_from(c.audit.checkpoint_every.max(1)).unwrap_or(i64::MAX),
-            checkpoint_interval: Duration::from_secs(c.audit.checkpoint_interval_secs.max(1)),
-            checkpoint_file: c.audit.checkpoint_file.clone(),
-            metrics: None,
-        }
-    }
+/// Told about every group commit: the gateway counts batch sizes, commit times and
+/// failures with it (its metrics implement this).
+pub trait CommitObserver: std::fmt::Debug + Send + Sync {
+    /// A group commit of `records` records ended after `took`; `ok` says whether it
+    /// was committed (a failed one refused all its records).
+    fn commit(&self, records: usize, took: Duration, ok: bool);
 }
 
 /// The chain's head and its last seal, as the writer sees them.

@@ -28,7 +28,8 @@ use super::store::{AuditStore, Row};
 pub const EXPORT_FORMAT: &str = "tongban-audit-export/1";
 
 /// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Format {
     /// JSON Lines.
     Jsonl,
@@ -260,7 +261,7 @@ mod fuzz {
     use serde_json::json;
 
     use super::*;
-    use crate::http::body::fuzz_support::json_value;
+    use crate::test_support::json_value;
 
     /// Lines shaped like an export's, with any values in them.
     fn line() -> impl Strategy<Value = String> {

@@ -12,11 +12,10 @@ use super::batch::{ARCHIVED, HEAD, SEALED};
 use super::chain::{AuditEntry, GENESIS};
 use super::checkpoint::Checkpoint;
 use super::error::AuditError;
+use super::signing::Signer;
 use super::sqlite_writer::SqliteWriter;
-use super::store::{AuditStore, CHAIN_LOCK};
+use super::store::{AuditStore, Database, CHAIN_LOCK};
 use super::verify::{ChainChecker, VerifyFailure};
-use crate::config::StateDb;
-use crate::signing::Signer;
 
 /// Where a record landed in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,18 +46,18 @@ impl AuditLog {
     /// Open the audit store of `db` and start the writer, which seals checkpoints
     /// with `signer`.
     pub async fn open(
-        db: &StateDb,
+        db: &Database,
         signer: Arc<Signer>,
         settings: AuditSettings,
     ) -> Result<Self, AuditError> {
         let store = AuditStore::open(db).await?;
         let mut backend = match db {
-            StateDb::Sqlite(path) => Backend::Sqlite(SqliteWriter::start(
+            Database::Sqlite(path) => Backend::Sqlite(SqliteWriter::start(
                 path,
                 Arc::clone(&signer),
                 settings.clone(),
             )?),
-            StateDb::Postgres(_) => match &store {
+            Database::Postgres(_) => match &store {
                 AuditStore::Postgres(pool) => Backend::Postgres(pool.clone()),
                 AuditStore::Sqlite(_) => return Err(AuditError::Store("store mismatch".into())),
             },
@@ -332,7 +331,7 @@ impl Writer {
             .append(&self.state, entries, time_due, &self.signer, &self.settings)
             .await;
         if let Some(m) = &self.settings.metrics {
-            m.audit_commit(records, started.elapsed(), result.is_ok());
+            m.commit(records, started.elapsed(), result.is_ok());
         }
         match result {
             Ok((prepared, state)) => {
@@ -414,7 +413,7 @@ async fn gather(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, max:
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::audit::{state_db_options, verify_chain};
+    use crate::{state_db_options, verify_chain};
     use sqlx::ConnectOptions as _;
     use std::path::Path;
     use std::time::Duration;
@@ -453,7 +452,7 @@ mod tests {
 
     async fn open(path: &Path, every: i64) -> AuditLog {
         AuditLog::open(
-            &StateDb::Sqlite(path.to_owned()),
+            &Database::Sqlite(path.to_owned()),
             test_signer(),
             settings(every),
         )
@@ -550,7 +549,7 @@ mod tests {
         .execute(&mut conn)
         .await
         .unwrap();
-        let err = AuditLog::open(&StateDb::Sqlite(path.clone()), test_signer(), settings(3))
+        let err = AuditLog::open(&Database::Sqlite(path.clone()), test_signer(), settings(3))
             .await
             .err()
             .expect("a tampered tail must not be sealed");
