@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each example uses its own part
 
+use audit::{AuditEntry, Decision};
+
 /// Lookup record `i` of a busy counter: 200 clerks, a case every third record, and
 /// `subject` (see [`spread_subject`] and [`sequential_subject`]).
 pub fn lookup(i: i64, subject: String) -> AuditEntry {
