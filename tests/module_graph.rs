@@ -289,6 +289,10 @@ fn resolve(
     known: &BTreeMap<Module, PathBuf>,
     facades: &Facades,
 ) -> Option<Module> {
+    // `::name::…` is another crate, even where a child module has that name.
+    if path.starts_with("::") {
+        return None;
+    }
     let mut segs = path.split("::").filter(|s| !s.is_empty()).peekable();
     let mut base: Module = match segs.peek().copied() {
         Some("crate") => {
@@ -519,6 +523,7 @@ fn the_checker_sees_a_ring() {
         Some(ab.clone())
     );
     assert_eq!(resolve(&a, "b::Thing", &known, &none), Some(ab.clone()));
+    assert_eq!(resolve(&a, "::b::Thing", &known, &none), None);
     assert_eq!(resolve(&a, "serde::Serialize", &known, &none), None);
     // `crate::Thing`, re-exported at the root from c, is c's.
     let facades: Facades = [((vec![], "Thing".to_owned()), c.clone())]
