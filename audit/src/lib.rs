@@ -37,6 +37,7 @@ mod store;
 mod subject;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod tlog;
 mod verify;
 
 pub use archive::{archive, read_archive};

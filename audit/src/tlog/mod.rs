@@ -1,0 +1,6 @@
+//! The transparency-log parts of the audit log: the RFC 9162 Merkle tree, C2SP
+//! signed notes and checkpoints, witness cosignatures.
+
+pub mod cosignature;
+pub mod note;
+pub mod tree;
