@@ -77,7 +77,11 @@ pub struct Agreement {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days: Option<Days>,
     /// Lookups per consumer identity per local day; absent = no quota.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daily_quota: Option<u32>,
     /// Lookups per operator (clerk) of a consumer, e.g. `30/min`; absent = no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -207,6 +211,50 @@ impl Agreement {
             (Some(d), Some(h)) => format!("{h} on {d}"),
         }
     }
+}
+
+/// A quota as JSON may spell it: JSON has one kind of number, so `100` and `100.0` are
+/// the same quota (JSON Schema's `integer`, the API document's, admits both), while
+/// `100.5` or a number past `u32` is refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::{Error, Unexpected, Visitor};
+
+    struct Whole;
+
+    impl Visitor<'_> for Whole {
+        type Value = u32;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a whole number from 0 to 4294967295")
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<u32, E> {
+            u32::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<u32, E> {
+            u32::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<u32, E> {
+            let whole = v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v);
+            // Exact: a whole number within u32's range.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            whole
+                .then_some(v as u32)
+                .ok_or_else(|| E::invalid_value(Unexpected::Float(v), &self))
+        }
+    }
+
+    struct Quota(u32);
+
+    impl<'de> Deserialize<'de> for Quota {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Whole).map(Quota)
+        }
+    }
+
+    Ok(Option::<Quota>::deserialize(d)?.map(|q| q.0))
 }
 
 fn is_token_char(c: char) -> bool {
@@ -351,6 +399,32 @@ pub(crate) mod tests {
         assert!(text.contains("\"operator_rate\":\"30/min\""), "{text}");
         let back: Agreement = serde_json::from_str(&text).unwrap();
         assert_eq!(back, a);
+    }
+
+    /// Schemathesis sends JSON Schema `integer`s as `100.0` too; the same number.
+    #[test]
+    fn a_quota_is_a_whole_number_however_spelled() {
+        let with = |quota: serde_json::Value| {
+            let mut v = serde_json::to_value(sample()).unwrap();
+            v["daily_quota"] = quota;
+            serde_json::from_value::<Agreement>(v).map(|a| a.daily_quota)
+        };
+        assert_eq!(with(serde_json::json!(100)).unwrap(), Some(100));
+        assert_eq!(with(serde_json::json!(100.0)).unwrap(), Some(100));
+        assert_eq!(
+            with(serde_json::json!(4294967295.0)).unwrap(),
+            Some(u32::MAX)
+        );
+        assert_eq!(with(serde_json::Value::Null).unwrap(), None);
+        for bad in [
+            serde_json::json!(100.5),
+            serde_json::json!(4294967296_u64),
+            serde_json::json!(-1),
+            serde_json::json!(4294967296.0),
+            serde_json::json!("100"),
+        ] {
+            assert!(with(bad.clone()).is_err(), "{bad}");
+        }
     }
 }
 
