@@ -555,7 +555,9 @@ impl Checker<'_> {
             ));
         }
         let sources = self.each_once(&raw.sources, "sources", |s| self.source(s))?;
-        let datasets = self.each_once(&raw.datasets, "datasets", |d| self.dataset(d, &sources))?;
+        let datasets = self.each_once(&raw.datasets, "datasets", |d| {
+            self.dataset(d, &sources, &raw.sources)
+        })?;
         let bundles = self.each_once(&raw.bundles, "bundles", |b| self.bundle(b, &datasets))?;
         let policy = self.policy(&raw.policy)?;
         let audit = self.audit(raw.audit, &tls.client_cas)?;

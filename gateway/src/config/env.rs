@@ -910,6 +910,62 @@ dataset = "population"
         assert!(e.contains("are for kind = \"http\""), "{e}");
     }
 
+    /// A bad `[sources.resilience]` value set by a variable was blamed on the table's
+    /// header line in the file.
+    #[test]
+    fn resilience_errors_name_the_variable() {
+        let d = dir();
+        for (var, value, want) in [
+            (
+                "TONGBAN_SOURCES_0_RESILIENCE_TIMEOUT_MS",
+                "0",
+                "timeout_ms must be at least 1",
+            ),
+            (
+                "TONGBAN_SOURCES_0_RESILIENCE_RETRIES",
+                "11",
+                "retries must be at most 10",
+            ),
+            (
+                "TONGBAN_SOURCES_0_RESILIENCE_BREAKER_FAILURES",
+                "0",
+                "breaker_failures",
+            ),
+        ] {
+            let e = load(&d, FULL, &[(var, value)]).unwrap_err();
+            assert!(e.contains(var) && e.contains(want), "{var}={value}: {e}");
+        }
+        // Written in the file, the same mistake names its line.
+        let text = FULL.replace("retries = 1\n", "retries = 11\n");
+        let e = load(&d, &text, &[]).unwrap_err();
+        assert!(
+            e.contains("tongban.toml:32: sources.resilience.retries"),
+            "{e}"
+        );
+    }
+
+    /// A bad `health_path` set by a variable was blamed on the source's `url` line.
+    #[test]
+    fn health_path_errors_name_the_variable() {
+        let d = dir();
+        let var = "TONGBAN_SOURCES_0_HEALTH_PATH";
+        let e = load(&d, FULL, &[(var, "readyz")]).unwrap_err();
+        assert!(e.contains(var) && e.contains("must start with /"), "{e}");
+    }
+
+    /// A source renamed by a variable, which a dataset still names by its file name,
+    /// was blamed on the dataset's `source` line.
+    #[test]
+    fn a_renamed_source_names_the_variable() {
+        let d = dir();
+        let var = "TONGBAN_SOURCES_0_NAME";
+        let e = load(&d, FULL, &[(var, "renamed")]).unwrap_err();
+        assert!(
+            e.contains(var) && e.contains("no source named \"population-db\""),
+            "{e}"
+        );
+    }
+
     /// Every known variable, its `[]` indexes 0 and its `*` keys `birth_date`.
     fn variable_names() -> Vec<String> {
         schema::settings()
@@ -951,9 +1007,8 @@ dataset = "population"
             let d = dir();
             if let Err(e) = load(&d, FULL, &[(&name, &value)]) {
                 // Named by the variable, or — for what the value breaks elsewhere (a
-                // renamed source a dataset still names) and for [sources.resilience]
-                // and health_path, which keep no position of their own — by the line
-                // of the file it breaks.
+                // renamed dataset a bundle item still names) — by the line of the file
+                // it breaks.
                 let at_line = e
                     .split_once("tongban.toml:")
                     .and_then(|(_, rest)| rest.split_once(':'))

@@ -3,6 +3,7 @@
 //! the `[[bundles]]` of datasets fetched together for one life event.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::PathBuf;
 
 use connectors::{Dataset, IssuerKeys};
@@ -10,6 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_inline_default::serde_inline_default;
 
+use super::env::Origin;
 use super::schema::Spanned;
 use super::{Checker, ConfigError};
 
@@ -194,11 +196,40 @@ pub(super) struct RawSource {
     #[serde(default)]
     key: Option<Spanned<String>>,
     /// http: the path `/readyz` probes.
-    #[serde_inline_default("/".to_owned())]
-    health_path: String,
+    #[serde_inline_default(Spanned::default_value("/".to_owned()))]
+    health_path: Spanned<String>,
     /// Time-out, concurrency, retry and circuit-breaker settings.
     #[serde(default)]
-    resilience: Option<Spanned<ResilienceConfig>>,
+    resilience: Option<Spanned<RawResilience>>,
+}
+
+/// `[sources.resilience]` as written: each value keeps its place, so that an error
+/// names the line or the `TONGBAN_*` variable that set it. A value left out is
+/// [`ResilienceConfig`]'s default, and so is the schema (one statement of the keys,
+/// their defaults and their docs).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResilience {
+    timeout_ms: Option<Spanned<u64>>,
+    max_in_flight: Option<Spanned<usize>>,
+    retries: Option<Spanned<u32>>,
+    retry_budget_percent: Option<Spanned<u32>>,
+    breaker_failures: Option<Spanned<u32>>,
+    breaker_cooldown_ms: Option<Spanned<u64>>,
+}
+
+impl JsonSchema for RawResilience {
+    fn inline_schema() -> bool {
+        ResilienceConfig::inline_schema()
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        ResilienceConfig::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        ResilienceConfig::json_schema(generator)
+    }
 }
 
 /// `[[datasets]]` as written.
@@ -349,9 +380,9 @@ impl Checker<'_> {
                     .into(),
             ));
         }
-        if !s.health_path.starts_with('/') {
+        if !s.health_path.get_ref().starts_with('/') {
             return Err(self.err(
-                s.url.span(),
+                s.health_path.span(),
                 "sources.health_path: must start with /".into(),
             ));
         }
@@ -368,7 +399,7 @@ impl Checker<'_> {
             acquire_timeout_ms: *s.acquire_timeout_ms.get_ref(),
             connect_timeout_ms,
             tls,
-            health_path: s.health_path.clone(),
+            health_path: s.health_path.get_ref().clone(),
             resilience,
         })
     }
@@ -471,26 +502,50 @@ impl Checker<'_> {
         })
     }
 
-    fn resilience(&self, r: &Spanned<ResilienceConfig>) -> Result<ResilienceConfig, ConfigError> {
-        let v = r.get_ref();
+    fn resilience(&self, r: &Spanned<RawResilience>) -> Result<ResilienceConfig, ConfigError> {
+        let (raw, d) = (r.get_ref(), ResilienceConfig::default());
+        let v = ResilienceConfig {
+            timeout_ms: value(&raw.timeout_ms, d.timeout_ms),
+            max_in_flight: value(&raw.max_in_flight, d.max_in_flight),
+            retries: value(&raw.retries, d.retries),
+            retry_budget_percent: value(&raw.retry_budget_percent, d.retry_budget_percent),
+            breaker_failures: value(&raw.breaker_failures, d.breaker_failures),
+            breaker_cooldown_ms: value(&raw.breaker_cooldown_ms, d.breaker_cooldown_ms),
+        };
+        let span = |s: Option<Range<usize>>| s.unwrap_or_else(|| r.span());
         let problem = if v.timeout_ms == 0 {
-            Some("timeout_ms must be at least 1")
+            Some((
+                span(place(&raw.timeout_ms)),
+                "timeout_ms must be at least 1",
+            ))
         } else if v.max_in_flight == 0 {
-            Some("max_in_flight must be at least 1")
+            Some((
+                span(place(&raw.max_in_flight)),
+                "max_in_flight must be at least 1",
+            ))
         } else if v.retries > 10 {
-            Some("retries must be at most 10")
+            Some((span(place(&raw.retries)), "retries must be at most 10"))
         } else if v.retry_budget_percent > 1000 {
-            Some("retry_budget_percent must be at most 1000")
+            Some((
+                span(place(&raw.retry_budget_percent)),
+                "retry_budget_percent must be at most 1000",
+            ))
         } else if v.breaker_failures == 0 {
-            Some("breaker_failures must be at least 1")
+            Some((
+                span(place(&raw.breaker_failures)),
+                "breaker_failures must be at least 1",
+            ))
         } else if v.breaker_cooldown_ms == 0 {
-            Some("breaker_cooldown_ms must be at least 1")
+            Some((
+                span(place(&raw.breaker_cooldown_ms)),
+                "breaker_cooldown_ms must be at least 1",
+            ))
         } else {
             None
         };
         match problem {
-            Some(p) => Err(self.err(r.span(), format!("sources.resilience.{p}"))),
-            None => Ok(v.clone()),
+            Some((at, p)) => Err(self.err(at, format!("sources.resilience.{p}"))),
+            None => Ok(v),
         }
     }
 
@@ -498,6 +553,7 @@ impl Checker<'_> {
         &self,
         d: &RawDataset,
         sources: &[SourceConfig],
+        raw_sources: &[RawSource],
     ) -> Result<DatasetConfig, ConfigError> {
         let dataset: Dataset = d
             .name
@@ -507,12 +563,7 @@ impl Checker<'_> {
         let source = sources
             .iter()
             .find(|s| &s.name == d.source.get_ref())
-            .ok_or_else(|| {
-                self.err(
-                    d.source.span(),
-                    format!("datasets.source: no source named {:?}", d.source.get_ref()),
-                )
-            })?;
+            .ok_or_else(|| self.no_such_source(d, raw_sources))?;
         if let Some(unknown) = d
             .fields
             .keys()
@@ -549,6 +600,30 @@ impl Checker<'_> {
             issuer_keys,
             fields: d.fields.clone(),
         })
+    }
+
+    /// A dataset names no source: at its `source`, or — when a variable renamed a
+    /// source, most likely the one it means — at that variable.
+    fn no_such_source(&self, d: &RawDataset, raw_sources: &[RawSource]) -> ConfigError {
+        let renamed = raw_sources
+            .iter()
+            .map(|s| &s.name)
+            .find(|name| matches!(self.source.origin(name.span()), Origin::Variable(_)));
+        match renamed {
+            Some(name) => self.err(
+                name.span(),
+                format!(
+                    "datasets.source: no source named {:?} (this variable renamed a source \
+                     to {:?})",
+                    d.source.get_ref(),
+                    name.get_ref()
+                ),
+            ),
+            None => self.err(
+                d.source.span(),
+                format!("datasets.source: no source named {:?}", d.source.get_ref()),
+            ),
+        }
     }
 
     /// The keys saying how a dataset is read must fit its source's kind.
@@ -785,6 +860,16 @@ impl Checker<'_> {
         }
         Ok(subject)
     }
+}
+
+/// A resilience value as written, or its default.
+fn value<T: Copy>(v: &Option<Spanned<T>>, default: T) -> T {
+    v.as_ref().map_or(default, |v| *v.get_ref())
+}
+
+/// Where a resilience value was written, if it was.
+fn place<T>(v: &Option<Spanned<T>>) -> Option<Range<usize>> {
+    v.as_ref().map(|v| v.span())
 }
 
 #[cfg(test)]
