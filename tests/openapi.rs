@@ -527,8 +527,21 @@ async fn the_document_refuses_what_the_server_refuses() {
         .map(|(k, v)| ("/v1/lookup", with(&lookup, k, json!(v))))
         .to_vec();
     refused.extend(
-        [("bundle", ""), ("subject", "")].map(|(k, v)| ("/v1/bundle", with(&bundle, k, json!(v)))),
+        [
+            ("bundle", ""),
+            ("subject", ""),
+            ("subject", "not-an-identifier"),
+        ]
+        .map(|(k, v)| ("/v1/bundle", with(&bundle, k, json!(v)))),
     );
+    // Each dataset's subject standard and fields: another dataset's are refused.
+    let credit_code = json!("91350100M000100Y43");
+    assert_eq!(lookup["dataset"], "population", "{lookup}");
+    refused.push(("/v1/lookup", with(&lookup, "subject", credit_code)));
+    refused.push((
+        "/v1/lookup",
+        with(&lookup, "fields", json!(["license_type"])),
+    ));
     for hours in [
         "00:00-00:00",
         "09:30-09:30",
@@ -569,18 +582,21 @@ async fn the_document_refuses_what_the_server_refuses() {
     }
     for name in ["from", "to"] {
         let schema = parameter(&doc, "/audit/v1/records", "get", name);
-        assert!(
-            !errors(&validator(&doc, schema), &json!("")).is_empty(),
-            "{name}"
-        );
-        let a = send(
-            &gw.client("auditor"),
-            "get",
-            &format!("/audit/v1/records?{name}="),
-            None,
-        )
-        .await;
-        assert_eq!(a.status, 400, "{name}= {:#}", a.body);
+        let v = validator(&doc, schema);
+        for ok in ["2026-11-28", "2026-11-28T09:30:00+08:00"] {
+            assert!(errors(&v, &json!(ok)).is_empty(), "{name}={ok}");
+        }
+        for value in ["", "yesterday", "2026-13-01"] {
+            assert!(!errors(&v, &json!(value)).is_empty(), "{name}={value}");
+            let a = send(
+                &gw.client("auditor"),
+                "get",
+                &format!("/audit/v1/records?{name}={value}"),
+                None,
+            )
+            .await;
+            assert_eq!(a.status, 400, "{name}={value} {:#}", a.body);
+        }
     }
     gw.running.shutdown().await;
 }
