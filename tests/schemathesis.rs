@@ -50,6 +50,8 @@ fn run(gw: &Gateway, doc: &Path, cert: &str, paths: &str) -> (bool, String) {
         // hold), and nothing else from the environment.
         .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
         .env("PYTHONPATH", Path::new(env!("CARGO_MANIFEST_DIR")))
+        // Nothing written into the source tree (no __pycache__ beside the hooks).
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .current_dir(gw.path())
         .output()
         .expect("python3 runs");
