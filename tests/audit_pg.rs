@@ -23,6 +23,7 @@ fn signer() -> Arc<Signer> {
 fn settings(node: &str) -> AuditSettings {
     AuditSettings {
         node: node.into(),
+        origin: "tongban.test/audit".into(),
         batch_max: 32,
         checkpoint_every: 50,
         checkpoint_interval: Duration::from_secs(3600),

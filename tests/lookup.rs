@@ -118,6 +118,17 @@ async fn allowed_lookup_returns_only_granted_fields_masked_and_signed() {
     tampered["record"]["name"] = json!(String::from_utf8_lossy(&bytes));
     assert!(audit::signing::verify(&tampered, &jwks).is_err());
 
+    // The receipt proves the stored record in a tree the same key signed, offline.
+    let key =
+        audit::signing::public_key_of(&jwks, jwks["keys"][0]["kid"].as_str().unwrap()).unwrap();
+    let included = audit::check_receipt(&a.body["audit"], &key).expect("the receipt checks");
+    let stored: serde_json::Value = serde_json::from_str(&included.record).unwrap();
+    assert_eq!(stored["request_id"], a.body["request_id"]);
+    assert_eq!(stored, audit);
+    let mut forged = a.body["audit"].clone();
+    forged["record"] = json!(included.record.replace("clerk-007", "clerk-008"));
+    assert!(audit::check_receipt(&forged, &key).is_err());
+
     // Offline: `tongban verify FILE`, exit 0 then 1.
     let saved = gw.path().join("answer.json");
     std::fs::write(&saved, a.body.to_string()).unwrap();

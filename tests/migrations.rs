@@ -35,12 +35,13 @@ const PG_SEARCH: &str = include_str!("../audit/migrations/postgres/0002_search_i
 const POLICY_TABLES: &str = include_str!("../policy/migrations/0001_policy_tables.sql");
 
 /// Every table a migrated state database holds.
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "_sqlx_migrations_audit",
     "_sqlx_migrations_policy",
     "audit_archive",
     "audit_checkpoint",
     "audit_log",
+    "audit_tree",
     "policy_agreements",
     "policy_counters",
     "policy_history",
@@ -410,7 +411,7 @@ async fn release_upgrades(db: Db, fresh: Db, old_sql: &[&'static str]) {
         db.applied("_sqlx_migrations_audit").await,
         db.applied("_sqlx_migrations_policy").await,
     );
-    assert_eq!((applied.0.len(), applied.1.len()), (2, 1), "{applied:?}");
+    assert_eq!((applied.0.len(), applied.1.len()), (3, 1), "{applied:?}");
     let schema = db.schema().await;
     let (audit, policy) = db.open().await;
     assert_eq!(db.schema().await, schema);
@@ -454,7 +455,7 @@ async fn a_sqlite_audit_log_without_search_columns_gets_them() {
     let (audit, _) = db.open().await;
     check_audit(&audit, &before, &key).await;
     assert_eq!(db.schema().await, fresh_schema(&fresh).await);
-    assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), 2);
+    assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), 3);
 }
 
 /// Each store records its migrations in its own table, so the two sets share one
@@ -479,13 +480,14 @@ async fn sets_share_one_database(first_policy: Db, first_audit: Db) {
             "_sqlx_migrations_audit",
             "audit_archive",
             "audit_checkpoint",
-            "audit_log"
+            "audit_log",
+            "audit_tree"
         ]
     );
     for db in [&first_policy, &first_audit] {
         db.open().await;
         assert_eq!(db.tables().await, TABLES);
-        assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), 2);
+        assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), 3);
         assert_eq!(db.applied("_sqlx_migrations_policy").await.len(), 1);
     }
     assert_eq!(first_policy.schema().await, first_audit.schema().await);
@@ -527,7 +529,7 @@ async fn opening_together_migrates_once(db: Db) {
         opened.unwrap().unwrap();
     }
     assert_eq!(db.tables().await, TABLES);
-    assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), 2);
+    assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), 3);
     assert_eq!(db.applied("_sqlx_migrations_policy").await.len(), 1);
 }
 

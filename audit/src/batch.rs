@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::chain::{seal_entry, AuditEntry, GENESIS};
 use super::checkpoint::Checkpoint;
 use super::error::AuditError;
+use super::frontier::{Frontier, TreeBatch};
 use super::signing::Signer;
 
 /// How the writer batches and seals.
@@ -17,6 +18,9 @@ use super::signing::Signer;
 pub struct AuditSettings {
     /// Node name written into checkpoints.
     pub node: String,
+    /// The log's name: the origin line of its checkpoints and the name of the key
+    /// that signs them (c2sp.org/tlog-checkpoint).
+    pub origin: String,
     /// Most records per group commit.
     pub batch_max: usize,
     /// Seal the head at least every this many records.
@@ -46,6 +50,8 @@ pub(super) struct ChainState {
     pub(super) hash: String,
     /// The last sealed sequence number.
     pub(super) sealed: i64,
+    /// The Merkle tree of the records up to the head, as far as the writer holds it.
+    pub(super) tree: Frontier,
 }
 
 impl ChainState {
@@ -91,10 +97,13 @@ pub(super) fn search_columns(e: &AuditEntry) -> [Option<&str>; 8] {
     ]
 }
 
-/// A batch chained onto the head, and the checkpoint sealing it when one is due.
+/// A batch chained onto the head and appended to the tree, and the checkpoint
+/// sealing it when one is due.
 pub(super) struct Prepared {
     pub(super) rows: Vec<NewRow>,
     pub(super) checkpoint: Option<Checkpoint>,
+    /// The tree's new hashes, its signed checkpoint and the records' proofs.
+    pub(super) tree: TreeBatch,
 }
 
 pub(super) const HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
@@ -114,12 +123,14 @@ pub(super) fn state_of(
         seq,
         hash,
         sealed: sealed.unwrap_or(0),
+        tree: Frontier::default(),
     }
 }
 
-/// Chain `entries` onto `head`, and seal the new head when a checkpoint is due.
+/// Chain `entries` onto `head` and append them to its tree (whose frontier `head`
+/// must hold), and seal the new head when a checkpoint is due.
 pub(super) fn chain(
-    head: &ChainState,
+    head: &mut ChainState,
     entries: &[AuditEntry],
     time_due: bool,
     signer: &Signer,
@@ -148,5 +159,11 @@ pub(super) fn chain(
     } else {
         None
     };
-    Ok(Prepared { rows, checkpoint })
+    let records: Vec<&str> = rows.iter().map(|r| r.record.as_str()).collect();
+    let tree = head.tree.append(&records, signer, &settings.origin)?;
+    Ok(Prepared {
+        rows,
+        checkpoint,
+        tree,
+    })
 }

@@ -26,7 +26,9 @@ mod chain;
 mod checkpoint;
 mod error;
 mod export;
+mod frontier;
 mod log;
+mod receipt;
 mod report;
 mod search;
 // The gateway's one Ed25519 key seals checkpoints and signs answers; it lives here,
@@ -38,6 +40,7 @@ mod subject;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 pub mod tlog;
+mod tree_store;
 mod verify;
 
 pub use archive::{archive, read_archive};
@@ -49,6 +52,7 @@ pub use export::{
     export, parse_line, ExportContext, ExportLine, ExportSummary, Format, EXPORT_FORMAT,
 };
 pub use log::{AuditLog, Receipt};
+pub use receipt::{check_receipt, Included, ReceiptError};
 pub use report::{anomalies, revoked_from_index, Anomaly, AnomalyRules};
 pub use search::{parse_time, Filter};
 pub use store::{state_db_options, ArchiveEntry, AuditStore, Database, Row};

@@ -12,18 +12,48 @@ use super::batch::{ARCHIVED, HEAD, SEALED};
 use super::chain::{AuditEntry, GENESIS};
 use super::checkpoint::Checkpoint;
 use super::error::AuditError;
+use super::frontier::behind;
 use super::signing::Signer;
 use super::sqlite_writer::SqliteWriter;
 use super::store::{AuditStore, Database, CHAIN_LOCK};
+use super::tlog::tree::Hash;
+use super::tree_store;
 use super::verify::{ChainChecker, VerifyFailure};
 
-/// Where a record landed in the chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a record landed: in the chain, and in the Merkle tree with the proof.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Receipt {
     /// Sequence number.
     pub seq: i64,
     /// Chain hash of the record.
     pub hash: String,
+    /// The record's canonical JSON: the tree's leaf is `SHA-256(0x00 ‖ record)`.
+    pub record: String,
+    /// Its leaf index in the tree (`seq - 1`).
+    pub index: u64,
+    /// The signed checkpoint (C2SP signed note) of the tree its batch made.
+    pub checkpoint: Arc<str>,
+    /// The record's inclusion proof in that tree (RFC 9162 §2.1.3).
+    pub inclusion: Vec<Hash>,
+}
+
+impl Receipt {
+    /// The receipt as an answer carries it (its `audit` member): where the record is
+    /// in the chain and in the Merkle tree, the record's exact bytes, the signed
+    /// checkpoint of the tree its batch made, and the record's inclusion proof in it
+    /// (standard base64 hashes, from the leaf up).
+    pub fn to_json(&self) -> serde_json::Value {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        serde_json::json!({
+            "seq": self.seq,
+            "hash": self.hash,
+            "index": self.index,
+            "record": self.record,
+            "checkpoint": &*self.checkpoint,
+            "inclusion": self.inclusion.iter().map(|h| b64.encode(h.0)).collect::<Vec<_>>(),
+        })
+    }
 }
 
 /// Appends records to the chain with group commit: requests that arrive while a
@@ -51,6 +81,13 @@ impl AuditLog {
         settings: AuditSettings,
     ) -> Result<Self, AuditError> {
         let store = AuditStore::open(db).await?;
+        let added = store.catch_up_tree().await?;
+        if added > 0 {
+            tracing::info!(
+                records = added,
+                "audit tree caught up with records written before it"
+            );
+        }
         let mut backend = match db {
             Database::Sqlite(path) => Backend::Sqlite(SqliteWriter::start(
                 path,
@@ -200,9 +237,20 @@ impl Backend {
                     .bind(CHAIN_LOCK)
                     .execute(&mut *tx)
                     .await?;
-                let current = read_state_pg(&mut tx).await?;
-                let p = chain(&current, &entries, time_due, signer, settings)?;
+                let mut current = read_state_pg(&mut tx).await?;
+                // Other gateways may have appended: what the frontier lacks for the
+                // head now is read from the tree they wrote.
+                current.tree = cached.tree.clone();
+                let lacking = current.tree.lacking(current.seq);
+                if !lacking.is_empty() {
+                    let read = tree_store::read_pg(&mut tx, &lacking).await?;
+                    if !current.tree.hold(current.seq, read) {
+                        return Err(behind(current.seq));
+                    }
+                }
+                let p = chain(&mut current, &entries, time_due, signer, settings)?;
                 insert_pg(&mut tx, &p, &entries).await?;
+                tree_store::insert_pg(&mut tx, &p.tree.stored).await?;
                 tx.commit().await?;
                 let state = current.after(&p);
                 Ok((p, state))
@@ -340,10 +388,17 @@ impl Writer {
                     self.last_sealed_at = Instant::now();
                     self.copy_checkpoint(c).await;
                 }
-                for (reply, r) in replies.into_iter().zip(prepared.rows) {
+                let tree = prepared.tree;
+                for ((reply, r), inclusion) in
+                    replies.into_iter().zip(prepared.rows).zip(tree.proofs)
+                {
                     let _ = reply.send(Ok(Receipt {
+                        index: u64::try_from(r.seq - 1).unwrap_or(0),
                         seq: r.seq,
                         hash: r.hash,
+                        record: r.record,
+                        checkpoint: Arc::clone(&tree.note),
+                        inclusion,
                     }));
                 }
             }
@@ -428,6 +483,7 @@ mod tests {
     fn settings(every: i64) -> AuditSettings {
         AuditSettings {
             node: "gw-test".into(),
+            origin: "tongban.test/audit".into(),
             batch_max: 8,
             checkpoint_every: every,
             checkpoint_interval: Duration::from_secs(3600),
@@ -492,6 +548,74 @@ mod tests {
         assert_eq!(r.seq, 51);
         let report = verify_chain(&mut conn).await.unwrap();
         assert!(report.failure.is_none());
+    }
+
+    #[tokio::test]
+    async fn every_receipt_proves_its_record_in_a_signed_tree_and_a_lost_tree_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let signer = test_signer();
+        let open_with = |signer: Arc<Signer>| {
+            let path = path.clone();
+            async move {
+                AuditLog::open(&Database::Sqlite(path), signer, settings(10))
+                    .await
+                    .unwrap()
+            }
+        };
+        let log = open_with(Arc::clone(&signer)).await;
+        let handles = spawn_appends(&log, 40, |i| AuditEntry {
+            request_id: format!("r{i}"),
+            ..Default::default()
+        });
+        let mut receipts = Vec::new();
+        for h in handles {
+            receipts.push(h.await.unwrap().unwrap().to_json());
+        }
+        for r in &receipts {
+            let included = crate::check_receipt(r, signer.public_key()).unwrap();
+            assert_eq!(included.origin, "tongban.test/audit");
+            // Any changed byte of the record, a wrong index or another key fails.
+            let mut edited = r.clone();
+            edited["record"] = r["record"].as_str().unwrap().replace("\"r", "\"R").into();
+            assert!(crate::check_receipt(&edited, signer.public_key()).is_err());
+            let mut moved = r.clone();
+            moved["index"] = (included.index ^ 1).into();
+            assert!(crate::check_receipt(&moved, signer.public_key()).is_err());
+            assert!(crate::check_receipt(r, test_signer().public_key()).is_err());
+        }
+
+        // Reopened (the frontier read back from the store), then with the tree lost:
+        // each time the tree is the same and new receipts check against it.
+        let tree_rows = || async {
+            let mut conn = state_db_options(&path).connect().await.unwrap();
+            sqlx::query_as::<_, (i64, Vec<u8>)>("SELECT idx, hash FROM audit_tree ORDER BY idx")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+        };
+        let before = tree_rows().await;
+        for lose_tree in [false, true] {
+            log.close().await;
+            drop(log.clone());
+            if lose_tree {
+                let mut conn = state_db_options(&path).connect().await.unwrap();
+                sqlx::query("DELETE FROM audit_tree")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            let log = open_with(Arc::clone(&signer)).await;
+            let r = log.append(AuditEntry::default()).await.unwrap();
+            crate::check_receipt(&r.to_json(), signer.public_key()).unwrap();
+            log.close().await;
+        }
+        let store = AuditStore::open(&Database::Sqlite(path.clone()))
+            .await
+            .unwrap();
+        assert_eq!(store.tree_size().await.unwrap(), 42);
+        let after = tree_rows().await;
+        assert_eq!(after[..before.len()], before[..]);
     }
 
     #[tokio::test]

@@ -89,6 +89,11 @@ impl Signer {
         &self.kid
     }
 
+    /// The key pair, for signing notes (checkpoints) with it.
+    pub fn key_pair(&self) -> &Ed25519KeyPair {
+        &self.key
+    }
+
     /// Raw 32-byte public key.
     pub fn public_key(&self) -> &[u8] {
         self.key.public_key().as_ref()
@@ -124,6 +129,17 @@ pub fn key_id(public_key: &[u8]) -> String {
     hex::encode(&digest.as_ref()[..8])
 }
 
+/// The Ed25519 public key with id `kid` in a JWKS document.
+pub fn public_key_of(jwks: &Value, kid: &str) -> Result<Vec<u8>, SigningError> {
+    let x = jwks["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid))
+        .and_then(|k| k["x"].as_str())
+        .ok_or_else(|| SigningError::Invalid(format!("no key with kid {kid:?} in the JWKS")))?;
+    B64.decode(x)
+        .map_err(|_| SigningError::Malformed("JWKS key is not base64url".into()))
+}
+
 /// Verify a signed response body against the keys of a JWKS document. Returns the
 /// key id that verified it.
 pub fn verify(document: &Value, jwks: &Value) -> Result<String, SigningError> {
@@ -155,14 +171,7 @@ pub fn verify(document: &Value, jwks: &Value) -> Result<String, SigningError> {
         )));
     }
     let kid = header["kid"].as_str().unwrap_or_default().to_owned();
-    let x = jwks["keys"]
-        .as_array()
-        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid.as_str()))
-        .and_then(|k| k["x"].as_str())
-        .ok_or_else(|| SigningError::Invalid(format!("no key with kid {kid:?} in the JWKS")))?;
-    let public = B64
-        .decode(x)
-        .map_err(|_| SigningError::Malformed("JWKS key is not base64url".into()))?;
+    let public = public_key_of(jwks, &kid)?;
     let sig = B64
         .decode(sig_b64)
         .map_err(|_| SigningError::Malformed("JWS signature is not base64url".into()))?;

@@ -23,6 +23,8 @@ use super::batch::{chain, search_columns, state_of, AuditSettings, ChainState, P
 use super::batch::{ARCHIVED, HEAD, SEALED};
 use super::chain::AuditEntry;
 use super::error::AuditError;
+use super::frontier::behind;
+use super::tlog::tree::Hash;
 use crate::signing::Signer;
 
 impl From<rusqlite::Error> for AuditError {
@@ -225,6 +227,21 @@ fn seq_and_hash(
         .optional()?)
 }
 
+/// The stored tree hashes at `indexes` that exist.
+fn read_tree(conn: &rusqlite::Connection, indexes: &[u64]) -> Result<Vec<(u64, Hash)>, AuditError> {
+    let mut select = conn.prepare_cached("SELECT hash FROM audit_tree WHERE idx = ?1")?;
+    let mut out = Vec::with_capacity(indexes.len());
+    for &idx in indexes {
+        let hash: Option<Vec<u8>> = select
+            .query_row([i64::try_from(idx).unwrap_or(i64::MAX)], |r| r.get(0))
+            .optional()?;
+        if let Some(h) = hash.and_then(|h| <[u8; 32]>::try_from(h).ok()) {
+            out.push((idx, Hash(h)));
+        }
+    }
+    Ok(out)
+}
+
 fn read_state(conn: &rusqlite::Connection) -> Result<ChainState, AuditError> {
     let head = seq_and_hash(conn, HEAD)?;
     let archived = seq_and_hash(conn, ARCHIVED)?;
@@ -233,6 +250,7 @@ fn read_state(conn: &rusqlite::Connection) -> Result<ChainState, AuditError> {
 }
 
 const INSERT_ROW: &str = "INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+const INSERT_TREE: &str = "INSERT INTO audit_tree (idx, hash) VALUES (?1, ?2)";
 const INSERT_CHECKPOINT: &str =
     "INSERT INTO audit_checkpoint (seq, hash, checkpoint) VALUES (?1, ?2, ?3)";
 
@@ -251,12 +269,19 @@ fn append(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let head = seq_and_hash(&tx, HEAD)?;
     let moved = head.is_some_and(|(seq, hash)| !cached.is_head(seq, &hash));
-    let current = if moved {
+    let mut current = if moved {
         read_state(&tx)?
     } else {
         cached.clone()
     };
-    let p = chain(&current, entries, time_due, signer, settings)?;
+    let lacking = current.tree.lacking(current.seq);
+    if !lacking.is_empty() {
+        let read = read_tree(&tx, &lacking)?;
+        if !current.tree.hold(current.seq, read) {
+            return Err(behind(current.seq));
+        }
+    }
+    let p = chain(&mut current, entries, time_due, signer, settings)?;
     {
         let mut insert = tx.prepare_cached(INSERT_ROW)?;
         for (r, e) in p.rows.iter().zip(entries) {
@@ -265,6 +290,15 @@ fn append(
             insert.execute(params![
                 r.seq, r.hash, r.record, time, consumer, operator, dataset, subject, matter,
                 case_id, decision
+            ])?;
+        }
+    }
+    {
+        let mut insert = tx.prepare_cached(INSERT_TREE)?;
+        for (idx, hash) in &p.tree.stored {
+            insert.execute(params![
+                i64::try_from(*idx).unwrap_or(i64::MAX),
+                &hash.0[..]
             ])?;
         }
     }

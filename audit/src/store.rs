@@ -96,6 +96,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "search columns",
         include_str!("../migrations/sqlite/0002_search_columns.sql"),
     ),
+    (
+        3,
+        "merkle tree",
+        include_str!("../migrations/sqlite/0003_merkle_tree.sql"),
+    ),
 ];
 
 /// The audit schema on PostgreSQL: `audit/migrations/postgres/`, embedded.
@@ -109,6 +114,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "search indexes",
         include_str!("../migrations/postgres/0002_search_indexes.sql"),
+    ),
+    (
+        3,
+        "merkle tree",
+        include_str!("../migrations/postgres/0003_merkle_tree.sql"),
     ),
 ];
 

@@ -134,6 +134,7 @@ async fn through_writer(
 ) -> Result<(Duration, Option<f64>), Error> {
     let settings = AuditSettings {
         node: "gw-1".into(),
+        origin: "tongban.test/audit".into(),
         batch_max: 512,
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(10),

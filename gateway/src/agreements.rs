@@ -146,7 +146,7 @@ pub fn role_detail(identity: &str, role: &str, action: Action, version: i64) -> 
 }
 
 /// A role binding changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RoleChange {
     /// `bind` or `unbind`.
     pub action: Action,

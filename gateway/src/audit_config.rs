@@ -12,12 +12,33 @@ use crate::config::{Config, StateDb};
 pub fn settings(c: &Config) -> AuditSettings {
     AuditSettings {
         node: c.node.clone(),
+        origin: origin(c),
         batch_max: c.audit.batch_max.max(1),
         checkpoint_every: i64::try_from(c.audit.checkpoint_every.max(1)).unwrap_or(i64::MAX),
         checkpoint_interval: Duration::from_secs(c.audit.checkpoint_interval_secs.max(1)),
         checkpoint_file: c.audit.checkpoint_file.clone(),
         metrics: None,
     }
+}
+
+/// The log's origin: `[audit] origin`, or `tongban.<node>/audit` with any character
+/// a key name may not hold (space, `+`) replaced by `-`.
+pub fn origin(c: &Config) -> String {
+    if !c.audit.origin.is_empty() {
+        return c.audit.origin.clone();
+    }
+    let node: String = c
+        .node
+        .chars()
+        .map(|ch| {
+            if ch.is_whitespace() || ch == '+' {
+                '-'
+            } else {
+                ch
+            }
+        })
+        .collect();
+    format!("tongban.{node}/audit")
 }
 
 /// Where the audit store of a state database lives.

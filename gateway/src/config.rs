@@ -170,6 +170,11 @@ pub struct AuditConfig {
     /// … and at least this often (seconds) while records are unsealed.
     #[serde_inline_default(10)]
     pub checkpoint_interval_secs: u64,
+    /// The log's name (C2SP origin): the first line of each checkpoint of its Merkle
+    /// tree and the name of the key that signs them. Empty: `tongban.<node>/audit`.
+    /// Gateways sharing one PostgreSQL log set the same origin.
+    #[serde(default)]
+    pub origin: String,
     /// Copy of each checkpoint this gateway writes, outside the store (JSON lines;
     /// empty string: none).
     #[serde_inline_default(Some(PathBuf::from("audit-checkpoints.jsonl")))]
@@ -589,6 +594,15 @@ impl Checker<'_> {
         a.anomaly
             .service_minutes()
             .map_err(|m| self.at_key("audit.anomaly.service_hours", m))?;
+        if a.origin.chars().any(|c| c.is_whitespace() || c == '+') {
+            return Err(self.at_key(
+                "audit.origin",
+                format!(
+                    "audit.origin: {:?} names a signing key: no spaces and no '+'",
+                    a.origin
+                ),
+            ));
+        }
         a.checkpoint_file = a
             .checkpoint_file
             .filter(|p| !p.as_os_str().is_empty())

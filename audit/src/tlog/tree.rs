@@ -51,6 +51,11 @@ pub fn stored_index(n: u64) -> u64 {
 #[derive(Debug, Default, Clone)]
 pub struct KnownHashes {
     hashes: HashMap<u64, Hash>,
+}
+
+/// [`KnownHashes`] as tlog reads them during one operation, noting what it lacked.
+struct Reader<'a> {
+    hashes: &'a HashMap<u64, Hash>,
     missing: RefCell<BTreeSet<u64>>,
 }
 
@@ -58,6 +63,11 @@ impl KnownHashes {
     /// Hold `hash` at stored index `index`.
     pub fn insert(&mut self, index: u64, hash: Hash) {
         self.hashes.insert(index, hash);
+    }
+
+    /// The highest stored index held.
+    pub fn max_index(&self) -> Option<u64> {
+        self.hashes.keys().max().copied()
     }
 
     /// Keep only the hashes at `indexes`.
@@ -76,15 +86,16 @@ impl KnownHashes {
     }
 
     /// Run `op` over these hashes; [`TreeError::Missing`] names the indexes it lacked.
-    pub fn with<T>(
+    fn with<T>(
         &self,
-        op: impl FnOnce(&Self) -> Result<T, tlog::Error>,
+        op: impl FnOnce(&Reader<'_>) -> Result<T, tlog::Error>,
     ) -> Result<T, TreeError> {
-        self.missing.borrow_mut().clear();
-        let out = op(self);
-        let missing: Vec<u64> = std::mem::take(&mut *self.missing.borrow_mut())
-            .into_iter()
-            .collect();
+        let reader = Reader {
+            hashes: &self.hashes,
+            missing: RefCell::default(),
+        };
+        let out = op(&reader);
+        let missing: Vec<u64> = reader.missing.into_inner().into_iter().collect();
         match out {
             Err(_) if !missing.is_empty() => Err(TreeError::Missing(missing)),
             other => Ok(other?),
@@ -92,7 +103,7 @@ impl KnownHashes {
     }
 }
 
-impl HashReader for KnownHashes {
+impl HashReader for Reader<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
         let mut out = Vec::with_capacity(indexes.len());
         let mut missing = self.missing.borrow_mut();
@@ -125,9 +136,14 @@ pub struct Appended {
     pub proofs: Vec<Vec<Hash>>,
 }
 
-/// Append `leaves` to the tree of `size` whose frontier `known` holds; `known` then
-/// holds the new tree's frontier.
-pub fn append(size: u64, leaves: &[Hash], known: &mut KnownHashes) -> Result<Appended, TreeError> {
+/// Add `leaves` to the tree of `size` whose frontier `known` holds: the hashes to
+/// store. `known` also keeps them (call [`KnownHashes::retain`] with the new
+/// frontier to drop the rest).
+pub fn extend(
+    size: u64,
+    leaves: &[Hash],
+    known: &mut KnownHashes,
+) -> Result<Vec<(u64, Hash)>, TreeError> {
     let mut stored = Vec::with_capacity(leaves.len() * 2);
     for (n, leaf) in (size..).zip(leaves) {
         let hashes = known.with(|k| tlog::stored_hashes_for_record_hash(n, *leaf, k))?;
@@ -136,6 +152,22 @@ pub fn append(size: u64, leaves: &[Hash], known: &mut KnownHashes) -> Result<App
             stored.push((i, h));
         }
     }
+    Ok(stored)
+}
+
+/// The number of records in a tree whose highest stored index is `max` (stored
+/// hashes are written a record at a time, so the highest completes the last one).
+pub fn size_of(max: Option<u64>) -> u64 {
+    max.map_or(0, |i| {
+        let (level, n) = tlog::split_stored_hash_index(i);
+        (n + 1) << level
+    })
+}
+
+/// Append `leaves` to the tree of `size` whose frontier `known` holds; `known` then
+/// holds the new tree's frontier.
+pub fn append(size: u64, leaves: &[Hash], known: &mut KnownHashes) -> Result<Appended, TreeError> {
+    let stored = extend(size, leaves, known)?;
     let new_size = size + leaves.len() as u64;
     let root = known.with(|k| tlog::tree_hash(new_size, k))?;
     let proofs = (size..new_size)
@@ -285,10 +317,12 @@ mod tests {
                     check_inclusion(proof, a.size, a.root, i, leaves[i as usize]).unwrap();
                     prop_assert!(check_inclusion(proof, a.size, a.root, i, leaf(9_999)).is_err());
                 }
-                for (i, h) in a.stored {
-                    all.insert(i, h);
+                for (i, h) in &a.stored {
+                    all.insert(*i, *h);
                 }
                 prop_assert!(known.lacking(&frontier(a.size)).is_empty());
+                let max = all.max_index();
+                prop_assert_eq!(size_of(max), a.size);
                 roots.push(a.root);
             }
             let size = leaves.len() as u64;

@@ -289,18 +289,31 @@ fn verify_file(file: &Path, jwks: Option<&Path>, config: &ConfigFile) -> Result<
                 .jwks()
         }
     };
-    match verify(&document, &keys) {
-        Ok(kid) => {
-            println!(
-                "OK: {} is signed by key {kid} (request {}, audit seq {})",
-                file.display(),
-                document["request_id"].as_str().unwrap_or("?"),
-                document["audit"]["seq"],
-            );
-            Ok(())
-        }
-        Err(e) => Err(Failure::Failed(format!("FAILED: {}: {e}", file.display()))),
+    let failed =
+        |e: &dyn std::fmt::Display| Failure::Failed(format!("FAILED: {}: {e}", file.display()));
+    let kid = verify(&document, &keys).map_err(|e| failed(&e))?;
+    println!(
+        "OK: {} is signed by key {kid} (request {}, audit seq {})",
+        file.display(),
+        document["request_id"].as_str().unwrap_or("?"),
+        document["audit"]["seq"],
+    );
+    // Each receipt (the answer's, and a bundle's items') proves its record in a tree
+    // the same key signed.
+    let public = ::audit::signing::public_key_of(&keys, &kid).map_err(|e| failed(&e))?;
+    let items = document["items"].as_array().into_iter().flatten();
+    let receipts = std::iter::once(&document["audit"]).chain(items.map(|i| &i["audit"]));
+    for receipt in receipts.filter(|r| r.get("checkpoint").is_some()) {
+        let inc = ::audit::check_receipt(receipt, &public).map_err(|e| failed(&e))?;
+        println!(
+            "OK: audit record {} is leaf {} of the signed tree of {} records of {}",
+            inc.index + 1,
+            inc.index,
+            inc.size,
+            inc.origin
+        );
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -403,7 +403,7 @@ fn item_body(item: &BundleItem, r: &Audited, request_id: &str) -> Value {
                 "problem": problem_body(e, request_id),
             });
             if let Some(receipt) = receipt {
-                b["audit"] = json!({"seq": receipt.seq, "hash": receipt.hash});
+                b["audit"] = super::respond::receipt_json(receipt);
             }
             b
         }
@@ -495,6 +495,10 @@ mod tests {
             receipt: Some(Receipt {
                 seq: 1,
                 hash: String::new(),
+                record: "{}".into(),
+                index: 0,
+                checkpoint: "".into(),
+                inclusion: Vec::new(),
             }),
         }
     }

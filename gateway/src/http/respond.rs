@@ -112,16 +112,18 @@ fn answer_body(
                 .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))
         }
         Answer::Signed(mut body) => {
-            body.insert(
-                "audit".into(),
-                json!({"seq": receipt.seq, "hash": receipt.hash}),
-            );
+            body.insert("audit".into(), receipt_json(receipt));
             signer
                 .sign(body)
                 .map(|b| (StatusCode::OK, Value::Object(b)))
                 .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))
         }
     }
+}
+
+/// An answer's `audit` member: its record's receipt ([`audit::Receipt::to_json`]).
+pub fn receipt_json(receipt: &audit::Receipt) -> Value {
+    receipt.to_json()
 }
 
 /// The body of a lookup answer, before it is signed; bundle items reuse it.
@@ -139,7 +141,7 @@ pub fn lookup_body(l: LookupAnswer, receipt: &audit::Receipt) -> Map<String, Val
             "fetched_at": l.fetched_at,
         },
         "agreement": l.agreement,
-        "audit": {"seq": receipt.seq, "hash": receipt.hash},
+        "audit": receipt_json(receipt),
     });
     if let Some(check) = verification {
         v["verified"] = Value::Bool(check.is_verified());
@@ -252,6 +254,10 @@ mod tests {
         Some(Receipt {
             seq: 7,
             hash: "c0ffee".into(),
+            record: "{}".into(),
+            index: 6,
+            checkpoint: "".into(),
+            inclusion: Vec::new(),
         })
     }
 
@@ -271,7 +277,11 @@ mod tests {
         assert_eq!(headers["x-request-id"], ID);
         assert_eq!(body["record"]["name"], "张三");
         assert_eq!(body["masked"], json!(["household_address"]));
-        assert_eq!(body["audit"], json!({"seq": 7, "hash": "c0ffee"}));
+        assert_eq!(
+            (&body["audit"]["seq"], &body["audit"]["hash"]),
+            (&json!(7), &json!("c0ffee"))
+        );
+        assert_eq!(body["audit"]["index"], 6);
         assert_eq!(body["source"]["department"], "sz-amr");
         assert_eq!(
             audit::signing::verify(&body, &signer.jwks()).unwrap(),
@@ -363,7 +373,11 @@ mod tests {
         let (status, _, body) =
             rendered(&signer, Outcome::answer(Answer::Signed(body)), receipt()).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["audit"], json!({"seq": 7, "hash": "c0ffee"}));
+        assert_eq!(
+            (&body["audit"]["seq"], &body["audit"]["hash"]),
+            (&json!(7), &json!("c0ffee"))
+        );
+        assert_eq!(body["audit"]["index"], 6);
         assert_eq!(
             audit::signing::verify(&body, &signer.jwks()).unwrap(),
             signer.kid()

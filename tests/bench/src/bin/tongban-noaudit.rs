@@ -101,6 +101,10 @@ fn no_audit(outcome: Outcome) -> Audited {
         receipt: Some(Receipt {
             seq: 0,
             hash: "audit-off".to_owned(),
+            record: String::new(),
+            index: 0,
+            checkpoint: "".into(),
+            inclusion: Vec::new(),
         }),
         request_id: String::new(),
     }
