@@ -255,7 +255,10 @@ async fn forged_insert(db: &Path, at: i64) -> String {
 
 /// A SQL literal: a quoted string or NULL.
 fn sql_text(v: Option<&str>) -> String {
-    v.map_or_else(|| "NULL".to_owned(), |v| format!("'{}'", v.replace('\'', "''")))
+    v.map_or_else(
+        || "NULL".to_owned(),
+        |v| format!("'{}'", v.replace('\'', "''")),
+    )
 }
 
 /// `time = …, consumer = …, …`: the search columns the writer stores for `entry`.
@@ -326,19 +329,26 @@ async fn verify_names_a_search_column_altered_to_hide_an_access() {
     let (dir, pristine) = stopped(gw).await;
     let gw = dir.path();
     let accesses = |db: PathBuf, subject: String| async move {
-        let store = AuditStore::open_existing(&Database::Sqlite(db)).await.unwrap();
+        let store = AuditStore::open_existing(&Database::Sqlite(db))
+            .await
+            .unwrap();
         let report = audit::subject_report(&store, &subject, &Filter::default())
             .await
             .unwrap();
         report.accesses.iter().map(|x| x.seq).collect::<Vec<_>>()
     };
-    assert!(accesses(pristine.clone(), subject.clone()).await.contains(&seq));
+    assert!(accesses(pristine.clone(), subject.clone())
+        .await
+        .contains(&seq));
 
     // The repro: the access is moved to another (made-up) subject's index entry.
-    let hide = format!("UPDATE audit_log SET subject = '110101194912310000' WHERE subject = '{subject}'");
+    let hide =
+        format!("UPDATE audit_log SET subject = '110101194912310000' WHERE subject = '{subject}'");
     let (code, msg) = tampered(gw, &pristine, &hide).await;
     // The report no longer finds it: only verify can tell.
-    assert!(!accesses(gw.join("state.db"), subject.clone()).await.contains(&seq));
+    assert!(!accesses(gw.join("state.db"), subject.clone())
+        .await
+        .contains(&seq));
     assert_eq!(code, 1, "{msg}");
     assert!(
         msg.contains(&format!("broken at seq {seq}: record {seq}: column subject says \"110101194912310000\" but the record says \"{subject}\"")),
@@ -347,15 +357,30 @@ async fn verify_names_a_search_column_altered_to_hide_an_access() {
 
     // Every other kind of column tampering, at that record.
     let cases = [
-        (format!("UPDATE audit_log SET operator = NULL WHERE seq = {seq}"), "column operator is NULL but the record says \"clerk-042\"".to_owned()),
-        (format!("UPDATE audit_log SET decision = 'deny' WHERE seq = {seq}"), "column decision says \"deny\" but the record says \"allow\"".to_owned()),
-        (format!("UPDATE audit_log SET time = '2020-01-01T00:00:00.000000Z' WHERE seq = {seq}"), "column time says \"2020-01-01T00:00:00.000000Z\" but the record says".to_owned()),
-        (format!("UPDATE audit_log SET matter = NULL, case_id = 'X' WHERE seq = {seq}"), "column matter is NULL".to_owned()),
+        (
+            format!("UPDATE audit_log SET operator = NULL WHERE seq = {seq}"),
+            "column operator is NULL but the record says \"clerk-042\"".to_owned(),
+        ),
+        (
+            format!("UPDATE audit_log SET decision = 'deny' WHERE seq = {seq}"),
+            "column decision says \"deny\" but the record says \"allow\"".to_owned(),
+        ),
+        (
+            format!("UPDATE audit_log SET time = '2020-01-01T00:00:00.000000Z' WHERE seq = {seq}"),
+            "column time says \"2020-01-01T00:00:00.000000Z\" but the record says".to_owned(),
+        ),
+        (
+            format!("UPDATE audit_log SET matter = NULL, case_id = 'X' WHERE seq = {seq}"),
+            "column matter is NULL".to_owned(),
+        ),
     ];
     for (sql, want) in cases {
         let (code, msg) = tampered(gw, &pristine, &sql).await;
         assert_eq!(code, 1, "{sql}: {msg}");
-        assert!(msg.contains(&format!("broken at seq {seq}: record {seq}: {want}")), "{sql}: {msg}");
+        assert!(
+            msg.contains(&format!("broken at seq {seq}: record {seq}: {want}")),
+            "{sql}: {msg}"
+        );
     }
     // Untouched: verifies.
     let (code, msg) = tampered(gw, &pristine, "SELECT 1").await;

@@ -46,7 +46,11 @@ pub(crate) fn check(
             "record {seq} is not an audit record ({e}), so its search columns cannot be checked"
         ),
     })?;
-    compare(seq, &search_columns(&entry).map(|c| c.map(str::as_bytes)), stored)
+    compare(
+        seq,
+        &search_columns(&entry).map(|c| c.map(str::as_bytes)),
+        stored,
+    )
 }
 
 /// The expected columns straight from the record's members, when every one is a
@@ -65,11 +69,7 @@ fn from_head<'a>(head: &Head<'a>) -> Option<[Option<&'a [u8]>; 8]> {
     matches!(out[DECISION], Some(b"allow" | b"deny" | b"error")).then_some(out)
 }
 
-fn compare(
-    seq: i64,
-    want: &[Option<&[u8]>; 8],
-    stored: &Columns<'_>,
-) -> Result<(), VerifyFailure> {
+fn compare(seq: i64, want: &[Option<&[u8]>; 8], stored: &Columns<'_>) -> Result<(), VerifyFailure> {
     for (k, (want, got)) in want.iter().zip(stored).enumerate() {
         let agree = match (want, got) {
             (Some(w), Stored::Text(t)) => w == t,
@@ -128,8 +128,8 @@ mod tests {
     fn run(e: &AuditEntry, edit: impl FnOnce(&mut Columns<'_>)) -> Result<(), String> {
         let (record, _) = seal_entry(1, GENESIS, e).unwrap();
         let head = Canonical::default().check(record.as_bytes()).unwrap();
-        let mut cols: Columns<'_> = search_columns(e)
-            .map(|c| c.map_or(Stored::Null, |s| Stored::Text(s.as_bytes())));
+        let mut cols: Columns<'_> =
+            search_columns(e).map(|c| c.map_or(Stored::Null, |s| Stored::Text(s.as_bytes())));
         edit(&mut cols);
         check(1, record.as_bytes(), &head, &cols).map_err(|f| f.reason)
     }
