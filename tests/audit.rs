@@ -242,12 +242,33 @@ async fn forged_insert(db: &Path, at: i64) -> String {
         ..AuditEntry::default()
     };
     let (record, hash) = seal_entry(at, &prev, &entry).unwrap();
+    // With its search columns, as the writer would fill them: only the chain tells.
+    let values = audit::search_columns(&entry).map(sql_text).join(", ");
     format!(
         "UPDATE audit_log SET seq = -seq WHERE seq >= {at};
          UPDATE audit_log SET seq = 1 - seq WHERE seq < 0;
-         INSERT INTO audit_log (seq, hash, record) VALUES ({at}, '{hash}', '{}');",
-        record.replace('\'', "''")
+         INSERT INTO audit_log (seq, hash, record, {}) VALUES ({at}, '{hash}', {}, {values});",
+        audit::SEARCH_COLUMN_NAMES.join(", "),
+        sql_text(Some(&record)),
     )
+}
+
+/// A SQL literal: a quoted string or NULL.
+fn sql_text(v: Option<&str>) -> String {
+    v.map_or_else(
+        || "NULL".to_owned(),
+        |v| format!("'{}'", v.replace('\'', "''")),
+    )
+}
+
+/// `time = …, consumer = …, …`: the search columns the writer stores for `entry`.
+fn columns_set(entry: &AuditEntry) -> String {
+    audit::SEARCH_COLUMN_NAMES
+        .iter()
+        .zip(audit::search_columns(entry))
+        .map(|(name, v)| format!("{name} = {}", sql_text(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// SQL that edits record `from` and recomputes the hash of every record from there on.
@@ -271,13 +292,99 @@ async fn rewrite_from(db: &Path, from: i64) -> String {
             stored.entry.operator = Some("someone-else".into());
         }
         let (record, hash) = seal_entry(seq, &prev, &stored.entry).unwrap();
+        // The search columns follow the record, so that only the checkpoint tells.
         sql.push_str(&format!(
-            "UPDATE audit_log SET hash = '{hash}', record = '{}' WHERE seq = {seq};\n",
-            record.replace('\'', "''")
+            "UPDATE audit_log SET hash = '{hash}', record = {}, {} WHERE seq = {seq};\n",
+            sql_text(Some(&record)),
+            columns_set(&stored.entry),
         ));
         prev = hash;
     }
     sql
+}
+
+/// The search columns are copies outside the hash, and search, the citizen's report
+/// and the anomaly report find records through them: altering one hid an access while
+/// `audit verify` said OK. Now verify checks every row's columns against its record.
+#[tokio::test]
+async fn verify_names_a_search_column_altered_to_hide_an_access() {
+    let gw = start(1000).await;
+    let samples = gw.samples();
+    let s = samples
+        .iter()
+        .find(|s| s["body"]["dataset"] == "population" && s["expect"] == 200)
+        .unwrap();
+    let subject = s["body"]["subject"].as_str().unwrap().to_owned();
+    let a = gw
+        .client(s["cert"].as_str().unwrap())
+        .lookup(Some("clerk-042"), &s["body"])
+        .await
+        .unwrap();
+    assert_eq!(a.status, StatusCode::OK);
+    let seq = a.body["audit"]["seq"].as_i64().unwrap();
+    traffic(&gw, 3).await;
+    let (code, msg) = verify(&gw, &[]).await;
+    assert_eq!(code, 0, "{msg}");
+
+    let (dir, pristine) = stopped(gw).await;
+    let gw = dir.path();
+    let accesses = |db: PathBuf, subject: String| async move {
+        let store = AuditStore::open_existing(&Database::Sqlite(db))
+            .await
+            .unwrap();
+        let report = audit::subject_report(&store, &subject, &Filter::default())
+            .await
+            .unwrap();
+        report.accesses.iter().map(|x| x.seq).collect::<Vec<_>>()
+    };
+    assert!(accesses(pristine.clone(), subject.clone())
+        .await
+        .contains(&seq));
+
+    // The repro: the access is moved to another (made-up) subject's index entry.
+    let hide =
+        format!("UPDATE audit_log SET subject = '110101194912310000' WHERE subject = '{subject}'");
+    let (code, msg) = tampered(gw, &pristine, &hide).await;
+    // The report no longer finds it: only verify can tell.
+    assert!(!accesses(gw.join("state.db"), subject.clone())
+        .await
+        .contains(&seq));
+    assert_eq!(code, 1, "{msg}");
+    assert!(
+        msg.contains(&format!("broken at seq {seq}: record {seq}: column subject says \"110101194912310000\" but the record says \"{subject}\"")),
+        "{msg}"
+    );
+
+    // Every other kind of column tampering, at that record.
+    let cases = [
+        (
+            format!("UPDATE audit_log SET operator = NULL WHERE seq = {seq}"),
+            "column operator is NULL but the record says \"clerk-042\"".to_owned(),
+        ),
+        (
+            format!("UPDATE audit_log SET decision = 'deny' WHERE seq = {seq}"),
+            "column decision says \"deny\" but the record says \"allow\"".to_owned(),
+        ),
+        (
+            format!("UPDATE audit_log SET time = '2020-01-01T00:00:00.000000Z' WHERE seq = {seq}"),
+            "column time says \"2020-01-01T00:00:00.000000Z\" but the record says".to_owned(),
+        ),
+        (
+            format!("UPDATE audit_log SET matter = NULL, case_id = 'X' WHERE seq = {seq}"),
+            "column matter is NULL".to_owned(),
+        ),
+    ];
+    for (sql, want) in cases {
+        let (code, msg) = tampered(gw, &pristine, &sql).await;
+        assert_eq!(code, 1, "{sql}: {msg}");
+        assert!(
+            msg.contains(&format!("broken at seq {seq}: record {seq}: {want}")),
+            "{sql}: {msg}"
+        );
+    }
+    // Untouched: verifies.
+    let (code, msg) = tampered(gw, &pristine, "SELECT 1").await;
+    assert_eq!(code, 0, "{msg}");
 }
 
 #[tokio::test]

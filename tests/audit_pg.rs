@@ -141,6 +141,33 @@ async fn two_gateways_share_one_verifiable_chain() {
     let AuditStore::Postgres(pool) = &store else {
         unreachable!()
     };
+    // A search column altered, which would hide the record from search and the
+    // reports, is caught at its record; then put back from the record.
+    let cases = [
+        (
+            "UPDATE audit_log SET subject = 'S9' WHERE seq = 77",
+            77,
+            "record 77: column subject says \"S9\" but the record says",
+        ),
+        (
+            "UPDATE audit_log SET operator = NULL WHERE seq = 78",
+            78,
+            "record 78: column operator is NULL but the record says",
+        ),
+    ];
+    for (sql, seq, want) in cases {
+        sqlx::query(sql).execute(pool).await.unwrap();
+        let report = audit::verify(&store, &opts, |_| {}).await.unwrap();
+        let f = report.failure.unwrap();
+        assert_eq!(f.seq, seq, "{f:?}");
+        assert!(f.reason.contains(want), "{f:?}");
+        sqlx::query("UPDATE audit_log SET subject = record::jsonb->>'subject', operator = record::jsonb->>'operator'")
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let report = audit::verify(&store, &opts, |_| {}).await.unwrap();
+    assert!(report.failure.is_none(), "{report:?}");
     sqlx::query("UPDATE audit_log SET record = replace(record, '\"status\":200', '\"status\":500') WHERE seq = 123")
         .execute(pool)
         .await

@@ -81,10 +81,16 @@ pub(super) struct NewRow {
     pub(super) record: String,
 }
 
-/// The indexed copies of an entry's searchable fields, in `audit_log`'s column order
-/// (`time`, `consumer`, `operator`, `dataset`, `subject`, `matter`, `case_id`,
-/// `decision`).
-pub(super) fn search_columns(e: &AuditEntry) -> [Option<&str>; 8] {
+/// The search columns of `audit_log`, in order: indexed copies of these members of
+/// each record. They are outside the hash, so `audit verify` checks every stored row's
+/// columns against its record.
+pub const SEARCH_COLUMN_NAMES: [&str; 8] = [
+    "time", "consumer", "operator", "dataset", "subject", "matter", "case_id", "decision",
+];
+
+/// The values an entry's row holds in its search columns, in the order of
+/// [`SEARCH_COLUMN_NAMES`]: what the writers store, and what `audit verify` expects.
+pub fn search_columns(e: &AuditEntry) -> [Option<&str>; 8] {
     [
         Some(e.time.as_str()),
         e.consumer.as_deref(),

@@ -44,7 +44,7 @@ mod tree_store;
 mod verify;
 
 pub use archive::{archive, read_archive};
-pub use batch::{AuditSettings, CommitObserver};
+pub use batch::{search_columns, AuditSettings, CommitObserver, SEARCH_COLUMN_NAMES};
 pub use chain::{chain_hash, seal_entry, AuditEntry, Decision, StoredRecord, GENESIS};
 pub use checkpoint::{merge_jwks, read_checkpoint_file, Checkpoint, CHECKPOINT_KIND};
 pub use error::AuditError;

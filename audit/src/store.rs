@@ -2,10 +2,12 @@
 //! sharing one chain). Every query of the audit tools goes through [`AuditStore`].
 //!
 //! Besides `seq`, `hash` and `record` (the canonical JSON the hash covers), each row
-//! keeps copies of the searchable fields in indexed columns. Those copies are not
-//! covered by the hash, so search re-checks every hit against its record: a tampered
-//! column can hide a record from a search, never change what it says, and
-//! `audit verify` still vouches for the records themselves.
+//! keeps copies of the searchable fields in indexed columns
+//! ([`crate::SEARCH_COLUMN_NAMES`]). Those copies are not covered by the hash, so
+//! `audit verify` checks every row's columns against its record: a column altered to
+//! hide a record from search and the reports fails verification at that record.
+//! Search also re-checks every hit against its record, so a column can never change
+//! what a hit says.
 //!
 //! The schema is sqlx migrations (`audit/migrations/{sqlite,postgres}/`), applied
 //! when the store opens.
@@ -44,6 +46,36 @@ pub struct Row {
     pub hash: String,
     /// Canonical JSON the hash covers.
     pub record: String,
+}
+
+/// A stored record with its search columns as the row holds them.
+pub(crate) struct IndexedRow {
+    pub(crate) row: Row,
+    /// In the order of [`crate::SEARCH_COLUMN_NAMES`].
+    pub(crate) columns: [Option<String>; 8],
+}
+
+/// An [`IndexedRow`] from a row selecting `seq, hash, record` and the search columns
+/// in order.
+pub(crate) fn indexed_row<R>(r: &R) -> Result<IndexedRow, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut columns: [Option<String>; 8] = Default::default();
+    for (k, c) in columns.iter_mut().enumerate() {
+        *c = r.try_get(3 + k)?;
+    }
+    Ok(IndexedRow {
+        row: Row {
+            seq: r.try_get(0)?,
+            hash: r.try_get(1)?,
+            record: r.try_get(2)?,
+        },
+        columns,
+    })
 }
 
 /// A range of records moved out of the store into an archive file.
@@ -198,6 +230,34 @@ impl AuditStore {
             .fetch(p)
             .map_ok(map)
             .map_err(AuditError::from)
+            .boxed(),
+        }
+    }
+
+    /// Records `from..=to` in sequence order with their search columns, streamed.
+    pub(crate) fn indexed_rows(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> BoxStream<'_, Result<IndexedRow, AuditError>> {
+        match self {
+            Self::Sqlite(p) => sqlx::query(
+                "SELECT seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision
+                 FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch(p)
+            .map(|r| Ok(indexed_row(&r?)?))
+            .boxed(),
+            Self::Postgres(p) => sqlx::query(
+                "SELECT seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision
+                 FROM audit_log WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch(p)
+            .map(|r| Ok(indexed_row(&r?)?))
             .boxed(),
         }
     }

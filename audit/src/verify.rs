@@ -3,7 +3,9 @@
 //! The chain alone catches an edited, deleted, inserted or reordered record; the
 //! checkpoints catch what the chain cannot — a tail cut off, or a chain rewritten with
 //! recomputed hashes — up to the last checkpoint. Records after the last checkpoint
-//! are reported as unsealed.
+//! are reported as unsealed. Every stored row's search columns, which search and the
+//! reports read and the hash does not cover, are checked against its record
+//! ([`columns`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +22,10 @@ use super::checkpoint::Checkpoint;
 use super::error::AuditError;
 use super::store::AuditStore;
 use canonical::Canonical;
+use columns::{Columns, Stored};
 
 mod canonical;
+mod columns;
 mod sqlite_scan;
 
 /// The first place the chain is broken.
@@ -108,11 +112,18 @@ impl ChainChecker {
 
     /// Check one record.
     pub fn check(&mut self, seq: i64, hash: &str, record: &[u8]) -> Result<(), VerifyFailure> {
-        self.check_bytes(seq, hash.as_bytes(), record)
+        self.check_bytes(seq, hash.as_bytes(), record, None)
     }
 
-    /// [`ChainChecker::check`] on the stored hash's bytes.
-    fn check_bytes(&mut self, seq: i64, hash: &[u8], record: &[u8]) -> Result<(), VerifyFailure> {
+    /// [`ChainChecker::check`] on the stored hash's bytes, and of a stored row (not an
+    /// archived or exported record) its search `columns` too.
+    fn check_bytes(
+        &mut self,
+        seq: i64,
+        hash: &[u8],
+        record: &[u8],
+        columns: Option<&Columns<'_>>,
+    ) -> Result<(), VerifyFailure> {
         let fail = |seq: i64, reason: String| VerifyFailure { seq, reason };
         if seq != self.expected {
             return Err(if seq > self.expected {
@@ -172,11 +183,26 @@ impl ChainChecker {
                 "record content does not match its hash: edited".into(),
             ));
         }
+        // After the hash: an edited record is named as edited, not as mis-indexed.
+        if let Some(stored) = columns {
+            columns::check(seq, record, &head, stored)?;
+        }
         self.prev = hex_buf;
         self.expected = seq + 1;
         self.checked += 1;
         Ok(())
     }
+}
+
+/// Every stored row with its search columns, as [`super::store::indexed_row`] reads it.
+const INDEXED_ROWS: &str = "SELECT seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision FROM audit_log ORDER BY seq";
+
+/// Columns read as owned text, borrowed for the check.
+fn stored_columns(columns: &[Option<String>; 8]) -> Columns<'_> {
+    std::array::from_fn(|k| match &columns[k] {
+        Some(t) => Stored::Text(t.as_bytes()),
+        None => Stored::Null,
+    })
 }
 
 fn hex_into(bytes: &[u8], out: &mut [u8; 64]) {
@@ -187,17 +213,21 @@ fn hex_into(bytes: &[u8], out: &mut [u8; 64]) {
     }
 }
 
-/// Walk the whole chain of a SQLite state database and report the first break (no
-/// checkpoints; see [`verify`] for the full check).
+/// Walk the whole chain of a SQLite state database, search columns included, and
+/// report the first break (no checkpoints; see [`verify`] for the full check).
 pub async fn verify_chain(conn: &mut SqliteConnection) -> Result<VerifyReport, AuditError> {
-    let mut rows = sqlx::query_as::<_, (i64, String, String)>(
-        "SELECT seq, hash, record FROM audit_log ORDER BY seq",
-    )
-    .fetch(&mut *conn);
+    let mut rows = sqlx::query(INDEXED_ROWS).fetch(&mut *conn);
     let mut checker = ChainChecker::new(1, GENESIS);
     let mut failure = None;
-    while let Some((seq, hash, record)) = rows.try_next().await? {
-        if let Err(f) = checker.check(seq, &hash, record.as_bytes()) {
+    while let Some(row) = rows.try_next().await? {
+        let r = super::store::indexed_row(&row)?;
+        let columns = stored_columns(&r.columns);
+        if let Err(f) = checker.check_bytes(
+            r.row.seq,
+            r.row.hash.as_bytes(),
+            r.row.record.as_bytes(),
+            Some(&columns),
+        ) {
             failure = Some(f);
             break;
         }
@@ -285,9 +315,15 @@ async fn verify_once(
                     if r.seq > hi {
                         break;
                     }
-                    if let Err(f) =
-                        check_sealed(c, r.seq, r.hash.as_bytes(), r.record.as_bytes(), &seals)
-                    {
+                    // Archived records have left the table: no columns to check.
+                    if let Err(f) = check_sealed(
+                        c,
+                        r.seq,
+                        r.hash.as_bytes(),
+                        r.record.as_bytes(),
+                        None,
+                        &seals,
+                    ) {
                         failures.push(f);
                         break;
                     }
@@ -496,9 +532,11 @@ async fn walk_part(
     seals: &BTreeMap<i64, Checkpoint>,
     counter: &AtomicU64,
 ) -> Result<(ChainChecker, Option<VerifyFailure>), AuditError> {
-    let mut rows = store.rows(c.expected(), end);
+    let mut rows = store.indexed_rows(c.expected(), end);
     while let Some(r) = rows.try_next().await? {
-        if let Err(f) = check_sealed(&mut c, r.seq, r.hash.as_bytes(), r.record.as_bytes(), seals) {
+        let columns = stored_columns(&r.columns);
+        let (seq, hash, record) = (r.row.seq, r.row.hash.as_bytes(), r.row.record.as_bytes());
+        if let Err(f) = check_sealed(&mut c, seq, hash, record, Some(&columns), seals) {
             return Ok((c, Some(f)));
         }
         if c.checked().is_multiple_of(4096) {
@@ -549,15 +587,17 @@ async fn seals(
     Ok(out)
 }
 
-/// Check a record and, when a checkpoint seals it, its hash against the seal.
+/// Check a record (and a stored row's search columns) and, when a checkpoint seals
+/// it, its hash against the seal.
 fn check_sealed(
     c: &mut ChainChecker,
     seq: i64,
     hash: &[u8],
     record: &[u8],
+    columns: Option<&Columns<'_>>,
     seals: &BTreeMap<i64, Checkpoint>,
 ) -> Result<(), VerifyFailure> {
-    c.check_bytes(seq, hash, record)?;
+    c.check_bytes(seq, hash, record, columns)?;
     if let Some(seal) = seals.get(&seq) {
         if seal.hash.as_bytes() != hash {
             let previous = seals.range(..seq).next_back().map(|(s, _)| *s).unwrap_or(0);
@@ -605,18 +645,24 @@ mod tests {
         let mut tx = pool.begin().await.unwrap();
         let mut prev = GENESIS.to_owned();
         for seq in 1..=n {
+            // Every other record without an operator: NULL columns are checked too.
             let e = AuditEntry {
+                time: format!("2026-11-28T01:{:02}:00.000000Z", seq % 60),
                 request_id: format!("r{seq}"),
+                subject: Some(format!("S{seq}")),
+                operator: (seq % 2 == 0).then(|| format!("clerk-{}", seq % 3)),
+                decision: crate::Decision::Allow,
                 ..AuditEntry::default()
             };
             let (record, hash) = seal_entry(seq, &prev, &e).unwrap();
-            sqlx::query("INSERT INTO audit_log (seq, hash, record) VALUES (?1, ?2, ?3)")
+            let mut q = sqlx::query("INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
                 .bind(seq)
                 .bind(&hash)
-                .bind(record)
-                .execute(&mut *tx)
-                .await
-                .unwrap();
+                .bind(record);
+            for c in crate::search_columns(&e) {
+                q = q.bind(c);
+            }
+            q.execute(&mut *tx).await.unwrap();
             prev = hash;
         }
         tx.commit().await.unwrap();
@@ -757,6 +803,49 @@ mod tests {
                 .find_map(|(seq, hash, record)| c.check(*seq, hash, record.as_bytes()).err())
                 .unwrap();
             assert!(failure.reason.contains("canonical"), "{failure:?}");
+        }
+    }
+
+    /// The search columns are outside the hash: every reader checks each row's against
+    /// its record and names the record and the column.
+    #[tokio::test]
+    async fn every_reader_names_a_search_column_that_disagrees_with_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("UPDATE audit_log SET subject = 'S99' WHERE seq = 17", 17, "column subject says \"S99\" but the record says \"S17\""),
+            ("UPDATE audit_log SET operator = NULL WHERE seq = 32", 32, "column operator is NULL but the record says \"clerk-2\""),
+            ("UPDATE audit_log SET operator = 'clerk-0' WHERE seq = 33", 33, "column operator says \"clerk-0\" but the record has none"),
+            ("UPDATE audit_log SET decision = 'deny' WHERE seq = 5", 5, "column decision says \"deny\" but the record says \"allow\""),
+            ("UPDATE audit_log SET time = '2026-01-01T00:00:00.000000Z' WHERE seq = 40", 40, "column time says"),
+            ("UPDATE audit_log SET case_id = x'41' WHERE seq = 1", 1, "column case_id holds a blob"),
+            // A record edited and its column with it: named as edited.
+            ("UPDATE audit_log SET subject = 'S99', record = replace(record, '\"S20\"', '\"S99\"') WHERE seq = 20", 20, "edited"),
+        ];
+        for (i, (sql, seq, want)) in cases.into_iter().enumerate() {
+            let store = tampered(&dir.path().join(i.to_string()), 40, sql).await;
+            for how in [Reader::Parts(1), Reader::Parts(4), Reader::Scan] {
+                // The sqlx reader decodes text only: a blob is a store error there.
+                if sql.contains("x'41'") && matches!(how, Reader::Parts(_)) {
+                    continue;
+                }
+                let (expected, checked, got) = walk_with(&store, 40, how).await;
+                assert_eq!((expected, got), (seq, Some(seq)), "{how:?}: {sql}");
+                assert_eq!(checked, u64::try_from(seq - 1).unwrap(), "{how:?}: {sql}");
+            }
+            let report = verify(&store, &VerifyOptions::default(), |_| {})
+                .await
+                .unwrap();
+            let f = report.failure.unwrap();
+            assert_eq!(f.seq, seq, "{sql}");
+            assert!(f.reason.contains(want), "{sql}: {}", f.reason);
+            let AuditStore::Sqlite(pool) = &store else {
+                unreachable!()
+            };
+            let mut conn = pool.acquire().await.unwrap();
+            if !sql.contains("x'41'") {
+                let f = verify_chain(&mut conn).await.unwrap().failure.unwrap();
+                assert!(f.reason.contains(want), "{sql}: {}", f.reason);
+            }
         }
     }
 

@@ -123,14 +123,15 @@ async fn generate(path: &Path, n: i64, signer: &Signer) -> Result<(), Error> {
             seq += 1;
             let e = entry(seq);
             let (record, hash) = seal_entry(seq, &prev, &e)?;
-            sqlx::query("INSERT INTO audit_log (seq, hash, record, time, subject) VALUES (?1, ?2, ?3, ?4, ?5)")
+            // Every search column filled, as the writer does: verify checks them all.
+            let mut insert = sqlx::query("INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
                 .bind(seq)
                 .bind(&hash)
-                .bind(record)
-                .bind(&e.time)
-                .bind(&e.subject)
-                .execute(&mut *tx)
-                .await?;
+                .bind(record);
+            for c in audit::search_columns(&e) {
+                insert = insert.bind(c);
+            }
+            insert.execute(&mut *tx).await?;
             if seq % 1000 == 0 {
                 let c = Checkpoint::sign(signer, seq, &hash, "gw-1")?;
                 sqlx::query(

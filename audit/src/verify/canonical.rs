@@ -1,6 +1,6 @@
 //! Is a stored record in RFC 8785 canonical form? A survey of its bytes a word at a
 //! time, then one parse that builds nothing and also finds the record's top-level
-//! `seq` and `prev_hash`.
+//! `seq` and `prev_hash`, and the members the search columns copy.
 //!
 //! The chain hash covers the stored bytes, and `audit verify` hashes them as they are
 //! rather than re-canonicalising every record. That is only sound if the bytes are the
@@ -12,6 +12,8 @@
 
 use std::cmp::Ordering;
 
+use crate::batch::SEARCH_COLUMN_NAMES;
+
 /// Why the bytes are not canonical JSON, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NotCanonical {
@@ -21,13 +23,41 @@ pub(crate) struct NotCanonical {
     pub at: usize,
 }
 
-/// What a canonical record says at its top level about its place in the chain.
+/// What a canonical record says at its top level about its place in the chain, and
+/// the members its search columns copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Head<'a> {
     /// The top-level `seq`, when it is an integer.
     pub seq: Option<i64>,
     /// The top-level `prev_hash` string's contents.
     pub prev_hash: Option<&'a [u8]>,
+    /// The members named in [`crate::batch::SEARCH_COLUMN_NAMES`], in that order.
+    pub columns: [Member<'a>; 8],
+}
+
+/// A top-level member of a record, as the record holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Member<'a> {
+    /// Not in the record.
+    #[default]
+    Absent,
+    /// `null`.
+    Null,
+    /// A string's contents as spelled (escapes not undone).
+    Str(&'a [u8]),
+    /// A number, `true`, `false`, an object or an array.
+    Other,
+}
+
+impl<'a> Head<'a> {
+    /// Note the value of the member being read, when it is one the columns copy.
+    fn column(&mut self, want: Want, m: Member<'a>) {
+        if let Want::Column(k) = want {
+            if let Some(slot) = self.columns.get_mut(usize::from(k)) {
+                *slot = m;
+            }
+        }
+    }
 }
 
 /// The checker, holding its nesting stack between records so that checking allocates
@@ -79,6 +109,8 @@ enum Want {
     Nothing,
     Seq,
     PrevHash,
+    /// The search column at this index.
+    Column(u8),
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -98,6 +130,7 @@ impl Canonical {
         'value: loop {
             match b.get(i) {
                 Some(b'{') => {
+                    head.column(want, Member::Other);
                     i += 1;
                     if b.get(i) == Some(&b'}') {
                         i += 1;
@@ -108,6 +141,7 @@ impl Canonical {
                     }
                 }
                 Some(b'[') => {
+                    head.column(want, Member::Other);
                     i += 1;
                     if b.get(i) == Some(&b']') {
                         i += 1;
@@ -119,15 +153,29 @@ impl Canonical {
                 }
                 Some(b'"') => {
                     let name = string(b, i, simple)?;
-                    if want == Want::PrevHash {
-                        head.prev_hash = b.get(name.start..name.end);
+                    match want {
+                        Want::PrevHash => head.prev_hash = b.get(name.start..name.end),
+                        Want::Column(_) => {
+                            head.column(want, Member::Str(&b[name.start..name.end]));
+                        }
+                        _ => {}
                     }
                     i = name.end + 1;
                 }
-                Some(b't') => i = literal(b, i, b"true")?,
-                Some(b'f') => i = literal(b, i, b"false")?,
-                Some(b'n') => i = literal(b, i, b"null")?,
+                Some(b't') => {
+                    head.column(want, Member::Other);
+                    i = literal(b, i, b"true")?;
+                }
+                Some(b'f') => {
+                    head.column(want, Member::Other);
+                    i = literal(b, i, b"false")?;
+                }
+                Some(b'n') => {
+                    head.column(want, Member::Null);
+                    i = literal(b, i, b"null")?;
+                }
                 Some(b'-' | b'0'..=b'9') => {
+                    head.column(want, Member::Other);
                     let end = number(b, i)?;
                     if want == Want::Seq {
                         head.seq = std::str::from_utf8(&b[i..end])
@@ -258,7 +306,11 @@ fn want_of(name: &[u8]) -> Want {
     match name {
         b"seq" => Want::Seq,
         b"prev_hash" => Want::PrevHash,
-        _ => Want::Nothing,
+        _ => SEARCH_COLUMN_NAMES
+            .iter()
+            .position(|c| c.as_bytes() == name)
+            .and_then(|k| u8::try_from(k).ok())
+            .map_or(Want::Nothing, Want::Column),
     }
 }
 

@@ -26,6 +26,7 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 
+use super::columns::{Columns, Stored};
 use super::{check_sealed, ChainChecker, VerifyFailure};
 use crate::checkpoint::Checkpoint;
 use crate::error::AuditError;
@@ -211,7 +212,8 @@ fn check_chunk(
     };
     let mut stmt = conn
         .prepare_cached(
-            "SELECT seq, hash, record FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+            "SELECT seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision
+             FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
         )
         .map_err(err)?;
     let mut rows = stmt.query([a, b]).map_err(err)?;
@@ -219,7 +221,15 @@ fn check_chunk(
     while let Some(row) = rows.next().map_err(err)? {
         let seq = row.get::<_, i64>(0).map_err(err)?;
         let hash = text(row.get_ref(1));
-        if let Err(f) = check_sealed(&mut c, seq, hash, text(row.get_ref(2)), seals) {
+        let columns: Columns<'_> = std::array::from_fn(|k| stored(row.get_ref(3 + k)));
+        if let Err(f) = check_sealed(
+            &mut c,
+            seq,
+            hash,
+            text(row.get_ref(2)),
+            Some(&columns),
+            seals,
+        ) {
             return Ok((c, Some(f)));
         }
         unreported += 1;
@@ -264,5 +274,18 @@ fn text(v: rusqlite::Result<ValueRef<'_>>) -> &[u8] {
     match v {
         Ok(ValueRef::Text(t) | ValueRef::Blob(t)) => t,
         _ => &[],
+    }
+}
+
+/// A search column as stored. SQLite keeps a value of any type in a TEXT column; only
+/// text can equal what search looks for, so any other type is named as such.
+fn stored(v: rusqlite::Result<ValueRef<'_>>) -> Stored<'_> {
+    match v {
+        Ok(ValueRef::Null) => Stored::Null,
+        Ok(ValueRef::Text(t)) => Stored::Text(t),
+        Ok(ValueRef::Integer(_)) => Stored::Other("number"),
+        Ok(ValueRef::Real(_)) => Stored::Other("real number"),
+        Ok(ValueRef::Blob(_)) => Stored::Other("blob"),
+        Err(_) => Stored::Other("value that cannot be read"),
     }
 }
