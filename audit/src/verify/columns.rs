@@ -145,9 +145,12 @@ mod tests {
         assert_eq!(run(&AuditEntry::default(), |_| {}), Ok(()));
     }
 
+    /// A tampering of the stored columns, and the column it must be named by.
+    type Tamper = (fn(&mut Columns<'_>), &'static str);
+
     #[test]
     fn every_disagreement_names_the_column() {
-        let cases: [(fn(&mut Columns<'_>), &str); 6] = [
+        let cases: [Tamper; 6] = [
             (
                 |c| c[4] = Stored::Text(b"110101194912310000"),
                 "record 1: column subject says \"110101194912310000\" but the record says \"440304197204188910\"",
