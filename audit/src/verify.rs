@@ -26,16 +26,10 @@ use columns::{Columns, Stored};
 
 mod canonical;
 mod columns;
+mod failure;
 mod sqlite_scan;
 
-/// The first place the chain is broken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyFailure {
-    /// Sequence number of the first bad record.
-    pub seq: i64,
-    /// What is wrong with it.
-    pub reason: String,
-}
+pub use failure::VerifyFailure;
 
 /// Result of checking the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -9,7 +9,7 @@
 //! the writer's [`AuditEntry`] instead, so that both paths expect the same values.
 
 use super::canonical::{Head, Member};
-use super::VerifyFailure;
+use super::failure::VerifyFailure;
 use crate::batch::{search_columns, SEARCH_COLUMN_NAMES};
 use crate::chain::AuditEntry;
 
