@@ -55,16 +55,9 @@ fn check(note: &Note, witness: &Verifier, s: &Signature) -> Option<u64> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::note::tests::{new_key, TEXT};
     use super::super::note::NoteSigner;
     use super::*;
-
-    fn new_key() -> Ed25519KeyPair {
-        let rng = ring::rand::SystemRandom::new();
-        let doc = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap()
-    }
-
-    const TEXT: &str = "tongban.test/audit\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
 
     #[test]
     fn a_cosignature_verifies_with_its_time_and_not_as_a_log_signature() {

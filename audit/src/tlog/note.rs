@@ -284,16 +284,19 @@ impl Note {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn new_key() -> Ed25519KeyPair {
+    /// A fresh Ed25519 key pair.
+    pub(crate) fn new_key() -> Ed25519KeyPair {
         let rng = ring::rand::SystemRandom::new();
         let doc = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap()
     }
 
-    const TEXT: &str = "tongban.test/audit\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+    /// A checkpoint's text.
+    pub(crate) const TEXT: &str =
+        "tongban.test/audit\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
 
     #[test]
     fn a_signed_note_verifies_and_any_change_breaks_it() {
