@@ -11,7 +11,7 @@ use audit::{self, seal_entry, AuditEntry, AuditStore, Database, Filter};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
-use tongban_tests::{test_counts, Gateway};
+use tongban_tests::{sample, test_counts, Gateway};
 
 /// A gateway that seals a checkpoint every `every` records.
 async fn start(every: u64) -> Gateway {
@@ -310,10 +310,7 @@ async fn rewrite_from(db: &Path, from: i64) -> String {
 async fn verify_names_a_search_column_altered_to_hide_an_access() {
     let gw = start(1000).await;
     let samples = gw.samples();
-    let s = samples
-        .iter()
-        .find(|s| s["body"]["dataset"] == "population" && s["expect"] == 200)
-        .unwrap();
+    let s = sample(&samples, "population", 200);
     let subject = s["body"]["subject"].as_str().unwrap().to_owned();
     let a = gw
         .client(s["cert"].as_str().unwrap())
@@ -611,10 +608,7 @@ async fn export_verifies_with_an_independent_implementation() {
 async fn subject_report_tells_who_looked_and_why() {
     let gw = start(1000).await;
     let samples = gw.samples();
-    let s = samples
-        .iter()
-        .find(|s| s["body"]["dataset"] == "population" && s["expect"] == 200)
-        .unwrap();
+    let s = sample(&samples, "population", 200);
     let subject = s["body"]["subject"].as_str().unwrap();
     let a = gw
         .client("counter-a")

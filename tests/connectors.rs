@@ -21,7 +21,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AssertSqlSafe;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tongban_tests::{test_counts, Answer, Client, Gateway};
+use tongban_tests::{sample, test_counts, Answer, Client, Gateway};
 
 /// Builds a demo gateway, lets `edit` change its config, and starts it.
 async fn start_with(edit: impl FnOnce(&mut Config, &Path)) -> Gateway {
@@ -58,13 +58,6 @@ fn of_item<'a>(records: &'a [Value], item: &str) -> &'a Value {
         .iter()
         .find(|r| r["detail"]["item"] == item)
         .unwrap_or_else(|| panic!("no audit record for item {item}"))
-}
-
-fn sample<'a>(samples: &'a [Value], dataset: &str, expect: u16) -> &'a Value {
-    samples
-        .iter()
-        .find(|s| s["body"]["dataset"] == dataset && s["expect"] == expect)
-        .unwrap()
 }
 
 fn bundle_sample<'a>(samples: &'a [Value], bundle: &str) -> &'a Value {

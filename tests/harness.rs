@@ -469,3 +469,11 @@ impl Drop for PgDatabase {
         .join();
     }
 }
+
+/// The first of the demo's `samples` asking `dataset` and expecting `expect`.
+pub fn sample<'a>(samples: &'a [Value], dataset: &str, expect: u16) -> &'a Value {
+    samples
+        .iter()
+        .find(|s| s["body"]["dataset"] == dataset && s["expect"] == expect)
+        .unwrap_or_else(|| panic!("samples.json has no {dataset} sample expecting {expect}"))
+}

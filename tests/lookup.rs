@@ -4,17 +4,10 @@
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use tongban_tests::Gateway;
+use tongban_tests::{sample, Gateway};
 
 fn body(dataset: &str, subject: &str, matter: &str) -> Value {
     json!({"dataset": dataset, "subject": subject, "matter": matter, "case_id": "SB-2026-000123"})
-}
-
-fn sample<'a>(samples: &'a [Value], dataset: &str, expect: u16) -> &'a Value {
-    samples
-        .iter()
-        .find(|s| s["body"]["dataset"] == dataset && s["expect"] == expect)
-        .unwrap_or_else(|| panic!("samples.json has no {dataset} sample expecting {expect}"))
 }
 
 #[tokio::test]

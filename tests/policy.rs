@@ -11,7 +11,7 @@ use chrono::{Timelike as _, Utc};
 use clap::Parser as _;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use tongban_tests::{Answer, Gateway};
+use tongban_tests::{sample, Answer, Gateway};
 
 const COUNTER_A: &str = "urn:tongban:sz-hrss:counter-01";
 const COUNTER_B: &str = "urn:tongban:sz-civil:counter-01";
@@ -19,11 +19,10 @@ const PSB_ADMIN: &str = "urn:tongban:sz-psb:admin-01";
 
 /// A resident every population agreement can see.
 fn resident(gw: &Gateway) -> String {
-    gw.samples()
-        .iter()
-        .find(|s| s["body"]["dataset"] == "population" && s["expect"] == 200)
-        .map(|s| s["body"]["subject"].as_str().unwrap().to_owned())
+    sample(&gw.samples(), "population", 200)["body"]["subject"]
+        .as_str()
         .unwrap()
+        .to_owned()
 }
 
 async fn admin(

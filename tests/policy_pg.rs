@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use gateway::config::{Config, StateDb};
 use http::{Method, StatusCode};
 use serde_json::json;
-use tongban_tests::{Answer, Gateway, PgDatabase};
+use tongban_tests::{sample, Answer, Gateway, PgDatabase};
 
 const COUNTER_A: &str = "urn:tongban:sz-hrss:counter-01";
 const COUNTER_B: &str = "urn:tongban:sz-civil:counter-01";
@@ -114,11 +114,10 @@ async fn two_gateways_on_one_postgres_obey_every_change() {
     };
     let subject = {
         let samples = gateway::demo::load_samples(a.path()).unwrap();
-        samples
-            .iter()
-            .find(|s| s["body"]["dataset"] == "population" && s["expect"] == 200)
-            .map(|s| s["body"]["subject"].as_str().unwrap().to_owned())
+        sample(&samples, "population", 200)["body"]["subject"]
+            .as_str()
             .unwrap()
+            .to_owned()
     };
 
     // Both allow what the demo agreements allow.
