@@ -119,8 +119,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ParserRefusals<IO> {
         if !read.is_empty() {
             if let State::Unknown(_) = this.state {
                 // A preface cut short by the read still starts like one.
-                let h2 = H2_PREFACE.starts_with(&read[..read.len().min(H2_PREFACE.len())])
-                    || read.starts_with(H2_PREFACE);
+                let h2 = H2_PREFACE.starts_with(&read[..read.len().min(H2_PREFACE.len())]);
                 this.state = match std::mem::replace(&mut this.state, State::Passing) {
                     State::Unknown(record) if !h2 => State::Watching(record),
                     _ => State::Passing,
