@@ -163,8 +163,12 @@ async fn the_served_document_is_the_file() {
     let file = document_file();
     let a = send(&gw.client("counter-b"), "get", "/openapi.json", None).await;
     assert_eq!(a.status, 200, "{:#}", a.body);
+    // The document, with the receipt of this request's audit record.
+    let mut served = a.body.clone();
+    assert!(served["audit"]["checkpoint"].is_string(), "{served:#}");
+    served.as_object_mut().unwrap().remove("audit");
     assert_eq!(
-        a.body, file,
+        served, file,
         "GET /openapi.json differs from docs/openapi.json"
     );
     check_answer(&file, "/openapi.json", "get", &a);
@@ -439,7 +443,7 @@ async fn answers_match_the_documented_schemas() {
 #[test]
 fn the_check_can_fail() {
     // A body the document does not allow is caught: the lookup answer without its
-    // signature, and a problem with an undocumented member.
+    // receipt, and a problem with an undocumented member.
     let doc = document_file();
     let lookup = resolve(
         &doc,
@@ -451,13 +455,12 @@ fn the_check_can_fail() {
         "request_id": "r", "dataset": "population", "subject": "s", "record": {"name": "x"},
         "masked": [], "source": {"department": "d", "connector": "c", "fetched_at": "2026-01-01T00:00:00Z"},
         "agreement": "a", "audit": {"seq": 1, "hash": "0".repeat(64), "index": 0, "record": "{\"seq\":1}",
-            "checkpoint": format!("o\n1\n{}=\n\n— o AAAA\n", "A".repeat(43)), "inclusion": []},
-        "signature": "eyJh..c2ln"
+            "checkpoint": format!("o\n1\n{}=\n\n— o AAAA\n", "A".repeat(43)), "inclusion": []}
     });
     assert!(errors(&v, &answer).is_empty(), "{:?}", errors(&v, &answer));
-    let mut unsigned = answer.clone();
-    unsigned.as_object_mut().unwrap().remove("signature");
-    assert!(!errors(&v, &unsigned).is_empty());
+    let mut unproven = answer.clone();
+    unproven.as_object_mut().unwrap().remove("audit");
+    assert!(!errors(&v, &unproven).is_empty());
     let mut extra = answer;
     extra["debug"] = json!("leak");
     assert!(!errors(&v, &extra).is_empty());

@@ -74,6 +74,9 @@ pub struct AuditEntry {
     pub fields: Vec<String>,
     /// Agreement that allowed (or explicitly denied) it.
     pub agreement: Option<String>,
+    /// SHA-256 (lowercase hex) of the answer sent, as [`crate::answer_sha256`]
+    /// computes it: what binds the answer a caller holds to this record.
+    pub answer_sha256: Option<String>,
     /// allow / deny / error.
     pub decision: Decision,
     /// Why, for anything but a plain allow.
@@ -135,6 +138,7 @@ fn write_audit_record(
 ) -> Result<(), Unsupported> {
     let mut o = Members::open(out);
     o.key("agreement").opt_str(e.agreement.as_deref());
+    o.key("answer_sha256").opt_str(e.answer_sha256.as_deref());
     o.key("case_id").opt_str(e.case_id.as_deref());
     o.key("cert_fingerprint")
         .opt_str(e.cert_fingerprint.as_deref());
@@ -216,6 +220,7 @@ mod tests {
             subject: s(),
             fields: vec![text.into(), "name".into()],
             agreement: s(),
+            answer_sha256: s(),
             decision: Decision::Deny,
             reason: s(),
             status: 403,

@@ -19,6 +19,7 @@
 //! [`AuditSettings`] and [`Database`] from its config and counts commits through a
 //! [`CommitObserver`].
 
+mod answer;
 mod archive;
 mod batch;
 pub mod canonical;
@@ -43,6 +44,7 @@ pub mod tlog;
 mod tree_store;
 mod verify;
 
+pub use answer::{answer_sha256, canonical_answer, check_answer, AnswerError, RECEIPT_MEMBER};
 pub use archive::{archive, read_archive};
 pub use batch::{search_columns, AuditSettings, CommitObserver, SEARCH_COLUMN_NAMES};
 pub use chain::{chain_hash, seal_entry, AuditEntry, Decision, StoredRecord, GENESIS};

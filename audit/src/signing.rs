@@ -140,6 +140,20 @@ pub fn public_key_of(jwks: &Value, kid: &str) -> Result<Vec<u8>, SigningError> {
         .map_err(|_| SigningError::Malformed("JWKS key is not base64url".into()))
 }
 
+/// Every Ed25519 public key of a JWKS document, with its key id.
+pub fn public_keys(jwks: &Value) -> Vec<(String, Vec<u8>)> {
+    jwks["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|k| k["kty"] == "OKP" && k["crv"] == "Ed25519")
+        .filter_map(|k| {
+            let x = B64.decode(k["x"].as_str()?).ok()?;
+            Some((k["kid"].as_str().unwrap_or_default().to_owned(), x))
+        })
+        .collect()
+}
+
 /// Verify a signed response body against the keys of a JWKS document. Returns the
 /// key id that verified it.
 pub fn verify(document: &Value, jwks: &Value) -> Result<String, SigningError> {

@@ -267,14 +267,26 @@ impl ApiError {
         }
     }
 
-    /// What the audit record gives as reason. Upstream and internal details go to the
-    /// audit log (for officers), never to the caller.
+    /// What the audit record gives as reason. The caller receives its own record in
+    /// the answer's receipt, so a record says only what the caller may see: for
+    /// upstream and internal failures the kind, not the details ([`Self::internals`]
+    /// go to the gateway's log under the request id).
     pub fn audit_reason(&self) -> String {
         match self {
-            ApiError::Upstream { message, .. } => format!("upstream: {message}"),
-            ApiError::Internal(e) => format!("internal: {e}"),
+            ApiError::Upstream { .. } | ApiError::Internal(_) => {
+                format!("{}: {}", self.slug(), self.title())
+            }
             ApiError::Forbidden(d) => format!("{}: {d}", d.code()),
             other => other.to_string(),
+        }
+    }
+
+    /// Details of an upstream or internal failure that neither the caller nor its
+    /// record may hold: a source's address, a file, a driver's message.
+    pub fn internals(&self) -> Option<&str> {
+        match self {
+            ApiError::Upstream { message, .. } | ApiError::Internal(message) => Some(message),
+            _ => None,
         }
     }
 }

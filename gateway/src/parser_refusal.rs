@@ -20,15 +20,21 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::{ApiError, HeadRefusal};
-use crate::http::respond::problem_body;
+use crate::http::render::{problem, Rendered};
 
-/// Records a refused head under the connection's identity: `true` once durable.
-pub type RecordRefusal =
-    Box<dyn FnOnce(HeadRefusal, String) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send>;
+/// Records a refused head under the connection's identity, given its request id and
+/// the digest of its answer: the receipt once durable.
+pub type RecordRefusal = Box<
+    dyn FnOnce(
+            HeadRefusal,
+            String,
+            String,
+        ) -> Pin<Box<dyn Future<Output = Option<audit::Receipt>> + Send>>
+        + Send,
+>;
 
 /// Bytes held before they are written on, so memory per connection stays bounded.
 const HIGH_WATER: usize = 64 * 1024;
@@ -197,22 +203,26 @@ fn refused_head(buf: &[u8]) -> Option<(usize, HeadRefusal)> {
     None
 }
 
-/// Record the refusal, then render the answer: the refusal as problem+json, or
-/// `503 audit-unavailable` when the record could not be written.
+/// Record the refusal, then render the answer: the refusal as problem+json with its
+/// receipt, or `503 audit-unavailable` when the record could not be written.
 async fn answer(record: RecordRefusal, refusal: HeadRefusal) -> Vec<u8> {
     let request_id = uuid::Uuid::now_v7().to_string();
-    let error = if record(refusal, request_id.clone()).await {
-        ApiError::HeadRefused(refusal)
-    } else {
-        ApiError::AuditUnavailable
-    };
-    render(&error, &request_id)
+    let refused = problem(&ApiError::HeadRefused(refusal), &request_id);
+    let digest = refused.digest();
+    match record(refusal, request_id.clone(), digest).await {
+        Some(receipt) => render(refused, Some(&receipt), &request_id),
+        None => render(
+            problem(&ApiError::AuditUnavailable, &request_id),
+            None,
+            &request_id,
+        ),
+    }
 }
 
-/// An HTTP/1.1 response for `error`, closing the connection.
-fn render(error: &ApiError, request_id: &str) -> Vec<u8> {
-    let body = serde_json::to_vec(&problem_body(error, request_id)).unwrap_or_default();
-    let status: StatusCode = error.status();
+/// An HTTP/1.1 response for `answer`, closing the connection.
+fn render(answer: Rendered, receipt: Option<&audit::Receipt>, request_id: &str) -> Vec<u8> {
+    let status = answer.status;
+    let body = answer.into_bytes(receipt);
     let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT");
     let mut out = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\n\
@@ -246,9 +256,9 @@ mod tests {
     fn recorder(durable: bool) -> (RecordRefusal, Seen) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let kept = Arc::clone(&seen);
-        let record: RecordRefusal = Box::new(move |refusal, id| {
+        let record: RecordRefusal = Box::new(move |refusal, id, _digest| {
             kept.lock().unwrap().push((refusal, id));
-            Box::pin(async move { durable })
+            Box::pin(async move { durable.then(|| crate::http::test_support::receipt(1)) })
         });
         (record, seen)
     }

@@ -224,10 +224,10 @@ impl Connection {
         let record = {
             let app = Arc::clone(&self.app);
             let caller = caller.clone();
-            let record: RecordRefusal = Box::new(move |refusal, request_id| {
-                Box::pin(
-                    async move { audit_refused_head(&app, &caller, refusal, request_id).await },
-                )
+            let record: RecordRefusal = Box::new(move |refusal, request_id, digest| {
+                Box::pin(async move {
+                    audit_refused_head(&app, &caller, refusal, request_id, digest).await
+                })
             });
             record
         };
@@ -365,14 +365,16 @@ where
     }
 }
 
-/// Record a request head hyper's parser refused, under the connection's identity;
-/// `true` once durable. Its answer waits for this (see [`ParserRefusals`]).
+/// Record a request head hyper's parser refused, under the connection's identity,
+/// bound to the digest of its answer; the receipt once durable. Its answer waits for
+/// this (see [`ParserRefusals`]).
 async fn audit_refused_head(
     app: &App,
     caller: &Principal,
     refusal: HeadRefusal,
     request_id: String,
-) -> bool {
+    answer_sha256: String,
+) -> Option<audit::Receipt> {
     let error = ApiError::HeadRefused(refusal);
     let entry = audit::AuditEntry {
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -386,13 +388,14 @@ async fn audit_refused_head(
             "refused by the HTTP parser: {}",
             error.audit_reason()
         )),
+        answer_sha256: Some(answer_sha256),
         ..audit::AuditEntry::default()
     };
     match app.audit.append(entry).await {
-        Ok(_) => true,
+        Ok(receipt) => Some(receipt),
         Err(e) => {
             tracing::error!(error = %e, "audit write failed for a refused request head");
-            false
+            None
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use ::audit::signing::{verify, Signer};
+use ::audit::signing::Signer;
 use clap::{Args, Parser, Subcommand};
 
 mod audit;
@@ -280,7 +280,7 @@ fn verify_file(file: &Path, jwks: Option<&Path>, config: &ConfigFile) -> Result<
             .map_err(|e| Failure::Usage(format!("{}: not JSON: {e}", p.display())))
     };
     let document = read_json(file)?;
-    let keys = match jwks {
+    let jwks = match jwks {
         Some(p) => read_json(p)?,
         None => {
             let config = config.load()?;
@@ -289,31 +289,55 @@ fn verify_file(file: &Path, jwks: Option<&Path>, config: &ConfigFile) -> Result<
                 .jwks()
         }
     };
+    let keys = ::audit::signing::public_keys(&jwks);
+    if keys.is_empty() {
+        return Err(Failure::Usage("the JWKS holds no Ed25519 key".into()));
+    }
     let failed =
         |e: &dyn std::fmt::Display| Failure::Failed(format!("FAILED: {}: {e}", file.display()));
-    let kid = verify(&document, &keys).map_err(|e| failed(&e))?;
-    println!(
-        "OK: {} is signed by key {kid} (request {}, audit seq {})",
-        file.display(),
-        document["request_id"].as_str().unwrap_or("?"),
-        document["audit"]["seq"],
-    );
-    // Each receipt (the answer's, and a bundle's items') proves its record in a tree
-    // the same key signed.
-    let public = ::audit::signing::public_key_of(&keys, &kid).map_err(|e| failed(&e))?;
+    // The answer, and each bundle item (an answer of its own, with its own record).
     let items = document["items"].as_array().into_iter().flatten();
-    let receipts = std::iter::once(&document["audit"]).chain(items.map(|i| &i["audit"]));
-    for receipt in receipts.filter(|r| r.get("checkpoint").is_some()) {
-        let inc = ::audit::check_receipt(receipt, &public).map_err(|e| failed(&e))?;
+    for (n, answer) in std::iter::once(&document).chain(items).enumerate() {
+        let (kid, inc) = check_with_any(answer, &keys).map_err(|e| {
+            let what = if n == 0 {
+                "the answer".to_owned()
+            } else {
+                format!("item {n}")
+            };
+            failed(&format!("{what}: {e}"))
+        })?;
         println!(
-            "OK: audit record {} is leaf {} of the signed tree of {} records of {}",
+            "OK: {} is bound to audit record {} (request {}), leaf {} of the tree of {} records of {} signed by key {kid}",
+            if n == 0 { "the answer".to_owned() } else { format!("item {}", answer["item"].as_str().unwrap_or("?")) },
             inc.index + 1,
+            answer["request_id"].as_str().or(document["request_id"].as_str()).unwrap_or("?"),
             inc.index,
             inc.size,
             inc.origin
         );
     }
     Ok(())
+}
+
+/// Check `answer` with each key until one signed its checkpoint; the error worth
+/// reporting is one past the signature (a broken binding or proof), when there is one.
+fn check_with_any(
+    answer: &serde_json::Value,
+    keys: &[(String, Vec<u8>)],
+) -> Result<(String, ::audit::Included), ::audit::AnswerError> {
+    let mut worst = ::audit::AnswerError::NoReceipt;
+    for (kid, key) in keys {
+        match ::audit::check_answer(answer, key) {
+            Ok(inc) => return Ok((kid.clone(), inc)),
+            Err(e @ ::audit::AnswerError::Receipt(::audit::ReceiptError::Checkpoint(_))) => {
+                if matches!(worst, ::audit::AnswerError::NoReceipt) {
+                    worst = e;
+                }
+            }
+            Err(e) => worst = e,
+        }
+    }
+    Err(worst)
 }
 
 #[cfg(test)]

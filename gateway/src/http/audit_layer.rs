@@ -1,4 +1,5 @@
-//! Audit: no answer leaves without its record durably in the chain.
+//! Audit: no answer leaves without its record durably in the log, and every record
+//! of an answered request binds the digest of the answer sent.
 
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -9,15 +10,19 @@ use tower::{Layer, Service};
 use tracing::Instrument as _;
 
 use super::parse::OPERATOR_HEADER;
+use super::render::{problem, rendered, Rendered};
 use super::{take_ready, BoxFuture, Outcome, Principal, RequestMeta};
 use crate::error::ApiError;
 
-/// An outcome and, when it was recorded, where. An outcome without a receipt is
-/// always the audit-unavailable error: nothing else may be answered unrecorded.
+/// An outcome, the answer rendered from it and, when it was recorded, where. An
+/// outcome without a receipt is always the audit-unavailable error: nothing else may
+/// be answered unrecorded.
 #[derive(Debug, Clone)]
 pub struct Audited {
-    /// What to answer.
+    /// What the request came to.
     pub outcome: Outcome,
+    /// The answer, as its record binds it.
+    pub rendered: Rendered,
     /// Where its audit record is.
     pub receipt: Option<Receipt>,
     /// The request id.
@@ -81,7 +86,8 @@ where
         let request_id = envelope.request_id().to_owned();
         let work = async move {
             let outcome = inner.call(req).await?;
-            Ok(envelope.commit(&log, outcome).await)
+            let id = envelope.request_id().to_owned();
+            Ok(envelope.commit(&log, outcome, |o| rendered(o, &id)).await)
         };
         // Detached: a client that hangs up mid-request drops this service's future,
         // but the request may already have read a record from a source, so it runs
@@ -92,8 +98,11 @@ where
                 Ok(audited) => audited,
                 Err(e) => {
                     tracing::error!(error = %e, "request task failed");
+                    // Unrecorded, so nothing but that failure is answered.
+                    let e = ApiError::AuditUnavailable;
                     Ok(Audited {
-                        outcome: Outcome::error(ApiError::Internal(e.to_string())),
+                        rendered: problem(&e, &request_id),
+                        outcome: Outcome::error(e),
                         receipt: None,
                         request_id,
                     })
@@ -177,12 +186,25 @@ impl Envelope {
         e
     }
 
-    /// Appends the record of `outcome` and waits for its durable commit. An outcome
-    /// whose record cannot be written becomes audit-unavailable: it is never answered
-    /// unrecorded.
-    pub async fn commit(&self, log: &AuditLog, outcome: Outcome) -> Audited {
+    /// Renders the answer to `outcome` with `render`, appends the record of both and
+    /// waits for its durable commit. An outcome whose record cannot be written
+    /// becomes audit-unavailable: it is never answered unrecorded.
+    pub async fn commit(
+        &self,
+        log: &AuditLog,
+        outcome: Outcome,
+        render: impl Fn(&Outcome) -> Rendered,
+    ) -> Audited {
         let request_id = self.entry.request_id.clone();
-        let entry = self.record(&outcome);
+        if let Err(e) = &outcome.result {
+            if let Some(internals) = e.internals() {
+                // Officers find why by the request id; the record says only the kind.
+                tracing::warn!(request_id = %request_id, status = e.status().as_u16(), error = internals, "request failed");
+            }
+        }
+        let rendered = render(&outcome);
+        let mut entry = self.record(&outcome);
+        entry.answer_sha256 = Some(rendered.digest());
         match log
             .append(entry)
             .instrument(tracing::info_span!("audit"))
@@ -190,6 +212,7 @@ impl Envelope {
         {
             Ok(receipt) => Audited {
                 outcome,
+                rendered,
                 receipt: Some(receipt),
                 request_id,
             },
@@ -201,6 +224,7 @@ impl Envelope {
                 failed.facts = outcome.facts;
                 failed.facts.decision = None;
                 Audited {
+                    rendered: render(&failed),
                     outcome: failed,
                     receipt: None,
                     request_id,
@@ -400,7 +424,7 @@ mod tests {
             (
                 Outcome::error(ApiError::Internal("disk".into())),
                 Decision::Error,
-                Some("internal: disk"),
+                Some("internal: "),
             ),
         ];
         for (o, decision, reason) in cases {

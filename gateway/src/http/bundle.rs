@@ -35,7 +35,7 @@ use super::audit_layer::{Audited, Envelope};
 use super::body::{read_json, BodyLimits};
 use super::lookup::{token, validate, Asked, LookupRequest, LookupService};
 use super::parse::{caller, operator};
-use super::respond::{lookup_body, problem_body};
+use super::render::{lookup_body, problem_body, Rendered};
 use super::route::RouteService;
 use super::{Answer, Outcome, Principal, RequestMeta};
 use crate::config::{BundleConfig, BundleItem, ItemSubject};
@@ -281,7 +281,10 @@ impl Parts {
         outcome
             .facts
             .merge_detail(json!({"bundle": call.bundle.name, "item": item.name}));
-        call.envelope.commit(&self.audit, outcome).await
+        let request_id = &call.meta.id;
+        call.envelope
+            .commit(&self.audit, outcome, |o| item_rendered(item, o, request_id))
+            .await
     }
 }
 
@@ -351,8 +354,8 @@ fn follow(record: &Map<String, Value>, pointer: &str) -> Option<Value> {
     Some(current)
 }
 
-/// The bundle answer (signed by the respond layer) and the facts of the bundle
-/// request's own audit record.
+/// The bundle answer (its items each with their own receipt) and the facts of the
+/// bundle request's own audit record.
 fn answer(call: &Call, results: &[Audited]) -> Outcome {
     let request_id = &call.meta.id;
     let mut items = Vec::with_capacity(results.len());
@@ -366,7 +369,7 @@ fn answer(call: &Call, results: &[Audited]) -> Outcome {
             "status": status,
             "audit_seq": r.receipt.as_ref().map(|x| x.seq),
         }));
-        items.push(item_body(item, r, request_id));
+        items.push(r.rendered.with_receipt(r.receipt.as_ref()));
     }
     let complete = results
         .iter()
@@ -379,7 +382,10 @@ fn answer(call: &Call, results: &[Audited]) -> Outcome {
     body.insert("case_id".into(), json!(call.case_id));
     body.insert("complete".into(), json!(complete));
     body.insert("items".into(), Value::Array(items));
-    let mut outcome = Outcome::answer(Answer::Signed(body));
+    let mut outcome = Outcome::answer(Answer::Json {
+        status: http::StatusCode::OK,
+        body: Value::Object(body),
+    });
     outcome.facts.subject = Some(call.subject.clone());
     outcome.facts.matter = Some(call.matter.clone());
     outcome.facts.case_id = Some(call.case_id.clone());
@@ -392,32 +398,34 @@ fn answer(call: &Call, results: &[Audited]) -> Outcome {
     outcome
 }
 
-fn item_body(item: &BundleItem, r: &Audited, request_id: &str) -> Value {
-    let status = r.outcome.status().as_u16();
-    let mut body = match (&r.outcome.result, &r.receipt) {
-        (Ok(Answer::Lookup(l)), Some(receipt)) => Value::Object(lookup_body(l.clone(), receipt)),
-        (Err(e), receipt) => {
-            let mut b = json!({
-                "dataset": item.dataset.as_str(),
-                "subject": r.outcome.facts.subject,
-                "problem": problem_body(e, request_id),
-            });
-            if let Some(receipt) = receipt {
-                b["audit"] = super::respond::receipt_json(receipt);
-            }
+/// An item's answer as the bundle carries it (before its receipt): its record or
+/// its problem, named by the item.
+fn item_rendered(item: &BundleItem, o: &Outcome, request_id: &str) -> Rendered {
+    let status = o.status();
+    let mut body = match &o.result {
+        Ok(Answer::Lookup(l)) => lookup_body(l),
+        Err(e) => {
+            let mut b = Map::new();
+            b.insert("dataset".into(), json!(item.dataset.as_str()));
+            b.insert("subject".into(), json!(o.facts.subject));
+            b.insert("problem".into(), Value::Object(problem_body(e, request_id)));
             b
         }
         // An item either fetched a record or failed; anything else is a bug.
-        _ => {
-            json!({"problem": problem_body(&ApiError::Internal("bundle item".into()), request_id)})
+        Ok(_) => {
+            let e = ApiError::Internal("bundle item".into());
+            Map::from_iter([(
+                "problem".to_owned(),
+                Value::Object(problem_body(&e, request_id)),
+            )])
         }
     };
-    body["item"] = json!(item.name);
-    body["status"] = json!(status);
+    body.insert("item".into(), json!(item.name));
+    body.insert("status".into(), json!(status.as_u16()));
     if let Some(t) = &item.license_type {
-        body["license_type"] = json!(t);
+        body.insert("license_type".into(), json!(t));
     }
-    body
+    Rendered::json(status, "application/json", body)
 }
 
 #[cfg(test)]
@@ -429,10 +437,10 @@ mod tests {
     use http_body_util::Full;
 
     use super::*;
+    use crate::http::render::rendered;
     use crate::http::test_support::{
-        lookup_answer, recorder, records, stamped, Fixture, Seen, CASE_ID, OPERATOR,
+        lookup_answer, receipt, recorder, records, stamped, Fixture, Seen, CASE_ID, OPERATOR,
     };
-    use audit::Receipt;
 
     /// A company with a legal-person record (the bundle's root subject).
     const COMPANY: &str = "91350100M000100Y43";
@@ -489,17 +497,12 @@ mod tests {
     fn answered(masked: &[&str]) -> Audited {
         let mut answer = lookup_answer(Dataset::LegalPerson, COMPANY, rep_record(REP));
         answer.masked = masked.iter().map(|m| m.to_string()).collect();
+        let outcome = Outcome::answer(Answer::Lookup(answer));
         Audited {
             request_id: "r".into(),
-            outcome: Outcome::answer(Answer::Lookup(answer)),
-            receipt: Some(Receipt {
-                seq: 1,
-                hash: String::new(),
-                record: "{}".into(),
-                index: 0,
-                checkpoint: "".into(),
-                inclusion: Vec::new(),
-            }),
+            rendered: rendered(&outcome, "r"),
+            outcome,
+            receipt: Some(receipt(1)),
         }
     }
 
@@ -513,11 +516,13 @@ mod tests {
             matches!(&masked, Err(ApiError::Dependency(m)) if m.contains("in full")),
             "{masked:?}"
         );
+        let outcome = Outcome::error(ApiError::NotFound {
+            dataset: "legal_person".into(),
+        });
         let failed = Audited {
             request_id: "r".into(),
-            outcome: Outcome::error(ApiError::NotFound {
-                dataset: "legal_person".into(),
-            }),
+            rendered: rendered(&outcome, "r"),
+            outcome,
             receipt: None,
         };
         let e = derived_subject(&b, rep, &failed).unwrap_err();
@@ -588,7 +593,7 @@ mod tests {
                 ("population".to_owned(), REP.to_owned())
             ]
         );
-        let Ok(Answer::Signed(body)) = &outcome.result else {
+        let Ok(Answer::Json { body, .. }) = &outcome.result else {
             panic!("{:?}", outcome.result)
         };
         assert_eq!(body["complete"], json!(true));
@@ -622,7 +627,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(seen.take().len(), 1, "only the root item ran");
-        let Ok(Answer::Signed(body)) = &outcome.result else {
+        let Ok(Answer::Json { body, .. }) = &outcome.result else {
             panic!("{:?}", outcome.result)
         };
         assert_eq!(body["complete"], json!(false));

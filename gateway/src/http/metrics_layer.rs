@@ -163,6 +163,7 @@ mod tests {
     /// layer counting into `metrics`.
     async fn measure(metrics: &Metrics, path: &str, outcome: Outcome) {
         let audited = Audited {
+            rendered: crate::http::render::rendered(&outcome, "r"),
             outcome,
             receipt: None,
             request_id: "r".into(),

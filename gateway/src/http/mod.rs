@@ -30,6 +30,7 @@ pub mod metrics_layer;
 pub mod openapi;
 pub mod ops;
 pub mod parse;
+pub mod render;
 pub mod respond;
 pub mod route;
 pub mod stack;
@@ -93,10 +94,8 @@ impl Facts {
 pub enum Answer {
     /// A record lookup.
     Lookup(LookupAnswer),
-    /// A JSON document signed like a record, the audit receipt added as `audit`
-    /// (bundle answers).
-    Signed(serde_json::Map<String, Value>),
-    /// A JSON document (the JWKS, admin and auditor API answers), not signed.
+    /// A JSON document (bundle, JWKS, admin and auditor API answers); like every
+    /// answer it gets its receipt as `audit`.
     Json {
         /// 200, 201, …
         status: http::StatusCode,
@@ -160,7 +159,7 @@ impl Outcome {
     pub fn status(&self) -> http::StatusCode {
         match &self.result {
             Ok(Answer::Json { status, .. }) => *status,
-            Ok(Answer::Lookup(_) | Answer::Signed(_)) => http::StatusCode::OK,
+            Ok(Answer::Lookup(_)) => http::StatusCode::OK,
             Err(e) => e.status(),
         }
     }

@@ -132,8 +132,8 @@ where
         .layer(MetaLayer)
         // Identity is the certificate's; client-sent identity headers are dropped.
         .layer(IdentityLayer::new(principal))
-        // Signing and problem+json, above audit so the receipt is in the signed body.
-        .layer(RespondLayer::new(Arc::clone(&app.signer)))
+        // Bytes on the wire: the answer audit rendered and bound, with its receipt.
+        .layer(RespondLayer)
         // Counted once recorded: the figures match the audit log.
         .layer(MetricsLayer::new(app.metrics.clone()))
         // Fail-closed: nothing is answered that is not durably recorded.

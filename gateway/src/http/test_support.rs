@@ -127,9 +127,14 @@ impl Fixture {
 
     /// The audit log of the state database, its chain empty.
     pub(crate) async fn audit(&self) -> AuditLog {
+        self.audit_signed_by(signer()).await
+    }
+
+    /// The audit log, its checkpoints signed by `signer`.
+    pub(crate) async fn audit_signed_by(&self, signer: Arc<Signer>) -> AuditLog {
         AuditLog::open(
             &crate::audit_config::database(&self.config.state_db),
-            signer(),
+            signer,
             crate::audit_config::settings(&self.config),
         )
         .await
@@ -160,6 +165,18 @@ fn config_toml() -> String {
         }
     }
     out
+}
+
+/// A receipt for record `seq`, as the respond layer adds it (its proof is not real).
+pub(crate) fn receipt(seq: i64) -> audit::Receipt {
+    audit::Receipt {
+        seq,
+        hash: "c0ffee".into(),
+        record: "{}".into(),
+        index: u64::try_from(seq - 1).unwrap_or_default(),
+        checkpoint: "".into(),
+        inclusion: Vec::new(),
+    }
 }
 
 /// A fresh Ed25519 response signer.

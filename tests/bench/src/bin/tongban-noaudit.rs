@@ -15,6 +15,7 @@ use gateway::http::identity::IdentityLayer;
 use gateway::http::limit::ShedLayer;
 use gateway::http::meta::MetaLayer;
 use gateway::http::metrics_layer::MetricsLayer;
+use gateway::http::render::rendered;
 use gateway::http::respond::RespondLayer;
 use gateway::http::stack::router;
 use gateway::http::{Outcome, Principal};
@@ -81,7 +82,7 @@ async fn serve(args: Args) -> Result<()> {
             let svc = ServiceBuilder::new()
                 .layer(MetaLayer)
                 .layer(IdentityLayer::new(principal))
-                .layer(RespondLayer::new(Arc::clone(&app.signer)))
+                .layer(RespondLayer)
                 // As in the gateway's stack, so that only the audit layer differs.
                 .layer(MetricsLayer::new(app.metrics.clone()))
                 // In place of the audit layer: a receipt that records nothing.
@@ -95,8 +96,10 @@ async fn serve(args: Args) -> Result<()> {
     }
 }
 
+/// Rendered as the audit layer renders it, but neither digested nor recorded.
 fn no_audit(outcome: Outcome) -> Audited {
     Audited {
+        rendered: rendered(&outcome, ""),
         outcome,
         receipt: Some(Receipt {
             seq: 0,
