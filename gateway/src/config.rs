@@ -335,7 +335,7 @@ struct RawConfig {
     /// Where agreements, role bindings and the audit log are kept: a SQLite file (one
     /// gateway), or a `postgres://` URL (several gateways sharing one store).
     state_db: Spanned<String>,
-    /// Ed25519 key (PKCS#8 PEM) that signs every record returned.
+    /// Ed25519 key (PKCS#8 PEM) that signs the audit log's checkpoints (every answer's receipt).
     signing_key: Spanned<String>,
     /// Server certificate and the client CAs of mutual TLS.
     tls: RawTls,

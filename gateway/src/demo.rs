@@ -367,7 +367,7 @@ node = "demo-1"
 listen = "{listen}"          # counter API, mutual TLS
 ops_listen = "{ops_listen}"  # /healthz, /readyz — plain HTTP, keep on loopback
 state_db = "state.db"           # agreements, role bindings and the audit log (SQLite)
-signing_key = "keys/signing.pem" # Ed25519 key that signs every record returned
+signing_key = "keys/signing.pem" # Ed25519 key that signs the audit log's checkpoints
 
 [tls]
 cert = "pki/server.pem"
