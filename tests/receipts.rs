@@ -4,6 +4,8 @@
 //! from docs/audit.md); a consistency proof between two checkpoints the answers
 //! carried checks in Python too. A changed byte fails both.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 
 use audit::tlog::tree::{self, KnownHashes};
