@@ -43,6 +43,7 @@ pub mod test_support;
 pub mod tlog;
 mod tree_store;
 mod verify;
+pub mod witness;
 
 pub use answer::{answer_sha256, canonical_answer, check_answer, AnswerError, RECEIPT_MEMBER};
 pub use archive::{archive, read_archive};
