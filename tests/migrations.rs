@@ -35,11 +35,12 @@ const PG_SEARCH: &str = include_str!("../audit/migrations/postgres/0002_search_i
 const POLICY_TABLES: &str = include_str!("../policy/migrations/0001_policy_tables.sql");
 
 /// Every table a migrated state database holds.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "_sqlx_migrations_audit",
     "_sqlx_migrations_policy",
     "audit_archive",
     "audit_checkpoint",
+    "audit_cosignature",
     "audit_log",
     "audit_tree",
     "policy_agreements",
@@ -480,6 +481,7 @@ async fn sets_share_one_database(first_policy: Db, first_audit: Db) {
             "_sqlx_migrations_audit",
             "audit_archive",
             "audit_checkpoint",
+            "audit_cosignature",
             "audit_log",
             "audit_tree"
         ]
@@ -487,7 +489,7 @@ async fn sets_share_one_database(first_policy: Db, first_audit: Db) {
     for db in [&first_policy, &first_audit] {
         db.open().await;
         assert_eq!(db.tables().await, TABLES);
-        assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), 3);
+        assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), 4);
         assert_eq!(db.applied("_sqlx_migrations_policy").await.len(), 1);
     }
     assert_eq!(first_policy.schema().await, first_audit.schema().await);

@@ -25,6 +25,7 @@ mod batch;
 pub mod canonical;
 mod chain;
 mod checkpoint;
+mod cosignatures;
 mod error;
 mod export;
 mod frontier;
@@ -49,6 +50,7 @@ pub use answer::{answer_sha256, canonical_answer, check_answer, AnswerError, REC
 pub use archive::{archive, read_archive};
 pub use batch::{search_columns, AuditSettings, CommitObserver, SEARCH_COLUMN_NAMES};
 pub use chain::{chain_hash, seal_entry, AuditEntry, Decision, StoredRecord, GENESIS};
+pub use cosignatures::{witnessed, Witnessed};
 pub use checkpoint::{merge_jwks, read_checkpoint_file, Checkpoint, CHECKPOINT_KIND};
 pub use error::AuditError;
 pub use export::{

@@ -133,6 +133,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "merkle tree",
         include_str!("../migrations/sqlite/0003_merkle_tree.sql"),
     ),
+    (
+        6,
+        "witness cosignatures",
+        include_str!("../migrations/sqlite/0006_witness_cosignatures.sql"),
+    ),
 ];
 
 /// The audit schema on PostgreSQL: `audit/migrations/postgres/`, embedded.
@@ -151,6 +156,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "merkle tree",
         include_str!("../migrations/postgres/0003_merkle_tree.sql"),
+    ),
+    (
+        6,
+        "witness cosignatures",
+        include_str!("../migrations/postgres/0006_witness_cosignatures.sql"),
     ),
 ];
 

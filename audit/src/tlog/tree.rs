@@ -242,6 +242,15 @@ pub fn inclusion_needs(size: u64, index: u64) -> Vec<u64> {
     }
 }
 
+/// The indexes of the stored hashes the root of the tree of `size` is made of.
+pub fn root_needs(size: u64) -> Vec<u64> {
+    let probe = KnownHashes::default();
+    match probe.with(|k| tlog::tree_hash(size, k)) {
+        Err(TreeError::Missing(m)) => m,
+        _ => Vec::new(),
+    }
+}
+
 /// The indexes of the stored hashes a consistency proof from `old` to `size` reads.
 pub fn consistency_needs(size: u64, old: u64) -> Vec<u64> {
     let probe = KnownHashes::default();
