@@ -23,7 +23,11 @@ async fn start(every: u64) -> Gateway {
         .unwrap();
     demo.config.audit.checkpoint_every = every;
     let running = gateway::server::start(demo.config).await.unwrap();
-    Gateway { dir, running }
+    Gateway {
+        dir,
+        running,
+        witness: None,
+    }
 }
 
 /// `n` lookups cycling through the demo samples, one at a time (one record per batch).
@@ -98,7 +102,7 @@ async fn tampered(dir: &Path, pristine: &Path, sql: &str) -> (u8, String) {
 
 /// Stop the gateway and keep a copy of its state database to tamper with.
 async fn stopped(gw: Gateway) -> (tempfile::TempDir, PathBuf) {
-    let Gateway { dir, running } = gw;
+    let Gateway { dir, running, .. } = gw;
     running.shutdown().await;
     let db = dir.path().join("state.db");
     // Fold the WAL into the file so that a plain copy holds everything.

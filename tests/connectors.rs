@@ -21,7 +21,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AssertSqlSafe;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tongban_tests::{sample, test_counts, Answer, Client, Gateway};
+use tongban_tests::{eventually, sample, test_counts, Answer, Client, Gateway};
 
 /// Builds a demo gateway, lets `edit` change its config, and starts it.
 async fn start_with(edit: impl FnOnce(&mut Config, &Path)) -> Gateway {
@@ -34,7 +34,11 @@ async fn start_with(edit: impl FnOnce(&mut Config, &Path)) -> Gateway {
     gateway::demo::start_department(&mut demo).await.unwrap();
     edit(&mut demo.config, dir.path());
     let running = start(demo.config).await.unwrap();
-    Gateway { dir, running }
+    Gateway {
+        dir,
+        running,
+        witness: None,
+    }
 }
 
 /// The last `n` audit records, oldest first.
@@ -86,35 +90,6 @@ fn license_lookup(gw: &Gateway) -> Value {
     sample(&gw.samples(), "e_license", 200)["body"].clone()
 }
 
-/// Lets `check` run until it returns true, for at most 10 s of polling.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-async fn readyz(gw: &Gateway) -> Value {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut tcp = tokio::net::TcpStream::connect(gw.running.ops_addr)
-        .await
-        .unwrap();
-    tcp.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.unwrap();
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(body).unwrap()
-}
-
 // ---------------------------------------------------------------- HTTP connector
 
 #[tokio::test]
@@ -142,7 +117,7 @@ async fn demo_department_serves_verified_licences_over_mtls() {
     ];
     assert_eq!(gw.tongban(&verify).await, 0);
 
-    let ready = readyz(&gw).await;
+    let ready = gw.readyz().await;
     assert_eq!(ready["ready"], true, "{ready}");
     assert_eq!(ready["checks"]["source:e-license-api"]["health"], "ok");
     assert_eq!(ready["checks"]["source:e-license-api"]["breaker"], "closed");
@@ -319,7 +294,14 @@ async fn gateway_on_upstream() -> (Gateway, Upstream) {
         breaker_cooldown_ms: 1000,
     };
     let running = start(demo.config).await.unwrap();
-    (Gateway { dir, running }, upstream)
+    (
+        Gateway {
+            dir,
+            running,
+            witness: None,
+        },
+        upstream,
+    )
 }
 
 fn problem_type(a: &Answer) -> &str {
@@ -399,7 +381,7 @@ async fn killed_upstream_opens_the_breaker_and_recovery_closes_it() {
             .starts_with("upstream-unavailable: "),
         "{audit}"
     );
-    let ready = readyz(&gw).await;
+    let ready = gw.readyz().await;
     assert_eq!(ready["ready"], false, "{ready}");
     let source = &ready["checks"]["source:e-license-api"];
     assert_ne!(source["health"], "ok");
@@ -414,7 +396,7 @@ async fn killed_upstream_opens_the_breaker_and_recovery_closes_it() {
         post(&client, "/v1/lookup", &body).await.status == StatusCode::OK
     })
     .await;
-    let ready = readyz(&gw).await;
+    let ready = gw.readyz().await;
     assert_eq!(ready["checks"]["source:e-license-api"]["breaker"], "closed");
     assert_eq!(ready["ready"], true);
 }
@@ -750,7 +732,7 @@ async fn through_real_servers(pg_db: String, my_db: String) {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.body["record"]["name"], company.1.as_str());
     assert_eq!(gw.last_audit().await["status"], 200);
-    let ready = readyz(&gw).await;
+    let ready = gw.readyz().await;
     for source in ["source:population-db", "source:legal-person-db"] {
         assert_eq!(ready["checks"][source]["health"], "ok", "{ready}");
     }

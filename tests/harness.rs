@@ -31,6 +31,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     /// The server.
     pub running: Running,
+    /// The demo's witness, cosigning the audit log's checkpoints.
+    pub witness: Option<gateway::witness_server::WitnessService>,
 }
 
 impl Gateway {
@@ -50,14 +52,36 @@ impl Gateway {
         gateway::demo::start_department(&mut demo)
             .await
             .expect("demo department service");
+        let witness = gateway::demo::start_witness(&mut demo)
+            .await
+            .expect("demo witness");
         adjust(&mut demo.config);
         let running = start(demo.config).await.expect("gateway starts");
-        Self { dir, running }
+        Self {
+            dir,
+            running,
+            witness,
+        }
     }
 
     /// The demo directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `GET /readyz` on the ops listener, as JSON.
+    pub async fn readyz(&self) -> Value {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut tcp = TcpStream::connect(self.running.ops_addr)
+            .await
+            .expect("ops listener");
+        tcp.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("request");
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.expect("answer");
+        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str(body).expect("readyz JSON")
     }
 
     /// The config file.
@@ -476,4 +500,19 @@ pub fn sample<'a>(samples: &'a [Value], dataset: &str, expect: u16) -> &'a Value
         .iter()
         .find(|s| s["body"]["dataset"] == dataset && s["expect"] == expect)
         .unwrap_or_else(|| panic!("samples.json has no {dataset} sample expecting {expect}"))
+}
+
+/// Lets `check` run until it returns true, for at most 10 s of polling.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
 }

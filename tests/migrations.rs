@@ -34,6 +34,9 @@ const PG_TABLES: &str = include_str!("../audit/migrations/postgres/0001_audit_ta
 const PG_SEARCH: &str = include_str!("../audit/migrations/postgres/0002_search_indexes.sql");
 const POLICY_TABLES: &str = include_str!("../policy/migrations/0001_policy_tables.sql");
 
+/// The audit store's migrations (audit/migrations/{sqlite,postgres}/).
+const AUDIT_MIGRATIONS: usize = 4;
+
 /// Every table a migrated state database holds.
 const TABLES: [&str; 12] = [
     "_sqlx_migrations_audit",
@@ -412,7 +415,11 @@ async fn release_upgrades(db: Db, fresh: Db, old_sql: &[&'static str]) {
         db.applied("_sqlx_migrations_audit").await,
         db.applied("_sqlx_migrations_policy").await,
     );
-    assert_eq!((applied.0.len(), applied.1.len()), (3, 1), "{applied:?}");
+    assert_eq!(
+        (applied.0.len(), applied.1.len()),
+        (AUDIT_MIGRATIONS, 1),
+        "{applied:?}"
+    );
     let schema = db.schema().await;
     let (audit, policy) = db.open().await;
     assert_eq!(db.schema().await, schema);
@@ -456,7 +463,10 @@ async fn a_sqlite_audit_log_without_search_columns_gets_them() {
     let (audit, _) = db.open().await;
     check_audit(&audit, &before, &key).await;
     assert_eq!(db.schema().await, fresh_schema(&fresh).await);
-    assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), 3);
+    assert_eq!(
+        db.applied("_sqlx_migrations_audit").await.len(),
+        AUDIT_MIGRATIONS
+    );
 }
 
 /// Each store records its migrations in its own table, so the two sets share one
@@ -489,7 +499,10 @@ async fn sets_share_one_database(first_policy: Db, first_audit: Db) {
     for db in [&first_policy, &first_audit] {
         db.open().await;
         assert_eq!(db.tables().await, TABLES);
-        assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), 4);
+        assert_eq!(
+            db.applied("_sqlx_migrations_audit").await.len(),
+            AUDIT_MIGRATIONS
+        );
         assert_eq!(db.applied("_sqlx_migrations_policy").await.len(), 1);
     }
     assert_eq!(first_policy.schema().await, first_audit.schema().await);
@@ -531,7 +544,10 @@ async fn opening_together_migrates_once(db: Db) {
         opened.unwrap().unwrap();
     }
     assert_eq!(db.tables().await, TABLES);
-    assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), 3);
+    assert_eq!(
+        db.applied("_sqlx_migrations_audit").await.len(),
+        AUDIT_MIGRATIONS
+    );
     assert_eq!(db.applied("_sqlx_migrations_policy").await.len(), 1);
 }
 

@@ -777,14 +777,18 @@ async fn daily_quota_holds_across_a_restart() {
     );
 
     // Stop the gateway and start a new one on the same directory.
-    let Gateway { dir, running } = gw;
+    let Gateway { dir, running, .. } = gw;
     running.shutdown().await;
     let any = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     let demo = gateway::demo::prepare(dir.path(), any, any, &tongban_tests::test_counts())
         .await
         .unwrap();
     let running = gateway::server::start(demo.config).await.unwrap();
-    let gw = Gateway { dir, running };
+    let gw = Gateway {
+        dir,
+        running,
+        witness: None,
+    };
     let a = lookup(
         &gw,
         "counter-b",

@@ -107,10 +107,12 @@ async fn two_gateways_on_one_postgres_obey_every_change() {
     let a = Gateway {
         running: gateway::server::start(config.clone()).await.unwrap(),
         dir: dir_a,
+        witness: None,
     };
     let b = Gateway {
         running: gateway::server::start(config.clone()).await.unwrap(),
         dir: copy_pki(a.path()),
+        witness: None,
     };
     let subject = {
         let samples = gateway::demo::load_samples(a.path()).unwrap();

@@ -21,7 +21,14 @@ pub const RECEIPT_MEMBER: &str = "audit";
 
 /// SHA-256 (lowercase hex) of canonical JSON bytes, as records hold it.
 pub fn answer_sha256(canonical: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, canonical).as_ref())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = ring::digest::digest(&ring::digest::SHA256, canonical);
+    let mut out = String::with_capacity(64);
+    for b in digest.as_ref() {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// The canonical JSON an answer's digest covers: the object without its receipt.

@@ -65,22 +65,18 @@ impl AuditStore {
     /// The cosigned checkpoints of `witness`, largest first.
     pub async fn cosignatures(&self, witness: &str) -> Result<Vec<(u64, String)>, AuditError> {
         let rows: Vec<(i64, String)> = match self {
-            Self::Sqlite(p) => {
-                sqlx::query_as(
-                    "SELECT size, note FROM audit_cosignature WHERE witness = ?1 ORDER BY size DESC",
-                )
-                .bind(witness)
-                .fetch_all(p)
-                .await?
-            }
-            Self::Postgres(p) => {
-                sqlx::query_as(
-                    "SELECT size, note FROM audit_cosignature WHERE witness = $1 ORDER BY size DESC",
-                )
-                .bind(witness)
-                .fetch_all(p)
-                .await?
-            }
+            Self::Sqlite(p) => sqlx::query_as(
+                "SELECT size, note FROM audit_cosignature WHERE witness = ?1 ORDER BY size DESC",
+            )
+            .bind(witness)
+            .fetch_all(p)
+            .await?,
+            Self::Postgres(p) => sqlx::query_as(
+                "SELECT size, note FROM audit_cosignature WHERE witness = $1 ORDER BY size DESC",
+            )
+            .bind(witness)
+            .fetch_all(p)
+            .await?,
         };
         Ok(rows
             .into_iter()
@@ -147,8 +143,8 @@ pub async fn witnessed(
         for (i, h) in store.tree_hashes(&tree::root_needs(size)).await? {
             known.insert(i, h);
         }
-        let ours = tree::root(size, &known)
-            .map_err(|e| AuditError::Store(format!("audit tree: {e}")))?;
+        let ours =
+            tree::root(size, &known).map_err(|e| AuditError::Store(format!("audit tree: {e}")))?;
         return Ok(if ours == root {
             Witnessed::Upto { size, time }
         } else {
@@ -214,7 +210,9 @@ mod tests {
         .unwrap();
         let store = log.store().clone();
         assert_eq!(
-            witnessed(&store, &log_key, &witness_verifier).await.unwrap(),
+            witnessed(&store, &log_key, &witness_verifier)
+                .await
+                .unwrap(),
             Witnessed::Never
         );
 
@@ -225,15 +223,23 @@ mod tests {
         };
         let line = w.add_checkpoint(&request.body(), 1_790_000_000).unwrap();
         let cosigned = format!("{}{line}", receipt.checkpoint);
-        store.add_cosignature("witness.test", 3, &cosigned).await.unwrap();
+        store
+            .add_cosignature("witness.test", 3, &cosigned)
+            .await
+            .unwrap();
         // A row whose cosignature does not hold vouches for nothing.
         store
             .add_cosignature("witness.test", 2, &receipt.checkpoint)
             .await
             .unwrap();
-        assert_eq!(store.cosigned_sizes().await.unwrap(), vec![("witness.test".to_owned(), 3)]);
         assert_eq!(
-            witnessed(&store, &log_key, &witness_verifier).await.unwrap(),
+            store.cosigned_sizes().await.unwrap(),
+            vec![("witness.test".to_owned(), 3)]
+        );
+        assert_eq!(
+            witnessed(&store, &log_key, &witness_verifier)
+                .await
+                .unwrap(),
             Witnessed::Upto {
                 size: 3,
                 time: 1_790_000_000
@@ -250,7 +256,9 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(
-            witnessed(&store, &log_key, &witness_verifier).await.unwrap(),
+            witnessed(&store, &log_key, &witness_verifier)
+                .await
+                .unwrap(),
             Witnessed::Contradicted { size: 3, .. }
         ));
     }

@@ -50,12 +50,13 @@ pub use answer::{answer_sha256, canonical_answer, check_answer, AnswerError, REC
 pub use archive::{archive, read_archive};
 pub use batch::{search_columns, AuditSettings, CommitObserver, SEARCH_COLUMN_NAMES};
 pub use chain::{chain_hash, seal_entry, AuditEntry, Decision, StoredRecord, GENESIS};
-pub use cosignatures::{witnessed, Witnessed};
 pub use checkpoint::{merge_jwks, read_checkpoint_file, Checkpoint, CHECKPOINT_KIND};
+pub use cosignatures::{witnessed, Witnessed};
 pub use error::AuditError;
 pub use export::{
     export, parse_line, ExportContext, ExportLine, ExportSummary, Format, EXPORT_FORMAT,
 };
+pub use frontier::checkpoint_text;
 pub use log::{AuditLog, Receipt};
 pub use receipt::{check_receipt, Included, ReceiptError};
 pub use report::{anomalies, revoked_from_index, Anomaly, AnomalyRules};

@@ -94,6 +94,11 @@ impl Signer {
         &self.key
     }
 
+    /// The key pair itself (a witness signs with it).
+    pub fn into_key_pair(self) -> Ed25519KeyPair {
+        self.key
+    }
+
     /// Raw 32-byte public key.
     pub fn public_key(&self) -> &[u8] {
         self.key.public_key().as_ref()

@@ -131,6 +131,8 @@ impl Witness {
             path: path.display().to_string(),
             reason,
         };
+        crate::tlog::cosignature::verifier(name, &key)
+            .map_err(|e| WitnessError::Malformed(format!("witness name {name:?}: {e}")))?;
         let state = match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| state_error(e.to_string()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
@@ -151,6 +153,22 @@ impl Witness {
     /// The witness's name (its cosignatures' key name).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The verifier of its cosignatures (its `vkey` is what logs configure).
+    pub fn verifier(&self) -> Verifier {
+        use ring::signature::KeyPair as _;
+        // The name was checked when the witness was opened.
+        Verifier {
+            name: self.name.clone(),
+            kind: crate::tlog::note::TYPE_COSIGNATURE,
+            public_key: self.key.public_key().as_ref().to_vec(),
+        }
+    }
+
+    /// What it last cosigned of each log, by origin.
+    pub fn status(&self) -> BTreeMap<String, Cosigned> {
+        self.lock().logs.clone()
     }
 
     /// What it last cosigned of the log `origin`.

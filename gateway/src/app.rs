@@ -36,6 +36,8 @@ pub struct App {
     pub request_shares: Arc<Shares>,
     /// Counters and histograms behind `/metrics` (and OTLP when configured).
     pub metrics: Metrics,
+    /// How far each witness has cosigned the audit log.
+    pub witnesses: crate::witness_submit::Witnesses,
 }
 
 impl App {
@@ -66,6 +68,8 @@ impl App {
         let in_flight = Arc::new(Semaphore::new(config.limits.max_concurrent_requests));
         let connection_shares = Shares::new(config.limits.max_connections_per_identity);
         let request_shares = Shares::new(config.limits.max_requests_per_identity);
+        let witnesses = crate::witness_submit::Witnesses::default();
+        metrics.observe_witnesses(witnesses.clone());
         Ok(Self {
             config,
             signer,
@@ -77,6 +81,7 @@ impl App {
             connection_shares,
             request_shares,
             metrics,
+            witnesses,
         })
     }
 }

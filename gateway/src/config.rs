@@ -191,6 +191,50 @@ pub struct AuditConfig {
     /// Thresholds of `tongban audit report`.
     #[serde(default)]
     pub anomaly: AnomalyConfig,
+    /// Witnesses that cosign this log's checkpoints after checking that each extends
+    /// the last they cosigned (c2sp.org/tlog-witness). Submitted in the background,
+    /// never on a request's path; a witness that is down delays only its cosignature.
+    #[serde(default)]
+    pub witnesses: Vec<WitnessConfig>,
+    /// How often the latest checkpoint is submitted to the witnesses (milliseconds).
+    #[serde_inline_default(5000)]
+    pub witness_interval_ms: u64,
+    /// Time-out of one submission to one witness (milliseconds).
+    #[serde_inline_default(3000)]
+    pub witness_timeout_ms: u64,
+}
+
+/// The verifier of `w`'s cosignatures, once its URL and key make sense.
+pub fn witness_verifier(w: &WitnessConfig) -> Result<audit::tlog::note::Verifier, String> {
+    let v =
+        audit::tlog::note::Verifier::parse(&w.key).map_err(|e| format!("key {:?}: {e}", w.key))?;
+    if v.kind != audit::tlog::note::TYPE_COSIGNATURE {
+        return Err(format!(
+            "key {:?} is not a cosignature key (type 0x04): is it the log's own key?",
+            w.key
+        ));
+    }
+    let rest = w
+        .url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("url {:?}: only http://host:port is supported", w.url))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.parse::<std::net::SocketAddr>().is_err() && !authority.contains(':') {
+        return Err(format!("url {:?}: no host:port", w.url));
+    }
+    Ok(v)
+}
+
+/// A witness of the audit log.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// Where it takes `POST /add-checkpoint`: `http://host:port` (the exchange is
+    /// signed both ways, so it needs no TLS to be trusted).
+    pub url: String,
+    /// Its cosignature verifier key, `<name>+<key id hex>+<base64 of 0x04 ‖ Ed25519
+    /// key>` (what `tongban witness` prints); the name is the witness's.
+    pub key: String,
 }
 
 /// Thresholds of the anomaly rules.
@@ -622,6 +666,16 @@ impl Checker<'_> {
                 }
             })
             .collect::<Result<_, _>>()?;
+        for w in &a.witnesses {
+            witness_verifier(w)
+                .map_err(|e| self.at_key("audit.witnesses", format!("audit.witnesses: {e}")))?;
+        }
+        if a.witness_interval_ms == 0 || a.witness_timeout_ms == 0 {
+            return Err(self.at_key(
+                "audit.witness_interval_ms",
+                "audit.witness_interval_ms and witness_timeout_ms: must be above 0".into(),
+            ));
+        }
         a.archive_dir = self.resolve(&a.archive_dir.to_string_lossy());
         a.anomaly.revoked_index = match a.anomaly.revoked_index {
             Some(p) if p.as_os_str().is_empty() => None,

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::agreements::ChangeAudit;
 use crate::config::Config;
 use crate::demo_department::{DepartmentError, DepartmentService};
+use crate::witness_server::WitnessService;
 
 /// Demo set-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -183,17 +184,98 @@ pub async fn start_department(demo: &mut Demo) -> Result<Option<DepartmentServic
     };
     source.url = format!("https://{}", service.addr);
     if service.addr != addr {
-        note_department_port(&demo.dir.join("tongban.toml"), addr, service.addr)?;
+        note_address(
+            &demo.dir.join("tongban.toml"),
+            &format!("https://{addr}"),
+            &format!("https://{}", service.addr),
+        )?;
     }
     Ok(Some(service))
 }
 
-/// Writes the port the demo department got into the demo config, so that the file
-/// says where the running department is. A config whose department URL was edited
-/// by hand is left as it is.
-fn note_department_port(config: &Path, was: SocketAddr, now: SocketAddr) -> Result<(), DemoError> {
+/// The demo witness's key, beside the gateway's signing key.
+const WITNESS_KEY: &str = "keys/witness.pem";
+/// The demo witness's name: the market regulator's, a department other than the one
+/// running the gateway.
+const WITNESS_NAME: &str = "witness.sz-amr";
+
+fn witness_vkey(key: &Path) -> Result<String, DemoError> {
+    let signer = Signer::load(key).map_err(|e| DemoError::Other(e.to_string()))?;
+    audit::tlog::cosignature::verifier(WITNESS_NAME, signer.key_pair())
+        .map(|v| v.to_vkey())
+        .map_err(|e| DemoError::Other(e.to_string()))
+}
+
+/// Start the demo's witness (in this process) when the config names it at a
+/// loopback address with the demo's witness key; the port it gets is written into
+/// the config, as the department's is.
+pub async fn start_witness(demo: &mut Demo) -> Result<Option<WitnessService>, DemoError> {
+    let key_file = demo.dir.join(WITNESS_KEY);
+    let Ok(vkey) = witness_vkey(&key_file) else {
+        return Ok(None);
+    };
+    let signer =
+        Signer::load(&demo.config.signing_key).map_err(|e| DemoError::Other(e.to_string()))?;
+    let log = audit::witness::FollowedLog::new(
+        &crate::audit_config::origin(&demo.config),
+        signer.public_key(),
+    )
+    .map_err(|e| DemoError::Other(e.to_string()))?;
+    let Some(configured) = demo
+        .config
+        .audit
+        .witnesses
+        .iter_mut()
+        .find(|w| w.key == vkey)
+    else {
+        return Ok(None);
+    };
+    let Some(addr) = configured
+        .url
+        .strip_prefix("http://")
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .filter(|a| a.ip().is_loopback())
+    else {
+        return Ok(None);
+    };
+    let key = Signer::load(&key_file)
+        .map_err(|e| DemoError::Other(e.to_string()))?
+        .into_key_pair();
+    let witness = audit::witness::Witness::open(
+        WITNESS_NAME,
+        key,
+        vec![log],
+        &demo.dir.join("witness-state.json"),
+    )
+    .map_err(|e| DemoError::Other(e.to_string()))?;
+    let witness = std::sync::Arc::new(witness);
+    let service = match WitnessService::start(std::sync::Arc::clone(&witness), addr).await {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 => {
+            WitnessService::start(witness, SocketAddr::new(addr.ip(), 0)).await
+        }
+        started => started,
+    }
+    .map_err(|source| DemoError::Io {
+        path: demo.dir.join("witness-state.json"),
+        source,
+    })?;
+    configured.url = format!("http://{}", service.addr);
+    if service.addr != addr {
+        note_address(
+            &demo.dir.join("tongban.toml"),
+            &format!("http://{addr}"),
+            &format!("http://{}", service.addr),
+        )?;
+    }
+    Ok(Some(service))
+}
+
+/// Writes the address a demo service (the department, the witness) got into the demo
+/// config, so that the file says where it runs. A config whose URL was edited by
+/// hand is left as it is.
+fn note_address(config: &Path, was: &str, now: &str) -> Result<(), DemoError> {
     let text = std::fs::read_to_string(config).map_err(io(config))?;
-    let (was, now) = (format!("\"https://{was}\""), format!("\"https://{now}\""));
+    let (was, now) = (format!("\"{was}\""), format!("\"{now}\""));
     if text.matches(&was).count() == 1 {
         write(config, &text.replacen(&was, &now, 1))?;
     }
@@ -239,9 +321,12 @@ async fn create(
     let issuer_key = IssuerKeys::new(&[&samples.issuer_public_key])?
         .to_base64url()
         .concat();
+    let witness = Signer::generate_pem().map_err(|e| DemoError::Other(e.to_string()))?;
+    certs::write_private_pem(&dir.join(WITNESS_KEY), &witness)?;
+    let witness_key = witness_vkey(&dir.join(WITNESS_KEY))?;
     write(
         &config_path,
-        &config_toml(listen, ops_listen, department, &issuer_key),
+        &config_toml(listen, ops_listen, department, &issuer_key, &witness_key),
     )?;
     let config = Config::load(&config_path)?;
     seed_policy(dir, &config, &agreements).await
@@ -358,6 +443,7 @@ fn config_toml(
     ops_listen: SocketAddr,
     department: SocketAddr,
     issuer_key: &str,
+    witness_key: &str,
 ) -> String {
     let mut out = format!(
         r#"# Tongban gateway configuration (written by `tongban demo`).
@@ -379,6 +465,13 @@ crls = ["pki/crl.pem"]          # checked at every handshake; `tongban certs rev
 
 [audit]
 batch_max = 512                 # records per group commit
+
+# A second department (sz-amr) witnesses this log: it cosigns each checkpoint after
+# checking that it extends the last one it cosigned. The demo runs it in-process;
+# its port is written back here when it starts.
+[[audit.witnesses]]
+url = "http://127.0.0.1:0"
+key = "{witness_key}"
 
 [limits]
 max_concurrent_requests = 4096

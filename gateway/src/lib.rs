@@ -23,6 +23,8 @@ pub mod sources;
 pub mod start_error;
 pub mod telemetry;
 pub mod tls;
+pub mod witness_server;
+pub mod witness_submit;
 
 /// Install the ring provider as rustls' process default (idempotent).
 pub fn install_crypto_provider() {

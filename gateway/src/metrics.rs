@@ -224,6 +224,57 @@ impl Metrics {
             .build();
     }
 
+    /// Export how far each witness has cosigned the audit log.
+    pub fn observe_witnesses(&self, witnesses: crate::witness_submit::Witnesses) {
+        let meter = self.provider.meter("tongban");
+        let w = witnesses.clone();
+        let _ = meter
+            .u64_observable_gauge("tongban_witness_cosigned_size")
+            .with_description("Largest audit tree each witness cosigned")
+            .with_callback(move |o| {
+                for (name, s) in w.snapshot() {
+                    o.observe(s.cosigned, &[KeyValue::new("witness", name)]);
+                }
+            })
+            .build();
+        let w = witnesses.clone();
+        let _ = meter
+            .u64_observable_gauge("tongban_witness_lag_records")
+            .with_description(
+                "Records in the latest checkpoint that a witness has not cosigned yet",
+            )
+            .with_callback(move |o| {
+                for (name, s) in w.snapshot() {
+                    o.observe(
+                        s.latest.saturating_sub(s.cosigned),
+                        &[KeyValue::new("witness", name)],
+                    );
+                }
+            })
+            .build();
+        let w = witnesses.clone();
+        let _ = meter
+            .u64_observable_counter("tongban_witness_failures")
+            .with_description("Failed submissions to each witness (down, slow, refused)")
+            .with_callback(move |o| {
+                for (name, s) in w.snapshot() {
+                    o.observe(s.failures, &[KeyValue::new("witness", name)]);
+                }
+            })
+            .build();
+        let _ = meter
+            .u64_observable_gauge("tongban_witness_fork")
+            .with_description(
+                "1 when a witness refused a checkpoint as not extending what it cosigned",
+            )
+            .with_callback(move |o| {
+                for (name, s) in witnesses.snapshot() {
+                    o.observe(u64::from(s.fork), &[KeyValue::new("witness", name)]);
+                }
+            })
+            .build();
+    }
+
     /// Count one answered request.
     pub fn request(&self, route: &str, dataset: &str, decision: &str, status: u16, seconds: f64) {
         let route = KeyValue::new("route", route.to_owned());

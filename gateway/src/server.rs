@@ -77,13 +77,36 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             source,
         })?;
     let (stop, stopped) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(serve_counter(Arc::clone(&app), counter, stopped.clone())),
         tokio::spawn(ops::serve(Arc::clone(&app), ops_listener, stopped.clone())),
-        // TLS reloads on SIGHUP and file changes.
-        crate::tls::spawn_watcher(vec![Arc::clone(&app.tls) as _], stopped),
     ];
+    // Checkpoints to the witnesses, in the background.
+    let log = crate::witness_submit::Log {
+        store: app.audit.store().clone(),
+        origin: crate::audit_config::origin(&app.config),
+        signer: Arc::clone(&app.signer),
+    };
+    tasks.extend(crate::witness_submit::spawn(
+        &app.config.audit,
+        log,
+        app.witnesses.clone(),
+        stopped.clone(),
+    ));
+    // TLS reloads on SIGHUP and file changes.
+    tasks.push(crate::tls::spawn_watcher(
+        vec![Arc::clone(&app.tls) as _],
+        stopped,
+    ));
     tracing::info!(%addr, %ops_addr, node = %app.config.node, "tongban gateway serving");
+    // What a witness follows this log by (`tongban witness --log`).
+    if let Ok(v) = audit::tlog::note::Verifier::new(
+        &crate::audit_config::origin(&app.config),
+        audit::tlog::note::TYPE_ED25519,
+        app.signer.public_key(),
+    ) {
+        tracing::info!(vkey = %v.to_vkey(), "audit log verifier key");
+    }
     Ok(Running {
         addr,
         ops_addr,

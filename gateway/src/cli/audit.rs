@@ -288,13 +288,65 @@ async fn verify(
                 },
                 rate
             );
-            Ok(())
+            witnessed(&config, &store, report.head.0).await
         }
         Some(f) => Err(Failure::Failed(format!(
             "FAILED: audit chain broken at seq {}: {} ({} records verified before it)",
             f.seq, f.reason, report.records
         ))),
     }
+}
+
+/// How far each configured witness vouches for the log whose head is `head`; a
+/// witness that cosigned a tree the store no longer holds fails verification.
+async fn witnessed(config: &Config, store: &AuditStore, head: i64) -> Result<(), Failure> {
+    if config.audit.witnesses.is_empty() {
+        println!("    not witnessed: no [audit] witnesses configured");
+        return Ok(());
+    }
+    let signer = ::audit::signing::Signer::load(&config.signing_key).map_err(usage)?;
+    let log = ::audit::tlog::note::Verifier::new(
+        &crate::audit_config::origin(config),
+        ::audit::tlog::note::TYPE_ED25519,
+        signer.public_key(),
+    )
+    .map_err(usage)?;
+    for w in &config.audit.witnesses {
+        let witness = crate::config::witness_verifier(w).map_err(usage)?;
+        match ::audit::witnessed(store, &log, &witness)
+            .await
+            .map_err(failed)?
+        {
+            ::audit::Witnessed::Upto { size, time } => {
+                let behind = u64::try_from(head).unwrap_or(0).saturating_sub(size);
+                let when = chrono::DateTime::from_timestamp(i64::try_from(time).unwrap_or(0), 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                println!(
+                    "    witness {} cosigned the tree of {size} records at {when}{}",
+                    witness.name,
+                    if behind > 0 {
+                        format!(" ({behind} newer records not witnessed yet)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            ::audit::Witnessed::Never => {
+                println!(
+                    "    witness {} has cosigned nothing kept in this store",
+                    witness.name
+                );
+            }
+            ::audit::Witnessed::Contradicted { size, reason } => {
+                return Err(Failure::Failed(format!(
+                    "FAILED: witness {} cosigned a tree of {size} records that this store does not hold: {reason} (history rewritten at or before record {size})",
+                    witness.name
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn filter_of(args: &FilterArgs) -> Result<Filter, Failure> {

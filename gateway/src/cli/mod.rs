@@ -11,6 +11,7 @@ mod audit;
 pub mod certs;
 pub mod config;
 pub mod policy;
+mod witness;
 use connectors::demo::DemoCounts;
 
 use crate::config::Config;
@@ -64,6 +65,9 @@ pub enum Command {
     Policy(policy::PolicyArgs),
     /// The config file: check it (with TONGBAN_* variables) without serving.
     Config(config::ConfigArgs),
+    /// Witness other gateways' audit logs: cosign each checkpoint that extends the
+    /// last one cosigned, refuse any that rewrites history.
+    Witness(witness::WitnessArgs),
 }
 
 /// `--config FILE`, the one declaration of it: every command that reads or changes a
@@ -142,6 +146,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Certs(args) => certs::run(args).await,
         Command::Policy(args) => policy::run(args).await,
         Command::Config(args) => config::run(args),
+        Command::Witness(args) => witness::run(args).await,
     }
 }
 
@@ -169,6 +174,10 @@ async fn run_demo(
     let department = demo::start_department(&mut demo)
         .await
         .map_err(|e| Failure::Failed(format!("demo: {e}")))?;
+    // The second department's witness, cosigning the log's checkpoints.
+    let witness = demo::start_witness(&mut demo)
+        .await
+        .map_err(|e| Failure::Failed(format!("demo: {e}")))?;
     let running = start(demo.config).await.map_err(start_failure)?;
     let verb = if demo.created { "created" } else { "reused" };
     println!(
@@ -185,6 +194,12 @@ async fn run_demo(
         println!(
             "  demo department:    https://{} (e-licences, mTLS)",
             d.addr
+        );
+    }
+    if let Some(w) = &witness {
+        println!(
+            "  demo witness:       http://{}/status (cosigns the audit log)",
+            w.addr
         );
     }
     println!(
@@ -227,6 +242,9 @@ async fn run_demo(
     stop_serving(running).await;
     if let Some(d) = department {
         d.shutdown().await;
+    }
+    if let Some(w) = witness {
+        w.shutdown().await;
     }
     Ok(())
 }
@@ -360,7 +378,7 @@ mod tests {
             Command::Certs(a) => &a.config,
             Command::Policy(a) => &a.config,
             Command::Config(a) => &a.config,
-            Command::Demo { .. } => return None,
+            Command::Demo { .. } | Command::Witness(_) => return None,
         };
         Some(&file.path)
     }

@@ -92,6 +92,10 @@ async fn readiness(app: &App) -> (StatusCode, serde_json::Value) {
             }),
         );
     }
+    // Witnesses are reported, never waited for: lookups do not depend on them.
+    for (name, w) in app.witnesses.snapshot() {
+        checks.insert(format!("witness:{name}"), json!(w));
+    }
     let status = if ready {
         StatusCode::OK
     } else {

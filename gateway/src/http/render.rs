@@ -83,12 +83,13 @@ impl Rendered {
         if out.pop() != Some(b'}') {
             return out;
         }
+        // One allocation for the receipt: the record and note, escaped, and the proof.
+        out.reserve(r.record.len() * 9 / 8 + r.checkpoint.len() + 48 * r.inclusion.len() + 160);
         if out.len() > 1 {
             out.push(b',');
         }
         out.extend_from_slice(b"\"audit\":");
-        // serde_json never fails to write a Value into a Vec.
-        let _ = serde_json::to_writer(&mut out, &r.to_json());
+        r.write_json(&mut out);
         out.push(b'}');
         out
     }
