@@ -74,6 +74,11 @@ struct Args {
     /// Request body (sent as application/json).
     #[arg(long)]
     body: Option<String>,
+    /// A workload: JSON lines `{"path": …, "body": {…}}`, sent in turn (each
+    /// connection from its own place in the list) instead of one request repeated —
+    /// many subjects, refusals and bundles, as counters send them.
+    #[arg(long)]
+    workload: Option<std::path::PathBuf>,
     /// Extra header, `Name: value`; repeatable.
     #[arg(long = "header")]
     headers: Vec<String>,
@@ -89,7 +94,10 @@ struct Args {
 struct Shared {
     args: Args,
     tls: TlsConnector,
-    request: Request<Full<Bytes>>,
+    /// The requests sent in turn (one when no workload is given).
+    requests: Vec<Request<Full<Bytes>>>,
+    /// Where the next request is taken from.
+    next: AtomicU64,
     counting: AtomicBool,
     stop: AtomicBool,
     issued: AtomicU64,
@@ -131,27 +139,73 @@ fn main() -> Result<()> {
     runtime.block_on(run(args, TlsConnector::from(tls)))
 }
 
-fn build_request(args: &Args) -> Result<Request<Full<Bytes>>> {
-    let method: Method = args.method.parse().context("method")?;
+fn build_request(
+    args: &Args,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<Request<Full<Bytes>>> {
+    let method: Method = method.parse().context("method")?;
     // h2 carries the authority in the URI (:authority); HTTP/1.1 in the Host header.
     let mut req = match args.proto {
         Proto::H1 => Request::builder()
             .method(method)
-            .uri(&args.path)
+            .uri(path)
             .header("host", "localhost"),
         Proto::H2 => Request::builder()
             .method(method)
-            .uri(format!("https://localhost{}", args.path)),
+            .uri(format!("https://localhost{path}")),
     };
-    if args.body.is_some() {
+    if body.is_some() {
         req = req.header("content-type", "application/json");
     }
     for h in &args.headers {
         let (k, v) = h.split_once(':').context("header must be `Name: value`")?;
         req = req.header(k.trim(), v.trim());
     }
-    let body = args.body.clone().unwrap_or_default();
-    Ok(req.body(Full::new(Bytes::from(body)))?)
+    Ok(req.body(Full::new(Bytes::from(body.unwrap_or_default())))?)
+}
+
+/// The requests to send: the workload's, or the one of `--method --path --body`.
+fn build_requests(args: &Args) -> Result<Vec<Request<Full<Bytes>>>> {
+    let Some(file) = &args.workload else {
+        return Ok(vec![build_request(
+            args,
+            &args.method,
+            &args.path,
+            args.body.clone(),
+        )?]);
+    };
+    let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+    let mut out = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not JSON", file.display(), n + 1))?;
+        let path = v["path"]
+            .as_str()
+            .with_context(|| format!("{}:{}: no path", file.display(), n + 1))?;
+        let body = v.get("body").map(|b| b.to_string());
+        let method = if body.is_some() { "POST" } else { "GET" };
+        out.push(build_request(args, method, path, body)?);
+    }
+    if out.is_empty() {
+        bail!("{}: no requests", file.display());
+    }
+    Ok(out)
+}
+
+impl Shared {
+    /// The next request of the workload (all connections share one turn, so the
+    /// subjects spread as a counter network's do).
+    fn request(&self) -> Request<Full<Bytes>> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let i = usize::try_from(n % self.requests.len() as u64).unwrap_or(0);
+        clone_request(&self.requests[i])
+    }
 }
 
 fn clone_request(r: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
@@ -163,9 +217,10 @@ fn clone_request(r: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
 }
 
 async fn run(args: Args, tls: TlsConnector) -> Result<()> {
-    let request = build_request(&args)?;
+    let requests = build_requests(&args)?;
     let shared = Arc::new(Shared {
-        request,
+        requests,
+        next: AtomicU64::new(0),
         tls,
         counting: AtomicBool::new(false),
         stop: AtomicBool::new(false),
@@ -294,7 +349,7 @@ async fn worker(shared: Arc<Shared>) -> Tally {
                 let started = Instant::now();
                 let result = async {
                     let mut sender = connect(&shared).await?;
-                    sender.send(clone_request(&shared.request)).await
+                    sender.send(shared.request()).await
                 }
                 .await;
                 record(&shared, &mut tally, started, result);
@@ -311,7 +366,7 @@ async fn keepalive(shared: &Shared, tally: &mut Tally) -> Result<()> {
     let mut sender = connect(shared).await?;
     while !shared.stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        let result = sender.send(clone_request(&shared.request)).await;
+        let result = sender.send(shared.request()).await;
         let failed = result.is_err();
         record(shared, tally, started, result);
         if failed {
@@ -334,7 +389,7 @@ async fn idle(shared: &Shared, tally: &mut Tally) {
         }
     };
     let started = Instant::now();
-    let result = sender.send(clone_request(&shared.request)).await;
+    let result = sender.send(shared.request()).await;
     // Count it whether or not the warm-up is over: every connection is one request.
     match result {
         Ok(s) if (200..300).contains(&s) => tally.ok += 1,
