@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 mod parser_refusal;
+pub mod plain_http;
 pub mod policy_sync;
 pub mod resilience;
 pub mod server;

@@ -22,14 +22,13 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Largest add-checkpoint body: a note and at most 63 proof hashes fit in far less.
 const MAX_BODY: usize = 16 * 1024;
-/// Time for a request's head and body to arrive.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for a request's body to arrive.
+const READ_TIMEOUT: Duration = crate::plain_http::HEAD_TIMEOUT;
 
 /// A witness serving on a bound address, until [`WitnessService::shutdown`].
 pub struct WitnessService {
@@ -57,24 +56,8 @@ impl WitnessService {
 }
 
 /// Serve `witness` on `listener` until `stop` flips.
-pub async fn serve(witness: Arc<Witness>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
-                let witness = Arc::clone(&witness);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&witness), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(READ_TIMEOUT)
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
-                });
-            }
-            _ = stop.changed() => break,
-        }
-    }
+pub async fn serve(witness: Arc<Witness>, listener: TcpListener, stop: watch::Receiver<bool>) {
+    crate::plain_http::serve(listener, stop, move |req| handle(Arc::clone(&witness), req)).await;
 }
 
 async fn handle(

@@ -7,31 +7,15 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::App;
 
-/// Serve `/healthz` and `/readyz` until `stop` flips.
-pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
-                let app = Arc::clone(&app);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), req));
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
-                });
-            }
-            _ = stop.changed() => break,
-        }
-    }
+/// Serve `/healthz`, `/readyz` and `/metrics` until `stop` flips.
+pub async fn serve(app: Arc<App>, listener: TcpListener, stop: watch::Receiver<bool>) {
+    crate::plain_http::serve(listener, stop, move |req| handle(Arc::clone(&app), req)).await;
 }
 
 async fn handle(
