@@ -1,5 +1,6 @@
 //! One group commit, whichever store takes it: the chain's head as the writer sees
-//! it, the batch chained onto it, and the checkpoint that seals it when one is due.
+//! it, the batch chained onto it, and the checkpoint that seals it when one is due:
+//! the batch's signed note, the one its receipts carry.
 //! Both writers (SQLite on its own thread, PostgreSQL on the pool) build their
 //! transaction from these.
 
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::chain::{seal_entry, AuditEntry, GENESIS};
-use super::checkpoint::Checkpoint;
+use super::checkpoint::StoredCheckpoint;
 use super::error::AuditError;
 use super::frontier::{Frontier, TreeBatch};
 use super::signing::Signer;
@@ -16,7 +17,7 @@ use super::signing::Signer;
 /// How the writer batches and seals.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
-    /// Node name written into checkpoints.
+    /// This gateway's node name.
     pub node: String,
     /// The log's name: the origin line of its checkpoints and the name of the key
     /// that signs them (c2sp.org/tlog-checkpoint).
@@ -104,10 +105,10 @@ pub fn search_columns(e: &AuditEntry) -> [Option<&str>; 8] {
 }
 
 /// A batch chained onto the head and appended to the tree, and the checkpoint
-/// sealing it when one is due.
+/// to store when one is due (the tree's note).
 pub(super) struct Prepared {
     pub(super) rows: Vec<NewRow>,
-    pub(super) checkpoint: Option<Checkpoint>,
+    pub(super) checkpoint: Option<StoredCheckpoint>,
     /// The tree's new hashes, its signed checkpoint and the records' proofs.
     pub(super) tree: TreeBatch,
 }
@@ -155,18 +156,13 @@ pub(super) fn chain(
         });
         prev = hash;
     }
-    let unsealed = seq - head.sealed;
-    let due = unsealed >= settings.checkpoint_every || (time_due && unsealed > 0);
-    let checkpoint = if due {
-        Some(
-            Checkpoint::sign(signer, seq, &prev, &settings.node)
-                .map_err(|e| AuditError::Store(format!("checkpoint: {e}")))?,
-        )
-    } else {
-        None
-    };
     let records: Vec<&str> = rows.iter().map(|r| r.record.as_str()).collect();
     let tree = head.tree.append(&records, signer, &settings.origin)?;
+    // Every batch signs its tree; every so often that note is also kept as a
+    // checkpoint, in the store and outside it.
+    let unsealed = seq - head.sealed;
+    let due = unsealed >= settings.checkpoint_every || (time_due && unsealed > 0);
+    let checkpoint = due.then(|| StoredCheckpoint::note(seq, &prev, &tree.note));
     Ok(Prepared {
         rows,
         checkpoint,

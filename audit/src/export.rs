@@ -1,18 +1,27 @@
 //! Exports a third party can verify with nothing but a JCS library, SHA-256 and
 //! Ed25519: the records with their hashes, the anchor hash the first one chains onto,
-//! the checkpoints sealing them and the public keys.
+//! the tree frontier the first one is appended to, the checkpoints sealing them and
+//! the public keys.
 //!
-//! JSON Lines (`tongban-audit-export/1`), one object per line:
+//! JSON Lines (`tongban-audit-export/2`), one object per line:
 //!
 //! ```text
-//! {"type":"export","format":"tongban-audit-export/1","from":1,"to":N,"anchor":"000…","jwks":{…},"exported_at":"…"}
+//! {"type":"export","format":"tongban-audit-export/2","from":1,"to":N,"anchor":"000…",
+//!  "tree":{"size":0,"frontier":[]},"jwks":{…},"exported_at":"…"}
 //! {"type":"record","seq":1,"hash":"…","record":{…}}        one per record, in order
-//! {"type":"checkpoint","checkpoint":{…}}                     every checkpoint in range
+//! {"type":"note","seq":S,"hash":"…","note":"…"}              every signed note in range
+//! {"type":"checkpoint","checkpoint":{…}}                     every JWS checkpoint in range
 //! ```
+//!
+//! `tree.frontier` holds the base64 roots of the complete subtrees of the tree of the
+//! `tree.size` = `from - 1` records before the export, largest first (RFC 9162), so
+//! that the root at each note's size can be recomputed from the exported records
+//! alone; it is absent when the store does not hold them. JWS checkpoints are what
+//! stores sealed before checkpoints became signed notes (format 1 had only those).
 //!
 //! CSV has one row per line of the above: `type,seq,hash,time,consumer,operator,
 //! dataset,subject,matter,case_id,decision,status,json`, where `json` holds the
-//! record, the checkpoint or the export header.
+//! record, the checkpoint, `{"note": …}` or the export header.
 
 use std::io::Write;
 
@@ -20,12 +29,12 @@ use futures_util::TryStreamExt as _;
 use serde_json::{json, Value};
 
 use super::chain::GENESIS;
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Seal, StoredCheckpoint};
 use super::error::AuditError;
 use super::store::{AuditStore, Row};
 
 /// The export format name.
-pub const EXPORT_FORMAT: &str = "tongban-audit-export/1";
+pub const EXPORT_FORMAT: &str = "tongban-audit-export/2";
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +51,7 @@ pub enum Format {
 pub struct ExportSummary {
     /// Records written.
     pub records: u64,
-    /// Checkpoints written.
+    /// Checkpoints (signed notes and JWS) written.
     pub checkpoints: usize,
     /// Last sequence number written.
     pub last_seq: i64,
@@ -56,7 +65,7 @@ pub struct ExportContext {
     /// Keys that sign checkpoints.
     pub jwks: Value,
     /// Checkpoints kept outside the store, added to the stored ones.
-    pub external: Vec<Checkpoint>,
+    pub external: Vec<StoredCheckpoint>,
     /// Hash the first record chains onto, when the caller knows it (archives).
     pub anchor: Option<String>,
 }
@@ -92,11 +101,14 @@ pub async fn export(
                 .unwrap_or_else(|| GENESIS.to_owned()),
         },
     };
-    let header = json!({
+    let mut header = json!({
         "type": "export", "format": EXPORT_FORMAT, "from": from, "to": to,
         "anchor": anchor, "jwks": ctx.jwks,
         "exported_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     });
+    if let Some(tree) = frontier_before(store, from).await? {
+        header["tree"] = tree;
+    }
     let mut sink = Sink::new(format, out)?;
     sink.line("export", None, &header)?;
     let mut summary = ExportSummary::default();
@@ -125,12 +137,36 @@ pub async fn export(
     }
     seals.sort_by_key(|c| c.seq);
     for c in &seals {
-        let v = serde_json::to_value(c).map_err(io)?;
-        sink.line("checkpoint", Some((c.seq, &c.hash)), &v)?;
+        match &c.seal {
+            Seal::Jws(jws) => {
+                let v = serde_json::to_value(jws).map_err(io)?;
+                sink.line("checkpoint", Some((c.seq, &c.hash)), &v)?;
+            }
+            Seal::Note(note) => {
+                let v = json!({"type": "note", "seq": c.seq, "hash": c.hash, "note": note});
+                sink.line("note", Some((c.seq, &c.hash)), &v)?;
+            }
+        }
     }
     summary.checkpoints = seals.len();
     sink.finish()?;
     Ok(summary)
+}
+
+/// The header's `tree`: the frontier of the tree of the records before `from`, if
+/// the store holds it.
+async fn frontier_before(store: &AuditStore, from: i64) -> Result<Option<Value>, AuditError> {
+    use base64::Engine as _;
+    let size = u64::try_from(from - 1).unwrap_or(0);
+    let indexes = crate::tlog::tree::frontier(size);
+    let stored: std::collections::BTreeMap<u64, _> =
+        store.tree_hashes(&indexes).await?.into_iter().collect();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let frontier: Option<Vec<String>> = indexes
+        .iter()
+        .map(|i| stored.get(i).map(|h| b64.encode(h.0)))
+        .collect();
+    Ok(frontier.map(|f| json!({"size": size, "frontier": f})))
 }
 
 enum Sink<'a> {
@@ -165,6 +201,15 @@ impl<'a> Sink<'a> {
                     v.clone()
                 };
                 writeln!(w, "{line}").map_err(io)
+            }
+            Sink::Csv(w) if kind == "note" => {
+                let (s, h) = seq
+                    .map(|(s, h)| (s.to_string(), h.to_owned()))
+                    .unwrap_or_default();
+                let mut row = vec![kind.to_owned(), s, h];
+                row.extend(std::iter::repeat_n(String::new(), 9));
+                row.push(json!({"note": v["note"]}).to_string());
+                w.write_record(&row).map_err(io)
             }
             Sink::Csv(w) => {
                 let (s, h) = seq
@@ -229,8 +274,8 @@ pub enum ExportLine {
     Header(Value),
     /// A record: seq, hash and the record's canonical JSON (re-canonicalized).
     Record(Row),
-    /// A checkpoint.
-    Checkpoint(Checkpoint),
+    /// A checkpoint: a signed note, or a JWS checkpoint.
+    Checkpoint(StoredCheckpoint),
 }
 
 /// Parse one line of a JSON Lines export.
@@ -246,9 +291,20 @@ pub fn parse_line(line: &str) -> Result<ExportLine, String> {
                 record: String::from_utf8(record).map_err(|e| e.to_string())?,
             }))
         }
-        Some("checkpoint") => serde_json::from_value(v["checkpoint"].clone())
-            .map(ExportLine::Checkpoint)
-            .map_err(|e| format!("bad checkpoint: {e}")),
+        Some("checkpoint") => {
+            let jws: crate::Checkpoint = serde_json::from_value(v["checkpoint"].clone())
+                .map_err(|e| format!("bad checkpoint: {e}"))?;
+            Ok(ExportLine::Checkpoint(StoredCheckpoint {
+                seq: jws.seq,
+                hash: jws.hash.clone(),
+                seal: Seal::Jws(jws),
+            }))
+        }
+        Some("note") => Ok(ExportLine::Checkpoint(StoredCheckpoint::note(
+            v["seq"].as_i64().ok_or("note without seq")?,
+            v["hash"].as_str().ok_or("note without hash")?,
+            v["note"].as_str().ok_or("note without its text")?,
+        ))),
         other => Err(format!("unknown line type {other:?}")),
     }
 }

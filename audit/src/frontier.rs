@@ -10,9 +10,6 @@
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-
 use crate::error::AuditError;
 use crate::signing::Signer;
 use crate::tlog::note::NoteSigner;
@@ -123,7 +120,7 @@ impl Frontier {
             .collect();
         let appended = tree::append(size, &leaves, &mut self.known).map_err(tree_error)?;
         self.size = Some(appended.size);
-        let text = checkpoint_text(origin, appended.size, &appended.root);
+        let text = crate::tlog::checkpoint::body(origin, appended.size, &appended.root);
         let note = NoteSigner::new(origin, signer.key_pair())
             .and_then(|s| s.sign(&text))
             .map_err(|e| AuditError::Store(format!("audit checkpoint: {e}")))?;
@@ -147,9 +144,4 @@ pub(super) fn behind(head: i64) -> AuditError {
 /// The leaves of the tree of a log whose head is `head`.
 pub(super) fn leaves(head: i64) -> u64 {
     u64::try_from(head).unwrap_or(0)
-}
-
-/// A C2SP tlog-checkpoint body: origin, size, base64 root, each on its line.
-pub fn checkpoint_text(origin: &str, size: u64, root: &Hash) -> String {
-    format!("{origin}\n{size}\n{}\n", B64.encode(root.0))
 }

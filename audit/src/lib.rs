@@ -28,6 +28,7 @@ mod checkpoint;
 mod cosignatures;
 mod error;
 mod export;
+mod follow;
 mod frontier;
 mod log;
 mod receipt;
@@ -50,17 +51,23 @@ pub use answer::{answer_sha256, canonical_answer, check_answer, AnswerError, REC
 pub use archive::{archive, read_archive};
 pub use batch::{search_columns, AuditSettings, CommitObserver, SEARCH_COLUMN_NAMES};
 pub use chain::{chain_hash, seal_entry, AuditEntry, Decision, StoredRecord, GENESIS};
-pub use checkpoint::{merge_jwks, read_checkpoint_file, Checkpoint, CHECKPOINT_KIND};
+pub use checkpoint::{
+    merge_jwks, read_checkpoint_file, Checkpoint, Seal, StoredCheckpoint, CHECKPOINT_KIND,
+};
 pub use cosignatures::{witnessed, Witnessed};
 pub use error::AuditError;
 pub use export::{
     export, parse_line, ExportContext, ExportLine, ExportSummary, Format, EXPORT_FORMAT,
 };
-pub use frontier::checkpoint_text;
+pub use follow::{FollowError, Proof, MAX_ENTRIES};
+/// A C2SP tlog-checkpoint body (origin, size, base64 root), as notes sign it.
+pub use tlog::checkpoint::body as checkpoint_text;
 pub use log::{AuditLog, Receipt};
 pub use receipt::{check_receipt, Included, ReceiptError};
 pub use report::{anomalies, revoked_from_index, Anomaly, AnomalyRules};
 pub use search::{parse_time, Filter};
 pub use store::{state_db_options, ArchiveEntry, AuditStore, Database, Row};
 pub use subject::{subject_report, Access, SubjectReport};
-pub use verify::{verify, verify_chain, ChainChecker, VerifyFailure, VerifyOptions, VerifyReport};
+pub use verify::{
+    verify, verify_chain, ChainChecker, TreeReport, VerifyFailure, VerifyOptions, VerifyReport,
+};

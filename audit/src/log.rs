@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use sqlx::PgPool;
 use tokio::io::AsyncWriteExt as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::batch::{chain, search_columns, state_of, AuditSettings, ChainState, Prepared};
 use super::batch::{ARCHIVED, HEAD, SEALED};
 use super::chain::{AuditEntry, GENESIS};
-use super::checkpoint::Checkpoint;
+use super::checkpoint::StoredCheckpoint;
 use super::error::AuditError;
 use super::frontier::behind;
 use super::signing::Signer;
@@ -65,6 +65,8 @@ pub struct AuditLog {
     store: AuditStore,
     /// Asks the writer to drain and stop ([`AuditLog::close`]).
     close: mpsc::Sender<oneshot::Sender<()>>,
+    /// The signed note of the last batch the writer committed.
+    latest: watch::Receiver<Option<Arc<str>>>,
 }
 
 struct Pending {
@@ -103,15 +105,32 @@ impl AuditLog {
         check_unsealed_tail(&store, &state).await?;
         let (tx, rx) = mpsc::channel(settings.batch_max * 4);
         let (close, close_rx) = mpsc::channel(1);
+        let (signed, latest) = watch::channel(None);
         let writer = Writer {
             backend,
             state,
             signer,
             last_sealed_at: Instant::now(),
             settings,
+            signed,
         };
         tokio::spawn(writer.run(rx, close_rx));
-        Ok(Self { tx, store, close })
+        Ok(Self {
+            tx,
+            store,
+            close,
+            latest,
+        })
+    }
+
+    /// The latest checkpoint (a C2SP signed note of the tree): the one this
+    /// gateway's writer signed last, or the latest stored while it has signed none.
+    pub async fn latest_checkpoint(&self) -> Result<Option<String>, AuditError> {
+        let signed = self.latest.borrow().as_deref().map(str::to_owned);
+        match signed {
+            Some(note) => Ok(Some(note)),
+            None => self.store.latest_note().await,
+        }
     }
 
     /// Stop taking records, commit every record already handed in, seal the head with
@@ -298,10 +317,13 @@ async fn insert_pg(
         q.execute(&mut *tx).await?;
     }
     if let Some(c) = &p.checkpoint {
-        sqlx::query("INSERT INTO audit_checkpoint (seq, hash, checkpoint) VALUES ($1, $2, $3)")
-            .bind(c.seq)
-            .bind(&c.hash)
-            .bind(c.to_json())
+        sqlx::query(
+            "INSERT INTO audit_checkpoint (seq, hash, checkpoint, format) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(c.text())
+        .bind(c.format())
             .execute(&mut *tx)
             .await?;
     }
@@ -314,6 +336,8 @@ struct Writer {
     signer: Arc<Signer>,
     last_sealed_at: Instant,
     settings: AuditSettings,
+    /// Where [`AuditLog::latest_checkpoint`] reads the last note signed.
+    signed: watch::Sender<Option<Arc<str>>>,
 }
 
 impl Writer {
@@ -389,6 +413,7 @@ impl Writer {
                     self.copy_checkpoint(c).await;
                 }
                 let tree = prepared.tree;
+                self.signed.send_replace(Some(Arc::clone(&tree.note)));
                 for ((reply, r), inclusion) in
                     replies.into_iter().zip(prepared.rows).zip(tree.proofs)
                 {
@@ -418,7 +443,7 @@ impl Writer {
 
     /// Keep a copy of the checkpoint outside the store, so that deleting records and
     /// their checkpoints together is still noticed.
-    async fn copy_checkpoint(&self, c: &Checkpoint) {
+    async fn copy_checkpoint(&self, c: &StoredCheckpoint) {
         let Some(path) = &self.settings.checkpoint_file else {
             return;
         };
@@ -480,7 +505,7 @@ pub(crate) mod tests {
         Arc::new(Signer::from_pkcs8(der.secret_pkcs8_der()).unwrap())
     }
 
-    fn settings(every: i64) -> AuditSettings {
+    pub(crate) fn settings(every: i64) -> AuditSettings {
         AuditSettings {
             node: "gw-test".into(),
             origin: "tongban.test/audit".into(),

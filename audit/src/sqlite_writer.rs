@@ -252,7 +252,7 @@ fn read_state(conn: &rusqlite::Connection) -> Result<ChainState, AuditError> {
 const INSERT_ROW: &str = "INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 const INSERT_TREE: &str = "INSERT INTO audit_tree (idx, hash) VALUES (?1, ?2)";
 const INSERT_CHECKPOINT: &str =
-    "INSERT INTO audit_checkpoint (seq, hash, checkpoint) VALUES (?1, ?2, ?3)";
+    "INSERT INTO audit_checkpoint (seq, hash, checkpoint, format) VALUES (?1, ?2, ?3, ?4)";
 
 /// One transaction: take the write lock, read the head, chain, insert, commit.
 fn append(
@@ -304,7 +304,7 @@ fn append(
     }
     if let Some(c) = &p.checkpoint {
         tx.prepare_cached(INSERT_CHECKPOINT)?
-            .execute(params![c.seq, c.hash, c.to_json()])?;
+            .execute(params![c.seq, c.hash, c.text(), c.format()])?;
     }
     tx.commit()?;
     let state = current.after(&p);

@@ -24,7 +24,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, ConnectOptions as _, PgPool, SqlitePool};
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::StoredCheckpoint;
 use super::error::AuditError;
 use super::search::{Filter, SearchColumn};
 
@@ -134,6 +134,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_merkle_tree.sql"),
     ),
     (
+        4,
+        "note checkpoints",
+        include_str!("../migrations/sqlite/0004_note_checkpoints.sql"),
+    ),
+    (
         6,
         "witness cosignatures",
         include_str!("../migrations/sqlite/0006_witness_cosignatures.sql"),
@@ -156,6 +161,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "merkle tree",
         include_str!("../migrations/postgres/0003_merkle_tree.sql"),
+    ),
+    (
+        4,
+        "note checkpoints",
+        include_str!("../migrations/postgres/0004_note_checkpoints.sql"),
     ),
     (
         6,
@@ -318,19 +328,24 @@ impl AuditStore {
         })
     }
 
-    /// Stored checkpoints sealing `from..=to`, in order. A row that does not parse is
-    /// an error naming its seq.
-    pub async fn checkpoints(&self, from: i64, to: i64) -> Result<Vec<Checkpoint>, AuditError> {
-        let rows: Vec<(i64, String)> = match self {
+    /// Stored checkpoints sealing `from..=to`, in order: signed notes, and the JWS
+    /// checkpoints of a store written before them. A row that does not parse is an
+    /// error naming its seq.
+    pub async fn checkpoints(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<StoredCheckpoint>, AuditError> {
+        let rows: Vec<(i64, String, String, String)> = match self {
             Self::Sqlite(p) => sqlx::query_as(
-                "SELECT seq, checkpoint FROM audit_checkpoint WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+                "SELECT seq, hash, checkpoint, format FROM audit_checkpoint WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
             )
             .bind(from)
             .bind(to)
             .fetch_all(p)
             .await?,
             Self::Postgres(p) => sqlx::query_as(
-                "SELECT seq, checkpoint FROM audit_checkpoint WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
+                "SELECT seq, hash, checkpoint, format FROM audit_checkpoint WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
             )
             .bind(from)
             .bind(to)
@@ -338,12 +353,21 @@ impl AuditStore {
             .await?,
         };
         rows.into_iter()
-            .map(|(seq, text)| {
-                serde_json::from_str(&text).map_err(|e| {
+            .map(|(seq, hash, text, format)| {
+                StoredCheckpoint::from_row(seq, hash, &text, &format).map_err(|e| {
                     AuditError::Store(format!("checkpoint at seq {seq} is not valid: {e}"))
                 })
             })
             .collect()
+    }
+
+    /// The latest stored signed note, if any.
+    pub async fn latest_note(&self) -> Result<Option<String>, AuditError> {
+        let sql = "SELECT checkpoint FROM audit_checkpoint WHERE format = 'note' ORDER BY seq DESC LIMIT 1";
+        Ok(match self {
+            Self::Sqlite(p) => sqlx::query_scalar(sql).fetch_optional(p).await?,
+            Self::Postgres(p) => sqlx::query_scalar(sql).fetch_optional(p).await?,
+        })
     }
 
     /// Archived ranges, oldest first.

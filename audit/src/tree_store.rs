@@ -90,6 +90,35 @@ impl AuditStore {
         }
     }
 
+    /// The stored hashes with indexes in `range`, in index order, as stored (`verify`
+    /// compares them byte for byte).
+    pub(crate) async fn tree_rows(
+        &self,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<(i64, Vec<u8>)>, AuditError> {
+        let (lo, hi) = (to_idx(range.start)?, to_idx(range.end)?);
+        Ok(match self {
+            Self::Sqlite(p) => {
+                sqlx::query_as(
+                    "SELECT idx, hash FROM audit_tree WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+                )
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(p)
+                .await?
+            }
+            Self::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT idx, hash FROM audit_tree WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                )
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(p)
+                .await?
+            }
+        })
+    }
+
     /// How many records the stored tree covers.
     pub async fn tree_size(&self) -> Result<u64, AuditError> {
         let sql = "SELECT MAX(idx) FROM audit_tree";

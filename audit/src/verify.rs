@@ -1,11 +1,14 @@
-//! Verification: the chain record by record, then the signed checkpoints against it.
+//! Verification: the chain record by record, the Merkle tree recomputed from the
+//! records, then the signed checkpoints against both.
 //!
 //! The chain alone catches an edited, deleted, inserted or reordered record; the
 //! checkpoints catch what the chain cannot — a tail cut off, or a chain rewritten with
-//! recomputed hashes — up to the last checkpoint. Records after the last checkpoint
-//! are reported as unsealed. Every stored row's search columns, which search and the
-//! reports read and the hash does not cover, are checked against its record
-//! ([`columns`]).
+//! recomputed hashes — up to the last checkpoint: a signed note's root must be the
+//! recomputed tree's at its size ([`tree`]), a JWS checkpoint's hash (stores from
+//! before notes) the chain's. Every stored `audit_tree` hash, from which proofs are
+//! served, must be the recomputed one. Records after the last checkpoint are reported
+//! as unsealed. Every stored row's search columns, which search and the reports read
+//! and the hash does not cover, are checked against its record ([`columns`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,16 +21,20 @@ use sqlx::SqliteConnection;
 
 use super::archive::read_archive;
 use super::chain::GENESIS;
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Seal, StoredCheckpoint};
 use super::error::AuditError;
 use super::store::AuditStore;
+use super::tlog::checkpoint::SignedCheckpoint;
+use super::tlog::note::NoteError;
 use canonical::Canonical;
 use columns::{Columns, Stored};
+use tree::TreeCheck;
 
 mod canonical;
 mod columns;
 mod failure;
 mod sqlite_scan;
+mod tree;
 
 pub use failure::VerifyFailure;
 
@@ -40,12 +47,32 @@ pub struct VerifyReport {
     pub head: (i64, String),
     /// The first break, if any.
     pub failure: Option<VerifyFailure>,
-    /// Signed checkpoints checked.
+    /// JWS checkpoints checked (written before checkpoints became signed notes).
     pub checkpoints: usize,
-    /// Highest sequence number sealed by a valid checkpoint.
+    /// Signed notes (tree checkpoints) whose signature checked.
+    pub notes: usize,
+    /// Highest sequence number sealed: by a JWS checkpoint whose hash the chain met,
+    /// or by a signed note whose root the recomputed tree met.
     pub sealed: i64,
     /// Records read from archive files.
     pub archived: u64,
+    /// The Merkle tree recomputed from the records; `None` when the walk started
+    /// where no stored tree frontier anchors it.
+    pub tree: Option<TreeReport>,
+}
+
+/// What the tree check covered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TreeReport {
+    /// Leaves recomputed from the records.
+    pub leaves: u64,
+    /// `audit_tree` rows found equal to the recomputed hashes.
+    pub rows: u64,
+    /// Largest tree size whose signed note's root the recomputed root met.
+    pub sealed: u64,
+    /// When the stored tree stops short of the records (not yet caught up by the
+    /// writer), the number of records it covers.
+    pub stored_to: Option<u64>,
 }
 
 /// What to verify and against which keys.
@@ -58,7 +85,7 @@ pub struct VerifyOptions {
     /// JWKS of the keys trusted to sign checkpoints.
     pub jwks: Value,
     /// Checkpoints kept outside the store.
-    pub external: Vec<Checkpoint>,
+    pub external: Vec<StoredCheckpoint>,
     /// Where relative archive file names are found.
     pub archive_dir: Option<std::path::PathBuf>,
 }
@@ -272,17 +299,26 @@ async fn verify_once(
     let lo = opts.from.unwrap_or(1).max(1);
     let hi = opts.to.unwrap_or(i64::MAX);
     let mut failures: Vec<VerifyFailure> = Vec::new();
-    let seals = seals(store, opts, lo, hi, &mut failures).await?;
+    let (seals, notes) = seals(store, opts, lo, hi, &mut failures).await?;
     let bounds = store.bounds().await?;
+    let in_range = |a: &&super::store::ArchiveEntry| a.to_seq >= lo && a.from_seq <= hi;
+
+    // The tree is recomputed from where the walk starts.
+    let first_walked = match archives.iter().find(in_range) {
+        Some(a) => Some(a.from_seq),
+        None => bounds.map(|(first, _)| lo.max(first)),
+    };
+    let notes_checked = notes.len();
+    let mut tree = match first_walked {
+        Some(first) => tree_at(store, first - 1, notes).await?,
+        None => None,
+    };
 
     // Where the walk starts, and the hash it is anchored on.
     let mut checker: Option<ChainChecker> = None;
     let mut report = VerifyReport::default();
-    for (i, a) in archives
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| a.to_seq >= lo && a.from_seq <= hi)
-    {
+    let mut leaves = Vec::new();
+    for (i, a) in archives.iter().enumerate().filter(|(_, a)| in_range(a)) {
         let anchor = if i == 0 {
             GENESIS.to_owned()
         } else {
@@ -321,6 +357,10 @@ async fn verify_once(
                         failures.push(f);
                         break;
                     }
+                    leaves.push(tree::leaf_hash(r.record.as_bytes()));
+                    if leaves.len() >= FEED {
+                        failures.extend(feed(store, &mut tree, &mut leaves).await?);
+                    }
                     report.archived += 1;
                 }
             }
@@ -329,12 +369,16 @@ async fn verify_once(
                 reason: format!("archive {}: {e}", path.display()),
             }),
         }
+        // The leaves before a chain failure are still checked: a tree failure
+        // among them comes first.
+        failures.extend(feed(store, &mut tree, &mut leaves).await?);
         if !failures.is_empty() {
             break;
         }
     }
+    let mut walked_to_end = false;
     if failures.is_empty() {
-        if let Some((first, _)) = bounds {
+        if let Some((first, last)) = bounds {
             let start = lo.max(first);
             let mut c = match checker.take() {
                 Some(c) => c,
@@ -351,13 +395,17 @@ async fn verify_once(
                 },
             };
             if failures.is_empty() {
-                let end = hi.min(bounds.map(|(_, last)| last).unwrap_or(hi));
-                let (walked, failure) =
-                    walk(store, c, end, &seals, &mut progress, report.archived).await?;
+                let end = hi.min(last);
+                let walk = walk(store, c, end, &seals, tree.take(), &mut progress, report.archived);
+                let (walked, failure, t) = walk.await?;
                 failures.extend(failure);
                 c = walked;
+                tree = t;
+                walked_to_end = end == last;
             }
             checker = Some(c);
+        } else {
+            walked_to_end = true;
         }
     }
     let checker = checker.unwrap_or_else(|| ChainChecker::new(lo, GENESIS));
@@ -373,23 +421,88 @@ async fn verify_once(
             failures.push(VerifyFailure {
                 seq: last + 1,
                 reason: format!(
-                    "the log ends at seq {last}, but a checkpoint signed by {} at {} seals seq {seq}: records {}..{seq} were truncated",
-                    seal.node, seal.time, last + 1
+                    "the log ends at seq {last}, but {} seals seq {seq}: records {}..{seq} were truncated",
+                    seal.by, last + 1
+                ),
+            });
+        }
+    }
+    // So do stored tree hashes beyond the last record, unless records were appended
+    // meanwhile.
+    if let Some(t) = tree.as_ref().filter(|t| walked_to_end && t.stored_end.is_none()) {
+        let stored = store.tree_size().await?;
+        if failures.is_empty() && stored > t.size() && store.bounds().await? == bounds {
+            failures.push(VerifyFailure {
+                seq: last + 1,
+                reason: format!(
+                    "the log ends at seq {last}, but audit_tree holds the hashes of {stored} records: records {}..={stored} were truncated",
+                    last + 1
                 ),
             });
         }
     }
     report.records = checker.checked();
     report.head = (last, checker.prev_hash());
-    report.checkpoints = seals.len();
-    report.sealed = seals
+    report.checkpoints = seals.values().filter(|s| s.hash.is_some()).count();
+    report.notes = notes_checked;
+    let jws_sealed = seals
         .range(..=last)
+        .filter(|(_, s)| s.hash.is_some())
         .next_back()
         .map(|(s, _)| *s)
         .unwrap_or(0);
+    report.tree = tree.map(|t| TreeReport {
+        leaves: t.leaves,
+        rows: t.rows,
+        sealed: t.sealed,
+        stored_to: t.stored_end.map(|end| size_of_stored(end)),
+    });
+    let tree_sealed = report.tree.as_ref().map_or(0, |t| t.sealed);
+    report.sealed = jws_sealed.max(i64::try_from(tree_sealed).unwrap_or(i64::MAX));
     report.failure = failures.into_iter().min_by_key(|f| f.seq);
     progress(report.records);
     Ok(report)
+}
+
+/// Leaves handed to the tree check at a time, outside the SQLite scan.
+const FEED: usize = 16_384;
+
+/// The records a stored tree covers when its first missing index is `end`.
+fn size_of_stored(end: u64) -> u64 {
+    crate::tlog::tree::size_of(end.checked_sub(1))
+}
+
+/// The tree check starting after record `size`: from the stored frontier of that
+/// tree (trusted as the walk's anchor hash is), or none when it is not stored.
+async fn tree_at(
+    store: &AuditStore,
+    size: i64,
+    notes: BTreeMap<u64, tree::SignedRoot>,
+) -> Result<Option<TreeCheck>, AuditError> {
+    let size = u64::try_from(size).unwrap_or(0);
+    let indexes = crate::tlog::tree::frontier(size);
+    let stored: BTreeMap<u64, _> = store.tree_hashes(&indexes).await?.into_iter().collect();
+    let frontier: Option<Vec<_>> = indexes.iter().map(|i| stored.get(i).copied()).collect();
+    Ok(frontier.map(|f| TreeCheck::new(size, f, notes)))
+}
+
+/// Hand `leaves` to the tree check with the stored hashes they produce.
+async fn feed(
+    store: &AuditStore,
+    tree: &mut Option<TreeCheck>,
+    leaves: &mut Vec<crate::tlog::tree::Hash>,
+) -> Result<Option<VerifyFailure>, AuditError> {
+    let Some(t) = tree.as_mut() else {
+        leaves.clear();
+        return Ok(None);
+    };
+    if leaves.is_empty() {
+        return Ok(None);
+    }
+    let rows = store.tree_rows(t.rows_for(leaves.len() as u64)).await?;
+    let result = t.add(leaves, &rows);
+    leaves.clear();
+    Ok(result.err())
 }
 
 /// Below this many records one sequential walk; above, [`PARTS`] at once.
@@ -399,21 +512,26 @@ const PARTS: i64 = 4;
 /// How often the progress callback hears of the walk.
 const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// What a walk of the store gives back: where the chain stopped, its first failure
+/// (or the tree's), and the tree check carried on.
+type Walked = (ChainChecker, Option<VerifyFailure>, Option<TreeCheck>);
+
 /// Check records `c.expected()..=end` of the store: a SQLite file through
 /// [`sqlite_scan`], anything else with [`walk_parts`].
 async fn walk(
     store: &AuditStore,
     c: ChainChecker,
     end: i64,
-    seals: &BTreeMap<i64, Checkpoint>,
+    seals: &BTreeMap<i64, Sealed>,
+    tree: Option<TreeCheck>,
     progress: &mut impl FnMut(u64),
     base: u64,
-) -> Result<(ChainChecker, Option<VerifyFailure>), AuditError> {
+) -> Result<Walked, AuditError> {
     match store {
         AuditStore::Sqlite(pool) => match sqlite_scan::file_of(pool) {
-            Some(path) => walk_sqlite(path, c, end, seals, progress, base).await,
+            Some(path) => walk_sqlite(path, c, end, seals, tree, progress, base).await,
             // An in-memory database is only reachable through its own pool.
-            None => walk_parts(store, c, end, 1, seals, progress, base).await,
+            None => walk_parts(store, c, end, 1, seals, tree, progress, base).await,
         },
         AuditStore::Postgres(_) => {
             let parts = if end - c.expected() + 1 >= PARALLEL_FROM {
@@ -421,7 +539,7 @@ async fn walk(
             } else {
                 1
             };
-            walk_parts(store, c, end, parts, seals, progress, base).await
+            walk_parts(store, c, end, parts, seals, tree, progress, base).await
         }
     }
 }
@@ -431,15 +549,16 @@ async fn walk_sqlite(
     path: std::path::PathBuf,
     c: ChainChecker,
     end: i64,
-    seals: &BTreeMap<i64, Checkpoint>,
+    seals: &BTreeMap<i64, Sealed>,
+    tree: Option<TreeCheck>,
     progress: &mut impl FnMut(u64),
     base: u64,
-) -> Result<(ChainChecker, Option<VerifyFailure>), AuditError> {
+) -> Result<Walked, AuditError> {
     let seals = Arc::new(seals.clone());
     let counter = Arc::new(AtomicU64::new(0));
     let mut task = tokio::task::spawn_blocking({
         let (seals, counter) = (Arc::clone(&seals), Arc::clone(&counter));
-        move || sqlite_scan::check_range(&path, c, end, &seals, &counter)
+        move || sqlite_scan::check_range(&path, c, end, &seals, tree, &counter)
     });
     let mut tick = tokio::time::interval(TICK);
     let result = loop {
@@ -455,19 +574,22 @@ async fn walk_sqlite(
 /// checked at once; part k starts from the stored hash of the
 /// record before it, which part k-1 proves (its last record must hash to exactly that),
 /// so the first failure found is the one a single sequential walk would find.
+#[allow(clippy::too_many_arguments)]
 async fn walk_parts(
     store: &AuditStore,
     c: ChainChecker,
     end: i64,
     parts: i64,
-    seals: &BTreeMap<i64, Checkpoint>,
+    seals: &BTreeMap<i64, Sealed>,
+    mut tree: Option<TreeCheck>,
     progress: &mut impl FnMut(u64),
     base: u64,
-) -> Result<(ChainChecker, Option<VerifyFailure>), AuditError> {
+) -> Result<Walked, AuditError> {
     let start = c.expected();
     let size = ((end - start + 1).max(1) + parts - 1) / parts;
     let seals = Arc::new(seals.clone());
     let counter = Arc::new(AtomicU64::new(0));
+    let leaves = tree.is_some();
     let mut tasks = Vec::new();
     let mut checker = Some(c);
     for k in 0..parts {
@@ -484,7 +606,7 @@ async fn walk_parts(
         let (store, seals, counter) = (store.clone(), Arc::clone(&seals), Arc::clone(&counter));
         tasks.push((
             b,
-            tokio::spawn(async move { walk_part(&store, part, b, &seals, &counter).await }),
+            tokio::spawn(async move { walk_part(&store, part, b, &seals, leaves, &counter).await }),
         ));
     }
     let mut tick = tokio::time::interval(TICK);
@@ -496,7 +618,7 @@ async fn walk_parts(
                 _ = tick.tick() => progress(base + counter.load(Ordering::Relaxed)),
             }
         };
-        let (part, failure) =
+        let (part, failure, mut part_leaves) =
             result.map_err(|e| AuditError::Store(format!("verify task: {e}")))??;
         // A part that ran out before its end lost its last records.
         let failure = failure.or_else(|| {
@@ -505,6 +627,9 @@ async fn walk_parts(
                 reason: format!("record {} is missing: deleted", part.expected()),
             })
         });
+        // The leaves come before the part's own failure: a tree failure among them
+        // is the earlier one.
+        let failure = feed(store, &mut tree, &mut part_leaves).await?.or(failure);
         let stop = failure.is_some();
         results.push((part, failure));
         if stop {
@@ -516,40 +641,64 @@ async fn walk_parts(
         .pop()
         .unwrap_or_else(|| (ChainChecker::new(start, GENESIS), None));
     last.checked = checked;
-    Ok((last, failure))
+    Ok((last, failure, tree))
 }
+
+/// One part: its checker, its first failure and, when asked, its records' leaves.
+type Part = (ChainChecker, Option<VerifyFailure>, Vec<crate::tlog::tree::Hash>);
 
 async fn walk_part(
     store: &AuditStore,
     mut c: ChainChecker,
     end: i64,
-    seals: &BTreeMap<i64, Checkpoint>,
+    seals: &BTreeMap<i64, Sealed>,
+    leaves: bool,
     counter: &AtomicU64,
-) -> Result<(ChainChecker, Option<VerifyFailure>), AuditError> {
+) -> Result<Part, AuditError> {
     let mut rows = store.indexed_rows(c.expected(), end);
+    let mut out = Vec::new();
     while let Some(r) = rows.try_next().await? {
         let columns = stored_columns(&r.columns);
         let (seq, hash, record) = (r.row.seq, r.row.hash.as_bytes(), r.row.record.as_bytes());
         if let Err(f) = check_sealed(&mut c, seq, hash, record, Some(&columns), seals) {
-            return Ok((c, Some(f)));
+            return Ok((c, Some(f), out));
+        }
+        if leaves {
+            out.push(tree::leaf_hash(record));
         }
         if c.checked().is_multiple_of(4096) {
             counter.fetch_add(4096, Ordering::Relaxed);
         }
     }
-    Ok((c, None))
+    Ok((c, None, out))
 }
 
-/// The valid checkpoints in range, by seq, from the store and the external copies.
-/// A bad signature or two disagreeing seals are failures at their seq.
+/// A valid checkpoint: what it seals and who signed it.
+#[derive(Debug, Clone)]
+pub(crate) struct Sealed {
+    /// The chain hash a JWS checkpoint signs; a note signs a tree root instead, which
+    /// the tree check meets.
+    pub(crate) hash: Option<String>,
+    /// Who signed it and when, for messages.
+    pub(crate) by: String,
+}
+
+/// The valid checkpoints in range, by seq, from the store and the external copies,
+/// and the roots the signed notes among them sign, by tree size. A bad signature or
+/// two disagreeing seals are failures at their seq.
 async fn seals(
     store: &AuditStore,
     opts: &VerifyOptions,
     lo: i64,
     hi: i64,
     failures: &mut Vec<VerifyFailure>,
-) -> Result<BTreeMap<i64, Checkpoint>, AuditError> {
-    let mut out: BTreeMap<i64, Checkpoint> = BTreeMap::new();
+) -> Result<(BTreeMap<i64, Sealed>, BTreeMap<u64, tree::SignedRoot>), AuditError> {
+    let mut out: BTreeMap<i64, Sealed> = BTreeMap::new();
+    let mut roots: BTreeMap<u64, tree::SignedRoot> = BTreeMap::new();
+    let keys: Vec<Vec<u8>> = crate::signing::public_keys(&opts.jwks)
+        .into_iter()
+        .map(|(_, key)| key)
+        .collect();
     let stored = store.checkpoints(lo, hi).await?;
     let external = opts
         .external
@@ -557,49 +706,103 @@ async fn seals(
         .filter(|c| c.seq >= lo && c.seq <= hi)
         .cloned();
     for c in stored.into_iter().chain(external) {
-        if let Err(e) = c.verify(&opts.jwks) {
-            failures.push(VerifyFailure {
-                seq: c.seq,
-                reason: format!("the checkpoint sealing seq {} does not verify: {e}", c.seq),
-            });
-            continue;
-        }
+        let fail = |reason: String| VerifyFailure { seq: c.seq, reason };
+        let sealed = match &c.seal {
+            Seal::Jws(jws) => match jws.verify(&opts.jwks) {
+                Ok(_) => Sealed {
+                    hash: Some(c.hash.clone()),
+                    by: format!("a checkpoint signed by {} at {}", jws.node, jws.time),
+                },
+                Err(e) => {
+                    failures.push(fail(format!(
+                        "the checkpoint sealing seq {} does not verify: {e}",
+                        c.seq
+                    )));
+                    continue;
+                }
+            },
+            Seal::Note(text) => match check_note(text, c.seq, &keys) {
+                Ok(signed) => {
+                    let size = u64::try_from(c.seq).unwrap_or(0);
+                    if roots.get(&size).is_some_and(|r| r.root != signed.root) {
+                        failures.push(fail(format!(
+                            "two valid signed notes of tree size {} hold different roots: the log forked",
+                            c.seq
+                        )));
+                        continue;
+                    }
+                    let by = format!("the signed note of tree size {} by {}", c.seq, signed.origin);
+                    roots.insert(size, signed);
+                    Sealed { hash: None, by }
+                }
+                Err(e) => {
+                    failures.push(fail(format!(
+                        "the signed note of tree size {} does not verify: {e}",
+                        c.seq
+                    )));
+                    continue;
+                }
+            },
+        };
         match out.get(&c.seq) {
-            Some(have) if have.hash != c.hash => failures.push(VerifyFailure {
-                seq: c.seq,
-                reason: format!(
+            Some(have) if have.hash.is_some() && sealed.hash.is_some() && have.hash != sealed.hash => {
+                failures.push(fail(format!(
                     "two valid checkpoints seal seq {} with different hashes",
                     c.seq
-                ),
-            }),
-            Some(_) => {}
-            None => {
-                out.insert(c.seq, c);
+                )))
+            }
+            // A JWS's signed hash is the stronger statement about the chain: keep it.
+            Some(have) if have.hash.is_some() => {}
+            _ => {
+                out.insert(c.seq, sealed);
             }
         }
     }
-    Ok(out)
+    Ok((out, roots))
 }
 
-/// Check a record (and a stored row's search columns) and, when a checkpoint seals
-/// it, its hash against the seal.
+/// A signed note checked: a checkpoint of tree size `seq`, signed under its origin
+/// by one of `keys`.
+fn check_note(text: &str, seq: i64, keys: &[Vec<u8>]) -> Result<tree::SignedRoot, String> {
+    let c = SignedCheckpoint::parse(text).map_err(|e| e.to_string())?;
+    if i64::try_from(c.size).ok() != Some(seq) {
+        return Err(format!("it is stored at seq {seq} but is of tree size {}", c.size));
+    }
+    let mut last = format!("no trusted key signs it as {}", c.origin);
+    for key in keys {
+        match c.verify(key) {
+            Ok(()) => {
+                return Ok(tree::SignedRoot {
+                    root: c.root,
+                    origin: c.origin,
+                })
+            }
+            Err(e @ NoteError::BadSignature(_)) => last = e.to_string(),
+            Err(_) => {}
+        }
+    }
+    Err(last)
+}
+
+/// Check a record (and a stored row's search columns) and, when a JWS checkpoint
+/// seals it, its hash against the seal.
 fn check_sealed(
     c: &mut ChainChecker,
     seq: i64,
     hash: &[u8],
     record: &[u8],
     columns: Option<&Columns<'_>>,
-    seals: &BTreeMap<i64, Checkpoint>,
+    seals: &BTreeMap<i64, Sealed>,
 ) -> Result<(), VerifyFailure> {
     c.check_bytes(seq, hash, record, columns)?;
     if let Some(seal) = seals.get(&seq) {
-        if seal.hash.as_bytes() != hash {
+        if seal.hash.as_ref().is_some_and(|h| h.as_bytes() != hash) {
             let previous = seals.range(..seq).next_back().map(|(s, _)| *s).unwrap_or(0);
             return Err(VerifyFailure {
                 seq: previous + 1,
                 reason: format!(
-                    "record {} does not match the checkpoint signed by {} at {}: records {}..{} were rewritten (hashes recomputed) after sealing",
-                    seq, seal.node, seal.time, previous + 1, seq
+                    "record {} does not match {}: records {}..{} were rewritten (hashes recomputed) after sealing",
+                    seq, seal.by, previous + 1, seq
                 ),
             });
         }
@@ -660,6 +863,8 @@ mod tests {
             prev = hash;
         }
         tx.commit().await.unwrap();
+        // The tree as the writer would have stored it.
+        store.catch_up_tree().await.unwrap();
         let pool = pool.clone();
         (store, pool)
     }
@@ -674,14 +879,22 @@ mod tests {
     }
 
     async fn walk_with(store: &AuditStore, end: i64, how: Reader) -> (i64, u64, Option<i64>) {
+        let (c, f, _) = walk_tree(store, end, how).await;
+        (c.expected(), c.checked(), f.map(|f| f.seq))
+    }
+
+    /// A walk from the start with the tree checked.
+    async fn walk_tree(store: &AuditStore, end: i64, how: Reader) -> Walked {
         let none = BTreeMap::new();
         let c = ChainChecker::new(1, GENESIS);
-        let (c, f) = match how {
-            Reader::Parts(parts) => walk_parts(store, c, end, parts, &none, &mut |_| {}, 0).await,
-            Reader::Scan => walk(store, c, end, &none, &mut |_| {}, 0).await,
+        let tree = Some(TreeCheck::new(0, Vec::new(), BTreeMap::new()));
+        match how {
+            Reader::Parts(parts) => {
+                walk_parts(store, c, end, parts, &none, tree, &mut |_| {}, 0).await
+            }
+            Reader::Scan => walk(store, c, end, &none, tree, &mut |_| {}, 0).await,
         }
-        .unwrap();
-        (c.expected(), c.checked(), f.map(|f| f.seq))
+        .unwrap()
     }
 
     /// Apply `sql` to a fresh store of `n` records in `dir`.

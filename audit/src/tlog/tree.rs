@@ -31,6 +31,13 @@ pub fn leaf_hash(record: &[u8]) -> Hash {
     tlog::record_hash(record)
 }
 
+/// A hash from its standard base64 (as receipts, proofs and checkpoints give it).
+pub fn hash_from_base64(b64: &str) -> Option<Hash> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    bytes.try_into().ok().map(Hash)
+}
+
 /// The stored indexes of the tree's frontier at `size`: what a writer must hold to
 /// append at `size` (and what [`root`] reads).
 pub fn frontier(size: u64) -> Vec<u64> {

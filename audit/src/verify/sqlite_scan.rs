@@ -15,6 +15,9 @@
 //! if it does hold one, that failure comes first. Taking results in chunk order
 //! therefore names the same first bad record as a sequential walk.
 //!
+//! Each chunk also gives its records' leaf hashes back; the calling thread hands them
+//! to the tree check in chunk order, with the `audit_tree` rows they produce.
+//!
 //! rusqlite and sqlx share one `libsqlite3-sys`, so one SQLite library is linked.
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,9 +30,10 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 
 use super::columns::{Columns, Stored};
-use super::{check_sealed, ChainChecker, VerifyFailure};
-use crate::checkpoint::Checkpoint;
+use super::tree::{leaf_hash, TreeCheck};
+use super::{check_sealed, ChainChecker, Sealed, VerifyFailure, Walked};
 use crate::error::AuditError;
+use crate::tlog::tree::Hash;
 
 /// Records per chunk: enough that a chunk's query and anchor cost nothing in
 /// comparison, few enough that the threads share the work evenly.
@@ -45,8 +49,9 @@ const STRIDE: u64 = 1024;
 /// Map this much of the file instead of copying pages through `read()`.
 const MMAP_BYTES: i64 = 1 << 30;
 
-/// One checked chunk: the checker where it stopped and the first failure in it.
-type Checked = Result<(ChainChecker, Option<VerifyFailure>), AuditError>;
+/// One checked chunk: the checker where it stopped, the first failure in it and the
+/// leaf hashes of the records before that failure (when the tree is checked).
+type Checked = Result<(ChainChecker, Option<VerifyFailure>, Vec<Hash>), AuditError>;
 
 /// The file behind a SQLite pool, when there is one to open a second time.
 pub(super) fn file_of(pool: &sqlx::SqlitePool) -> Option<PathBuf> {
@@ -54,20 +59,26 @@ pub(super) fn file_of(pool: &sqlx::SqlitePool) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// Check records `c.expected()..=end` of the SQLite file at `path`, counting checked
-/// records into `counter`. Returns the checker and the first failure, if any.
+/// Check records `c.expected()..=end` of the SQLite file at `path`, and the tree on
+/// them when `tree` is given, counting checked records into `counter`. Returns the
+/// checker, the first failure, if any, and the tree check.
 pub(super) fn check_range(
     path: &Path,
     c: ChainChecker,
     end: i64,
-    seals: &BTreeMap<i64, Checkpoint>,
+    seals: &BTreeMap<i64, Sealed>,
+    tree: Option<TreeCheck>,
     counter: &AtomicU64,
-) -> Result<(ChainChecker, Option<VerifyFailure>), AuditError> {
+) -> Result<Walked, AuditError> {
     let start = c.expected();
     let chunks = (end - start + CHUNK) / CHUNK;
     if chunks <= 0 {
-        return Ok((c, None));
+        return Ok((c, None, tree));
     }
+    let tree = match tree {
+        Some(t) => Some((t, open(path)?)),
+        None => None,
+    };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get().min(MAX_THREADS))
         .min(usize::try_from(chunks).unwrap_or(1));
@@ -75,6 +86,7 @@ pub(super) fn check_range(
         start,
         end,
         first: (c.expected, c.prev),
+        leaves: tree.is_some(),
     };
     let next = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
@@ -86,7 +98,7 @@ pub(super) fn check_range(
             s.spawn(move || check_chunks(path, range, seals, next, stop, counter, &done));
         }
         drop(done_tx);
-        let result = in_order(c, &range, chunks, &done_rx);
+        let result = in_order(c, &range, chunks, tree, &done_rx);
         // The threads still at work finish their chunk and take no other.
         stop.store(true, Ordering::Relaxed);
         result
@@ -94,17 +106,19 @@ pub(super) fn check_range(
 }
 
 /// Take the checked chunks, which arrive in any order, in chunk order until the first
-/// failure, merging them into `c` as one sequential walk would have left it.
+/// failure, merging them into `c` as one sequential walk would have left it, and
+/// their leaves into the tree check (whose stored rows `tree`'s connection reads).
 fn in_order(
     mut c: ChainChecker,
     range: &Range,
     chunks: i64,
+    mut tree: Option<(TreeCheck, Connection)>,
     done: &Receiver<(i64, Checked)>,
-) -> Result<(ChainChecker, Option<VerifyFailure>), AuditError> {
+) -> Result<Walked, AuditError> {
     let mut early = HashMap::new();
     let mut total = c.checked;
     for k in 0..chunks {
-        let (part, failure) = loop {
+        let (part, failure, leaves) = loop {
             if let Some(r) = early.remove(&k) {
                 break r;
             }
@@ -126,11 +140,38 @@ fn in_order(
                 reason: format!("record {} is missing: deleted", c.expected()),
             })
         });
+        // The leaves come before the chunk's own failure: a tree failure among them
+        // is the earlier one.
+        let failure = match tree.as_mut() {
+            Some((t, conn)) => {
+                let rows = stored_rows(conn, t.rows_for(leaves.len() as u64))?;
+                t.add(&leaves, &rows).err().or(failure)
+            }
+            None => failure,
+        };
         if failure.is_some() {
-            return Ok((c, failure));
+            return Ok((c, failure, tree.map(|(t, _)| t)));
         }
     }
-    Ok((c, None))
+    Ok((c, None, tree.map(|(t, _)| t)))
+}
+
+/// The `audit_tree` rows in `range`, in index order.
+fn stored_rows(
+    conn: &Connection,
+    range: std::ops::Range<u64>,
+) -> Result<Vec<(i64, Vec<u8>)>, AuditError> {
+    let err = |e: rusqlite::Error| AuditError::Store(format!("reading audit_tree: {e}"));
+    let bound = |i: u64| i64::try_from(i).unwrap_or(i64::MAX);
+    let mut stmt = conn
+        .prepare_cached("SELECT idx, hash FROM audit_tree WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([bound(range.start), bound(range.end)], |r| {
+            Ok((r.get::<_, i64>(0)?, text(r.get_ref(1)).to_vec()))
+        })
+        .map_err(err)?;
+    rows.collect::<Result<_, _>>().map_err(err)
 }
 
 /// The records to check and where the first of them is anchored.
@@ -139,6 +180,8 @@ struct Range {
     end: i64,
     /// Expected seq and previous hash of the first record.
     first: (i64, [u8; 64]),
+    /// Whether chunks give their records' leaf hashes back.
+    leaves: bool,
 }
 
 impl Range {
@@ -154,7 +197,7 @@ impl Range {
 fn check_chunks(
     path: &Path,
     range: &Range,
-    seals: &BTreeMap<i64, Checkpoint>,
+    seals: &BTreeMap<i64, Sealed>,
     next: &AtomicU64,
     stop: &AtomicBool,
     counter: &AtomicU64,
@@ -175,7 +218,7 @@ fn check_chunks(
             return;
         }
         let result = check_chunk(&conn, range, (a, b), seals, stop, counter);
-        let failed = !matches!(result, Ok((_, None)));
+        let failed = !matches!(result, Ok((_, None, _)));
         if done.send((k, result)).is_err() || failed {
             return;
         }
@@ -187,7 +230,7 @@ fn check_chunk(
     conn: &Connection,
     range: &Range,
     (a, b): (i64, i64),
-    seals: &BTreeMap<i64, Checkpoint>,
+    seals: &BTreeMap<i64, Sealed>,
     stop: &AtomicBool,
     counter: &AtomicU64,
 ) -> Checked {
@@ -218,19 +261,17 @@ fn check_chunk(
         .map_err(err)?;
     let mut rows = stmt.query([a, b]).map_err(err)?;
     let mut unreported = 0;
+    let mut leaves = Vec::new();
     while let Some(row) = rows.next().map_err(err)? {
         let seq = row.get::<_, i64>(0).map_err(err)?;
         let hash = text(row.get_ref(1));
         let columns: Columns<'_> = std::array::from_fn(|k| stored(row.get_ref(3 + k)));
-        if let Err(f) = check_sealed(
-            &mut c,
-            seq,
-            hash,
-            text(row.get_ref(2)),
-            Some(&columns),
-            seals,
-        ) {
-            return Ok((c, Some(f)));
+        let record = text(row.get_ref(2));
+        if let Err(f) = check_sealed(&mut c, seq, hash, record, Some(&columns), seals) {
+            return Ok((c, Some(f), leaves));
+        }
+        if range.leaves {
+            leaves.push(leaf_hash(record));
         }
         unreported += 1;
         if unreported == STRIDE {
@@ -242,7 +283,7 @@ fn check_chunk(
         }
     }
     counter.fetch_add(unreported, Ordering::Relaxed);
-    Ok((c, None))
+    Ok((c, None, leaves))
 }
 
 /// A checker for the record `expected` chaining onto `prev`.
