@@ -181,8 +181,9 @@ async fn verify_names_the_first_bad_record_for_every_kind_of_tampering() {
     );
     // Inserted in the middle with a correctly chained forged record: the records after
     // it no longer follow.
+    // The forged record itself is not the leaf the stored tree holds: named first.
     let forged = forged_insert(&pristine, at(8)).await;
-    expect(tampered(gw, &pristine, &forged).await, at(9), "reordered");
+    expect(tampered(gw, &pristine, &forged).await, at(8), "audit_tree row");
     // Truncated after a checkpoint: the tail is gone, the seal at 20 remains.
     expect(
         tampered(
@@ -208,19 +209,51 @@ async fn verify_names_the_first_bad_record_for_every_kind_of_tampering() {
         at(17),
         "truncated",
     );
-    // Rewritten with every hash recomputed: only the signed checkpoint can tell.
+    // Rewritten with every hash recomputed: the stored tree's leaf no longer matches…
     let rewritten = rewrite_from(&pristine, at(7)).await;
     expect(
         tampered(gw, &pristine, &rewritten).await,
-        at(6),
-        "rewritten",
+        at(7),
+        "audit_tree row",
     );
-    // A forged checkpoint (signature no longer matches).
+    // … and with the stored tree gone too, only the signed note can tell: its root is
+    // not the recomputed one, and the note before it (at 5) still holds.
     expect(
-        tampered(gw, &pristine, &format!("UPDATE audit_checkpoint SET checkpoint = replace(checkpoint, '\"seq\":{0}', '\"seq\":{1}') WHERE seq = {0}", at(10), at(11))).await,
-        at(11),
+        tampered(gw, &pristine, &format!("{rewritten} DELETE FROM audit_tree;")).await,
+        at(6),
+        "changed after it was signed",
+    );
+    // A changed audit_tree row would serve false proofs: named by index and record.
+    let idx = audit::tlog::tree::stored_index(u64::try_from(at(7) - 1).unwrap());
+    expect(
+        tampered(gw, &pristine, &format!("UPDATE audit_tree SET hash = zeroblob(32) WHERE idx = {idx}")).await,
+        at(7),
+        &format!("audit_tree row {idx} (record {}", at(7)),
+    );
+    // A forged note (the size changed: the signature no longer matches).
+    expect(
+        tampered(gw, &pristine, &format!("UPDATE audit_checkpoint SET checkpoint = replace(checkpoint, char(10) || '{0}' || char(10), char(10) || '{1}' || char(10)) WHERE seq = {0}", at(10), at(11))).await,
+        at(10),
         "does not verify",
     );
+    // A note of a wrong root signed with the gateway's own key: its copy outside the
+    // store holds another root at that size…
+    let resigned = resigned_note(&pristine, &dir.path().join("tongban.toml"), at(10)).await;
+    expect(
+        tampered(gw, &pristine, &resigned).await,
+        at(10),
+        "the log forked",
+    );
+    // … and without the copy, its root is not the tree's: the records after the note
+    // before it are named.
+    let copy = dir.path().join("audit-checkpoints.jsonl");
+    std::fs::rename(&copy, dir.path().join("copy.jsonl")).unwrap();
+    expect(
+        tampered(gw, &pristine, &resigned).await,
+        at(6),
+        "is not the one the signed note of tree size",
+    );
+    std::fs::rename(dir.path().join("copy.jsonl"), &copy).unwrap();
 
     // Untouched again: verifies, and a range verifies on its own.
     tampered(gw, &pristine, "SELECT 1").await;
@@ -230,6 +263,28 @@ async fn verify_names_the_first_bad_record_for_every_kind_of_tampering() {
     )
     .await;
     assert_eq!(code, 0, "{msg}");
+}
+
+/// SQL that replaces the stored note of tree size `size` by one of a wrong root,
+/// signed with the gateway's own key.
+async fn resigned_note(db: &Path, config: &Path, size: i64) -> String {
+    use audit::tlog::checkpoint::{body, SignedCheckpoint};
+    let p = pool(db).await;
+    let text: String = sqlx::query_scalar("SELECT checkpoint FROM audit_checkpoint WHERE seq = ?1")
+        .bind(size)
+        .fetch_one(&p)
+        .await
+        .unwrap();
+    let note = SignedCheckpoint::parse(&text).unwrap();
+    let config = gateway::config::Config::load(config).unwrap();
+    let key = audit::signing::Signer::load(&config.signing_key).unwrap();
+    let signer = audit::tlog::note::NoteSigner::new(&note.origin, key.key_pair()).unwrap();
+    let forged = body(&note.origin, note.size, &audit::tlog::tree::Hash([7; 32]));
+    let forged = signer.sign(&forged).unwrap();
+    format!(
+        "UPDATE audit_checkpoint SET checkpoint = {} WHERE seq = {size}",
+        sql_text(Some(&forged))
+    )
 }
 
 /// SQL that renumbers records `at..` up by one and puts a well-chained forged record at `at`.
@@ -817,4 +872,149 @@ async fn archived_records_still_verify_and_the_chain_goes_on() {
         .await;
     assert_eq!(code, 2);
     assert!(msg.contains("retention_days"), "{msg}");
+}
+
+/// The tree of `records` (exact bytes), recomputed: its root.
+fn root_of(records: &[String]) -> audit::tlog::tree::Hash {
+    use audit::tlog::tree;
+    let mut known = tree::KnownHashes::default();
+    let leaves: Vec<_> = records.iter().map(|r| tree::leaf_hash(r.as_bytes())).collect();
+    tree::append(0, &leaves, &mut known).unwrap().root
+}
+
+fn hashes_of(v: &Value) -> Vec<audit::tlog::tree::Hash> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|h| audit::tlog::tree::hash_from_base64(h.as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
+    use audit::tlog::checkpoint::SignedCheckpoint;
+    use audit::tlog::tree;
+    let gw = start(1000).await;
+    let samples = gw.samples();
+    let s = samples.iter().find(|s| s["expect"] == 200).unwrap();
+    let counter = gw.client(s["cert"].as_str().unwrap());
+    let looked = counter.lookup(Some("clerk-001"), &s["body"]).await.unwrap();
+    assert_eq!(looked.status, StatusCode::OK, "{}", looked.body);
+    let receipt = &looked.body["audit"];
+    let index = receipt["index"].as_u64().unwrap();
+    let record = receipt["record"].as_str().unwrap().to_owned();
+
+    let auditor = gw.client("auditor");
+    let get = |path: String| {
+        let auditor = &auditor;
+        async move { auditor.request(Method::GET, &path, &[], String::new()).await.unwrap() }
+    };
+    // The key from the well-known JWKS verifies the served checkpoint.
+    let jwks = get("/.well-known/jwks.json".into()).await.body;
+    let kid = jwks["keys"][0]["kid"].as_str().unwrap();
+    let key = audit::signing::public_key_of(&jwks, kid).unwrap();
+    let checkpoint = |at: String| {
+        let get = &get;
+        let key = &key;
+        async move {
+            let a = get(at).await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+            assert_eq!(a.headers["content-type"], "text/plain; charset=utf-8");
+            let c = SignedCheckpoint::parse(&a.text).unwrap();
+            c.verify(key).unwrap();
+            c
+        }
+    };
+    let first = checkpoint("/audit/v1/checkpoint".into()).await;
+    assert!(first.size > index, "the lookup is in the tree of {}", first.size);
+
+    // The lookup's record is proven in it by the served inclusion proof.
+    let p = get(format!("/audit/v1/proof/inclusion?index={index}&size={}", first.size)).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert_eq!((p.body["index"].as_u64(), p.body["size"].as_u64()), (Some(index), Some(first.size)));
+    let proof = hashes_of(&p.body["inclusion"]);
+    let leaf = tree::leaf_hash(record.as_bytes());
+    tree::check_inclusion(&proof, first.size, first.root, index, leaf).unwrap();
+    let edited = tree::leaf_hash(record.replace("clerk-001", "clerk-002").as_bytes());
+    assert!(tree::check_inclusion(&proof, first.size, first.root, index, edited).is_err());
+
+    // The log grows; the new checkpoint is consistent with the first, a wrong proof is not.
+    traffic(&gw, 5).await;
+    let second = checkpoint("/audit/v1/checkpoint".into()).await;
+    assert!(second.size > first.size);
+    let consistency = |old: u64| {
+        let get = &get;
+        let size = second.size;
+        async move {
+            let a = get(format!("/audit/v1/proof/consistency?old={old}&size={size}")).await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+            assert_eq!(a.body["old"].as_u64(), Some(old));
+            hashes_of(&a.body["consistency"])
+        }
+    };
+    let good = consistency(first.size).await;
+    tree::check_consistency(&good, second.size, second.root, first.size, first.root).unwrap();
+    let wrong = consistency(first.size - 1).await;
+    assert!(tree::check_consistency(&wrong, second.size, second.root, first.size, first.root).is_err());
+    assert!(tree::check_consistency(&good, second.size, second.root, first.size, second.root).is_err());
+
+    // The entries give the exact bytes: the tree recomputed from them has the signed root.
+    let mut records = Vec::new();
+    let mut next = Some("/audit/v1/entries?from=1&limit=3".to_owned());
+    while let Some(path) = next.filter(|_| (records.len() as u64) < second.size) {
+        let a = get(path).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        for e in a.body["entries"].as_array().unwrap() {
+            assert_eq!(e["seq"].as_u64(), Some(records.len() as u64 + 1));
+            records.push(e["record"].as_str().unwrap().to_owned());
+        }
+        next = a.body["next"].as_str().map(str::to_owned);
+    }
+    assert_eq!(root_of(&records[..second.size as usize]), second.root);
+    assert_eq!(records[index as usize], record);
+
+    // Bad or out-of-range numbers are 400s naming the parameter.
+    for (path, name) in [
+        ("/audit/v1/proof/inclusion?index=x".to_owned(), "index"),
+        ("/audit/v1/proof/inclusion?size=3".to_owned(), "index"),
+        (format!("/audit/v1/proof/inclusion?index={}", second.size + 100), "index"),
+        ("/audit/v1/proof/inclusion?index=0&size=999999".to_owned(), "size"),
+        ("/audit/v1/proof/consistency?old=0".to_owned(), "old"),
+        ("/audit/v1/proof/consistency?old=-1".to_owned(), "old"),
+        ("/audit/v1/entries?from=0".to_owned(), "from"),
+        ("/audit/v1/entries?from=1&limit=5000".to_owned(), "limit"),
+        ("/audit/v1/checkpoint?x=1".to_owned(), "x"),
+    ] {
+        let a = get(path.clone()).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}: {}", a.body);
+        assert_eq!(a.body["type"], "/problems/bad-request", "{path}");
+        let detail = a.body["detail"].as_str().unwrap();
+        assert!(detail.starts_with(&format!("{name}:")), "{path}: {detail}");
+    }
+
+    // Not an auditor: refused, and the refusal is audited with what was asked.
+    for path in [
+        "/audit/v1/checkpoint",
+        "/audit/v1/proof/inclusion?index=0",
+        "/audit/v1/proof/consistency?old=1",
+        "/audit/v1/entries?from=1",
+    ] {
+        let a = counter.request(Method::GET, path, &[], String::new()).await.unwrap();
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(a.body["type"], "/problems/role-required");
+    }
+    let last = gw.last_audit().await;
+    assert_eq!((last["decision"].as_str(), last["status"].as_u64()), (Some("deny"), Some(403)));
+    assert_eq!(last["detail"]["audit_follow"]["from"], "1");
+
+    // The CLI reads the same from the store; bad numbers are usage errors.
+    let config = config_arg(&gw);
+    let c = config.as_str();
+    assert_eq!(gw.tongban(&["audit", "checkpoint", "--config", c]).await, 0);
+    assert_eq!(gw.tongban(&["audit", "prove", "--config", c, "--index", "0"]).await, 0);
+    assert_eq!(gw.tongban(&["audit", "consistency", "--config", c, "--old", "1"]).await, 0);
+    assert_eq!(gw.tongban(&["audit", "prove", "--config", c, "--index", "99999"]).await, 2);
+    assert_eq!(gw.tongban(&["audit", "consistency", "--config", c, "--old", "0"]).await, 2);
+    let (code, msg) = verify(&gw, &[]).await;
+    assert_eq!(code, 0, "{msg}");
 }

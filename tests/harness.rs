@@ -186,6 +186,8 @@ pub struct Answer {
     pub headers: HeaderMap,
     /// Parsed body (null when not JSON).
     pub body: Value,
+    /// The body as text (lossy UTF-8), for answers that are not JSON.
+    pub text: String,
 }
 
 /// An mTLS client; one connection per request.
@@ -282,6 +284,7 @@ impl Client {
             status,
             headers,
             body,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
         })
     }
 }

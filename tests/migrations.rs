@@ -35,7 +35,7 @@ const PG_SEARCH: &str = include_str!("../audit/migrations/postgres/0002_search_i
 const POLICY_TABLES: &str = include_str!("../policy/migrations/0001_policy_tables.sql");
 
 /// The audit store's migrations (audit/migrations/{sqlite,postgres}/).
-const AUDIT_MIGRATIONS: usize = 4;
+const AUDIT_MIGRATIONS: usize = 5;
 
 /// Every table a migrated state database holds.
 const TABLES: [&str; 12] = [

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Verify a Tongban audit export independently of Tongban's own code.
 
-Follows the procedure in the README ("Verifying an audit export"), with the `rfc8785`
-package (JCS) and `cryptography` (Ed25519) from PyPI:
+Follows the procedure in docs/audit.md ("Verifying an audit export"), with the
+`rfc8785` package (JCS) and `cryptography` (Ed25519) from PyPI. Takes format
+`tongban-audit-export/2` (signed notes of the Merkle tree, and the JWS checkpoints of
+stores sealed before those) and `/1` (JWS checkpoints only):
 
     pip install rfc8785 cryptography
     python3 verify_export.py export.jsonl [--jwks jwks.json]
@@ -44,6 +46,8 @@ def read_export(path):
                     obj = {"type": "record", "seq": int(row["seq"]), "hash": row["hash"], "record": obj}
                 elif kind == "checkpoint":
                     obj = {"type": "checkpoint", "checkpoint": obj}
+                elif kind == "note":
+                    obj = {"type": "note", "seq": int(row["seq"]), "hash": row["hash"], "note": obj["note"]}
                 yield kind, obj
     else:
         with open(path, encoding="utf-8") as f:
@@ -69,13 +73,65 @@ def verify_checkpoint(cp, keys):
     key.verify(b64url_decode(sig_b64), signing_input)
 
 
+def leaf_hash(record_bytes):
+    return hashlib.sha256(b"\x00" + record_bytes).digest()
+
+
+def node_hash(left, right):
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def root_of(frontier):
+    """RFC 9162 root from the roots of the complete subtrees, largest first."""
+    if not frontier:
+        return hashlib.sha256(b"").digest()
+    h = frontier[-1]
+    for left in reversed(frontier[:-1]):
+        h = node_hash(left, h)
+    return h
+
+
+def push_leaf(frontier, size, leaf):
+    """Append leaf number `size` (0-based): merge equal-sized subtrees, as a binary counter carries."""
+    h, n = leaf, size
+    while n & 1:
+        h = node_hash(frontier.pop(), h)
+        n >>= 1
+    frontier.append(h)
+
+
+def verify_note(text, keys):
+    """A C2SP signed note holding a tlog checkpoint: its origin, size and root once a
+    trusted Ed25519 key's signature named after the origin verifies over the text.
+    Key id: SHA-256(origin || 0x0A || 0x01 || public key)[:4]."""
+    split = text.rfind("\n\n")
+    if split < 0:
+        raise ValueError("no blank line before the signatures")
+    body, sigs = text[: split + 1], text[split + 2 :]
+    lines = body.split("\n")
+    if len(lines) < 4:
+        raise ValueError("a checkpoint is origin, size and root")
+    origin, size, root = lines[0], int(lines[1]), base64.b64decode(lines[2], validate=True)
+    for raw in keys.values():
+        key_id = hashlib.sha256(origin.encode() + b"\n\x01" + raw).digest()[:4]
+        for line in sigs.splitlines():
+            if not line.startswith("\u2014 "):
+                raise ValueError("a signature line starts with an em dash")
+            name, _, sig = line[2:].partition(" ")
+            blob = base64.b64decode(sig, validate=True)
+            if name == origin and blob[:4] == key_id:
+                Ed25519PublicKey.from_public_bytes(raw).verify(blob[4:], body.encode())
+                return origin, size, root
+    raise ValueError(f"no signature by a trusted key named {origin}")
+
+
 def main(argv):
     path = argv[1]
     jwks = None
     if "--jwks" in argv:
         with open(argv[argv.index("--jwks") + 1], encoding="utf-8") as f:
             jwks = json.load(f)
-    header, records, checkpoints = None, [], []
+    header, records, checkpoints, notes = None, [], [], []
     for kind, obj in read_export(path):
         if kind == "export":
             header = obj
@@ -83,14 +139,17 @@ def main(argv):
             records.append(obj)
         elif kind == "checkpoint":
             checkpoints.append(obj["checkpoint"])
+        elif kind == "note":
+            notes.append(obj)
     if header is None:
         return fail(None, "no export header")
     jwks = jwks or header["jwks"]
-    keys = {
-        k["kid"]: Ed25519PublicKey.from_public_bytes(b64url_decode(k["x"]))
+    raw_keys = {
+        k["kid"]: b64url_decode(k["x"])
         for k in jwks["keys"]
         if k.get("kty") == "OKP" and k.get("crv") == "Ed25519"
     }
+    keys = {kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in raw_keys.items()}
 
     # Step 1: every checkpoint is signed by a trusted key.
     for cp in checkpoints:
@@ -99,7 +158,27 @@ def main(argv):
         except (ValueError, InvalidSignature) as e:
             return fail(cp["seq"], f"checkpoint signature does not verify: {e or 'bad signature'}")
 
-    # Step 2: the chain, from the anchor, record by record.
+    # Step 1b: every signed note is signed by a trusted key and is of its seq's size.
+    roots = {}
+    for n in notes:
+        try:
+            origin, size, root = verify_note(n["note"], raw_keys)
+        except (ValueError, InvalidSignature) as e:
+            return fail(n["seq"], f"signed note does not verify: {e or 'bad signature'}")
+        if size != n["seq"]:
+            return fail(n["seq"], f"signed note of tree size {size} listed at seq {n['seq']}")
+        if roots.get(size, root) != root:
+            return fail(size, "two signed notes of one tree size with different roots")
+        roots[size] = root
+
+    # Step 2: the chain, from the anchor, record by record; and the Merkle tree, from
+    # the header's frontier, leaf by leaf, its root met at each note's size.
+    tree = header.get("tree")
+    frontier = [base64.b64decode(h) for h in tree["frontier"]] if tree else None
+    tree_size = tree["size"] if tree else None
+    if tree and tree_size != header["from"] - 1:
+        return fail(header["from"], "the header's tree frontier is not of the records before the export")
+    sealed_by_notes = 0
     prev, expected, hashes = header["anchor"], None, {}
     for r in records:
         seq, rec = r["seq"], r["record"]
@@ -114,6 +193,13 @@ def main(argv):
             return fail(seq, "record content does not match its hash")
         hashes[seq] = digest
         prev, expected = digest, seq + 1
+        if frontier is not None:
+            push_leaf(frontier, tree_size, leaf_hash(rfc8785.dumps(rec)))
+            tree_size += 1
+            if tree_size in roots:
+                if root_of(frontier) != roots[tree_size]:
+                    return fail(sealed_by_notes + 1, f"the Merkle root of records 1..{tree_size} is not the signed note's")
+                sealed_by_notes = tree_size
 
     # Step 3: every checkpoint in range matches the chain; none lies beyond its end.
     last = records[-1]["seq"] if records else header["from"] - 1
@@ -122,8 +208,16 @@ def main(argv):
             return fail(last + 1, f"a checkpoint seals seq {cp['seq']} but the export ends at {last}: truncated")
         if cp["seq"] in hashes and hashes[cp["seq"]] != cp["hash"]:
             return fail(cp["seq"], "record does not match its signed checkpoint")
-    sealed = max([cp["seq"] for cp in checkpoints], default=0)
-    print(f"OK {len(records)} records, {len(checkpoints)} checkpoints, sealed up to seq {sealed}, last seq {last}")
+    for size in roots:
+        if size > last:
+            return fail(last + 1, f"a signed note of tree size {size} but the export ends at {last}: truncated")
+    if roots and frontier is None:
+        return fail(header["from"], "signed notes but no tree frontier in the header: their roots cannot be checked")
+    sealed = max([cp["seq"] for cp in checkpoints] + [sealed_by_notes], default=0)
+    print(
+        f"OK {len(records)} records, {len(notes)} signed notes, {len(checkpoints)} JWS checkpoints, "
+        f"sealed up to seq {sealed}, last seq {last}"
+    )
     return 0
 
 

@@ -4,9 +4,10 @@
 //! cargo run --release -p gateway --example audit_verify_bench -- [N] [--db FILE] [--runs K]
 //! ```
 //!
-//! Builds a SQLite audit store of N realistic lookup records (default 1,000,000) with a
-//! signed checkpoint every 1,000, then verifies it exactly as `tongban audit verify`
-//! does and prints one JSON line with records/s. The store is built with large
+//! Builds a SQLite audit store of N realistic lookup records (default 1,000,000) with
+//! their Merkle tree (`audit_tree`) and a signed note checkpoint every 1,000, then
+//! verifies it exactly as `tongban audit verify` does (chain, search columns, tree
+//! recomputed and compared, notes' roots) and prints one JSON line with records/s. The store is built with large
 //! transactions rather than through the group-commit writer; the records and hashes
 //! are the writer's own. `--db FILE` keeps the store (with its signing key beside it,
 //! `FILE.key`) and reuses it on the next run, so that repeated measurements need not
@@ -18,7 +19,10 @@ use std::time::Instant;
 mod common;
 
 use audit::signing::Signer;
-use audit::{self, seal_entry, AuditStore, Checkpoint, Database, VerifyOptions, GENESIS};
+use audit::tlog::checkpoint::body;
+use audit::tlog::note::NoteSigner;
+use audit::tlog::tree::{self, KnownHashes};
+use audit::{self, seal_entry, AuditStore, Database, VerifyOptions, GENESIS};
 use common::{cpu_seconds, entry};
 use rustls_pki_types::pem::PemObject as _;
 use sqlx::Connection as _;
@@ -96,7 +100,8 @@ async fn run(n: i64, keep: Option<PathBuf>, runs: u32) -> Result<(), Error> {
             serde_json::json!({
                 "bench": "audit_verify",
                 "records": report.records,
-                "checkpoints": report.checkpoints,
+                "checkpoints": report.notes + report.checkpoints,
+                "tree_rows": report.tree.as_ref().map(|t| t.rows),
                 "avg_record_bytes": read / report.records.max(1),
                 "generate_s": (generated.as_secs_f64() * 100.0).round() / 100.0,
                 "read_only_s": (scan_s * 1000.0).round() / 1000.0,
@@ -112,9 +117,13 @@ async fn run(n: i64, keep: Option<PathBuf>, runs: u32) -> Result<(), Error> {
     Ok(())
 }
 
-/// N chained records with a signed checkpoint every 1,000, in transactions of 10,000.
+/// N chained records, their tree and a signed note every 1,000, in transactions of
+/// 10,000.
 async fn generate(path: &Path, n: i64, signer: &Signer) -> Result<(), Error> {
+    const ORIGIN: &str = "tongban.bench/audit";
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
+    let notes = NoteSigner::new(ORIGIN, signer.key_pair())?;
+    let mut known = KnownHashes::default();
     let mut prev = GENESIS.to_owned();
     let mut seq = 0;
     while seq < n {
@@ -123,6 +132,7 @@ async fn generate(path: &Path, n: i64, signer: &Signer) -> Result<(), Error> {
             seq += 1;
             let e = entry(seq);
             let (record, hash) = seal_entry(seq, &prev, &e)?;
+            let leaf = tree::leaf_hash(record.as_bytes());
             // Every search column filled, as the writer does: verify checks them all.
             let mut insert = sqlx::query("INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
                 .bind(seq)
@@ -131,15 +141,26 @@ async fn generate(path: &Path, n: i64, signer: &Signer) -> Result<(), Error> {
             for c in audit::search_columns(&e) {
                 insert = insert.bind(c);
             }
+            let size = u64::try_from(seq - 1)?;
+            let stored = tree::extend(size, &[leaf], &mut known)?;
             insert.execute(&mut *tx).await?;
+            for (idx, h) in stored {
+                sqlx::query("INSERT INTO audit_tree (idx, hash) VALUES (?1, ?2)")
+                    .bind(i64::try_from(idx)?)
+                    .bind(h.0.to_vec())
+                    .execute(&mut *tx)
+                    .await?;
+            }
             if seq % 1000 == 0 {
-                let c = Checkpoint::sign(signer, seq, &hash, "gw-1")?;
+                let size = size + 1;
+                known.retain(&tree::frontier(size));
+                let note = notes.sign(&body(ORIGIN, size, &tree::root(size, &known)?))?;
                 sqlx::query(
-                    "INSERT INTO audit_checkpoint (seq, hash, checkpoint) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO audit_checkpoint (seq, hash, checkpoint, format) VALUES (?1, ?2, ?3, 'note')",
                 )
                 .bind(seq)
                 .bind(&hash)
-                .bind(c.to_json())
+                .bind(note)
                 .execute(&mut *tx)
                 .await?;
             }

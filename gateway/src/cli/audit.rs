@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use audit::signing::Signer;
 use audit::{
-    self, merge_jwks, read_checkpoint_file, AnomalyRules, AuditStore, Checkpoint, ExportContext,
-    Filter, Format, VerifyOptions,
+    self, merge_jwks, read_checkpoint_file, AnomalyRules, AuditStore, ExportContext, Filter,
+    FollowError, Format, StoredCheckpoint, VerifyOptions,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -69,7 +69,8 @@ pub struct FilterArgs {
 /// `tongban audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain, archives and signed checkpoints; name the first bad record.
+    /// Check the hash chain, archives, the Merkle tree and signed checkpoints; name the
+    /// first bad record.
     Verify {
         /// First sequence number to check (default: the start).
         #[arg(long)]
@@ -144,6 +145,26 @@ pub enum AuditCommand {
         #[arg(long)]
         before: Option<String>,
     },
+    /// Print the latest stored checkpoint: the C2SP signed note of the Merkle tree.
+    Checkpoint,
+    /// Print the inclusion proof of leaf INDEX (record INDEX + 1) as JSON.
+    Prove {
+        /// The leaf index (a record's seq minus one).
+        #[arg(long)]
+        index: u64,
+        /// The tree size to prove it in (default: the stored tree).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Print the consistency proof from the tree of OLD records to a larger one as JSON.
+    Consistency {
+        /// The older tree size.
+        #[arg(long)]
+        old: u64,
+        /// The newer tree size (default: the stored tree).
+        #[arg(long)]
+        size: Option<u64>,
+    },
 }
 
 /// Run an audit command.
@@ -187,6 +208,46 @@ pub async fn run(args: AuditArgs) -> Result<(), Failure> {
             format,
         } => report(&config, &filter, revoked.as_deref(), format).await,
         AuditCommand::Archive { before } => archive(&config, before.as_deref()).await,
+        AuditCommand::Checkpoint => checkpoint(&config).await,
+        AuditCommand::Prove { index, size } => {
+            let (_, store) = open(&config).await?;
+            let p = store
+                .inclusion_proof(index, size)
+                .await
+                .map_err(follow_failure)?;
+            let out = serde_json::json!({"index": index, "size": p.size, "inclusion": p.base64()});
+            println!("{out}");
+            Ok(())
+        }
+        AuditCommand::Consistency { old, size } => {
+            let (_, store) = open(&config).await?;
+            let p = store
+                .consistency_proof(old, size)
+                .await
+                .map_err(follow_failure)?;
+            let out = serde_json::json!({"old": old, "size": p.size, "consistency": p.base64()});
+            println!("{out}");
+            Ok(())
+        }
+    }
+}
+
+/// An argument out of range is bad usage (exit 2); anything else a failure.
+fn follow_failure(e: FollowError) -> Failure {
+    match e {
+        FollowError::Argument { .. } => usage(format!("--{e}")),
+        FollowError::Store(e) => failed(e),
+    }
+}
+
+async fn checkpoint(config: &Path) -> Result<(), Failure> {
+    let (_, store) = open(config).await?;
+    match store.latest_note().await.map_err(failed)? {
+        Some(note) => {
+            print!("{note}");
+            Ok(())
+        }
+        None => Err(failed("no signed checkpoint is stored yet")),
     }
 }
 
@@ -222,7 +283,10 @@ fn trusted_keys(config: &Config, extra: &[PathBuf]) -> Result<Value, Failure> {
 }
 
 /// Checkpoints kept outside the store: the config's copy and any extra files.
-fn external_checkpoints(config: &Config, extra: &[PathBuf]) -> Result<Vec<Checkpoint>, Failure> {
+fn external_checkpoints(
+    config: &Config,
+    extra: &[PathBuf],
+) -> Result<Vec<StoredCheckpoint>, Failure> {
     let mut out = Vec::new();
     for p in config.audit.checkpoint_file.iter().chain(extra) {
         out.extend(read_checkpoint_file(p).map_err(failed)?);
@@ -278,7 +342,8 @@ async fn verify(
                 report.records, report.archived, report.head.0, report.head.1
             );
             println!(
-                "    {} signed checkpoints; sealed up to seq {}{}; {:.0} records/s",
+                "    {} signed notes and {} older JWS checkpoints; sealed up to seq {}{}; {:.0} records/s",
+                report.notes,
                 report.checkpoints,
                 report.sealed,
                 if unsealed > 0 {
@@ -288,6 +353,21 @@ async fn verify(
                 },
                 rate
             );
+            match &report.tree {
+                Some(t) => println!(
+                    "    Merkle tree: {} leaves recomputed, {} audit_tree hashes equal to them{}; signed roots met up to tree size {}",
+                    t.leaves,
+                    t.rows,
+                    match t.stored_to {
+                        Some(n) => format!(" (the stored tree covers {n} records: the gateway catches it up when it next starts)"),
+                        None => String::new(),
+                    },
+                    t.sealed
+                ),
+                None => println!(
+                    "    Merkle tree: not checked (no stored tree frontier where this range starts)"
+                ),
+            }
             witnessed(&config, &store, report.head.0).await
         }
         Some(f) => Err(Failure::Failed(format!(

@@ -102,6 +102,15 @@ pub enum Answer {
         /// The document.
         body: Value,
     },
+    /// A text answered as it is (the auditor API's signed checkpoint note).
+    Text {
+        /// 200, …
+        status: http::StatusCode,
+        /// Its `Content-Type`.
+        content_type: &'static str,
+        /// The text.
+        body: String,
+    },
 }
 
 /// The record and where it came from.
@@ -158,7 +167,7 @@ impl Outcome {
     /// The HTTP status it will be answered with.
     pub fn status(&self) -> http::StatusCode {
         match &self.result {
-            Ok(Answer::Json { status, .. }) => *status,
+            Ok(Answer::Json { status, .. } | Answer::Text { status, .. }) => *status,
             Ok(Answer::Lookup(_)) => http::StatusCode::OK,
             Err(e) => e.status(),
         }

@@ -28,8 +28,12 @@ pub struct Rendered {
     pub allow: Option<HeaderValue>,
     /// The body without its receipt.
     pub body: Map<String, Value>,
-    /// Its RFC 8785 canonical JSON: what the record's `answer_sha256` covers.
+    /// Its RFC 8785 canonical JSON: what the record's `answer_sha256` covers (for a
+    /// text answer, the text's bytes).
     pub canonical: Vec<u8>,
+    /// A text answer (the auditor API's signed checkpoint note): sent as it is, with
+    /// no receipt spliced in; its record still binds its SHA-256.
+    pub text: bool,
 }
 
 impl Rendered {
@@ -43,6 +47,7 @@ impl Rendered {
                 allow: None,
                 body,
                 canonical,
+                text: false,
             },
             Err(e) => {
                 let e = ApiError::Internal(format!("the answer has no canonical JSON: {e}"));
@@ -55,8 +60,21 @@ impl Rendered {
                     allow: None,
                     body,
                     canonical,
+                    text: false,
                 }
             }
+        }
+    }
+
+    /// `text` answered as it is with `status` as `content_type`.
+    pub fn text(status: StatusCode, content_type: &'static str, text: &str) -> Self {
+        Self {
+            status,
+            content_type,
+            allow: None,
+            body: Map::new(),
+            canonical: text.as_bytes().to_vec(),
+            text: true,
         }
     }
 
@@ -78,7 +96,9 @@ impl Rendered {
     /// member.
     pub fn into_bytes(self, receipt: Option<&Receipt>) -> Vec<u8> {
         let mut out = self.canonical;
-        let Some(r) = receipt else { return out };
+        let Some(r) = receipt.filter(|_| !self.text) else {
+            return out;
+        };
         // `{...}` → `{...,"audit":{...}}`; `{}` → `{"audit":{...}}`.
         if out.pop() != Some(b'}') {
             return out;
@@ -108,6 +128,11 @@ pub fn rendered(outcome: &Outcome, request_id: &str) -> Rendered {
                 Map::from_iter([("value".to_owned(), other.clone())]),
             ),
         },
+        Ok(Answer::Text {
+            status,
+            content_type,
+            body,
+        }) => Rendered::text(*status, content_type, body),
         Err(e) => problem(e, request_id),
     }
 }

@@ -14,7 +14,9 @@ use tower::{Service, ServiceBuilder};
 use super::admin::{
     agreements_service, explain_service, roles_service, AGREEMENTS, EXPLAIN, ROLES,
 };
-use super::audit_api::{records_service, RECORDS};
+use super::audit_api::{
+    log_service, records_service, CHECKPOINT, CONSISTENCY, ENTRIES, INCLUSION, RECORDS,
+};
 use super::audit_layer::AuditLayer;
 use super::authorize::AuthorizeLayer;
 use super::body::BodyLimits;
@@ -80,6 +82,8 @@ where
         body,
     );
     let agreements = agreements_service(Arc::clone(&app.policy), body);
+    // Auditors and monitors following the Merkle tree.
+    let follow = log_service(app.audit.clone(), Arc::clone(&app.policy.authorizer));
     Router::new(app.signer.jwks())
         .route(&[Method::POST], LOOKUP, lookup_route(body, lookup))
         .route(&[Method::POST], BUNDLE, bundles)
@@ -92,6 +96,10 @@ where
                 Arc::clone(&app.policy.authorizer),
             ),
         )
+        .route(&[Method::GET], CHECKPOINT, follow.clone())
+        .route(&[Method::GET], INCLUSION, follow.clone())
+        .route(&[Method::GET], CONSISTENCY, follow.clone())
+        .route(&[Method::GET], ENTRIES, follow)
         // The collection and one agreement serve different methods (each 405's Allow).
         .route(&[Method::GET, Method::POST], AGREEMENTS, agreements.clone())
         .below(
