@@ -94,7 +94,13 @@ fn check_answer(doc: &Value, template: &str, method: &str, a: &Answer) {
         .unwrap_or_else(|| {
             panic!("{method} {template} {status}: content type {content_type:?} not documented")
         });
-    let errs = errors(&validator(doc, schema), &a.body);
+    // A text answer (the signed checkpoint note) is checked as the string it is.
+    let body = if content_type.ends_with("json") {
+        a.body.clone()
+    } else {
+        Value::String(a.text.clone())
+    };
+    let errs = errors(&validator(doc, schema), &body);
     assert!(
         errs.is_empty(),
         "{method} {template} {status} does not match the document:\n  {}\nbody: {:#}",
