@@ -183,7 +183,11 @@ async fn verify_names_the_first_bad_record_for_every_kind_of_tampering() {
     // it no longer follow.
     // The forged record itself is not the leaf the stored tree holds: named first.
     let forged = forged_insert(&pristine, at(8)).await;
-    expect(tampered(gw, &pristine, &forged).await, at(8), "audit_tree row");
+    expect(
+        tampered(gw, &pristine, &forged).await,
+        at(8),
+        "audit_tree row",
+    );
     // Truncated after a checkpoint: the tail is gone, the seal at 20 remains.
     expect(
         tampered(
@@ -219,14 +223,24 @@ async fn verify_names_the_first_bad_record_for_every_kind_of_tampering() {
     // … and with the stored tree gone too, only the signed note can tell: its root is
     // not the recomputed one, and the note before it (at 5) still holds.
     expect(
-        tampered(gw, &pristine, &format!("{rewritten} DELETE FROM audit_tree;")).await,
+        tampered(
+            gw,
+            &pristine,
+            &format!("{rewritten} DELETE FROM audit_tree;"),
+        )
+        .await,
         at(6),
         "changed after it was signed",
     );
     // A changed audit_tree row would serve false proofs: named by index and record.
     let idx = audit::tlog::tree::stored_index(u64::try_from(at(7) - 1).unwrap());
     expect(
-        tampered(gw, &pristine, &format!("UPDATE audit_tree SET hash = zeroblob(32) WHERE idx = {idx}")).await,
+        tampered(
+            gw,
+            &pristine,
+            &format!("UPDATE audit_tree SET hash = zeroblob(32) WHERE idx = {idx}"),
+        )
+        .await,
         at(7),
         &format!("audit_tree row {idx} (record {}", at(7)),
     );
@@ -878,7 +892,10 @@ async fn archived_records_still_verify_and_the_chain_goes_on() {
 fn root_of(records: &[String]) -> audit::tlog::tree::Hash {
     use audit::tlog::tree;
     let mut known = tree::KnownHashes::default();
-    let leaves: Vec<_> = records.iter().map(|r| tree::leaf_hash(r.as_bytes())).collect();
+    let leaves: Vec<_> = records
+        .iter()
+        .map(|r| tree::leaf_hash(r.as_bytes()))
+        .collect();
     tree::append(0, &leaves, &mut known).unwrap().root
 }
 
@@ -907,7 +924,12 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
     let auditor = gw.client("auditor");
     let get = |path: String| {
         let auditor = &auditor;
-        async move { auditor.request(Method::GET, &path, &[], String::new()).await.unwrap() }
+        async move {
+            auditor
+                .request(Method::GET, &path, &[], String::new())
+                .await
+                .unwrap()
+        }
     };
     // The key from the well-known JWKS verifies the served checkpoint.
     let jwks = get("/.well-known/jwks.json".into()).await.body;
@@ -926,12 +948,23 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
         }
     };
     let first = checkpoint("/audit/v1/checkpoint".into()).await;
-    assert!(first.size > index, "the lookup is in the tree of {}", first.size);
+    assert!(
+        first.size > index,
+        "the lookup is in the tree of {}",
+        first.size
+    );
 
     // The lookup's record is proven in it by the served inclusion proof.
-    let p = get(format!("/audit/v1/proof/inclusion?index={index}&size={}", first.size)).await;
+    let p = get(format!(
+        "/audit/v1/proof/inclusion?index={index}&size={}",
+        first.size
+    ))
+    .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.body);
-    assert_eq!((p.body["index"].as_u64(), p.body["size"].as_u64()), (Some(index), Some(first.size)));
+    assert_eq!(
+        (p.body["index"].as_u64(), p.body["size"].as_u64()),
+        (Some(index), Some(first.size))
+    );
     let proof = hashes_of(&p.body["inclusion"]);
     let leaf = tree::leaf_hash(record.as_bytes());
     tree::check_inclusion(&proof, first.size, first.root, index, leaf).unwrap();
@@ -955,8 +988,12 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
     let good = consistency(first.size).await;
     tree::check_consistency(&good, second.size, second.root, first.size, first.root).unwrap();
     let wrong = consistency(first.size - 1).await;
-    assert!(tree::check_consistency(&wrong, second.size, second.root, first.size, first.root).is_err());
-    assert!(tree::check_consistency(&good, second.size, second.root, first.size, second.root).is_err());
+    assert!(
+        tree::check_consistency(&wrong, second.size, second.root, first.size, first.root).is_err()
+    );
+    assert!(
+        tree::check_consistency(&good, second.size, second.root, first.size, second.root).is_err()
+    );
 
     // The entries give the exact bytes: the tree recomputed from them has the signed root.
     let mut records = Vec::new();
@@ -977,8 +1014,14 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
     for (path, name) in [
         ("/audit/v1/proof/inclusion?index=x".to_owned(), "index"),
         ("/audit/v1/proof/inclusion?size=3".to_owned(), "index"),
-        (format!("/audit/v1/proof/inclusion?index={}", second.size + 100), "index"),
-        ("/audit/v1/proof/inclusion?index=0&size=999999".to_owned(), "size"),
+        (
+            format!("/audit/v1/proof/inclusion?index={}", second.size + 100),
+            "index",
+        ),
+        (
+            "/audit/v1/proof/inclusion?index=0&size=999999".to_owned(),
+            "size",
+        ),
         ("/audit/v1/proof/consistency?old=0".to_owned(), "old"),
         ("/audit/v1/proof/consistency?old=-1".to_owned(), "old"),
         ("/audit/v1/entries?from=0".to_owned(), "from"),
@@ -999,22 +1042,44 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
         "/audit/v1/proof/consistency?old=1",
         "/audit/v1/entries?from=1",
     ] {
-        let a = counter.request(Method::GET, path, &[], String::new()).await.unwrap();
+        let a = counter
+            .request(Method::GET, path, &[], String::new())
+            .await
+            .unwrap();
         assert_eq!(a.status, StatusCode::FORBIDDEN, "{path}");
         assert_eq!(a.body["type"], "/problems/role-required");
     }
     let last = gw.last_audit().await;
-    assert_eq!((last["decision"].as_str(), last["status"].as_u64()), (Some("deny"), Some(403)));
+    assert_eq!(
+        (last["decision"].as_str(), last["status"].as_u64()),
+        (Some("deny"), Some(403))
+    );
     assert_eq!(last["detail"]["audit_follow"]["from"], "1");
 
     // The CLI reads the same from the store; bad numbers are usage errors.
     let config = config_arg(&gw);
     let c = config.as_str();
     assert_eq!(gw.tongban(&["audit", "checkpoint", "--config", c]).await, 0);
-    assert_eq!(gw.tongban(&["audit", "prove", "--config", c, "--index", "0"]).await, 0);
-    assert_eq!(gw.tongban(&["audit", "consistency", "--config", c, "--old", "1"]).await, 0);
-    assert_eq!(gw.tongban(&["audit", "prove", "--config", c, "--index", "99999"]).await, 2);
-    assert_eq!(gw.tongban(&["audit", "consistency", "--config", c, "--old", "0"]).await, 2);
+    assert_eq!(
+        gw.tongban(&["audit", "prove", "--config", c, "--index", "0"])
+            .await,
+        0
+    );
+    assert_eq!(
+        gw.tongban(&["audit", "consistency", "--config", c, "--old", "1"])
+            .await,
+        0
+    );
+    assert_eq!(
+        gw.tongban(&["audit", "prove", "--config", c, "--index", "99999"])
+            .await,
+        2
+    );
+    assert_eq!(
+        gw.tongban(&["audit", "consistency", "--config", c, "--old", "0"])
+            .await,
+        2
+    );
     let (code, msg) = verify(&gw, &[]).await;
     assert_eq!(code, 0, "{msg}");
 }

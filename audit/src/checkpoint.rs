@@ -236,7 +236,11 @@ mod tests {
         let jws = Checkpoint::sign(&s, 42, &"ab".repeat(32), "gw-1").unwrap();
         let old = StoredCheckpoint::from_json(&jws.to_json()).unwrap();
         assert_eq!((old.seq, old.format()), (42, "jws"));
-        let note = StoredCheckpoint::note(7, &"cd".repeat(32), "log\n7\nAAAA\n\n\u{2014} log AAAAAAAA\n");
+        let note = StoredCheckpoint::note(
+            7,
+            &"cd".repeat(32),
+            "log\n7\nAAAA\n\n\u{2014} log AAAAAAAA\n",
+        );
         for c in [old, note] {
             assert_eq!(StoredCheckpoint::from_json(&c.to_json()).unwrap(), c);
             let row = StoredCheckpoint::from_row(c.seq, c.hash.clone(), &c.text(), c.format());

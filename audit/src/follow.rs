@@ -157,7 +157,9 @@ mod tests {
         let db = Database::Sqlite(dir.path().join("state.db"));
         let signer = crate::log::tests::test_signer();
         let settings = crate::log::tests::settings(5);
-        let log = AuditLog::open(&db, Arc::clone(&signer), settings).await.unwrap();
+        let log = AuditLog::open(&db, Arc::clone(&signer), settings)
+            .await
+            .unwrap();
         assert_eq!(log.latest_checkpoint().await.unwrap(), None);
         let mut notes = Vec::new();
         for i in 0..23 {
@@ -213,7 +215,11 @@ mod tests {
         // Stored notes: the latest is the one a reopened log starts from.
         log.close().await;
         let stored = store.latest_note().await.unwrap().unwrap();
-        assert_eq!(SignedCheckpoint::parse(&stored).unwrap().size, 23, "sealed at close");
+        assert_eq!(
+            SignedCheckpoint::parse(&stored).unwrap().size,
+            23,
+            "sealed at close"
+        );
         let cps = store.checkpoints(1, 23).await.unwrap();
         assert!(cps.iter().all(|c| c.format() == "note"), "{cps:?}");
     }

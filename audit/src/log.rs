@@ -324,8 +324,8 @@ async fn insert_pg(
         .bind(&c.hash)
         .bind(c.text())
         .bind(c.format())
-            .execute(&mut *tx)
-            .await?;
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }

@@ -303,8 +303,12 @@ fn append(
         }
     }
     if let Some(c) = &p.checkpoint {
-        tx.prepare_cached(INSERT_CHECKPOINT)?
-            .execute(params![c.seq, c.hash, c.text(), c.format()])?;
+        tx.prepare_cached(INSERT_CHECKPOINT)?.execute(params![
+            c.seq,
+            c.hash,
+            c.text(),
+            c.format()
+        ])?;
     }
     tx.commit()?;
     let state = current.after(&p);

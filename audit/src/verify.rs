@@ -396,7 +396,15 @@ async fn verify_once(
             };
             if failures.is_empty() {
                 let end = hi.min(last);
-                let walk = walk(store, c, end, &seals, tree.take(), &mut progress, report.archived);
+                let walk = walk(
+                    store,
+                    c,
+                    end,
+                    &seals,
+                    tree.take(),
+                    &mut progress,
+                    report.archived,
+                );
                 let (walked, failure, t) = walk.await?;
                 failures.extend(failure);
                 c = walked;
@@ -429,7 +437,10 @@ async fn verify_once(
     }
     // So do stored tree hashes beyond the last record, unless records were appended
     // meanwhile.
-    if let Some(t) = tree.as_ref().filter(|t| walked_to_end && t.stored_end.is_none()) {
+    if let Some(t) = tree
+        .as_ref()
+        .filter(|t| walked_to_end && t.stored_end.is_none())
+    {
         let stored = store.tree_size().await?;
         if failures.is_empty() && stored > t.size() && store.bounds().await? == bounds {
             failures.push(VerifyFailure {
@@ -447,15 +458,14 @@ async fn verify_once(
     report.notes = notes_checked;
     let jws_sealed = seals
         .range(..=last)
-        .filter(|(_, s)| s.hash.is_some())
-        .next_back()
+        .rfind(|(_, s)| s.hash.is_some())
         .map(|(s, _)| *s)
         .unwrap_or(0);
     report.tree = tree.map(|t| TreeReport {
         leaves: t.leaves,
         rows: t.rows,
         sealed: t.sealed,
-        stored_to: t.stored_end.map(|end| size_of_stored(end)),
+        stored_to: t.stored_end.map(size_of_stored),
     });
     let tree_sealed = report.tree.as_ref().map_or(0, |t| t.sealed);
     report.sealed = jws_sealed.max(i64::try_from(tree_sealed).unwrap_or(i64::MAX));
@@ -645,7 +655,11 @@ async fn walk_parts(
 }
 
 /// One part: its checker, its first failure and, when asked, its records' leaves.
-type Part = (ChainChecker, Option<VerifyFailure>, Vec<crate::tlog::tree::Hash>);
+type Part = (
+    ChainChecker,
+    Option<VerifyFailure>,
+    Vec<crate::tlog::tree::Hash>,
+);
 
 async fn walk_part(
     store: &AuditStore,
@@ -731,7 +745,10 @@ async fn seals(
                         )));
                         continue;
                     }
-                    let by = format!("the signed note of tree size {} by {}", c.seq, signed.origin);
+                    let by = format!(
+                        "the signed note of tree size {} by {}",
+                        c.seq, signed.origin
+                    );
                     roots.insert(size, signed);
                     Sealed { hash: None, by }
                 }
@@ -745,7 +762,9 @@ async fn seals(
             },
         };
         match out.get(&c.seq) {
-            Some(have) if have.hash.is_some() && sealed.hash.is_some() && have.hash != sealed.hash => {
+            Some(have)
+                if have.hash.is_some() && sealed.hash.is_some() && have.hash != sealed.hash =>
+            {
                 failures.push(fail(format!(
                     "two valid checkpoints seal seq {} with different hashes",
                     c.seq
@@ -766,7 +785,10 @@ async fn seals(
 fn check_note(text: &str, seq: i64, keys: &[Vec<u8>]) -> Result<tree::SignedRoot, String> {
     let c = SignedCheckpoint::parse(text).map_err(|e| e.to_string())?;
     if i64::try_from(c.size).ok() != Some(seq) {
-        return Err(format!("it is stored at seq {seq} but is of tree size {}", c.size));
+        return Err(format!(
+            "it is stored at seq {seq} but is of tree size {}",
+            c.size
+        ));
     }
     let mut last = format!("no trusted key signs it as {}", c.origin);
     for key in keys {

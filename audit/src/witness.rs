@@ -353,7 +353,7 @@ mod tests {
     use ring::signature::KeyPair as _;
 
     use super::*;
-    use crate::frontier::checkpoint_text;
+    use crate::tlog::checkpoint::body as checkpoint_text;
     use crate::tlog::cosignature::{cosigned_at, verifier};
     use crate::tlog::note::tests::new_key;
     use crate::tlog::note::NoteSigner;

@@ -48,7 +48,9 @@ impl SignedCheckpoint {
             .ok()
             .and_then(|r| <[u8; 32]>::try_from(r).ok())
             .map(Hash)
-            .ok_or(NoteError::Malformed("the checkpoint root is not a base64 SHA-256"))?;
+            .ok_or(NoteError::Malformed(
+                "the checkpoint root is not a base64 SHA-256",
+            ))?;
         Ok(Self {
             origin: origin.to_owned(),
             size,
@@ -81,7 +83,10 @@ mod tests {
             .sign(&text)
             .unwrap();
         let c = SignedCheckpoint::parse(&note).unwrap();
-        assert_eq!((c.origin.as_str(), c.size, c.root), ("tongban.test/audit", 7, Hash([7; 32])));
+        assert_eq!(
+            (c.origin.as_str(), c.size, c.root),
+            ("tongban.test/audit", 7, Hash([7; 32]))
+        );
         c.verify(key.public_key().as_ref()).unwrap();
         let other = new_key();
         assert!(c.verify(other.public_key().as_ref()).is_err());

@@ -164,7 +164,9 @@ fn stored_rows(
     let err = |e: rusqlite::Error| AuditError::Store(format!("reading audit_tree: {e}"));
     let bound = |i: u64| i64::try_from(i).unwrap_or(i64::MAX);
     let mut stmt = conn
-        .prepare_cached("SELECT idx, hash FROM audit_tree WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
+        .prepare_cached(
+            "SELECT idx, hash FROM audit_tree WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+        )
         .map_err(err)?;
     let rows = stmt
         .query_map([bound(range.start), bound(range.end)], |r| {

@@ -194,7 +194,9 @@ mod tests {
     use crate::tlog::tree::{self, KnownHashes};
 
     fn leaves(n: u64) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash(format!("r{i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(format!("r{i}").as_bytes()))
+            .collect()
     }
 
     /// The stored rows tlog writes for `leaves`, as `audit_tree` holds them.
@@ -217,7 +219,15 @@ mod tests {
         let (rows, roots) = stored(&l);
         let notes: BTreeMap<u64, SignedRoot> = [7u64, 64, 100]
             .into_iter()
-            .map(|s| (s, SignedRoot { root: roots[s as usize - 1], origin: "log".into() }))
+            .map(|s| {
+                (
+                    s,
+                    SignedRoot {
+                        root: roots[s as usize - 1],
+                        origin: "log".into(),
+                    },
+                )
+            })
             .collect();
         for chunk in [1, 3, 16, 100] {
             let mut t = TreeCheck::new(0, Vec::new(), notes.clone());
@@ -230,7 +240,10 @@ mod tests {
                     .collect();
                 t.add(c, &part).unwrap();
             }
-            assert_eq!((t.size(), t.rows, t.sealed, t.stored_end), (100, rows.len() as u64, 100, None));
+            assert_eq!(
+                (t.size(), t.rows, t.sealed, t.stored_end),
+                (100, rows.len() as u64, 100, None)
+            );
             assert_eq!(t.root(), Some(roots[99]));
         }
     }
@@ -258,7 +271,14 @@ mod tests {
         // A stored tree that stops short is not a failure: it is caught up later.
         let t = run(&rows[..at], BTreeMap::new()).unwrap();
         assert_eq!(t.stored_end, Some(30));
-        let wrong = [(20, SignedRoot { root: roots[18], origin: "log".into() })].into();
+        let wrong = [(
+            20,
+            SignedRoot {
+                root: roots[18],
+                origin: "log".into(),
+            },
+        )]
+        .into();
         let f = run(&rows, wrong).err().unwrap();
         assert_eq!(f.seq, 1);
         assert!(f.reason.contains("tree size 20"), "{}", f.reason);

@@ -206,7 +206,10 @@ fn with_hash(record: &str, hash: &str) -> Value {
 /// over `log`, role checks by `authorizer`. The checkpoint is the latest this
 /// gateway's writer signed (or the latest stored before it signed any); proofs and
 /// entries are read from the store.
-pub fn log_service<B: Send + 'static>(log: AuditLog, authorizer: Arc<Authorizer>) -> RouteService<B> {
+pub fn log_service<B: Send + 'static>(
+    log: AuditLog,
+    authorizer: Arc<Authorizer>,
+) -> RouteService<B> {
     BoxCloneSyncService::new(tower::service_fn(move |req: Request<B>| {
         let (log, authorizer) = (log.clone(), Arc::clone(&authorizer));
         let principal = req.extensions().get::<Principal>().cloned();
@@ -237,7 +240,11 @@ pub fn log_service<B: Send + 'static>(log: AuditLog, authorizer: Arc<Authorizer>
     }))
 }
 
-async fn follow(log: &AuditLog, path: &str, params: &[(String, String)]) -> Result<Answer, ApiError> {
+async fn follow(
+    log: &AuditLog,
+    path: &str,
+    params: &[(String, String)],
+) -> Result<Answer, ApiError> {
     let store = log.store();
     let json = |body: Value| Answer::Json {
         status: StatusCode::OK,
@@ -250,7 +257,9 @@ async fn follow(log: &AuditLog, path: &str, params: &[(String, String)]) -> Resu
                 .latest_checkpoint()
                 .await
                 .map_err(|e| ApiError::Internal(format!("audit checkpoint: {e}")))?
-                .ok_or_else(|| ApiError::NoRoute(format!("{CHECKPOINT} (no checkpoint signed yet)")))?;
+                .ok_or_else(|| {
+                    ApiError::NoRoute(format!("{CHECKPOINT} (no checkpoint signed yet)"))
+                })?;
             Ok(Answer::Text {
                 status: StatusCode::OK,
                 content_type: "text/plain; charset=utf-8",
@@ -260,14 +269,24 @@ async fn follow(log: &AuditLog, path: &str, params: &[(String, String)]) -> Resu
         INCLUSION => {
             let q = Query::parse(params, &["index", "size"])?;
             let index = q.required("index")?;
-            let p = store.inclusion_proof(index, q.number("size")?).await.map_err(follow_error)?;
-            Ok(json(json!({"index": index, "size": p.size, "inclusion": hashes(&p)})))
+            let p = store
+                .inclusion_proof(index, q.number("size")?)
+                .await
+                .map_err(follow_error)?;
+            Ok(json(
+                json!({"index": index, "size": p.size, "inclusion": hashes(&p)}),
+            ))
         }
         CONSISTENCY => {
             let q = Query::parse(params, &["old", "size"])?;
             let old = q.required("old")?;
-            let p = store.consistency_proof(old, q.number("size")?).await.map_err(follow_error)?;
-            Ok(json(json!({"old": old, "size": p.size, "consistency": hashes(&p)})))
+            let p = store
+                .consistency_proof(old, q.number("size")?)
+                .await
+                .map_err(follow_error)?;
+            Ok(json(
+                json!({"old": old, "size": p.size, "consistency": hashes(&p)}),
+            ))
         }
         _ => {
             let q = Query::parse(params, &["from", "limit"])?;
