@@ -4,15 +4,17 @@
 //! Record `n` stores its canonical JSON (RFC 8785) holding `seq` and `prev_hash`, and
 //! `hash = SHA-256(prev_hash ‖ canonical JSON)` in lowercase hex, `prev_hash` of the
 //! first record being 64 zeros. Editing, deleting, inserting or reordering a row breaks
-//! the chain at that row, which `verify` names. Every N records or T seconds the writer
-//! signs a [`Checkpoint`] of the head with the gateway's Ed25519 key, stored beside the
-//! chain and copied to a file outside it, so that a cut-off tail or a chain rewritten
-//! with recomputed hashes is caught too.
+//! the chain at that row, which `verify` names. Each record is also a leaf of an RFC
+//! 9162 Merkle tree; every batch signs a C2SP note of the tree with the gateway's
+//! Ed25519 key, and every N records or T seconds that note is kept as a checkpoint
+//! ([`StoredCheckpoint`]) beside the chain and in a file outside it, so that a cut-off
+//! tail or a chain rewritten with recomputed hashes is caught too. Stores sealed
+//! before that hold JWS [`Checkpoint`]s of the head, which still verify.
 //!
 //! ```text
 //!  AuditLog::append ─▶ writer task (group commit) ─▶ AuditStore (SQLite | PostgreSQL)
-//!                         └─ every N records / T s: Checkpoint ─▶ store + checkpoint file
-//!  verify · search · export · subject · report · archive ─▶ AuditStore
+//!                         └─ every N records / T s: the batch's note ─▶ store + checkpoint file
+//!  verify · search · export · subject · report · archive · proofs ─▶ AuditStore
 //! ```
 //!
 //! This crate knows nothing of HTTP or of the gateway's config: the gateway builds
