@@ -62,14 +62,14 @@ pub use export::{
     export, parse_line, ExportContext, ExportLine, ExportSummary, Format, EXPORT_FORMAT,
 };
 pub use follow::{FollowError, Proof, MAX_ENTRIES};
-/// A C2SP tlog-checkpoint body (origin, size, base64 root), as notes sign it.
-pub use tlog::checkpoint::body as checkpoint_text;
 pub use log::{AuditLog, Receipt};
 pub use receipt::{check_receipt, Included, ReceiptError};
 pub use report::{anomalies, revoked_from_index, Anomaly, AnomalyRules};
 pub use search::{parse_time, Filter};
 pub use store::{state_db_options, ArchiveEntry, AuditStore, Database, Row};
 pub use subject::{subject_report, Access, SubjectReport};
+/// A C2SP tlog-checkpoint body (origin, size, base64 root), as notes sign it.
+pub use tlog::checkpoint::body as checkpoint_text;
 pub use verify::{
     verify, verify_chain, ChainChecker, TreeReport, VerifyFailure, VerifyOptions, VerifyReport,
 };
