@@ -1010,29 +1010,46 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
     assert_eq!(root_of(&records[..second.size as usize]), second.root);
     assert_eq!(records[index as usize], record);
 
-    // Bad or out-of-range numbers are 400s naming the parameter.
-    for (path, name) in [
-        ("/audit/v1/proof/inclusion?index=x".to_owned(), "index"),
-        ("/audit/v1/proof/inclusion?size=3".to_owned(), "index"),
+    // Malformed numbers are 400s naming the parameter; well-formed ones beyond the
+    // tree are 404s, as a missing record is, naming it too.
+    for (path, status, name) in [
+        ("/audit/v1/proof/inclusion?index=x".to_owned(), 400, "index"),
+        ("/audit/v1/proof/inclusion?size=3".to_owned(), 400, "index"),
         (
             format!("/audit/v1/proof/inclusion?index={}", second.size + 100),
+            404,
             "index",
         ),
         (
             "/audit/v1/proof/inclusion?index=0&size=999999".to_owned(),
+            404,
             "size",
         ),
-        ("/audit/v1/proof/consistency?old=0".to_owned(), "old"),
-        ("/audit/v1/proof/consistency?old=-1".to_owned(), "old"),
-        ("/audit/v1/entries?from=0".to_owned(), "from"),
-        ("/audit/v1/entries?from=1&limit=5000".to_owned(), "limit"),
-        ("/audit/v1/checkpoint?x=1".to_owned(), "x"),
+        ("/audit/v1/proof/consistency?old=0".to_owned(), 400, "old"),
+        ("/audit/v1/proof/consistency?old=-1".to_owned(), 400, "old"),
+        (
+            "/audit/v1/proof/consistency?old=3&size=2".to_owned(),
+            404,
+            "old",
+        ),
+        ("/audit/v1/entries?from=0".to_owned(), 400, "from"),
+        (
+            "/audit/v1/entries?from=1&limit=5000".to_owned(),
+            400,
+            "limit",
+        ),
+        ("/audit/v1/checkpoint?x=1".to_owned(), 400, "x"),
     ] {
         let a = get(path.clone()).await;
-        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}: {}", a.body);
-        assert_eq!(a.body["type"], "/problems/bad-request", "{path}");
+        assert_eq!(a.status.as_u16(), status, "{path}: {}", a.body);
         let detail = a.body["detail"].as_str().unwrap();
-        assert!(detail.starts_with(&format!("{name}:")), "{path}: {detail}");
+        if status == 400 {
+            assert_eq!(a.body["type"], "/problems/bad-request", "{path}");
+            assert!(detail.starts_with(&format!("{name}:")), "{path}: {detail}");
+        } else {
+            assert_eq!(a.body["type"], "/problems/no-such-endpoint", "{path}");
+            assert!(detail.contains(&format!("({name}:")), "{path}: {detail}");
+        }
     }
 
     // Not an auditor: refused, and the refusal is audited with what was asked.

@@ -15,12 +15,22 @@ pub const MAX_ENTRIES: usize = 1000;
 /// Why a proof or a range of records cannot be given.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FollowError {
-    /// An argument out of range, named.
+    /// An argument that is never valid (`old` 0, `from` below 1, `limit` outside
+    /// 1 to [`MAX_ENTRIES`]), named.
     #[error("{parameter}: {reason}")]
     Argument {
-        /// The parameter (`index`, `size`, `old`, `from`, `limit`).
+        /// The parameter (`old`, `from`, `limit`).
         parameter: &'static str,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// A well-formed number beyond what the log holds now (an index not in the tree,
+    /// a size beyond the stored tree, records archived), named.
+    #[error("{parameter}: {reason}")]
+    Beyond {
+        /// The parameter (`index`, `size`, `old`, `from`).
+        parameter: &'static str,
+        /// What is out of reach.
         reason: String,
     },
     /// The store failed, or lacks a stored hash the proof needs.
@@ -30,6 +40,10 @@ pub enum FollowError {
 
 fn argument(parameter: &'static str, reason: String) -> FollowError {
     FollowError::Argument { parameter, reason }
+}
+
+fn beyond(parameter: &'static str, reason: String) -> FollowError {
+    FollowError::Beyond { parameter, reason }
 }
 
 /// A proof and the tree size it is for.
@@ -57,7 +71,7 @@ impl AuditStore {
         let stored = self.tree_size().await?;
         match size {
             None => Ok(stored),
-            Some(s) if s > stored => Err(argument(
+            Some(s) if s > stored => Err(beyond(
                 "size",
                 format!("{s} is beyond the stored tree of {stored} records"),
             )),
@@ -83,7 +97,7 @@ impl AuditStore {
     ) -> Result<Proof, FollowError> {
         let size = self.proof_size(size).await?;
         if index >= size {
-            return Err(argument(
+            return Err(beyond(
                 "index",
                 format!("{index} is not a leaf of the tree of {size} records"),
             ));
@@ -102,10 +116,13 @@ impl AuditStore {
         size: Option<u64>,
     ) -> Result<Proof, FollowError> {
         let size = self.proof_size(size).await?;
-        if old == 0 || old > size {
-            return Err(argument(
+        if old == 0 {
+            return Err(argument("old", "0 is not a tree size".into()));
+        }
+        if old > size {
+            return Err(beyond(
                 "old",
-                format!("{old} is not a tree size from 1 to {size}"),
+                format!("{old} is larger than the tree of {size} records"),
             ));
         }
         let known = self.known(&tree::consistency_needs(size, old)).await?;
@@ -132,7 +149,7 @@ impl AuditStore {
             return Ok(Vec::new());
         };
         if from < first {
-            return Err(argument(
+            return Err(beyond(
                 "from",
                 format!("records before {first} were moved to archive files"),
             ));
@@ -208,7 +225,10 @@ mod tests {
             (store.entries(1, MAX_ENTRIES + 1).await.err(), "limit"),
         ] {
             match e {
-                Some(FollowError::Argument { parameter: p, .. }) => assert_eq!(p, parameter),
+                Some(
+                    FollowError::Argument { parameter: p, .. }
+                    | FollowError::Beyond { parameter: p, .. },
+                ) => assert_eq!(p, parameter),
                 other => panic!("{parameter}: {other:?}"),
             }
         }

@@ -235,7 +235,7 @@ pub async fn run(args: AuditArgs) -> Result<(), Failure> {
 /// An argument out of range is bad usage (exit 2); anything else a failure.
 fn follow_failure(e: FollowError) -> Failure {
     match e {
-        FollowError::Argument { .. } => usage(format!("--{e}")),
+        FollowError::Argument { .. } | FollowError::Beyond { .. } => usage(format!("--{e}")),
         FollowError::Store(e) => failed(e),
     }
 }

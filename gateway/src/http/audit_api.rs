@@ -272,7 +272,7 @@ async fn follow(
             let p = store
                 .inclusion_proof(index, q.number("size")?)
                 .await
-                .map_err(follow_error)?;
+                .map_err(|e| follow_error(path, e))?;
             Ok(json(
                 json!({"index": index, "size": p.size, "inclusion": hashes(&p)}),
             ))
@@ -283,7 +283,7 @@ async fn follow(
             let p = store
                 .consistency_proof(old, q.number("size")?)
                 .await
-                .map_err(follow_error)?;
+                .map_err(|e| follow_error(path, e))?;
             Ok(json(
                 json!({"old": old, "size": p.size, "consistency": hashes(&p)}),
             ))
@@ -296,7 +296,10 @@ async fn follow(
                 Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
                 None => ENTRIES_LIMIT,
             };
-            let rows = store.entries(from, limit).await.map_err(follow_error)?;
+            let rows = store
+                .entries(from, limit)
+                .await
+                .map_err(|e| follow_error(path, e))?;
             let next = match rows.last() {
                 Some(last) if rows.len() == limit => {
                     Value::String(format!("{ENTRIES}?from={}&limit={limit}", last.seq + 1))
@@ -317,9 +320,12 @@ fn hashes(p: &Proof) -> Vec<String> {
     p.base64()
 }
 
-fn follow_error(e: FollowError) -> ApiError {
+/// A malformed number is a 400; a well-formed one beyond what the log holds now is
+/// a 404, as a record that does not exist is (both name the parameter first).
+fn follow_error(path: &str, e: FollowError) -> ApiError {
     match e {
         FollowError::Argument { .. } => ApiError::BadRequest(e.to_string()),
+        FollowError::Beyond { .. } => ApiError::NoRoute(format!("{path} ({e})")),
         FollowError::Store(e) => ApiError::Internal(format!("audit proof: {e}")),
     }
 }
