@@ -944,6 +944,19 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
             assert_eq!(a.headers["content-type"], "text/plain; charset=utf-8");
             let c = SignedCheckpoint::parse(&a.text).unwrap();
             c.verify(key).unwrap();
+            // The text answer's receipt is in its header: its record binds the text.
+            use base64::Engine as _;
+            let header = a.headers["audit-receipt"].to_str().unwrap();
+            let json = base64::engine::general_purpose::STANDARD
+                .decode(header)
+                .unwrap();
+            let receipt: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            let included = audit::check_receipt(&receipt, key).unwrap();
+            let record: serde_json::Value = serde_json::from_str(&included.record).unwrap();
+            assert_eq!(
+                record["answer_sha256"].as_str(),
+                Some(audit::answer_sha256(a.text.as_bytes()).as_str())
+            );
             c
         }
     };

@@ -9,10 +9,10 @@
 
 use crate::error::AuditError;
 use crate::store::AuditStore;
+use crate::tlog::checkpoint::SignedCheckpoint;
 use crate::tlog::cosignature::cosigned_at;
-use crate::tlog::note::{Note, Verifier};
+use crate::tlog::note::Verifier;
 use crate::tlog::tree::{self, KnownHashes};
-use crate::witness::checkpoint_of;
 
 impl AuditStore {
     /// Keep `note`, the checkpoint of `size` records cosigned by `witness`.
@@ -118,21 +118,16 @@ pub async fn witnessed(
 ) -> Result<Witnessed, AuditError> {
     let stored = store.tree_size().await?;
     for (size, text) in store.cosignatures(&witness.name).await? {
-        let Ok(note) = Note::parse(&text) else {
+        let Ok(checkpoint) = SignedCheckpoint::parse(&text) else {
             continue;
         };
-        if note.verify(log).is_err() {
+        if checkpoint.note.verify(log).is_err() || checkpoint.size != size {
             continue;
         }
-        let Ok(time) = cosigned_at(&note, witness) else {
+        let Ok(time) = cosigned_at(&checkpoint.note, witness) else {
             continue;
         };
-        let Ok((_, cosigned_size, root)) = checkpoint_of(&note.text) else {
-            continue;
-        };
-        if cosigned_size != size {
-            continue;
-        }
+        let root = checkpoint.root;
         if size > stored {
             return Ok(Witnessed::Contradicted {
                 size,

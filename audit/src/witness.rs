@@ -27,8 +27,9 @@ use base64::Engine as _;
 use ring::signature::Ed25519KeyPair;
 use serde::{Deserialize, Serialize};
 
+use crate::tlog::checkpoint::SignedCheckpoint;
 use crate::tlog::cosignature::cosign;
-use crate::tlog::note::{Note, Verifier, TYPE_ED25519};
+use crate::tlog::note::{Verifier, TYPE_ED25519};
 use crate::tlog::tree::{self, Hash};
 
 /// Why a witness refused a checkpoint.
@@ -185,9 +186,10 @@ impl Witness {
     /// line for its checkpoint, once the state says so on disk.
     pub fn add_checkpoint(&self, body: &str, now: u64) -> Result<String, WitnessError> {
         let request = AddCheckpoint::parse(body)?;
-        let note =
-            Note::parse(&request.checkpoint).map_err(|e| WitnessError::Malformed(e.to_string()))?;
-        let (origin, size, root) = checkpoint_of(&note.text)?;
+        let checkpoint = SignedCheckpoint::parse(&request.checkpoint)
+            .map_err(|e| WitnessError::Malformed(e.to_string()))?;
+        let (origin, size, root) = (checkpoint.origin.as_str(), checkpoint.size, checkpoint.root);
+        let note = &checkpoint.note;
         let log = self
             .logs
             .get(origin)
@@ -323,20 +325,6 @@ impl AddCheckpoint {
     }
 }
 
-/// Origin, size and root of a checkpoint's text.
-pub fn checkpoint_of(text: &str) -> Result<(&str, u64, Hash), WitnessError> {
-    let mut lines = text.split('\n');
-    let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next()) else {
-        return Err(WitnessError::Malformed(
-            "the checkpoint is not origin, size and root".into(),
-        ));
-    };
-    let size = size
-        .parse()
-        .map_err(|_| WitnessError::Malformed(format!("checkpoint size {size:?}")))?;
-    Ok((origin, size, hash_of(root)?))
-}
-
 fn hash_of(b64: &str) -> Result<Hash, WitnessError> {
     B64.decode(b64)
         .ok()
@@ -439,7 +427,8 @@ mod tests {
         log.grow(&["r0", "r1", "r2"]);
         let (w, v) = witness(&log, dir.path());
         let line = w.add_checkpoint(&log.request(0), 1_790_000_000).unwrap();
-        let cosigned = Note::parse(&format!("{}{line}", log.checkpoint())).unwrap();
+        let cosigned =
+            crate::tlog::note::Note::parse(&format!("{}{line}", log.checkpoint())).unwrap();
         assert_eq!(cosigned_at(&cosigned, &v).unwrap(), 1_790_000_000);
 
         log.grow(&["r3", "r4"]);

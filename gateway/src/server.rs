@@ -82,14 +82,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tokio::spawn(ops::serve(Arc::clone(&app), ops_listener, stopped.clone())),
     ];
     // Checkpoints to the witnesses, in the background.
-    let log = crate::witness_submit::Log {
-        store: app.audit.store().clone(),
-        origin: crate::audit_config::origin(&app.config),
-        signer: Arc::clone(&app.signer),
-    };
     tasks.extend(crate::witness_submit::spawn(
         &app.config.audit,
-        log,
+        app.audit.clone(),
         app.witnesses.clone(),
         stopped.clone(),
     ));

@@ -12,12 +12,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use audit::signing::Signer;
+use audit::tlog::checkpoint::SignedCheckpoint;
 use audit::tlog::cosignature::cosigned_at;
-use audit::tlog::note::{Note, NoteSigner, Verifier};
-use audit::tlog::tree::{self, Hash, KnownHashes};
+use audit::tlog::note::{Note, Verifier};
 use audit::witness::AddCheckpoint;
-use audit::AuditStore;
+use audit::{AuditLog, AuditStore};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -76,22 +75,11 @@ struct Target {
     authority: String,
 }
 
-/// The log whose checkpoints go to the witnesses: its store, its name (origin) and
-/// the key that signs its checkpoints.
-pub struct Log {
-    /// Where the tree is.
-    pub store: AuditStore,
-    /// The checkpoints' origin.
-    pub origin: String,
-    /// The gateway's key.
-    pub signer: Arc<Signer>,
-}
-
-/// Start submitting checkpoints of `log` to the witnesses of `config` until `stop`
-/// flips; the status is kept in `status`.
+/// Start submitting the checkpoints of `log` to the witnesses of `config` until
+/// `stop` flips; the status is kept in `status`.
 pub fn spawn(
     config: &AuditConfig,
-    log: Log,
+    log: AuditLog,
     status: Witnesses,
     stop: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
@@ -133,14 +121,14 @@ pub fn spawn(
 
 async fn run(
     targets: Vec<Target>,
-    log: Log,
+    log: AuditLog,
     status: Witnesses,
     interval: Duration,
     timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     // What each witness cosigned, as far as this store knows.
-    let mut cosigned: BTreeMap<String, u64> = match log.store.cosigned_sizes().await {
+    let mut cosigned: BTreeMap<String, u64> = match log.store().cosigned_sizes().await {
         Ok(sizes) => sizes.into_iter().collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the witnesses' cosignatures; starting from none");
@@ -154,8 +142,12 @@ async fn run(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let (size, note) = match log.checkpoint().await {
-            Ok(Some(c)) => c,
+        // The last checkpoint the writer signed (its tree is committed).
+        let (size, note) = match log.latest_checkpoint().await {
+            Ok(Some(note)) => match SignedCheckpoint::parse(&note) {
+                Ok(c) => (c.size, note),
+                Err(_) => continue,
+            },
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "no checkpoint to submit to the witnesses");
@@ -172,10 +164,10 @@ async fn run(
             if old >= size {
                 continue;
             }
-            match submit(t, &log.store, &note, old, size, timeout).await {
+            match submit(t, log.store(), &note, old, size, timeout).await {
                 Ok(Submitted::Cosigned(line)) => {
                     let kept = format!("{note}{line}");
-                    if let Err(e) = log.store.add_cosignature(name, size, &kept).await {
+                    if let Err(e) = log.store().add_cosignature(name, size, &kept).await {
                         tracing::warn!(witness = %name, error = %e, "cannot keep a cosignature");
                         continue;
                     }
@@ -219,41 +211,6 @@ async fn run(
     }
 }
 
-impl Log {
-    /// The checkpoint of the stored tree, signed now: what is durable is what the
-    /// witnesses are asked to vouch for (the same text and, Ed25519 being
-    /// deterministic, the same note as the writer signed for that size).
-    async fn checkpoint(&self) -> Result<Option<(u64, String)>, audit::AuditError> {
-        let size = self.store.tree_size().await?;
-        if size == 0 {
-            return Ok(None);
-        }
-        let known = known(&self.store, &tree::root_needs(size)).await?;
-        let root = tree::root(size, &known).map_err(|e| audit::AuditError::Store(e.to_string()))?;
-        let note = NoteSigner::new(&self.origin, self.signer.key_pair())
-            .and_then(|s| s.sign(&audit::checkpoint_text(&self.origin, size, &root)))
-            .map_err(|e| audit::AuditError::Store(e.to_string()))?;
-        Ok(Some((size, note)))
-    }
-}
-
-/// The stored hashes at `indexes`.
-async fn known(store: &AuditStore, indexes: &[u64]) -> Result<KnownHashes, audit::AuditError> {
-    let mut known = KnownHashes::default();
-    for (i, h) in store.tree_hashes(indexes).await? {
-        known.insert(i, h);
-    }
-    Ok(known)
-}
-
-/// The consistency proof from the stored tree of `old` to that of `size`.
-async fn consistency(store: &AuditStore, old: u64, size: u64) -> Result<Vec<Hash>, String> {
-    let known = known(store, &tree::consistency_needs(size, old))
-        .await
-        .map_err(|e| e.to_string())?;
-    tree::prove_consistency(size, old, &known).map_err(|e| e.to_string())
-}
-
 enum Submitted {
     /// The witness's cosignature line.
     Cosigned(String),
@@ -288,9 +245,11 @@ async fn submit(
     let proof = if old == 0 {
         Vec::new()
     } else {
-        consistency(store, old, size)
+        store
+            .consistency_proof(old, Some(size))
             .await
-            .map_err(SubmitError::Proof)?
+            .map_err(|e| SubmitError::Proof(e.to_string()))?
+            .hashes
     };
     let body = AddCheckpoint {
         old,

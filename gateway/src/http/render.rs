@@ -31,8 +31,8 @@ pub struct Rendered {
     /// Its RFC 8785 canonical JSON: what the record's `answer_sha256` covers (for a
     /// text answer, the text's bytes).
     pub canonical: Vec<u8>,
-    /// A text answer (the auditor API's signed checkpoint note): sent as it is, with
-    /// no receipt spliced in; its record still binds its SHA-256.
+    /// A text answer (the auditor API's signed checkpoint note): sent as it is, its
+    /// receipt in the `Audit-Receipt` header; its record binds the text's SHA-256.
     pub text: bool,
 }
 

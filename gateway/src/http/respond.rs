@@ -70,6 +70,13 @@ pub fn respond(a: Audited) -> Response<ResponseBody> {
         rendered.content_type,
         rendered.allow.clone(),
     );
+    // A text answer has no member to hold its receipt: it goes in a header.
+    let receipt_header = receipt.as_ref().filter(|_| rendered.text).and_then(|r| {
+        use base64::Engine as _;
+        let mut json = Vec::with_capacity(2048);
+        r.write_json(&mut json);
+        HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(json)).ok()
+    });
     let mut r = Response::new(Full::new(Bytes::from(
         rendered.into_bytes(receipt.as_ref()),
     )));
@@ -83,8 +90,15 @@ pub fn respond(a: Audited) -> Response<ResponseBody> {
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", v);
     }
+    if let Some(v) = receipt_header {
+        headers.insert(RECEIPT_HEADER, v);
+    }
     r
 }
+
+/// The header that carries a text answer's receipt: the receipt's JSON (as a JSON
+/// answer's `audit` member holds it), standard base64.
+pub const RECEIPT_HEADER: &str = "audit-receipt";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
