@@ -36,6 +36,8 @@ mod log;
 mod receipt;
 mod report;
 mod search;
+mod segment_index;
+mod segment_search;
 // The gateway's one Ed25519 key seals checkpoints and signs answers; it lives here,
 // below both users, so the gateway takes it from audit and never the other way.
 pub mod signing;
@@ -66,6 +68,7 @@ pub use log::{AuditLog, Receipt};
 pub use receipt::{check_receipt, Included, ReceiptError};
 pub use report::{anomalies, revoked_from_index, Anomaly, AnomalyRules};
 pub use search::{parse_time, Filter};
+pub use segment_index::index_sealed_segments;
 pub use store::{state_db_options, ArchiveEntry, AuditStore, Database, Row};
 pub use subject::{subject_report, Access, SubjectReport};
 /// A C2SP tlog-checkpoint body (origin, size, base64 root), as notes sign it.

@@ -19,11 +19,12 @@ use std::time::Duration;
 use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::batch::{chain, search_columns, state_of, AuditSettings, ChainState, Prepared};
+use super::batch::{chain, state_of, AuditSettings, ChainState, Prepared};
 use super::batch::{ARCHIVED, HEAD, SEALED};
 use super::chain::AuditEntry;
 use super::error::AuditError;
 use super::frontier::behind;
+use super::segment_index::{index_sealed, Unindexed};
 use super::tlog::tree::Hash;
 use crate::signing::Signer;
 
@@ -194,6 +195,9 @@ fn run(
     signer: &Signer,
     settings: &AuditSettings,
 ) {
+    let mut unindexed = Unindexed::default();
+    // Segments left unindexed by an older version or a stop before indexing.
+    index_segments(&mut conn, &mut unindexed);
     while let Ok(job) = jobs.recv() {
         match job {
             Job::ReadState(reply) => {
@@ -206,13 +210,30 @@ fn run(
                 reply,
             } => {
                 let result = append(&mut conn, &cached, &entries, time_due, signer, settings);
+                let first = match &result {
+                    Ok((p, _)) => p.rows.first().map(|r| r.seq),
+                    Err(_) => None,
+                };
                 if result.is_ok() {
                     // Full means a checkpoint is already due; either way it will run.
                     let _ = committed.try_send(());
                 }
                 let _ = reply.send(result);
+                // After the answer: the batch's requests do not wait for the index.
+                if let Some(first) = first {
+                    unindexed.push(first, &entries);
+                    index_segments(&mut conn, &mut unindexed);
+                }
             }
         }
+    }
+}
+
+/// Index the segments that are complete. A failure only delays indexing: search scans
+/// what is not indexed, and the next commit tries again.
+fn index_segments(conn: &mut rusqlite::Connection, unindexed: &mut Unindexed) {
+    if let Err(e) = index_sealed(conn, unindexed) {
+        tracing::warn!(error = %e, "audit search index not built; search scans the records meanwhile");
     }
 }
 
@@ -249,7 +270,9 @@ fn read_state(conn: &rusqlite::Connection) -> Result<ChainState, AuditError> {
     Ok(state_of(head, archived, sealed))
 }
 
-const INSERT_ROW: &str = "INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+/// Only the record: its search entries are written when its segment is complete
+/// ([`super::segment_index`]).
+const INSERT_ROW: &str = "INSERT INTO audit_log (seq, hash, record) VALUES (?1, ?2, ?3)";
 const INSERT_TREE: &str = "INSERT INTO audit_tree (idx, hash) VALUES (?1, ?2)";
 const INSERT_CHECKPOINT: &str =
     "INSERT INTO audit_checkpoint (seq, hash, checkpoint, format) VALUES (?1, ?2, ?3, ?4)";
@@ -284,13 +307,8 @@ fn append(
     let p = chain(&mut current, entries, time_due, signer, settings)?;
     {
         let mut insert = tx.prepare_cached(INSERT_ROW)?;
-        for (r, e) in p.rows.iter().zip(entries) {
-            let [time, consumer, operator, dataset, subject, matter, case_id, decision] =
-                search_columns(e);
-            insert.execute(params![
-                r.seq, r.hash, r.record, time, consumer, operator, dataset, subject, matter,
-                case_id, decision
-            ])?;
+        for r in &p.rows {
+            insert.execute(params![r.seq, r.hash, r.record])?;
         }
     }
     {

@@ -51,8 +51,9 @@ pub struct Row {
 /// A stored record with its search columns as the row holds them.
 pub(crate) struct IndexedRow {
     pub(crate) row: Row,
-    /// In the order of [`crate::SEARCH_COLUMN_NAMES`].
-    pub(crate) columns: [Option<String>; 8],
+    /// In the order of [`crate::SEARCH_COLUMN_NAMES`]; `None` for a row without them
+    /// (SQLite, whose search index is per segment).
+    pub(crate) columns: Option<[Option<String>; 8]>,
 }
 
 /// An [`IndexedRow`] from a row selecting `seq, hash, record` and the search columns
@@ -64,10 +65,15 @@ where
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    let mut columns: [Option<String>; 8] = Default::default();
-    for (k, c) in columns.iter_mut().enumerate() {
-        *c = r.try_get(3 + k)?;
-    }
+    let columns = if r.len() > 3 {
+        let mut columns: [Option<String>; 8] = Default::default();
+        for (k, c) in columns.iter_mut().enumerate() {
+            *c = r.try_get(3 + k)?;
+        }
+        Some(columns)
+    } else {
+        None
+    };
     Ok(IndexedRow {
         row: Row {
             seq: r.try_get(0)?,
@@ -137,6 +143,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "note checkpoints",
         include_str!("../migrations/sqlite/0004_note_checkpoints.sql"),
+    ),
+    (
+        5,
+        "segment index",
+        include_str!("../migrations/sqlite/0005_segment_index.sql"),
     ),
     (
         6,
@@ -261,9 +272,9 @@ impl AuditStore {
         to: i64,
     ) -> BoxStream<'_, Result<IndexedRow, AuditError>> {
         match self {
+            // No search columns on SQLite: `audit verify` checks its segment index.
             Self::Sqlite(p) => sqlx::query(
-                "SELECT seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision
-                 FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+                "SELECT seq, hash, record FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
             )
             .bind(from)
             .bind(to)
@@ -295,11 +306,16 @@ impl AuditStore {
     /// The first record received at or after `time` (RFC 3339 UTC, as stored).
     pub async fn first_seq_from(&self, time: &str) -> Result<Option<i64>, AuditError> {
         Ok(match self {
+            // The first record by seq at or after `time`, through the index.
             Self::Sqlite(p) => {
-                sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE time >= ?1")
-                    .bind(time)
-                    .fetch_one(p)
+                let from = Filter {
+                    from: Some(time.to_owned()),
+                    ..Filter::default()
+                };
+                super::segment_search::search(p, &from, 0, 1)
                     .await?
+                    .first()
+                    .map(|r| r.seq)
             }
             Self::Postgres(p) => {
                 sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE time >= $1")
@@ -435,8 +451,11 @@ impl AuditStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Row>, AuditError> {
-        let pg = matches!(self, Self::Postgres(_));
-        let ph = |i: usize| if pg { format!("${i}") } else { format!("?{i}") };
+        let pool = match self {
+            Self::Sqlite(p) => return super::segment_search::search(p, filter, after, limit).await,
+            Self::Postgres(p) => p,
+        };
+        let ph = |i: usize| format!("${i}");
         let mut sql = format!(
             "SELECT seq, hash, record FROM audit_log WHERE seq > {}",
             ph(1)
@@ -467,10 +486,7 @@ impl AuditStore {
                 q.fetch_all($pool).await?
             }};
         }
-        let rows = match self {
-            Self::Sqlite(p) => fetch!(p),
-            Self::Postgres(p) => fetch!(p),
-        };
+        let rows = fetch!(pool);
         Ok(rows
             .into_iter()
             .map(|(seq, hash, record)| Row { seq, hash, record })

@@ -7,8 +7,10 @@
 //! recomputed tree's at its size ([`tree`]), a JWS checkpoint's hash (stores from
 //! before notes) the chain's. Every stored `audit_tree` hash, from which proofs are
 //! served, must be the recomputed one. Records after the last checkpoint are reported
-//! as unsealed. Every stored row's search columns, which search and the reports read
-//! and the hash does not cover, are checked against its record ([`columns`]).
+//! as unsealed. What search and the reports read besides the records, which the hash
+//! does not cover, is checked against them too: on SQLite the search index of every
+//! indexed segment ([`index`]), on PostgreSQL every stored row's search columns
+//! ([`columns`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +35,7 @@ use tree::TreeCheck;
 mod canonical;
 mod columns;
 mod failure;
+mod index;
 mod sqlite_scan;
 mod tree;
 
@@ -216,14 +219,15 @@ impl ChainChecker {
 }
 
 /// Every stored row with its search columns, as [`super::store::indexed_row`] reads it.
-const INDEXED_ROWS: &str = "SELECT seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision FROM audit_log ORDER BY seq";
+const INDEXED_ROWS: &str = "SELECT seq, hash, record FROM audit_log ORDER BY seq";
 
 /// Columns read as owned text, borrowed for the check.
-fn stored_columns(columns: &[Option<String>; 8]) -> Columns<'_> {
-    std::array::from_fn(|k| match &columns[k] {
+fn stored_columns(columns: &Option<[Option<String>; 8]>) -> Option<Columns<'_>> {
+    let columns = columns.as_ref()?;
+    Some(std::array::from_fn(|k| match &columns[k] {
         Some(t) => Stored::Text(t.as_bytes()),
         None => Stored::Null,
-    })
+    }))
 }
 
 fn hex_into(bytes: &[u8], out: &mut [u8; 64]) {
@@ -234,20 +238,18 @@ fn hex_into(bytes: &[u8], out: &mut [u8; 64]) {
     }
 }
 
-/// Walk the whole chain of a SQLite state database, search columns included, and
-/// report the first break (no checkpoints; see [`verify`] for the full check).
+/// Walk the whole chain of a SQLite state database and report the first break (no checkpoints; see [`verify`] for the full check).
 pub async fn verify_chain(conn: &mut SqliteConnection) -> Result<VerifyReport, AuditError> {
     let mut rows = sqlx::query(INDEXED_ROWS).fetch(&mut *conn);
     let mut checker = ChainChecker::new(1, GENESIS);
     let mut failure = None;
     while let Some(row) = rows.try_next().await? {
         let r = super::store::indexed_row(&row)?;
-        let columns = stored_columns(&r.columns);
         if let Err(f) = checker.check_bytes(
             r.row.seq,
             r.row.hash.as_bytes(),
             r.row.record.as_bytes(),
-            Some(&columns),
+            None,
         ) {
             failure = Some(f);
             break;
@@ -410,6 +412,10 @@ async fn verify_once(
                 c = walked;
                 tree = t;
                 walked_to_end = end == last;
+                // The records are sound: now what search reads of them.
+                if let (true, AuditStore::Sqlite(pool)) = (failures.is_empty(), store) {
+                    failures.extend(index::check(pool, start, end).await?);
+                }
             }
             checker = Some(c);
         } else {
@@ -674,7 +680,7 @@ async fn walk_part(
     while let Some(r) = rows.try_next().await? {
         let columns = stored_columns(&r.columns);
         let (seq, hash, record) = (r.row.seq, r.row.hash.as_bytes(), r.row.record.as_bytes());
-        if let Err(f) = check_sealed(&mut c, seq, hash, record, Some(&columns), seals) {
+        if let Err(f) = check_sealed(&mut c, seq, hash, record, columns.as_ref(), seals) {
             return Ok((c, Some(f), out));
         }
         if leaves {

@@ -1,0 +1,120 @@
+//! A SQLite store's search index against its records. Search and the reports find a
+//! record of an indexed segment only through its entries (time, operator, subject,
+//! case id), which the hash does not cover: an entry altered or deleted hides the
+//! record. So every indexed segment must hold exactly the entries its records give,
+//! and the first record whose entries differ is named.
+
+use std::collections::BTreeMap;
+
+use futures_util::TryStreamExt as _;
+use sqlx::SqlitePool;
+
+use super::failure::VerifyFailure;
+use crate::batch::SEARCH_COLUMN_NAMES;
+use crate::chain::AuditEntry;
+use crate::error::AuditError;
+use crate::segment_index::{keys_of, INDEXED};
+
+/// Entries by record and column: the values found there.
+type Entries = BTreeMap<(i64, usize), Vec<String>>;
+
+/// Check the indexed segments that hold records in `lo..=hi`; the first record whose
+/// entries disagree with it, if any.
+pub(super) async fn check(
+    pool: &SqlitePool,
+    lo: i64,
+    hi: i64,
+) -> Result<Option<VerifyFailure>, AuditError> {
+    let segments: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT first_seq, last_seq FROM audit_segment WHERE last_seq >= ?1 AND first_seq <= ?2 ORDER BY first_seq",
+    )
+    .bind(lo)
+    .bind(hi)
+    .fetch_all(pool)
+    .await?;
+    let mut covered = 0;
+    for (first, last) in segments {
+        if first <= covered || last < first {
+            return Ok(Some(VerifyFailure {
+                seq: first,
+                reason: format!(
+                    "record {first}: the search index lists records {first}..{last}, which overlap another indexed segment or are no range"
+                ),
+            }));
+        }
+        covered = last;
+        if let Some(f) = check_segment(pool, first, last).await? {
+            return Ok(Some(f));
+        }
+    }
+    Ok(None)
+}
+
+async fn check_segment(
+    pool: &SqlitePool,
+    first: i64,
+    last: i64,
+) -> Result<Option<VerifyFailure>, AuditError> {
+    let mut want = Entries::new();
+    let mut records = sqlx::query_as::<_, (i64, String)>(
+        "SELECT seq, record FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+    )
+    .bind(first)
+    .bind(last)
+    .fetch(pool);
+    while let Some((seq, record)) = records.try_next().await? {
+        // The chain walk has named a record that is no audit entry already.
+        let Ok(entry) = serde_json::from_str::<AuditEntry>(&record) else {
+            continue;
+        };
+        for (col, value) in INDEXED.iter().zip(keys_of(&entry)) {
+            if let Some(v) = value {
+                want.insert((seq, *col), vec![v]);
+            }
+        }
+    }
+    drop(records);
+    let mut have = Entries::new();
+    let mut stored = sqlx::query_as::<_, (i64, i64, String)>(
+        "SELECT col, seq, value FROM audit_index WHERE seg = ?1",
+    )
+    .bind(first)
+    .fetch(pool);
+    while let Some((col, seq, value)) = stored.try_next().await? {
+        let col = usize::try_from(col).unwrap_or(usize::MAX);
+        have.entry((seq, col)).or_default().push(value);
+    }
+    Ok(first_difference(&want, &have))
+}
+
+/// The first (by seq) record whose entries differ, named with the column.
+fn first_difference(want: &Entries, have: &Entries) -> Option<VerifyFailure> {
+    let keys = want.keys().chain(have.keys());
+    let &(seq, col) = keys
+        .filter(|k| want.get(k) != have.get(k))
+        .min()?;
+    let name = SEARCH_COLUMN_NAMES.get(col).copied().unwrap_or("an unknown column");
+    let quote = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    let reason = match (want.get(&(seq, col)), have.get(&(seq, col))) {
+        (Some(w), None) => format!(
+            "record {seq} is missing from the search index ({name} {}): search and reports would not find it",
+            quote(w)
+        ),
+        (None, Some(h)) => format!(
+            "record {seq}: the search index says {name} {} but the record has none: the search index was altered",
+            quote(h)
+        ),
+        (Some(w), Some(h)) => format!(
+            "record {seq}: the search index says {name} {} but the record says {}: the search index was altered (search and reports read it)",
+            quote(h),
+            quote(w)
+        ),
+        (None, None) => return None,
+    };
+    Some(VerifyFailure { seq, reason })
+}
