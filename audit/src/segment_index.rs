@@ -91,10 +91,11 @@ pub(crate) fn index_sealed(
         .map_err(store_err)?;
     let mut done = 0;
     loop {
-        let tx = conn.unchecked_transaction().map_err(store_err)?;
-        let (indexed, lowest, head): (Option<i64>, Option<i64>, Option<i64>) = tx
+        // Each bound on its own: SQLite answers MIN or MAX alone from the B-tree's
+        // edge, but scans the table for both in one SELECT.
+        let (indexed, lowest, head): (Option<i64>, Option<i64>, Option<i64>) = conn
             .prepare_cached(
-                "SELECT (SELECT MAX(last_seq) FROM audit_segment), MIN(seq), MAX(seq) FROM audit_log",
+                "SELECT (SELECT MAX(last_seq) FROM audit_segment), (SELECT MIN(seq) FROM audit_log), (SELECT MAX(seq) FROM audit_log)",
             )
             .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
             .map_err(store_err)?;
@@ -105,6 +106,17 @@ pub(crate) fn index_sealed(
         let last = first + size - 1;
         if head < last {
             return Ok(done);
+        }
+        // Immediate: the bounds read above stay true until the segment is committed.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(store_err)?;
+        let moved: Option<i64> = tx
+            .prepare_cached("SELECT MAX(last_seq) FROM audit_segment")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(store_err)?;
+        if moved != indexed {
+            continue;
         }
         let keys = match held.take(first, last) {
             Some(k) => k,
