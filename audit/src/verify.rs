@@ -880,19 +880,24 @@ mod tests {
                 ..AuditEntry::default()
             };
             let (record, hash) = seal_entry(seq, &prev, &e).unwrap();
-            let mut q = sqlx::query("INSERT INTO audit_log (seq, hash, record, time, consumer, operator, dataset, subject, matter, case_id, decision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
+            sqlx::query("INSERT INTO audit_log (seq, hash, record) VALUES (?1, ?2, ?3)")
                 .bind(seq)
                 .bind(&hash)
-                .bind(record);
-            for c in crate::search_columns(&e) {
-                q = q.bind(c);
-            }
-            q.execute(&mut *tx).await.unwrap();
+                .bind(record)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
             prev = hash;
         }
+        // Segments of 8: records 1..=40 are five indexed segments, the rest a tail.
+        sqlx::query("UPDATE audit_index_segment SET records = 8")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         // The tree as the writer would have stored it.
         store.catch_up_tree().await.unwrap();
+        crate::index_sealed_segments(&db).unwrap();
         let pool = pool.clone();
         (store, pool)
     }
@@ -1041,47 +1046,73 @@ mod tests {
         }
     }
 
-    /// The search columns are outside the hash: every reader checks each row's against
-    /// its record and names the record and the column.
+    /// The search index is outside the hash: verify checks every indexed segment's
+    /// entries against its records and names the record and the column.
     #[tokio::test]
-    async fn every_reader_names_a_search_column_that_disagrees_with_its_record() {
+    async fn verify_names_a_search_index_entry_that_disagrees_with_its_record() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            ("UPDATE audit_log SET subject = 'S99' WHERE seq = 17", 17, "column subject says \"S99\" but the record says \"S17\""),
-            ("UPDATE audit_log SET operator = NULL WHERE seq = 32", 32, "column operator is NULL but the record says \"clerk-2\""),
-            ("UPDATE audit_log SET operator = 'clerk-0' WHERE seq = 33", 33, "column operator says \"clerk-0\" but the record has none"),
-            ("UPDATE audit_log SET decision = 'deny' WHERE seq = 5", 5, "column decision says \"deny\" but the record says \"allow\""),
-            ("UPDATE audit_log SET time = '2026-01-01T00:00:00.000000Z' WHERE seq = 40", 40, "column time says"),
-            ("UPDATE audit_log SET case_id = x'41' WHERE seq = 1", 1, "column case_id holds a blob"),
-            // A record edited and its column with it: named as edited.
-            ("UPDATE audit_log SET subject = 'S99', record = replace(record, '\"S20\"', '\"S99\"') WHERE seq = 20", 20, "edited"),
+            ("UPDATE audit_index SET value = 'S99' WHERE col = 4 AND seq = 17", 17, "record 17: the search index says subject \"S99\" but the record says \"S17\""),
+            ("DELETE FROM audit_index WHERE col = 2 AND seq = 32", 32, "record 32 is missing from the search index (operator \"clerk-2\")"),
+            ("INSERT INTO audit_index (seg, col, value, seq) VALUES (33, 2, 'clerk-0', 33)", 33, "the search index says operator \"clerk-0\" but the record has none"),
+            ("UPDATE audit_index SET value = '2026-01-01T00:00:00.000000Z' WHERE col = 0 AND seq = 40", 40, "the search index says time \"2026-01-01T00:00:00.000000Z\""),
+            ("UPDATE audit_index SET seq = 12 WHERE col = 4 AND seq = 11", 11, "record 11 is missing from the search index (subject \"S11\")"),
+            ("UPDATE audit_segment SET first_seq = 8 WHERE first_seq = 9", 8, "overlap"),
+            // A record edited and its entry with it: named as edited.
+            ("UPDATE audit_index SET value = 'S99' WHERE col = 4 AND seq = 20; UPDATE audit_log SET record = replace(record, '\"S20\"', '\"S99\"') WHERE seq = 20", 20, "edited"),
         ];
         for (i, (sql, seq, want)) in cases.into_iter().enumerate() {
             let store = tampered(&dir.path().join(i.to_string()), 40, sql).await;
-            for how in [Reader::Parts(1), Reader::Parts(4), Reader::Scan] {
-                // The sqlx reader decodes text only: a blob is a store error there.
-                if sql.contains("x'41'") && matches!(how, Reader::Parts(_)) {
-                    continue;
-                }
-                let (expected, checked, got) = walk_with(&store, 40, how).await;
-                assert_eq!((expected, got), (seq, Some(seq)), "{how:?}: {sql}");
-                assert_eq!(checked, u64::try_from(seq - 1).unwrap(), "{how:?}: {sql}");
-            }
             let report = verify(&store, &VerifyOptions::default(), |_| {})
                 .await
                 .unwrap();
             let f = report.failure.unwrap();
             assert_eq!(f.seq, seq, "{sql}");
             assert!(f.reason.contains(want), "{sql}: {}", f.reason);
-            let AuditStore::Sqlite(pool) = &store else {
-                unreachable!()
-            };
-            let mut conn = pool.acquire().await.unwrap();
-            if !sql.contains("x'41'") {
-                let f = verify_chain(&mut conn).await.unwrap().failure.unwrap();
-                assert!(f.reason.contains(want), "{sql}: {}", f.reason);
-            }
         }
+        // Untouched, the index agrees.
+        std::fs::create_dir(dir.path().join("ok")).unwrap();
+        let (store, _) = store(&dir.path().join("ok"), 43).await;
+        let report = verify(&store, &VerifyOptions::default(), |_| {}).await.unwrap();
+        assert_eq!(report.failure, None);
+    }
+
+    /// Search reads the index for indexed segments and the records past them, pages
+    /// across both, and finds what a tampered entry hides only by verify's naming it.
+    #[tokio::test]
+    async fn search_reads_indexed_segments_and_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pool) = store(dir.path(), 45).await;
+        let find = |conditions: &'static [(&'static str, &'static str)], after: i64, limit: usize| {
+            let store = store.clone();
+            async move {
+                let mut f = crate::Filter::default();
+                for (k, v) in conditions {
+                    f.set(k, v).unwrap();
+                }
+                let rows = store.search(&f, after, limit).await.unwrap();
+                rows.iter().map(|r| r.seq).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(find(&[("subject", "S3")], 0, 10).await, vec![3]);
+        assert_eq!(find(&[("subject", "S44")], 0, 10).await, vec![44], "the tail");
+        // Operator clerk-1: even seq with seq % 3 == 1.
+        let all = vec![4, 10, 16, 22, 28, 34, 40];
+        assert_eq!(find(&[("operator", "clerk-1")], 0, 100).await, all);
+        assert_eq!(find(&[("operator", "clerk-1")], 0, 3).await, vec![4, 10, 16]);
+        assert_eq!(find(&[("operator", "clerk-1")], 16, 3).await, vec![22, 28, 34]);
+        assert_eq!(find(&[("operator", "clerk-1"), ("subject", "S28")], 0, 9).await, vec![28]);
+        // Minute 59 is seq 59 % 60: none; minutes 40..=44 span the last segment and the tail.
+        const RANGE: &[(&str, &str)] = &[("from", "2026-11-28T01:40:00Z"), ("to", "2026-11-28T01:44:30Z")];
+        assert_eq!(find(RANGE, 0, 10).await, vec![40, 41, 42, 43, 44]);
+        assert_eq!(find(&[("decision", "allow")], 38, 3).await, vec![39, 40, 41]);
+        // An entry moved to another subject hides the record from search.
+        sqlx::query("UPDATE audit_index SET value = 'S99' WHERE col = 4 AND seq = 3")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(find(&[("subject", "S3")], 0, 10).await, Vec::<i64>::new());
+        assert_eq!(find(&[("subject", "S99")], 0, 10).await, Vec::<i64>::new(), "rechecked against the record");
     }
 
     #[tokio::test]
