@@ -13,10 +13,6 @@ use super::error::AuditError;
 use super::search::{Filter, SearchColumn};
 use super::store::Row;
 
-/// Indexed segments read by one query: enough that a search over ten million records
-/// takes a few dozen queries, few enough that one query's hits stay small.
-const RUN: usize = 64;
-
 /// The index condition: the column's place in the search columns and the value (or
 /// the time range) it must have.
 enum Key {
@@ -68,18 +64,21 @@ pub(crate) async fn search(
         let want = limit - out.len();
         let (end, rows) = match (segments.get(i), &key) {
             (Some(&(first, last)), Some(key)) if first <= cursor + 1 => {
-                // A run of adjacent indexed segments.
+                // The stretch of adjacent indexed segments from here: one statement
+                // finds the next of them with a hit (a seek per segment), a second
+                // reads that segment's hits.
                 let mut j = i;
                 let mut end = last;
-                while j + 1 < segments.len()
-                    && j + 1 - i < RUN
-                    && segments[j + 1].0 == end + 1
-                {
+                while segments.get(j + 1).is_some_and(|s| s.0 == end + 1) {
                     j += 1;
                     end = segments[j].1;
                 }
-                let rows = indexed(pool, filter, key, (first, segments[j].0), cursor, want).await?;
-                (end, rows)
+                match next_hit(pool, key, (first, segments[j].0), cursor).await? {
+                    None => (end, Vec::new()),
+                    Some((seg, seg_last)) => {
+                        (seg_last, indexed(pool, filter, key, seg, cursor, want).await?)
+                    }
+                }
             }
             (Some(&(first, _)), _) => (first - 1, scan(pool, filter, cursor, first - 1, want).await?),
             (None, _) => (i64::MAX, scan(pool, filter, cursor, i64::MAX, want).await?),
@@ -147,41 +146,67 @@ async fn scan(
     fetch(pool, sql, binds).await
 }
 
-/// Records after `cursor` in the indexed segments whose first seq is in `segs`,
-/// through the index entries for `key`.
+/// The index condition for `key` on `audit_index i`, adding its values to `binds`.
+fn on_key(key: &Key, binds: &mut Vec<Bind>) -> String {
+    match key {
+        Key::Eq(col, value) => {
+            binds.push(Bind::Text(value.clone()));
+            format!(" AND i.col = {col} AND i.value = ?{}", binds.len())
+        }
+        Key::Time(from, to) => {
+            let mut sql = " AND i.col = 0".to_owned();
+            for (op, v) in [(">=", from), ("<", to)] {
+                if let Some(v) = v {
+                    binds.push(Bind::Text(v.clone()));
+                    sql.push_str(&format!(" AND i.value {op} ?{}", binds.len()));
+                }
+            }
+            sql
+        }
+    }
+}
+
+/// The first indexed segment with first seq in `segs` holding an entry for `key`
+/// past `cursor`: its first and last seq.
+async fn next_hit(
+    pool: &SqlitePool,
+    key: &Key,
+    segs: (i64, i64),
+    cursor: i64,
+) -> Result<Option<(i64, i64)>, AuditError> {
+    let mut binds = vec![Bind::Int(segs.0), Bind::Int(segs.1), Bind::Int(cursor)];
+    let on_key = on_key(key, &mut binds);
+    let sql = format!(
+        "SELECT first_seq, last_seq FROM audit_segment s WHERE first_seq >= ?1 AND first_seq <= ?2
+           AND EXISTS (SELECT 1 FROM audit_index i WHERE i.seg = s.first_seq{on_key} AND i.seq > ?3)
+         ORDER BY first_seq LIMIT 1"
+    );
+    let mut q = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql));
+    for b in binds {
+        q = match b {
+            Bind::Int(i) => q.bind(i),
+            Bind::Text(t) => q.bind(t),
+        };
+    }
+    Ok(q.fetch_optional(pool).await?)
+}
+
+/// Records after `cursor` in the indexed segment `seg` through its entries for `key`.
 async fn indexed(
     pool: &SqlitePool,
     filter: &Filter,
     key: &Key,
-    segs: (i64, i64),
+    seg: i64,
     cursor: i64,
     want: usize,
 ) -> Result<Vec<Row>, AuditError> {
-    let mut binds = vec![Bind::Int(segs.0), Bind::Int(segs.1), Bind::Int(cursor)];
-    let mut on_key = String::new();
-    match key {
-        Key::Eq(col, value) => {
-            binds.push(Bind::Text(value.clone()));
-            on_key.push_str(&format!(" AND i.col = {col} AND i.value = ?{}", binds.len()));
-        }
-        Key::Time(from, to) => {
-            on_key.push_str(" AND i.col = 0");
-            for (op, v) in [(">=", from), ("<", to)] {
-                if let Some(v) = v {
-                    binds.push(Bind::Text(v.clone()));
-                    on_key.push_str(&format!(" AND i.value {op} ?{}", binds.len()));
-                }
-            }
-        }
-    }
+    let mut binds = vec![Bind::Int(seg), Bind::Int(cursor)];
+    let on_key = on_key(key, &mut binds);
     let conditions = on_record(filter, "l.", &mut binds);
-    // Each listed segment is one seek into the index (`seg IN`); the hits of a run
-    // are few or the limit stops them.
+    // The hits of one segment, at most its size, in seq order.
     let sql = format!(
         "SELECT l.seq, l.hash, l.record FROM audit_index i JOIN audit_log l ON l.seq = i.seq
-         WHERE i.seg IN (SELECT first_seq FROM audit_segment
-                         WHERE first_seq >= ?1 AND first_seq <= ?2)
-           {on_key} AND i.seq > ?3{conditions}
+         WHERE i.seg = ?1{on_key} AND i.seq > ?2{conditions}
          ORDER BY i.seq LIMIT {want}"
     );
     fetch(pool, sql, binds).await
