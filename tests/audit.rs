@@ -315,13 +315,11 @@ async fn forged_insert(db: &Path, at: i64) -> String {
         ..AuditEntry::default()
     };
     let (record, hash) = seal_entry(at, &prev, &entry).unwrap();
-    // With its search columns, as the writer would fill them: only the chain tells.
-    let values = audit::search_columns(&entry).map(sql_text).join(", ");
+    // As the writer would append it: only the chain tells.
     format!(
         "UPDATE audit_log SET seq = -seq WHERE seq >= {at};
          UPDATE audit_log SET seq = 1 - seq WHERE seq < 0;
-         INSERT INTO audit_log (seq, hash, record, {}) VALUES ({at}, '{hash}', {}, {values});",
-        audit::SEARCH_COLUMN_NAMES.join(", "),
+         INSERT INTO audit_log (seq, hash, record) VALUES ({at}, '{hash}', {});",
         sql_text(Some(&record)),
     )
 }
@@ -332,16 +330,6 @@ fn sql_text(v: Option<&str>) -> String {
         || "NULL".to_owned(),
         |v| format!("'{}'", v.replace('\'', "''")),
     )
-}
-
-/// `time = …, consumer = …, …`: the search columns the writer stores for `entry`.
-fn columns_set(entry: &AuditEntry) -> String {
-    audit::SEARCH_COLUMN_NAMES
-        .iter()
-        .zip(audit::search_columns(entry))
-        .map(|(name, v)| format!("{name} = {}", sql_text(v)))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// SQL that edits record `from` and recomputes the hash of every record from there on.
@@ -365,11 +353,11 @@ async fn rewrite_from(db: &Path, from: i64) -> String {
             stored.entry.operator = Some("someone-else".into());
         }
         let (record, hash) = seal_entry(seq, &prev, &stored.entry).unwrap();
-        // The search columns follow the record, so that only the checkpoint tells.
+        // Past the last indexed segment: no index entry to follow the record, so
+        // only the checkpoint tells.
         sql.push_str(&format!(
-            "UPDATE audit_log SET hash = '{hash}', record = {}, {} WHERE seq = {seq};\n",
+            "UPDATE audit_log SET hash = '{hash}', record = {} WHERE seq = {seq};\n",
             sql_text(Some(&record)),
-            columns_set(&stored.entry),
         ));
         prev = hash;
     }
