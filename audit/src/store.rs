@@ -409,7 +409,7 @@ impl AuditStore {
     /// Record an archive and delete its records from the store, in one transaction.
     pub async fn commit_archive(&self, a: &ArchiveEntry) -> Result<u64, AuditError> {
         macro_rules! run {
-            ($pool:expr, $ins:literal, $del:literal) => {{
+            ($pool:expr, $ins:literal, $del:literal $(, $also:literal)*) => {{
                 let mut tx = $pool.begin().await?;
                 sqlx::query($ins)
                     .bind(a.from_seq)
@@ -425,6 +425,13 @@ impl AuditStore {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                $(
+                    sqlx::query($also)
+                        .bind(a.from_seq)
+                        .bind(a.to_seq)
+                        .execute(&mut *tx)
+                        .await?;
+                )*
                 tx.commit().await?;
                 n
             }};
@@ -433,7 +440,10 @@ impl AuditStore {
             Self::Sqlite(p) => run!(
                 p,
                 "INSERT INTO audit_archive (from_seq, to_seq, last_hash, file, sha256) VALUES (?1, ?2, ?3, ?4, ?5)",
-                "DELETE FROM audit_log WHERE seq >= ?1 AND seq <= ?2"
+                "DELETE FROM audit_log WHERE seq >= ?1 AND seq <= ?2",
+                // Their index entries leave with them, and the segments left empty.
+                "DELETE FROM audit_index WHERE seg IN (SELECT first_seq FROM audit_segment WHERE last_seq >= ?1 AND first_seq <= ?2) AND seq >= ?1 AND seq <= ?2",
+                "DELETE FROM audit_segment WHERE first_seq >= ?1 AND last_seq <= ?2"
             ),
             Self::Postgres(p) => run!(
                 p,

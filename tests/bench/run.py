@@ -292,7 +292,27 @@ def extra_figures():
             continue
         text = out.stdout.strip() or out.stderr.strip()
         lines.append(f"- {title} (`{' '.join(cmd[1:])}`):\n\n```\n{text}\n```")
+        if example == "audit_write_bench":
+            lines.append(spread_vs_floor(text))
     return "\n".join(lines)
+
+
+def spread_vs_floor(text):
+    """Issue 15's write target side by side: SQLite writer with spread subjects against
+    the flat durable append measured in the same run."""
+    cpu = {}
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("bench") == "audit_write":
+            cpu[row.get("way")] = row.get("cpu_us_per_record")
+    spread, floor = cpu.get("writer, spread subjects"), cpu.get("flat append (floor)")
+    if not spread or not floor:
+        return "- audit CPU per record, spread subjects vs floor: n/a"
+    return (f"- audit CPU per record, spread subjects vs floor: {spread} µs / {floor} µs = "
+            f"{spread / floor:.2f}× (target ≤ 2×)")
 
 
 def main():
