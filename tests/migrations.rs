@@ -491,7 +491,10 @@ async fn a_sqlite_audit_log_without_search_columns_gets_them() {
     let (audit, _) = db.open().await;
     check_audit(&audit, &before, &key).await;
     assert_eq!(db.schema().await, fresh_schema(&fresh).await);
-    assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), audit_migrations(&db));
+    assert_eq!(
+        db.applied("_sqlx_migrations_audit").await.len(),
+        audit_migrations(&db)
+    );
 }
 
 /// Each store records its migrations in its own table, so the two sets share one
@@ -517,8 +520,11 @@ async fn sets_share_one_database(first_policy: Db, first_audit: Db) {
     assert_eq!(first_audit.tables().await, audit_tables);
     for db in [&first_policy, &first_audit] {
         db.open().await;
-        assert_eq!(db.tables().await, tables(&db));
-        assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), audit_migrations(&db));
+        assert_eq!(db.tables().await, tables(db));
+        assert_eq!(
+            db.applied("_sqlx_migrations_audit").await.len(),
+            audit_migrations(db)
+        );
         assert_eq!(db.applied("_sqlx_migrations_policy").await.len(), 1);
     }
     assert_eq!(first_policy.schema().await, first_audit.schema().await);
@@ -560,7 +566,10 @@ async fn opening_together_migrates_once(db: Db) {
         opened.unwrap().unwrap();
     }
     assert_eq!(db.tables().await, tables(&db));
-    assert_eq!(db.applied("_sqlx_migrations_audit").await.len(), audit_migrations(&db));
+    assert_eq!(
+        db.applied("_sqlx_migrations_audit").await.len(),
+        audit_migrations(&db)
+    );
     assert_eq!(db.applied("_sqlx_migrations_policy").await.len(), 1);
 }
 

@@ -141,7 +141,12 @@ pub(crate) fn index_sealed(
                 .map_err(store_err)?;
             for (col, value, seq) in entries {
                 insert
-                    .execute(params![first, i64::try_from(col).unwrap_or(i64::MAX), value, seq])
+                    .execute(params![
+                        first,
+                        i64::try_from(col).unwrap_or(i64::MAX),
+                        value,
+                        seq
+                    ])
                     .map_err(store_err)?;
             }
         }
@@ -161,7 +166,9 @@ fn read_keys(
     last: i64,
 ) -> Result<Vec<(i64, Keys)>, AuditError> {
     let mut stmt = conn
-        .prepare_cached("SELECT seq, record FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq")
+        .prepare_cached(
+            "SELECT seq, record FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+        )
         .map_err(store_err)?;
     let mut rows = stmt.query([first, last]).map_err(store_err)?;
     let mut out = Vec::new();

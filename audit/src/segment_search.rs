@@ -75,12 +75,16 @@ pub(crate) async fn search(
                 }
                 match next_hit(pool, key, (first, segments[j].0), cursor).await? {
                     None => (end, Vec::new()),
-                    Some((seg, seg_last)) => {
-                        (seg_last, indexed(pool, filter, key, seg, cursor, want).await?)
-                    }
+                    Some((seg, seg_last)) => (
+                        seg_last,
+                        indexed(pool, filter, key, seg, cursor, want).await?,
+                    ),
                 }
             }
-            (Some(&(first, _)), _) => (first - 1, scan(pool, filter, cursor, first - 1, want).await?),
+            (Some(&(first, _)), _) => (
+                first - 1,
+                scan(pool, filter, cursor, first - 1, want).await?,
+            ),
             (None, _) => (i64::MAX, scan(pool, filter, cursor, i64::MAX, want).await?),
         };
         let full = rows.len() >= want;
@@ -88,7 +92,10 @@ pub(crate) async fn search(
         out.extend(rows.into_iter().filter(|r| {
             let ok = filter.matches_record(&r.record);
             if !ok {
-                tracing::warn!(seq = r.seq, "audit search: a hit disagrees with its record; run `tongban audit verify`");
+                tracing::warn!(
+                    seq = r.seq,
+                    "audit search: a hit disagrees with its record; run `tongban audit verify`"
+                );
             }
             ok
         }));

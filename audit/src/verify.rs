@@ -1073,7 +1073,9 @@ mod tests {
         // Untouched, the index agrees.
         std::fs::create_dir(dir.path().join("ok")).unwrap();
         let (store, _) = store(&dir.path().join("ok"), 43).await;
-        let report = verify(&store, &VerifyOptions::default(), |_| {}).await.unwrap();
+        let report = verify(&store, &VerifyOptions::default(), |_| {})
+            .await
+            .unwrap();
         assert_eq!(report.failure, None);
     }
 
@@ -1083,36 +1085,60 @@ mod tests {
     async fn search_reads_indexed_segments_and_the_tail() {
         let dir = tempfile::tempdir().unwrap();
         let (store, pool) = store(dir.path(), 45).await;
-        let find = |conditions: &'static [(&'static str, &'static str)], after: i64, limit: usize| {
-            let store = store.clone();
-            async move {
-                let mut f = crate::Filter::default();
-                for (k, v) in conditions {
-                    f.set(k, v).unwrap();
+        let find =
+            |conditions: &'static [(&'static str, &'static str)], after: i64, limit: usize| {
+                let store = store.clone();
+                async move {
+                    let mut f = crate::Filter::default();
+                    for (k, v) in conditions {
+                        f.set(k, v).unwrap();
+                    }
+                    let rows = store.search(&f, after, limit).await.unwrap();
+                    rows.iter().map(|r| r.seq).collect::<Vec<_>>()
                 }
-                let rows = store.search(&f, after, limit).await.unwrap();
-                rows.iter().map(|r| r.seq).collect::<Vec<_>>()
-            }
-        };
+            };
         assert_eq!(find(&[("subject", "S3")], 0, 10).await, vec![3]);
-        assert_eq!(find(&[("subject", "S44")], 0, 10).await, vec![44], "the tail");
+        assert_eq!(
+            find(&[("subject", "S44")], 0, 10).await,
+            vec![44],
+            "the tail"
+        );
         // Operator clerk-1: even seq with seq % 3 == 1.
         let all = vec![4, 10, 16, 22, 28, 34, 40];
         assert_eq!(find(&[("operator", "clerk-1")], 0, 100).await, all);
-        assert_eq!(find(&[("operator", "clerk-1")], 0, 3).await, vec![4, 10, 16]);
-        assert_eq!(find(&[("operator", "clerk-1")], 16, 3).await, vec![22, 28, 34]);
-        assert_eq!(find(&[("operator", "clerk-1"), ("subject", "S28")], 0, 9).await, vec![28]);
+        assert_eq!(
+            find(&[("operator", "clerk-1")], 0, 3).await,
+            vec![4, 10, 16]
+        );
+        assert_eq!(
+            find(&[("operator", "clerk-1")], 16, 3).await,
+            vec![22, 28, 34]
+        );
+        assert_eq!(
+            find(&[("operator", "clerk-1"), ("subject", "S28")], 0, 9).await,
+            vec![28]
+        );
         // Minute 59 is seq 59 % 60: none; minutes 40..=44 span the last segment and the tail.
-        const RANGE: &[(&str, &str)] = &[("from", "2026-11-28T01:40:00Z"), ("to", "2026-11-28T01:44:30Z")];
+        const RANGE: &[(&str, &str)] = &[
+            ("from", "2026-11-28T01:40:00Z"),
+            ("to", "2026-11-28T01:44:30Z"),
+        ];
         assert_eq!(find(RANGE, 0, 10).await, vec![40, 41, 42, 43, 44]);
-        assert_eq!(find(&[("decision", "allow")], 38, 3).await, vec![39, 40, 41]);
+        assert_eq!(
+            find(&[("decision", "allow")], 38, 3).await,
+            vec![39, 40, 41]
+        );
         // An entry moved to another subject hides the record from search.
         sqlx::query("UPDATE audit_index SET value = 'S99' WHERE col = 4 AND seq = 3")
             .execute(&pool)
             .await
             .unwrap();
         assert_eq!(find(&[("subject", "S3")], 0, 10).await, Vec::<i64>::new());
-        assert_eq!(find(&[("subject", "S99")], 0, 10).await, Vec::<i64>::new(), "rechecked against the record");
+        assert_eq!(
+            find(&[("subject", "S99")], 0, 10).await,
+            Vec::<i64>::new(),
+            "rechecked against the record"
+        );
     }
 
     #[tokio::test]

@@ -27,7 +27,11 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
-    let n: i64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10_000_003);
+    let n: i64 = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(10_000_003);
     let queries: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -60,13 +64,31 @@ async fn run(n: i64, queries: usize) -> Result<(), Error> {
         let began = Instant::now();
         let report = audit::subject_report(&store, &spread_subject(i), &Filter::default()).await?;
         subject.push(began.elapsed());
-        assert!(report.accesses.iter().any(|a| a.seq == i), "record {i} not found");
+        assert!(
+            report.accesses.iter().any(|a| a.seq == i),
+            "record {i} not found"
+        );
 
         let e = lookup(i, String::new());
         for (name, value, to, into) in [
-            ("operator", e.operator.clone().unwrap_or_default(), None, &mut operator),
-            ("case_id", e.case_id.clone().unwrap_or_default(), None, &mut case),
-            ("from", e.time.clone(), Some(plus_minute(&e.time)), &mut range),
+            (
+                "operator",
+                e.operator.clone().unwrap_or_default(),
+                None,
+                &mut operator,
+            ),
+            (
+                "case_id",
+                e.case_id.clone().unwrap_or_default(),
+                None,
+                &mut case,
+            ),
+            (
+                "from",
+                e.time.clone(),
+                Some(plus_minute(&e.time)),
+                &mut range,
+            ),
         ] {
             let mut f = Filter::default();
             f.set(name, &value)?;
@@ -101,7 +123,9 @@ async fn run(n: i64, queries: usize) -> Result<(), Error> {
 /// N chained records, 50,000 to a transaction, without syncs (a bench store).
 async fn generate(path: &std::path::Path, n: i64) -> Result<(), Error> {
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
-    sqlx::query("PRAGMA synchronous = OFF").execute(&mut conn).await?;
+    sqlx::query("PRAGMA synchronous = OFF")
+        .execute(&mut conn)
+        .await?;
     let mut prev = GENESIS.to_owned();
     let mut seq = 0;
     while seq < n {

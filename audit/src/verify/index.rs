@@ -90,10 +90,11 @@ async fn check_segment(
 /// The first (by seq) record whose entries differ, named with the column.
 fn first_difference(want: &Entries, have: &Entries) -> Option<VerifyFailure> {
     let keys = want.keys().chain(have.keys());
-    let &(seq, col) = keys
-        .filter(|k| want.get(k) != have.get(k))
-        .min()?;
-    let name = SEARCH_COLUMN_NAMES.get(col).copied().unwrap_or("an unknown column");
+    let &(seq, col) = keys.filter(|k| want.get(k) != have.get(k)).min()?;
+    let name = SEARCH_COLUMN_NAMES
+        .get(col)
+        .copied()
+        .unwrap_or("an unknown column");
     let quote = |v: &[String]| {
         v.iter()
             .map(|s| format!("{s:?}"))
