@@ -135,10 +135,11 @@ async fn generate(path: &Path, n: i64, signer: &Signer) -> Result<(), Error> {
             let e = entry(seq);
             let (record, hash) = seal_entry(seq, &prev, &e)?;
             let leaf = tree::leaf_hash(record.as_bytes());
-            let insert = sqlx::query("INSERT INTO audit_log (seq, hash, record) VALUES (?1, ?2, ?3)")
-                .bind(seq)
-                .bind(&hash)
-                .bind(record);
+            let insert =
+                sqlx::query("INSERT INTO audit_log (seq, hash, record) VALUES (?1, ?2, ?3)")
+                    .bind(seq)
+                    .bind(&hash)
+                    .bind(record);
             let size = u64::try_from(seq - 1)?;
             let stored = tree::extend(size, &[leaf], &mut known)?;
             insert.execute(&mut *tx).await?;
