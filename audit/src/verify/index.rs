@@ -7,10 +7,13 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use futures_util::TryStreamExt as _;
+use std::path::Path;
+
+use rusqlite::params;
 use sqlx::SqlitePool;
 
 use super::failure::VerifyFailure;
+use super::sqlite_scan::{file_of, open};
 use crate::batch::SEARCH_COLUMN_NAMES;
 use crate::error::AuditError;
 use crate::segment_index::INDEXED;
@@ -46,19 +49,40 @@ impl IndexedMembers<'_> {
 type Entries = BTreeMap<(i64, usize), Vec<String>>;
 
 /// Check the indexed segments that hold records in `lo..=hi`; the first record whose
-/// entries disagree with it, if any.
+/// entries disagree with it, if any. Read with rusqlite on a blocking thread, as the
+/// chain walk reads: through sqlx every row would cross to its worker thread and
+/// back, which cost more than the check itself.
 pub(super) async fn check(
     pool: &SqlitePool,
     lo: i64,
     hi: i64,
 ) -> Result<Option<VerifyFailure>, AuditError> {
-    let segments: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT first_seq, last_seq FROM audit_segment WHERE last_seq >= ?1 AND first_seq <= ?2 ORDER BY first_seq",
-    )
-    .bind(lo)
-    .bind(hi)
-    .fetch_all(pool)
-    .await?;
+    let path = file_of(pool).ok_or_else(|| {
+        AuditError::Store("the search index check reads the store's file, and it has none".into())
+    })?;
+    tokio::task::spawn_blocking(move || check_file(&path, lo, hi))
+        .await
+        .map_err(|e| AuditError::Store(format!("search index check: {e}")))?
+}
+
+fn check_file(path: &Path, lo: i64, hi: i64) -> Result<Option<VerifyFailure>, AuditError> {
+    let err = |e: rusqlite::Error| AuditError::Store(format!("{}: {e}", path.display()));
+    let conn = open(path)?;
+    let segments: Vec<(i64, i64)> = conn
+        .prepare(
+            "SELECT first_seq, last_seq FROM audit_segment WHERE last_seq >= ?1 AND first_seq <= ?2 ORDER BY first_seq",
+        )
+        .and_then(|mut q| {
+            q.query_map(params![lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(err)?;
+    let mut records = conn
+        .prepare("SELECT seq, record FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq")
+        .map_err(err)?;
+    let mut entries = conn
+        .prepare("SELECT col, seq, value FROM audit_index WHERE seg = ?1")
+        .map_err(err)?;
     let mut covered = 0;
     for (first, last) in segments {
         if first <= covered || last < first {
@@ -70,48 +94,35 @@ pub(super) async fn check(
             }));
         }
         covered = last;
-        if let Some(f) = check_segment(pool, first, last).await? {
+        let mut want = Entries::new();
+        let mut rows = records.query(params![first, last]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let seq: i64 = row.get(0).map_err(err)?;
+            let record = row.get_ref(1).map_err(err)?.as_str().unwrap_or_default();
+            // The chain walk has named a record that is no audit entry already.
+            let Ok(keys) = serde_json::from_str::<IndexedMembers>(record) else {
+                continue;
+            };
+            for (col, value) in INDEXED.iter().zip(keys.values()) {
+                if let Some(v) = value {
+                    want.insert((seq, *col), vec![v]);
+                }
+            }
+        }
+        let mut have = Entries::new();
+        let mut rows = entries.query(params![first]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let col: i64 = row.get(0).map_err(err)?;
+            let seq: i64 = row.get(1).map_err(err)?;
+            let value: String = row.get(2).map_err(err)?;
+            let col = usize::try_from(col).unwrap_or(usize::MAX);
+            have.entry((seq, col)).or_default().push(value);
+        }
+        if let Some(f) = first_difference(&want, &have) {
             return Ok(Some(f));
         }
     }
     Ok(None)
-}
-
-async fn check_segment(
-    pool: &SqlitePool,
-    first: i64,
-    last: i64,
-) -> Result<Option<VerifyFailure>, AuditError> {
-    let mut want = Entries::new();
-    let mut records = sqlx::query_as::<_, (i64, String)>(
-        "SELECT seq, record FROM audit_log WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
-    )
-    .bind(first)
-    .bind(last)
-    .fetch(pool);
-    while let Some((seq, record)) = records.try_next().await? {
-        // The chain walk has named a record that is no audit entry already.
-        let Ok(keys) = serde_json::from_str::<IndexedMembers>(&record) else {
-            continue;
-        };
-        for (col, value) in INDEXED.iter().zip(keys.values()) {
-            if let Some(v) = value {
-                want.insert((seq, *col), vec![v]);
-            }
-        }
-    }
-    drop(records);
-    let mut have = Entries::new();
-    let mut stored = sqlx::query_as::<_, (i64, i64, String)>(
-        "SELECT col, seq, value FROM audit_index WHERE seg = ?1",
-    )
-    .bind(first)
-    .fetch(pool);
-    while let Some((col, seq, value)) = stored.try_next().await? {
-        let col = usize::try_from(col).unwrap_or(usize::MAX);
-        have.entry((seq, col)).or_default().push(value);
-    }
-    Ok(first_difference(&want, &have))
 }
 
 /// The first (by seq) record whose entries differ, named with the column.

@@ -296,7 +296,7 @@ fn checker_at((expected, prev): (i64, [u8; 64])) -> ChainChecker {
     }
 }
 
-fn open(path: &Path) -> Result<Connection, AuditError> {
+pub(super) fn open(path: &Path) -> Result<Connection, AuditError> {
     let err = |e: rusqlite::Error| AuditError::Store(format!("{}: {e}", path.display()));
     let conn = Connection::open_with_flags(
         path,
