@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 
+use super::chain::Row;
 use super::error::AuditError;
 use super::export::{export, parse_line, ExportContext, ExportLine, Format};
-use super::store::{ArchiveEntry, AuditStore, Row};
+use super::store::{ArchiveEntry, AuditStore};
 
 /// Move the records received before `before` (RFC 3339 UTC, as stored) into a new
 /// archive file in `dir`, up to the last checkpoint among them. Returns what was

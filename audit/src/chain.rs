@@ -89,6 +89,17 @@ pub struct AuditEntry {
     pub detail: Option<serde_json::Value>,
 }
 
+/// One stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Sequence number.
+    pub seq: i64,
+    /// Chain hash.
+    pub hash: String,
+    /// Canonical JSON the hash covers.
+    pub record: String,
+}
+
 /// A record as stored: the entry with its place in the chain.
 #[derive(Debug, Clone, Deserialize)]
 pub struct StoredRecord {

@@ -28,10 +28,11 @@ use std::io::Write;
 use futures_util::TryStreamExt as _;
 use serde_json::{json, Value};
 
+use super::chain::Row;
 use super::chain::GENESIS;
 use super::checkpoint::{Seal, StoredCheckpoint};
 use super::error::AuditError;
-use super::store::{AuditStore, Row};
+use super::store::AuditStore;
 
 /// The export format name.
 pub const EXPORT_FORMAT: &str = "tongban-audit-export/2";

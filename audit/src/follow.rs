@@ -5,8 +5,9 @@
 
 use futures_util::TryStreamExt as _;
 
+use crate::chain::Row;
 use crate::error::AuditError;
-use crate::store::{AuditStore, Row};
+use crate::store::AuditStore;
 use crate::tlog::tree::{self, Hash, KnownHashes};
 
 /// Most records one [`AuditStore::entries`] call returns.

@@ -54,7 +54,7 @@ pub mod witness;
 pub use answer::{answer_sha256, canonical_answer, check_answer, AnswerError, RECEIPT_MEMBER};
 pub use archive::{archive, read_archive};
 pub use batch::{search_columns, AuditSettings, CommitObserver, SEARCH_COLUMN_NAMES};
-pub use chain::{chain_hash, seal_entry, AuditEntry, Decision, StoredRecord, GENESIS};
+pub use chain::{chain_hash, seal_entry, AuditEntry, Decision, Row, StoredRecord, GENESIS};
 pub use checkpoint::{
     merge_jwks, read_checkpoint_file, Checkpoint, Seal, StoredCheckpoint, CHECKPOINT_KIND,
 };
@@ -69,7 +69,7 @@ pub use receipt::{check_receipt, Included, ReceiptError};
 pub use report::{anomalies, revoked_from_index, Anomaly, AnomalyRules};
 pub use search::{parse_time, Filter};
 pub use segment_index::index_sealed_segments;
-pub use store::{state_db_options, ArchiveEntry, AuditStore, Database, Row};
+pub use store::{state_db_options, ArchiveEntry, AuditStore, Database};
 pub use subject::{subject_report, Access, SubjectReport};
 /// A C2SP tlog-checkpoint body (origin, size, base64 root), as notes sign it.
 pub use tlog::checkpoint::body as checkpoint_text;

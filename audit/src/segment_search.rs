@@ -9,9 +9,9 @@
 use futures_util::TryStreamExt as _;
 use sqlx::{AssertSqlSafe, SqlitePool};
 
+use super::chain::Row;
 use super::error::AuditError;
 use super::search::{Filter, SearchColumn};
-use super::store::Row;
 
 /// The index condition: the column's place in the search columns and the value (or
 /// the time range) it must have.

@@ -24,6 +24,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, ConnectOptions as _, PgPool, SqlitePool};
 
+use super::chain::Row;
 use super::checkpoint::StoredCheckpoint;
 use super::error::AuditError;
 use super::search::{Filter, SearchColumn};
@@ -35,17 +36,6 @@ pub enum Database {
     Sqlite(PathBuf),
     /// A PostgreSQL URL: several gateways sharing one chain.
     Postgres(String),
-}
-
-/// One stored record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    /// Sequence number.
-    pub seq: i64,
-    /// Chain hash.
-    pub hash: String,
-    /// Canonical JSON the hash covers.
-    pub record: String,
 }
 
 /// A stored record with its search columns as the row holds them.
