@@ -9,7 +9,10 @@
 //! Ed25519 key, and every N records or T seconds that note is kept as a checkpoint
 //! ([`StoredCheckpoint`]) beside the chain and in a file outside it, so that a cut-off
 //! tail or a chain rewritten with recomputed hashes is caught too. Stores sealed
-//! before that hold JWS [`Checkpoint`]s of the head, which still verify.
+//! before that hold JWS [`Checkpoint`]s of the head, which still verify. A record binds
+//! the answer it was written for (`answer_sha256`, [`check_answer`]); witnesses
+//! ([`witness`]) cosign checkpoints that extend what they cosigned, and [`witnessed`]
+//! says how far they vouch for a store.
 //!
 //! ```text
 //!  AuditLog::append ─▶ writer task (group commit) ─▶ AuditStore (SQLite | PostgreSQL)
