@@ -69,6 +69,22 @@ pub enum SearchColumn {
     Decision,
 }
 
+impl SearchColumn {
+    /// The record member (and PostgreSQL column) it reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            SearchColumn::Time => "time",
+            SearchColumn::Consumer => "consumer",
+            SearchColumn::Operator => "operator",
+            SearchColumn::Dataset => "dataset",
+            SearchColumn::Subject => "subject",
+            SearchColumn::Matter => "matter",
+            SearchColumn::CaseId => "case_id",
+            SearchColumn::Decision => "decision",
+        }
+    }
+}
+
 impl Filter {
     /// Set a filter by its name (`from`, `to`, `consumer`, …), as the CLI and the API
     /// take them. Errors name the parameter.

@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, SqlitePool};
 
 use super::chain::Row;
 use super::error::AuditError;
-use super::search::{Filter, SearchColumn};
+use super::search::Filter;
 
 /// The index condition: the column's place in the search columns and the value (or
 /// the time range) it must have.
@@ -118,16 +118,7 @@ enum Bind {
 fn on_record(filter: &Filter, table: &str, binds: &mut Vec<Bind>) -> String {
     let mut sql = String::new();
     for (column, op, value) in filter.conditions() {
-        let name = match column {
-            SearchColumn::Time => "time",
-            SearchColumn::Consumer => "consumer",
-            SearchColumn::Operator => "operator",
-            SearchColumn::Dataset => "dataset",
-            SearchColumn::Subject => "subject",
-            SearchColumn::Matter => "matter",
-            SearchColumn::CaseId => "case_id",
-            SearchColumn::Decision => "decision",
-        };
+        let name = column.name();
         binds.push(Bind::Text(value));
         sql.push_str(&format!(
             " AND json_extract({table}record, '$.{name}') {op} ?{}",

@@ -27,7 +27,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions as _, PgPool, SqlitePool};
 use super::chain::Row;
 use super::checkpoint::StoredCheckpoint;
 use super::error::AuditError;
-use super::search::{Filter, SearchColumn};
+use super::search::Filter;
 
 /// Where the audit store lives; the gateway builds it from its `state_db` setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -463,16 +463,7 @@ impl AuditStore {
         let mut binds: Vec<String> = Vec::new();
         for (column, op, value) in filter.conditions() {
             binds.push(value);
-            let name = match column {
-                SearchColumn::Time => "time",
-                SearchColumn::Consumer => "consumer",
-                SearchColumn::Operator => "operator",
-                SearchColumn::Dataset => "dataset",
-                SearchColumn::Subject => "subject",
-                SearchColumn::Matter => "matter",
-                SearchColumn::CaseId => "case_id",
-                SearchColumn::Decision => "decision",
-            };
+            let name = column.name();
             sql.push_str(&format!(" AND {name} {op} {}", ph(binds.len() + 1)));
         }
         sql.push_str(&format!(" ORDER BY seq LIMIT {}", limit.min(100_000)));
