@@ -462,15 +462,6 @@ async fn auditor_api_searches_with_pages_and_refuses_other_roles() {
     let gw = start(1000).await;
     traffic(&gw, 12).await;
     let auditor = gw.client("auditor");
-    let get = |path: String| {
-        let auditor = &auditor;
-        async move {
-            auditor
-                .request(Method::GET, &path, &[], String::new())
-                .await
-                .unwrap()
-        }
-    };
 
     // All lookups by clerk-001, two per page, followed to the end.
     let store = AuditStore::open_existing(&Database::Sqlite(gw.path().join("state.db")))
@@ -489,7 +480,7 @@ async fn auditor_api_searches_with_pages_and_refuses_other_roles() {
     let mut seen = Vec::new();
     let mut next = Some("/audit/v1/records?operator=clerk-001&limit=2".to_owned());
     while let Some(path) = next {
-        let a = get(path).await;
+        let a = auditor.get(&path).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
         for r in a.body["records"].as_array().unwrap() {
             assert_eq!(r["operator"], "clerk-001");
@@ -517,27 +508,27 @@ async fn auditor_api_searches_with_pages_and_refuses_other_roles() {
         rec["matter"].as_str().unwrap(),
         rec["case_id"].as_str().unwrap(),
     );
-    let a = get(path).await;
+    let a = auditor.get(&path).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert!(a.body["records"]
         .as_array()
         .unwrap()
         .iter()
         .any(|r| r["seq"] == seq));
-    let a = get(format!("/audit/v1/records/{seq}")).await;
+    let a = auditor.get(&format!("/audit/v1/records/{seq}")).await;
     assert_eq!(a.body["request_id"], rec["request_id"]);
-    let a = get("/audit/v1/records?to=2000-01-01".into()).await;
+    let a = auditor.get("/audit/v1/records?to=2000-01-01").await;
     assert_eq!(a.body["count"], 0);
 
     // Bad parameters name themselves.
-    let a = get("/audit/v1/records?decision=maybe".into()).await;
+    let a = auditor.get("/audit/v1/records?decision=maybe").await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(
         a.body["detail"].as_str().unwrap().starts_with("decision:"),
         "{}",
         a.body
     );
-    let a = get("/audit/v1/records?limit=0".into()).await;
+    let a = auditor.get("/audit/v1/records?limit=0").await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
 
     // A counter system is not an auditor; the refusal and the search are both audited.
@@ -922,24 +913,15 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
     let record = receipt["record"].as_str().unwrap().to_owned();
 
     let auditor = gw.client("auditor");
-    let get = |path: String| {
-        let auditor = &auditor;
-        async move {
-            auditor
-                .request(Method::GET, &path, &[], String::new())
-                .await
-                .unwrap()
-        }
-    };
     // The key from the well-known JWKS verifies the served checkpoint.
-    let jwks = get("/.well-known/jwks.json".into()).await.body;
+    let jwks = auditor.get("/.well-known/jwks.json").await.body;
     let kid = jwks["keys"][0]["kid"].as_str().unwrap();
     let key = audit::signing::public_key_of(&jwks, kid).unwrap();
     let checkpoint = |at: String| {
-        let get = &get;
+        let auditor = &auditor;
         let key = &key;
         async move {
-            let a = get(at).await;
+            let a = auditor.get(&at).await;
             assert_eq!(a.status, StatusCode::OK, "{}", a.text);
             assert_eq!(a.headers["content-type"], "text/plain; charset=utf-8");
             let c = SignedCheckpoint::parse(&a.text).unwrap();
@@ -968,11 +950,12 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
     );
 
     // The lookup's record is proven in it by the served inclusion proof.
-    let p = get(format!(
-        "/audit/v1/proof/inclusion?index={index}&size={}",
-        first.size
-    ))
-    .await;
+    let p = auditor
+        .get(&format!(
+            "/audit/v1/proof/inclusion?index={index}&size={}",
+            first.size
+        ))
+        .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.body);
     assert_eq!(
         (p.body["index"].as_u64(), p.body["size"].as_u64()),
@@ -989,10 +972,14 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
     let second = checkpoint("/audit/v1/checkpoint".into()).await;
     assert!(second.size > first.size);
     let consistency = |old: u64| {
-        let get = &get;
+        let auditor = &auditor;
         let size = second.size;
         async move {
-            let a = get(format!("/audit/v1/proof/consistency?old={old}&size={size}")).await;
+            let a = auditor
+                .get(&format!(
+                    "/audit/v1/proof/consistency?old={old}&size={size}"
+                ))
+                .await;
             assert_eq!(a.status, StatusCode::OK, "{}", a.body);
             assert_eq!(a.body["old"].as_u64(), Some(old));
             hashes_of(&a.body["consistency"])
@@ -1012,7 +999,7 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
     let mut records = Vec::new();
     let mut next = Some("/audit/v1/entries?from=1&limit=3".to_owned());
     while let Some(path) = next.filter(|_| (records.len() as u64) < second.size) {
-        let a = get(path).await;
+        let a = auditor.get(&path).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
         for e in a.body["entries"].as_array().unwrap() {
             assert_eq!(e["seq"].as_u64(), Some(records.len() as u64 + 1));
@@ -1053,7 +1040,7 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
         ),
         ("/audit/v1/checkpoint?x=1".to_owned(), 400, "x"),
     ] {
-        let a = get(path.clone()).await;
+        let a = auditor.get(&path).await;
         assert_eq!(a.status.as_u16(), status, "{path}: {}", a.body);
         let detail = a.body["detail"].as_str().unwrap();
         if status == 400 {

@@ -236,6 +236,13 @@ impl Client {
             .map_err(|e| format!("handshake: {e}"))
     }
 
+    /// `GET path`, which must get an answer.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.request(Method::GET, path, &[], String::new())
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// Any request. Errors are connection-level (TLS refused, reset); one starting
     /// with `body:` means the answer's head arrived but its body did not, whole.
     pub async fn request(
