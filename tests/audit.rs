@@ -910,7 +910,9 @@ async fn auditors_follow_the_tree_with_signed_checkpoints_proofs_and_entries() {
     assert_eq!(looked.status, StatusCode::OK, "{}", looked.body);
     let receipt = &looked.body["audit"];
     let index = receipt["index"].as_u64().unwrap();
-    let record = receipt["record"].as_str().unwrap().to_owned();
+    // The receipt holds the record as an object; its canonical JSON is the leaf's bytes.
+    let record = audit::canonical::map_to_vec(receipt["record"].as_object().unwrap()).unwrap();
+    let record = String::from_utf8(record).unwrap();
 
     let auditor = gw.client("auditor");
     // The key from the well-known JWKS verifies the served checkpoint.

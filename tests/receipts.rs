@@ -104,7 +104,7 @@ async fn every_kind_of_answer_is_bound_and_proven_for_outside_checkers() {
         (
             "bundle",
             send(&counter, Method::POST, "/v1/bundle", Some(&bundle["body"])).await,
-            "/items/0/audit/record",
+            "/items/0/audit/record/request_id",
         ),
         (
             "admin",

@@ -162,13 +162,16 @@ def check_answer(answer, keys, what):
     if not isinstance(receipt, dict):
         raise Failed(f"{what}: no `audit` receipt")
     origin, size, root = open_note(receipt["checkpoint"], keys)
-    record_text = receipt["record"]
+    record = receipt["record"]
     index = receipt["index"]
-    leaf = sha256(b"\x00", record_text.encode("utf-8"))
+    # The record's object; its canonical JSON is the leaf's bytes. (A string is the
+    # earlier form: the bytes themselves.)
+    record_bytes = record.encode("utf-8") if isinstance(record, str) else rfc8785.dumps(record)
+    leaf = sha256(b"\x00", record_bytes)
     proof = [base64.b64decode(h, validate=True) for h in receipt["inclusion"]]
     if root_from_inclusion(index, size, leaf, proof) != root:
         raise Failed(f"{what}: record {index + 1} is not in the signed tree of {size}")
-    record = json.loads(record_text)
+    record = json.loads(record_bytes)
     if record.get("seq") != index + 1 or receipt.get("seq") != index + 1:
         raise Failed(f"{what}: seq is not index + 1")
     rest = {k: v for k, v in answer.items() if k != "audit"}

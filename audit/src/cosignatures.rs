@@ -217,7 +217,7 @@ mod tests {
             checkpoint: receipt.checkpoint.to_string(),
         };
         let line = w.add_checkpoint(&request.body(), 1_790_000_000).unwrap();
-        let cosigned = format!("{}{line}", receipt.checkpoint);
+        let cosigned = format!("{}{line}", receipt.checkpoint.text());
         store
             .add_cosignature("witness.test", 3, &cosigned)
             .await

@@ -8,8 +8,6 @@
 //! store another writer moved) is caught up from its records when the writer next
 //! appends: [`Frontier::lacking`] names what to read, [`Frontier::catch_up`] adds it.
 
-use std::sync::Arc;
-
 use crate::error::AuditError;
 use crate::signing::Signer;
 use crate::tlog::note::NoteSigner;
@@ -33,7 +31,7 @@ pub(super) struct TreeBatch {
     /// `(stored index, hash)` for `audit_tree`.
     pub(super) stored: Vec<(u64, Hash)>,
     /// The checkpoint of that tree as a signed note.
-    pub(super) note: Arc<str>,
+    pub(super) note: crate::receipt::BatchNote,
     /// Each record's inclusion proof in that tree, in batch order.
     pub(super) proofs: Vec<Vec<Hash>>,
 }
@@ -126,7 +124,7 @@ impl Frontier {
             .map_err(|e| AuditError::Store(format!("audit checkpoint: {e}")))?;
         Ok(TreeBatch {
             stored: appended.stored,
-            note: note.into(),
+            note: crate::receipt::BatchNote::new(&note),
             proofs: appended.proofs,
         })
     }

@@ -68,7 +68,7 @@ pub use export::{
 };
 pub use follow::{FollowError, Proof, MAX_ENTRIES};
 pub use log::{AuditLog, Receipt};
-pub use receipt::{check_receipt, Included, ReceiptError};
+pub use receipt::{check_receipt, BatchNote, Included, ReceiptError};
 pub use report::{anomalies, revoked_from_index, Anomaly, AnomalyRules};
 pub use search::{parse_time, Filter};
 pub use segment_index::index_sealed_segments;

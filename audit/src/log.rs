@@ -13,6 +13,7 @@ use super::chain::{AuditEntry, GENESIS};
 use super::checkpoint::StoredCheckpoint;
 use super::error::AuditError;
 use super::frontier::behind;
+use super::receipt::BatchNote;
 use super::signing::Signer;
 use super::sqlite_writer::SqliteWriter;
 use super::store::{AuditStore, Database, CHAIN_LOCK};
@@ -32,7 +33,7 @@ pub struct Receipt {
     /// Its leaf index in the tree (`seq - 1`).
     pub index: u64,
     /// The signed checkpoint (C2SP signed note) of the tree its batch made.
-    pub checkpoint: Arc<str>,
+    pub checkpoint: BatchNote,
     /// The record's inclusion proof in that tree (RFC 9162 §2.1.3).
     pub inclusion: Vec<Hash>,
 }
@@ -49,7 +50,9 @@ impl Receipt {
             "seq": self.seq,
             "hash": self.hash,
             "index": self.index,
-            "record": self.record,
+            // The record as the object it is (it is canonical JSON: see `write_json`).
+            "record": serde_json::from_str::<serde_json::Value>(&self.record)
+                .unwrap_or_else(|_| serde_json::Value::String(self.record.clone())),
             "checkpoint": &*self.checkpoint,
             "inclusion": self.inclusion.iter().map(|h| b64.encode(h.0)).collect::<Vec<_>>(),
         })
@@ -413,7 +416,7 @@ impl Writer {
                     self.copy_checkpoint(c).await;
                 }
                 let tree = prepared.tree;
-                self.signed.send_replace(Some(Arc::clone(&tree.note)));
+                self.signed.send_replace(Some(Arc::from(tree.note.text())));
                 for ((reply, r), inclusion) in
                     replies.into_iter().zip(prepared.rows).zip(tree.proofs)
                 {
@@ -422,7 +425,7 @@ impl Writer {
                         seq: r.seq,
                         hash: r.hash,
                         record: r.record,
-                        checkpoint: Arc::clone(&tree.note),
+                        checkpoint: tree.note.clone(),
                         inclusion,
                     }));
                 }
@@ -602,8 +605,14 @@ pub(crate) mod tests {
             assert_eq!(included.origin, "tongban.test/audit");
             // Any changed byte of the record, a wrong index or another key fails.
             let mut edited = r.clone();
-            edited["record"] = r["record"].as_str().unwrap().replace("\"r", "\"R").into();
+            edited["record"]["request_id"] = format!("R{}", included.index).into();
             assert!(crate::check_receipt(&edited, signer.public_key()).is_err());
+            // A receipt of the earlier form (the record's bytes as a string) checks.
+            let mut earlier = r.clone();
+            earlier["record"] = included.record.clone().into();
+            crate::check_receipt(&earlier, signer.public_key()).unwrap();
+            earlier["record"] = included.record.replace("\"r", "\"R").into();
+            assert!(crate::check_receipt(&earlier, signer.public_key()).is_err());
             let mut moved = r.clone();
             moved["index"] = (included.index ^ 1).into();
             assert!(crate::check_receipt(&moved, signer.public_key()).is_err());

@@ -5,10 +5,15 @@
 //! 1. `checkpoint` is a signed note; its text is `origin`, `size`, `base64(root)`,
 //!    one per line. A signature line named `origin` by the gateway's Ed25519 key
 //!    (key id `SHA-256(origin ‖ 0x0A ‖ 0x01 ‖ key)[..4]`) verifies over the text.
-//! 2. The leaf is `SHA-256(0x00 ‖ record)` over the record's exact UTF-8 bytes.
+//! 2. The leaf is `SHA-256(0x00 ‖ JCS(record))`: `record` is the record's JSON
+//!    object, and the record was written canonical, so its canonical JSON is the
+//!    exact bytes the gateway hashed. (Receipts of earlier versions held the bytes
+//!    as a string; those are hashed as given.)
 //! 3. `index < size`, and `inclusion` (base64 hashes, leaf upwards) proves the leaf at
 //!    `index` in the tree of `size` with that root (RFC 9162 §2.1.3.2).
 //! 4. The record's own `seq` is `index + 1`, and so is the receipt's `seq`.
+
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -20,13 +25,13 @@ use crate::tlog::tree::{self, Hash};
 impl crate::log::Receipt {
     /// Write the receipt as an answer carries it, the JSON of [`Self::to_json`]
     /// (members in the same order), straight into `out`: no document is built, and
-    /// the record is escaped once.
+    /// the record is copied in as it is.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         use std::io::Write as _;
         let b64 = base64::engine::general_purpose::STANDARD;
         // Writing into a Vec cannot fail.
         let _ = write!(out, "{{\"checkpoint\":");
-        crate::canonical::write_str(out, &self.checkpoint);
+        out.extend_from_slice(self.checkpoint.json().as_bytes());
         out.extend_from_slice(b",\"hash\":");
         crate::canonical::write_str(out, &self.hash);
         out.extend_from_slice(b",\"inclusion\":[");
@@ -42,8 +47,53 @@ impl crate::log::Receipt {
             out.push(b'"');
         }
         let _ = write!(out, "],\"index\":{},\"record\":", self.index);
-        crate::canonical::write_str(out, &self.record);
+        // The record is canonical JSON: it goes in as the object it is, unescaped.
+        out.extend_from_slice(self.record.as_bytes());
         let _ = write!(out, ",\"seq\":{}}}", self.seq);
+    }
+}
+
+/// The signed note of a batch's tree, as every receipt of the batch carries it: its
+/// JSON string form is written once, not once per answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchNote {
+    text: Arc<str>,
+    json: Arc<str>,
+}
+
+impl BatchNote {
+    /// The note `text`.
+    pub fn new(text: &str) -> Self {
+        let mut json = Vec::with_capacity(text.len() + 16);
+        crate::canonical::write_str(&mut json, text);
+        Self {
+            text: text.into(),
+            json: String::from_utf8_lossy(&json).into(),
+        }
+    }
+
+    /// The note's text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The note as a JSON string, quoted and escaped.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+}
+
+impl From<&str> for BatchNote {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl std::ops::Deref for BatchNote {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
     }
 }
 
@@ -98,7 +148,16 @@ pub fn check_receipt(receipt: &Value, public_key: &[u8]) -> Result<Included, Rec
             .and_then(Value::as_str)
             .ok_or(ReceiptError::Malformed(k))
     };
-    let record = text("record")?;
+    let record = match receipt.get("record") {
+        Some(Value::Object(r)) => String::from_utf8(
+            crate::canonical::map_to_vec(r).map_err(|_| ReceiptError::Malformed("record"))?,
+        )
+        .map_err(|_| ReceiptError::Malformed("record"))?,
+        // A receipt of an earlier version: the record's bytes as a string.
+        Some(Value::String(r)) => r.clone(),
+        _ => return Err(ReceiptError::Malformed("record")),
+    };
+    let record = record.as_str();
     let note =
         Note::parse(text("checkpoint")?).map_err(|e| ReceiptError::Checkpoint(e.to_string()))?;
     let mut lines = note.text.lines();
@@ -177,8 +236,7 @@ fn hash_of(b64: &str) -> Option<Hash> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::Arc;
-
+    use super::BatchNote;
     use crate::log::Receipt;
     use crate::tlog::tree::Hash;
 
@@ -189,7 +247,7 @@ mod tests {
             hash: "ab".repeat(32),
             record: "{\"a\":\"张\\n\\\"\",\"seq\":42}".into(),
             index: 41,
-            checkpoint: Arc::from("o\n42\nAAAA=\n\n— o x\n"),
+            checkpoint: BatchNote::from("o\n42\nAAAA=\n\n— o x\n"),
             inclusion: vec![Hash([1; 32]), Hash([0xfe; 32])],
         };
         let mut out = Vec::new();

@@ -173,13 +173,31 @@ pub fn size_of(max: Option<u64>) -> u64 {
 
 /// Append `leaves` to the tree of `size` whose frontier `known` holds; `known` then
 /// holds the new tree's frontier.
+///
+/// One pass over the batch's part of the tree, level by level: each new node is
+/// hashed once, and every proof is read off those levels and the old frontier
+/// (asking `tlog` for each proof re-hashed the tree's right edge once per leaf).
 pub fn append(size: u64, leaves: &[Hash], known: &mut KnownHashes) -> Result<Appended, TreeError> {
-    let stored = extend(size, leaves, known)?;
     let new_size = size + leaves.len() as u64;
-    let root = known.with(|k| tlog::tree_hash(new_size, k))?;
+    if leaves.is_empty() {
+        let root = root(size, known)?;
+        return Ok(Appended {
+            stored: Vec::new(),
+            size,
+            root,
+            proofs: Vec::new(),
+        });
+    }
+    let old = OldFrontier::of(size, known)?;
+    let levels = Levels::build(size, new_size, leaves, &old);
+    let stored = levels.stored(size, new_size);
     let proofs = (size..new_size)
-        .map(|n| known.with(|k| tlog::prove_record(new_size, n, k)))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|n| levels.proof(n, new_size, &old))
+        .collect();
+    let root = levels.root();
+    for (i, h) in &stored {
+        known.insert(*i, *h);
+    }
     known.retain(&frontier(new_size));
     Ok(Appended {
         stored,
@@ -187,6 +205,126 @@ pub fn append(size: u64, leaves: &[Hash], known: &mut KnownHashes) -> Result<App
         root,
         proofs,
     })
+}
+
+/// The complete subtrees left of a batch (the old tree's frontier), by level: the one
+/// at level `j` exists when bit `j` of the old size is set.
+struct OldFrontier {
+    by_level: [Option<Hash>; 64],
+}
+
+impl OldFrontier {
+    fn of(size: u64, known: &KnownHashes) -> Result<Self, TreeError> {
+        let mut by_level = [None; 64];
+        let mut missing = Vec::new();
+        for (level, slot) in by_level.iter_mut().enumerate() {
+            if (size >> level) & 1 == 1 {
+                let index = tlog::stored_hash_index(level as u8, (size >> level) - 1);
+                match known.hashes.get(&index) {
+                    Some(h) => *slot = Some(*h),
+                    None => missing.push(index),
+                }
+            }
+        }
+        if missing.is_empty() {
+            Ok(Self { by_level })
+        } else {
+            missing.sort_unstable();
+            Err(TreeError::Missing(missing))
+        }
+    }
+}
+
+/// The nodes of the new tree that cover the batch: at level `j`, nodes
+/// `first >> j ..= (size - 1) >> j`, each over its leaves clipped to the tree (RFC
+/// 9162's tree is the complete binary tree with a node whose right half is empty
+/// taking its left child's hash).
+struct Levels {
+    first: u64,
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Levels {
+    fn build(first: u64, size: u64, leaves: &[Hash], old: &OldFrontier) -> Self {
+        let mut levels = vec![leaves.to_vec()];
+        let mut level = 0usize;
+        while (size - 1) >> level > 0 {
+            let below = &levels[level];
+            let (lo, hi) = (first >> (level + 1), (size - 1) >> (level + 1));
+            let mut up = Vec::with_capacity((hi - lo + 1) as usize);
+            for i in lo..=hi {
+                let (l, r) = (2 * i, 2 * i + 1);
+                let left = if l < first >> level {
+                    // Complete and left of the batch: the old frontier's node.
+                    old.by_level[level].unwrap_or(EMPTY_HASH)
+                } else {
+                    below[(l - (first >> level)) as usize]
+                };
+                let node = if r << level < size {
+                    tlog::node_hash(left, below[(r - (first >> level)) as usize])
+                } else {
+                    left
+                };
+                up.push(node);
+            }
+            levels.push(up);
+            level += 1;
+        }
+        Self { first, levels }
+    }
+
+    /// Node `i` at `level`, which is in the batch's part or is the old frontier's.
+    fn node(&self, level: usize, i: u64, old: &OldFrontier) -> Hash {
+        let lo = self.first >> level;
+        if i < lo {
+            old.by_level[level].unwrap_or(EMPTY_HASH)
+        } else {
+            self.levels[level][(i - lo) as usize]
+        }
+    }
+
+    fn root(&self) -> Hash {
+        self.levels
+            .last()
+            .and_then(|l| l.first())
+            .copied()
+            .unwrap_or(EMPTY_HASH)
+    }
+
+    /// RFC 9162 inclusion proof of leaf `n` in the tree of `size`: the sibling at each
+    /// level, leaf first, skipping levels where the sibling is past the tree's end.
+    fn proof(&self, n: u64, size: u64, old: &OldFrontier) -> Vec<Hash> {
+        let height = self.levels.len() - 1;
+        let mut proof = Vec::with_capacity(height);
+        for level in 0..height {
+            let sibling = (n >> level) ^ 1;
+            if sibling << level < size {
+                proof.push(self.node(level, sibling, old));
+            }
+        }
+        proof
+    }
+
+    /// The hashes `tlog` stores for records `first..size`: each record's leaf, then
+    /// the complete subtrees it completes, at consecutive stored indexes.
+    fn stored(&self, first: u64, size: u64) -> Vec<(u64, Hash)> {
+        let mut out = Vec::with_capacity(2 * (size - first) as usize);
+        for n in first..size {
+            let mut index = stored_index(n);
+            let mut level = 0usize;
+            loop {
+                let i = n >> level;
+                out.push((index, self.levels[level][(i - (first >> level)) as usize]));
+                index += 1;
+                // Record n completes the node above when it ends a right child.
+                if ((n + 1) >> level) & 1 == 1 || level + 1 >= self.levels.len() {
+                    break;
+                }
+                level += 1;
+            }
+        }
+        out
+    }
 }
 
 /// The root of the tree of `size` from the stored hashes `known` holds.
@@ -319,6 +457,7 @@ mod tests {
         #[test]
         fn batches_match_the_definition(batches in proptest::collection::vec(1usize..40, 1..12)) {
             let mut known = KnownHashes::default();
+            let mut by_tlog = KnownHashes::default();
             let mut all = KnownHashes::default();
             let mut leaves = Vec::new();
             let mut roots = vec![EMPTY_HASH];
@@ -327,6 +466,10 @@ mod tests {
                 let new: Vec<Hash> = (size..size + b as u64).map(leaf).collect();
                 leaves.extend_from_slice(&new);
                 let a = append(size, &new, &mut known).unwrap();
+                // The hashes stored are the ones tlog stores, record by record.
+                let stored = extend(size, &new, &mut by_tlog).unwrap();
+                by_tlog.retain(&frontier(a.size));
+                prop_assert_eq!(&a.stored, &stored);
                 prop_assert_eq!(a.size, leaves.len() as u64);
                 prop_assert_eq!(a.root, mth(&leaves));
                 for (i, proof) in (size..).zip(&a.proofs) {
