@@ -91,6 +91,7 @@ fn agreement(id: String, consumer: String, dataset: &str, effect: Effect) -> Agr
         operator_rate: None,
         approver: "urn:tongban:sz-psb:admin-01".into(),
         effect,
+        request: None,
         fields,
     }
 }

@@ -31,6 +31,17 @@ pub enum PolicyError {
         /// What is wrong.
         message: String,
     },
+    /// An access request or its review breaks a rule; names the field.
+    #[error("{field}: {message}")]
+    BadRequest {
+        /// The field at fault (`fields.ethnicity`, `valid_until`, …).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An access request could not be acted on.
+    #[error("{0}")]
+    Request(#[from] crate::request::RequestRefusal),
     /// A role binding names a bad identity or role.
     #[error("role binding: {field}: {message}")]
     BadBinding {

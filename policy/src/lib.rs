@@ -11,7 +11,9 @@
 //! decision costs the same at 100 agreements as at 100,000. An [`Explanation`] is
 //! read off the same evaluation as the decision it explains. The [`Meter`] charges daily
 //! quotas and operator rates; the [`AgreementStore`] keeps agreements versioned in
-//! SQLite or PostgreSQL, and [`Authorizer::catch_up`] follows its changes.
+//! SQLite or PostgreSQL, and [`Authorizer::catch_up`] follows its changes. An
+//! [`AccessRequest`] is how an agreement comes about: filed by the consumer, approved
+//! (possibly narrowed) or refused by the provider within [`WorkingDays`].
 //!
 //! This crate knows nothing of HTTP: the gateway asks, the authorizer answers.
 
@@ -26,9 +28,11 @@ mod file;
 mod limits;
 mod mask;
 mod plan;
+mod request;
 mod schedule;
 mod store;
 mod sync;
+mod workdays;
 
 pub use agreement::{Agreement, Condition, Effect, FieldRule};
 pub use authorizer::{Authorizer, Change, Settings};
@@ -41,6 +45,11 @@ pub use limits::Meter;
 pub use mask::mask_value;
 pub use plan::{diff, Plan, Step};
 pub use schedule::{Clock, Days, Period, Rate, ServiceHours, TimeZone};
-pub use store::{
-    Action, AgreementStore, Applied, Edit, HistoryEntry, RoleBinding, StoredAgreement,
+pub use request::{
+    AccessRequest, Narrowing, RequestEvent, MAX_TEXT as MAX_REQUEST_TEXT, RequestRefusal, RequestState, RequestTerms,
 };
+pub use store::{
+    Action, AgreementStore, Applied, Edit, HistoryEntry, RequestFilter, RoleBinding,
+    StoredAgreement,
+};
+pub use workdays::WorkingDays;
