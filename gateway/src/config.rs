@@ -21,9 +21,9 @@ use serde_inline_default::serde_inline_default;
 
 mod env;
 mod policy;
-mod requests;
 #[cfg(test)]
 mod reference;
+mod requests;
 mod schema;
 mod sources;
 

@@ -533,6 +533,11 @@ matters = [
   "newborn-registration", "marriage-registration", "company-opening",
   "business-registration", "household-transfer", "housing-fund-withdrawal",
 ]
+
+[requests]
+review_working_days = 10        # a provider reviews an access request within this many working days
+# holidays = ["2026-10-01"]     # weekdays off; working_weekends = [...] lists weekend days worked
+# auto_approve_open = ["legal_person"]   # approve at once a request for only `open` fields
 "#
     );
     out.push_str(&crate::demo_department::connectors_toml(

@@ -277,7 +277,10 @@ impl Metrics {
 
     /// Export the submitted access requests past their review deadline, per
     /// provider department (recounted at every scrape and every change).
-    pub fn observe_overdue_requests(&self, overdue: std::sync::Arc<std::sync::Mutex<Vec<(String, i64)>>>) {
+    pub fn observe_overdue_requests(
+        &self,
+        overdue: std::sync::Arc<std::sync::Mutex<Vec<(String, i64)>>>,
+    ) {
         let meter = self.provider.meter("tongban");
         let _ = meter
             .u64_observable_gauge("tongban_requests_overdue")

@@ -58,13 +58,14 @@ pub trait FieldClasses: Send + Sync {
 
 /// The classes until datasets declare their own in the config: the legal-person
 /// register's fields are public (the enterprise credit publicity system shows them
-/// to anyone), every other field is conditional, none closed.
+/// to anyone) except the representative's resident ID number; every other field is
+/// conditional, none closed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BuiltinClasses;
 
 impl FieldClasses for BuiltinClasses {
-    fn class(&self, dataset: &str, _field: &str) -> SharingClass {
-        if dataset == "legal_person" {
+    fn class(&self, dataset: &str, field: &str) -> SharingClass {
+        if dataset == "legal_person" && field != "legal_representative_id" {
             SharingClass::Open
         } else {
             SharingClass::Conditional
@@ -174,10 +175,9 @@ impl Requests {
     pub async fn file(&self, actor: &Actor, terms: RequestTerms) -> Result<Filed, ApiError> {
         let now = Utc::now();
         terms.validate(now).map_err(policy_error)?;
-        let consumer_department = terms.consumer_department().ok_or_else(|| invalid(
-            "consumer",
-            "not an identity".into(),
-        ))?;
+        let consumer_department = terms
+            .consumer_department()
+            .ok_or_else(|| invalid("consumer", "not an identity".into()))?;
         if !actor.is_of(&consumer_department) {
             return Err(not_permitted(format!(
                 "{} files requests for its own department's systems only; {} is of {consumer_department}",
@@ -191,9 +191,7 @@ impl Requests {
             provider,
             consumer_department,
             requester: actor.uri.clone(),
-            review_by: self
-                .calendar
-                .deadline(now, self.config.review_working_days),
+            review_by: self.calendar.deadline(now, self.config.review_working_days),
             submitted_at: now,
             terms,
             decided_at: None,
@@ -208,7 +206,10 @@ impl Requests {
             .map_err(policy_error)?;
         let approval = if self.auto_approves(&request) {
             let system = Actor::admin(AUTO_APPROVER, &request.provider);
-            match self.approve(&system, &request.id, &Narrowing::default()).await {
+            match self
+                .approve(&system, &request.id, &Narrowing::default())
+                .await
+            {
                 Ok(a) => Some(a),
                 Err(e) => {
                     // The request stays submitted for a person to review.
@@ -284,8 +285,7 @@ impl Requests {
 
     fn auto_approves(&self, r: &AccessRequest) -> bool {
         self.config.auto_approve_open.contains(&r.terms.dataset)
-            && r
-                .terms
+            && r.terms
                 .fields
                 .keys()
                 .all(|f| self.classes.class(&r.terms.dataset, f) == SharingClass::Open)
@@ -586,9 +586,8 @@ fn not_permitted(why: String) -> ApiError {
 /// refusal keeps its status, a store failure is internal.
 pub fn policy_error(e: PolicyError) -> ApiError {
     match e {
-        PolicyError::BadRequest { field, message } | PolicyError::Invalid { field, message, .. } => {
-            ApiError::Invalid { field, message }
-        }
+        PolicyError::BadRequest { field, message }
+        | PolicyError::Invalid { field, message, .. } => ApiError::Invalid { field, message },
         PolicyError::Request(r) => ApiError::Request(r),
         PolicyError::Refused(r) => ApiError::Refused(r),
         e => ApiError::Internal(e.to_string()),
@@ -604,6 +603,10 @@ mod tests {
     fn builtin_classes_open_only_the_public_register() {
         let c = BuiltinClasses;
         assert_eq!(c.class("legal_person", "name"), SharingClass::Open);
+        assert_eq!(
+            c.class("legal_person", "legal_representative_id"),
+            SharingClass::Conditional
+        );
         assert_eq!(c.class("population", "name"), SharingClass::Conditional);
     }
 

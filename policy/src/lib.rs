@@ -44,10 +44,11 @@ pub use file::AgreementFile;
 pub use limits::Meter;
 pub use mask::mask_value;
 pub use plan::{diff, Plan, Step};
-pub use schedule::{Clock, Days, Period, Rate, ServiceHours, TimeZone};
 pub use request::{
-    AccessRequest, Narrowing, RequestEvent, MAX_TEXT as MAX_REQUEST_TEXT, RequestRefusal, RequestState, RequestTerms,
+    AccessRequest, Narrowing, RequestEvent, RequestRefusal, RequestState, RequestTerms,
+    MAX_TEXT as MAX_REQUEST_TEXT,
 };
+pub use schedule::{Clock, Days, Period, Rate, ServiceHours, TimeZone};
 pub use store::{
     Action, AgreementStore, Applied, Edit, HistoryEntry, RequestFilter, RoleBinding,
     StoredAgreement,

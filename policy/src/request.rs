@@ -520,7 +520,9 @@ pub(crate) mod tests {
     #[test]
     fn approval_as_asked_grants_the_terms() {
         let r = request();
-        let a = r.grant(&Narrowing::default(), "urn:tongban:sz-psb:admin-01").unwrap();
+        let a = r
+            .grant(&Narrowing::default(), "urn:tongban:sz-psb:admin-01")
+            .unwrap();
         assert_eq!(a.fields, r.terms.fields);
         assert_eq!(a.daily_quota, Some(500));
         assert_eq!(a.request.as_deref(), Some(r.id.as_str()));
@@ -609,7 +611,10 @@ pub(crate) mod tests {
     fn a_renewal_replaces_the_agreement_it_names() {
         let mut r = request();
         r.terms.renews = Some("hf-population-2026".into());
-        assert_eq!(r.grant(&Narrowing::default(), "x").unwrap().id, "hf-population-2026");
+        assert_eq!(
+            r.grant(&Narrowing::default(), "x").unwrap().id,
+            "hf-population-2026"
+        );
         let other = Narrowing {
             agreement_id: Some("another".into()),
             ..Narrowing::default()

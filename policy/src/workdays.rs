@@ -68,7 +68,7 @@ mod tests {
     #[test]
     fn weekends_and_holidays_do_not_count() {
         let cal = WorkingDays::default(); // +08:00
-        // Friday 2026-06-05 17:00 in Beijing; 1 working day: Monday 06-08 ends it.
+                                          // Friday 2026-06-05 17:00 in Beijing; 1 working day: Monday 06-08 ends it.
         let friday = Utc.with_ymd_and_hms(2026, 6, 5, 9, 0, 0).unwrap();
         assert_eq!(
             cal.deadline(friday, 1),

@@ -206,12 +206,7 @@ pub async fn output(args: RequestArgs) -> Result<String, Failure> {
                 Format::Json | Format::Toml => format!("{}\n", request_json(r, Utc::now())),
                 Format::Text => format!(
                     "filed {} ({}): {} of {} for {}; review by {}\n",
-                    r.id,
-                    r.state,
-                    r.terms.dataset,
-                    r.provider,
-                    r.terms.consumer,
-                    r.review_by
+                    r.id, r.state, r.terms.dataset, r.provider, r.terms.consumer, r.review_by
                 ),
             })
         }

@@ -139,7 +139,10 @@ mod tests {
     #[test]
     fn errors_name_line_and_key() {
         let cases = [
-            ("[requests]\nreview_working_days = 0\n", ":13: requests.review_working_days"),
+            (
+                "[requests]\nreview_working_days = 0\n",
+                ":13: requests.review_working_days",
+            ),
             (
                 "[requests]\nholidays = [\"2026-13-01\"]\n",
                 ":13: requests.holidays: \"2026-13-01\"",

@@ -90,7 +90,10 @@ pub(crate) struct Admin {
 }
 
 /// The caller, if it holds the dept-admin role (403 `role-required` otherwise).
-pub(crate) fn admin(policy: &PolicyService, principal: Option<&Principal>) -> Result<Admin, ApiError> {
+pub(crate) fn admin(
+    policy: &PolicyService,
+    principal: Option<&Principal>,
+) -> Result<Admin, ApiError> {
     let principal =
         principal.ok_or_else(|| ApiError::Internal("principal missing from request".into()))?;
     let uri = principal.identity.as_uri();
@@ -347,10 +350,7 @@ async fn checked_change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Ou
         Ok(e) => e,
         Err(o) => return o,
     };
-    let guard = owner_guard(
-        admin.department.clone(),
-        matches!(edit, Edit::Revoke(_)),
-    );
+    let guard = owner_guard(admin.department.clone(), matches!(edit, Edit::Revoke(_)));
     let id = match &edit {
         Edit::Create(a) | Edit::Put(a) | Edit::Update(a) => a.id.clone(),
         Edit::Revoke(id) => id.clone(),

@@ -129,7 +129,9 @@ where
             let (id, step) = (id.clone(), *step);
             let (parts, body) = req.into_parts();
             let what = match step {
-                Step::Approve => "a narrowing {\"fields\": …, \"daily_quota\": …} ({} approves as asked)",
+                Step::Approve => {
+                    "a narrowing {\"fields\": …, \"daily_quota\": …} ({} approves as asked)"
+                }
                 Step::Refuse => "{\"reason\": …}",
                 Step::Withdraw => "{\"reason\": …} (optional; {} is enough)",
             };
@@ -218,10 +220,18 @@ async fn listed(
         Some("true") => Some(true),
         Some("false") => Some(false),
         Some(other) => {
-            return Outcome::error(invalid("overdue", format!("{other:?} is neither true nor false")))
+            return Outcome::error(invalid(
+                "overdue",
+                format!("{other:?} is neither true nor false"),
+            ))
         }
     };
-    let filter = filter_of(state, param("provider"), param("consumer"), param("dataset"));
+    let filter = filter_of(
+        state,
+        param("provider"),
+        param("consumer"),
+        param("dataset"),
+    );
     let consumer_identity = param("consumer").filter(|c| c.starts_with("urn:"));
     match requests.list(who, filter, overdue).await {
         Ok(items) => {
@@ -277,8 +287,13 @@ async fn show(requests: &Requests, who: &Actor, id: &str) -> Outcome {
 async fn decide(requests: &Requests, who: &Actor, id: &str, step: Step, body: Value) -> Outcome {
     let result = match step {
         Step::Approve => match serde_json::from_value::<Narrowing>(body) {
-            Ok(n) => requests.approve(who, id, &n).await.map(|a| (a.request, a.applied)),
-            Err(e) => Err(ApiError::BadRequest(format!("body is not a narrowing: {e}"))),
+            Ok(n) => requests
+                .approve(who, id, &n)
+                .await
+                .map(|a| (a.request, a.applied)),
+            Err(e) => Err(ApiError::BadRequest(format!(
+                "body is not a narrowing: {e}"
+            ))),
         },
         Step::Refuse => match reason(&body, true) {
             Ok(r) => requests
@@ -307,7 +322,9 @@ async fn decide(requests: &Requests, who: &Actor, id: &str, step: Step, body: Va
 /// `{"reason": "…"}`, the only member; required for a refusal.
 fn reason(body: &Value, required: bool) -> Result<Option<String>, ApiError> {
     let Some(o) = body.as_object() else {
-        return Err(ApiError::BadRequest("the body must be a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
     };
     if let Some(k) = o.keys().find(|k| *k != "reason") {
         return Err(invalid(k, "unknown member; only reason is read".into()));

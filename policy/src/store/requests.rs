@@ -74,7 +74,10 @@ impl AgreementStore {
     }
 
     /// The requests `filter` picks, newest first.
-    pub async fn requests(&self, filter: &RequestFilter) -> Result<Vec<AccessRequest>, PolicyError> {
+    pub async fn requests(
+        &self,
+        filter: &RequestFilter,
+    ) -> Result<Vec<AccessRequest>, PolicyError> {
         // Absent filters bind NULL and match everything: one statement for every
         // combination.
         let rows = sqlx::query(
@@ -226,14 +229,13 @@ async fn claim(
     to: RequestState,
     action: &str,
 ) -> Result<AccessRequest, PolicyError> {
-    let moved = sqlx::query(
-        "UPDATE access_requests SET state = $2 WHERE id = $1 AND state = 'submitted'",
-    )
-    .bind(id)
-    .bind(to.as_str())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let moved =
+        sqlx::query("UPDATE access_requests SET state = $2 WHERE id = $1 AND state = 'submitted'")
+            .bind(id)
+            .bind(to.as_str())
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
     let body: Option<String> = sqlx::query_scalar("SELECT body FROM access_requests WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -358,7 +360,9 @@ mod tests {
     /// The request lifecycle on `s`.
     async fn lifecycle(s: &AgreementStore) {
         let r = request();
-        s.file_request(&r, "urn:tongban:sz-hf:admin-01").await.unwrap();
+        s.file_request(&r, "urn:tongban:sz-hf:admin-01")
+            .await
+            .unwrap();
         assert_eq!(s.request(&r.id).await.unwrap().as_ref(), Some(&r));
         let mut other = request();
         other.id = "0193a0b0-0000-7000-8000-000000000002".into();
@@ -392,9 +396,16 @@ mod tests {
 
         // Approve in one transaction with the agreement.
         let version = s.version().await.unwrap();
-        let grant = r.grant(&Narrowing::default(), "urn:tongban:sz-psb:admin-01").unwrap();
+        let grant = r
+            .grant(&Narrowing::default(), "urn:tongban:sz-psb:admin-01")
+            .unwrap();
         let (after, applied) = s
-            .approve_request(&r.id, "urn:tongban:sz-psb:admin-01", Edit::Create(grant.clone()), |_| Ok(()))
+            .approve_request(
+                &r.id,
+                "urn:tongban:sz-psb:admin-01",
+                Edit::Create(grant.clone()),
+                |_| Ok(()),
+            )
             .await
             .unwrap();
         assert_eq!(after.state, RequestState::Approved);
@@ -408,7 +419,10 @@ mod tests {
             .await;
         assert!(matches!(
             again,
-            Err(PolicyError::Request(RequestRefusal::NotPending { state: RequestState::Approved, .. }))
+            Err(PolicyError::Request(RequestRefusal::NotPending {
+                state: RequestState::Approved,
+                ..
+            }))
         ));
         assert!(matches!(
             s.decide_request("nope", RequestState::Withdrawn, "withdraw", "x", |_| {})
@@ -417,34 +431,51 @@ mod tests {
         ));
 
         // A refused guard leaves the request submitted and no agreement behind.
-        let g2 = other.grant(&Narrowing::default(), "urn:tongban:sz-amr:admin-01").unwrap();
+        let g2 = other
+            .grant(&Narrowing::default(), "urn:tongban:sz-amr:admin-01")
+            .unwrap();
         let refused = s
             .approve_request(&other.id, "y", Edit::Create(g2.clone()), |_| {
                 Err(Refusal::NotPermitted("no".into()))
             })
             .await;
         assert!(refused.is_err());
-        assert_eq!(s.request(&other.id).await.unwrap().unwrap().state, RequestState::Submitted);
+        assert_eq!(
+            s.request(&other.id).await.unwrap().unwrap().state,
+            RequestState::Submitted
+        );
         assert!(s.get(&g2.id).await.unwrap().is_none());
 
         let refused = s
-            .decide_request(&other.id, RequestState::Refused, "refuse", "urn:tongban:sz-amr:admin-01", |r| {
-                r.reason = Some("no legal basis for business_scope".into())
-            })
+            .decide_request(
+                &other.id,
+                RequestState::Refused,
+                "refuse",
+                "urn:tongban:sz-amr:admin-01",
+                |r| r.reason = Some("no legal basis for business_scope".into()),
+            )
             .await
             .unwrap();
-        assert_eq!(refused.reason.as_deref(), Some("no legal basis for business_scope"));
+        assert_eq!(
+            refused.reason.as_deref(),
+            Some("no legal basis for business_scope")
+        );
 
         let h = s.request_history(&other.id).await.unwrap();
         assert_eq!(
-            h.iter().map(|e| (e.seq, e.action.as_str())).collect::<Vec<_>>(),
+            h.iter()
+                .map(|e| (e.seq, e.action.as_str()))
+                .collect::<Vec<_>>(),
             [(1, "file"), (2, "refuse")]
         );
         assert!(h[0].before.is_none());
         assert_eq!(h[1].before.as_ref().unwrap()["state"], "submitted");
         assert_eq!(h[1].after.as_ref().unwrap()["state"], "refused");
         assert_eq!(h[1].actor, "urn:tongban:sz-amr:admin-01");
-        assert!(s.lapsed_requests(late).await.unwrap().is_empty(), "none submitted");
+        assert!(
+            s.lapsed_requests(late).await.unwrap().is_empty(),
+            "none submitted"
+        );
     }
 
     #[tokio::test]
