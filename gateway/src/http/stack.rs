@@ -119,9 +119,10 @@ where
             ROLES,
             roles_service(Arc::clone(&app.policy), body),
         )
-        // Access requests: the collection, then one request and its review steps.
+        // Access requests: the collection, one request, its review steps.
         .route(&[Method::GET, Method::POST], REQUESTS, requests.clone())
-        .below(&[Method::GET, Method::POST], REQUESTS, requests)
+        .at_depth(&[Method::GET], REQUESTS, 1, requests.clone())
+        .at_depth(&[Method::POST], REQUESTS, 2, requests)
 }
 
 /// The whole counter API for one mTLS connection whose certificate gave `principal`;
