@@ -29,6 +29,7 @@ mod limits;
 mod mask;
 mod plan;
 mod request;
+mod request_state;
 mod schedule;
 mod store;
 mod sync;
@@ -38,14 +39,14 @@ pub use agreement::{Agreement, Condition, Effect, FieldRule};
 pub use authorizer::{Authorizer, Change, Settings};
 pub use catalogue::{Catalogue, CatalogueDataset, DEFAULT_MATTERS};
 pub use decision::{Decision, Denial, FieldGrant, Grant, Limits, Question};
-pub use error::{PolicyError, Refusal};
+pub use error::{PolicyError, Refusal, RequestRefusal};
 pub use explain::{CandidateCheck, Explanation, LimitUsage};
 pub use file::AgreementFile;
 pub use limits::Meter;
 pub use mask::mask_value;
 pub use plan::{diff, Plan, Step};
 pub use request::{
-    AccessRequest, Narrowing, RequestEvent, RequestRefusal, RequestState, RequestTerms,
+    AccessRequest, Narrowing, RequestEvent, RequestState, RequestTerms,
     MAX_TEXT as MAX_REQUEST_TEXT,
 };
 pub use schedule::{Clock, Days, Period, Rate, ServiceHours, TimeZone};

@@ -13,71 +13,13 @@
 //! A request still `submitted` past its review deadline (`review_by`, counted in
 //! working days) stays submitted and is *overdue*; it can still be approved.
 
-use std::collections::BTreeMap;
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use crate::agreement::{check_consumer, is_matter, is_token_char};
+pub use crate::request_state::RequestState;
 use crate::{Agreement, Effect, FieldRule, PolicyError};
-
-/// Where a request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestState {
-    /// Filed, waiting for the provider's review.
-    Submitted,
-    /// Approved: its agreement exists.
-    Approved,
-    /// Refused by the provider, with a reason.
-    Refused,
-    /// Withdrawn by the requesting department before review.
-    Withdrawn,
-    /// Never reviewed, and the validity it asked for has ended.
-    Expired,
-}
-
-impl RequestState {
-    /// Every state, in lifecycle order.
-    pub const ALL: [RequestState; 5] = [
-        RequestState::Submitted,
-        RequestState::Approved,
-        RequestState::Refused,
-        RequestState::Withdrawn,
-        RequestState::Expired,
-    ];
-
-    /// `submitted`, `approved`, `refused`, `withdrawn`, `expired`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestState::Submitted => "submitted",
-            RequestState::Approved => "approved",
-            RequestState::Refused => "refused",
-            RequestState::Withdrawn => "withdrawn",
-            RequestState::Expired => "expired",
-        }
-    }
-}
-
-impl fmt::Display for RequestState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for RequestState {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                format!("{s:?} is not a request state (submitted, approved, refused, withdrawn, expired)")
-            })
-    }
-}
 
 /// What a consumer department asks for: the terms of the agreement it wants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -401,24 +343,6 @@ pub struct RequestEvent {
     pub after: Option<serde_json::Value>,
 }
 
-/// Why a request could not be acted on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestRefusal {
-    /// No request with that id.
-    #[error("no access request {0}")]
-    Missing(String),
-    /// It is no longer submitted: approved, refused, withdrawn or expired.
-    #[error("access request {id} is {state}; only a submitted request can be {verb}")]
-    NotPending {
-        /// The request.
-        id: String,
-        /// Where it stands.
-        state: RequestState,
-        /// What was tried (`approved`, `refused`, `withdrawn`).
-        verb: &'static str,
-    },
-}
-
 fn text(s: &str) -> Result<(), String> {
     if s.trim().is_empty() {
         Err("must not be empty".into())
@@ -477,7 +401,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn field_of(r: Result<impl fmt::Debug, PolicyError>) -> String {
+    fn field_of(r: Result<impl std::fmt::Debug, PolicyError>) -> String {
         match r {
             Err(PolicyError::BadRequest { field, .. }) => field,
             other => panic!("expected a bad field, got {other:?}"),

@@ -11,7 +11,8 @@ use sqlx::Row as _;
 
 use super::{now, AgreementStore, Applied, Edit};
 use crate::error::Refusal;
-use crate::request::{AccessRequest, RequestEvent, RequestRefusal, RequestState};
+use crate::error::RequestRefusal;
+use crate::request::{AccessRequest, RequestEvent, RequestState};
 use crate::{Agreement, PolicyError};
 
 /// Which requests a list returns; every member optional.
