@@ -141,7 +141,7 @@ async fn a_narrowed_approval_allows_lookups_exactly_as_narrowed() {
         Some(wider),
     )
     .await;
-    assert_problem(&a, StatusCode::BAD_REQUEST, "bad-request");
+    assert_problem(&a, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
     assert_eq!(a.body["field"], "fields.sex");
 
     let narrowing = json!({
@@ -267,7 +267,20 @@ async fn refusal_withdrawal_and_who_may_do_what() {
     )
     .await;
     assert_problem(&no_reason, StatusCode::BAD_REQUEST, "bad-request");
-    assert_eq!(no_reason.body["field"], "reason");
+    assert!(no_reason.body["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("reason:"));
+    let blank = call(
+        &gw,
+        "admin",
+        Method::POST,
+        &step(id, "refuse"),
+        Some(json!({"reason": " "})),
+    )
+    .await;
+    assert_problem(&blank, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
+    assert_eq!(blank.body["field"], "reason");
     let why = "ethnicity is not needed to register an employee (data minimisation)";
     let refused = call(
         &gw,
@@ -379,7 +392,7 @@ async fn refusal_withdrawal_and_who_may_do_what() {
         ),
     ] {
         let a = call(&gw, "hrss-admin", Method::POST, REQUESTS, Some(body)).await;
-        assert_problem(&a, StatusCode::BAD_REQUEST, "bad-request");
+        assert_problem(&a, StatusCode::UNPROCESSABLE_ENTITY, "unprocessable");
         assert_eq!(a.body["field"], field, "{}", a.body);
     }
 
@@ -426,7 +439,8 @@ async fn refusal_withdrawal_and_who_may_do_what() {
         None,
     )
     .await;
-    assert_eq!(bad.body["field"], "state");
+    assert_problem(&bad, StatusCode::BAD_REQUEST, "bad-request");
+    assert!(bad.body["detail"].as_str().unwrap().starts_with("state:"));
     let wrong = call(&gw, "admin", Method::DELETE, REQUESTS, None).await;
     assert_problem(&wrong, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
 }

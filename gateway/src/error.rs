@@ -12,7 +12,9 @@ pub enum ApiError {
     /// The request body or a header is malformed.
     #[error("{0}")]
     BadRequest(String),
-    /// A member of the body breaks a rule; the problem names it as `field`.
+    /// A well-formed body whose member breaks a rule JSON Schema cannot state (between
+    /// members, against the catalogue or the request it narrows): 422, the problem
+    /// naming the member as `field`.
     #[error("{field}: {message}")]
     Invalid {
         /// The member at fault (`fields.ethnicity`, `valid_until`, `reason`, …).
@@ -150,7 +152,6 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_)
-            | ApiError::Invalid { .. }
             | ApiError::InvalidIdentifier { .. }
             | ApiError::Operator(_) => StatusCode::BAD_REQUEST,
             // A counted limit (daily quota, operator rate): retry later.
@@ -166,6 +167,7 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute(_) | ApiError::NotServed(_) => {
                 StatusCode::NOT_FOUND
             }
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Request(r) => match r {
                 policy::RequestRefusal::Missing(_) => StatusCode::NOT_FOUND,
                 policy::RequestRefusal::NotPending { .. } => StatusCode::CONFLICT,
@@ -195,7 +197,8 @@ impl ApiError {
     /// The problem type slug, `type` being `/problems/<slug>`.
     pub fn slug(&self) -> &'static str {
         match self {
-            ApiError::BadRequest(_) | ApiError::Invalid { .. } => "bad-request",
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::Invalid { .. } => "unprocessable",
             ApiError::Request(r) => match r {
                 policy::RequestRefusal::Missing(_) => "no-such-request",
                 policy::RequestRefusal::NotPending { .. } => "request-not-pending",
@@ -240,7 +243,8 @@ impl ApiError {
     /// The short, stable title.
     pub fn title(&self) -> &'static str {
         match self {
-            ApiError::BadRequest(_) | ApiError::Invalid { .. } => "Malformed request",
+            ApiError::BadRequest(_) => "Malformed request",
+            ApiError::Invalid { .. } => "A member breaks a rule",
             ApiError::Request(r) => match r {
                 policy::RequestRefusal::Missing(_) => "No such access request",
                 policy::RequestRefusal::NotPending { .. } => "Access request already decided",

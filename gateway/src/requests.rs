@@ -174,16 +174,20 @@ impl Requests {
     /// fields of a dataset in `[requests] auto_approve_open`.
     pub async fn file(&self, actor: &Actor, terms: RequestTerms) -> Result<Filed, ApiError> {
         let now = Utc::now();
+        // Permission first: another department learns nothing about why its request
+        // would have been bad.
+        if let Some(department) = terms.consumer_department() {
+            if !actor.is_of(&department) {
+                return Err(not_permitted(format!(
+                    "{} files requests for its own department's systems only; {} is of {department}",
+                    actor.uri, terms.consumer
+                )));
+            }
+        }
         terms.validate(now).map_err(policy_error)?;
         let consumer_department = terms
             .consumer_department()
             .ok_or_else(|| invalid("consumer", "not an identity".into()))?;
-        if !actor.is_of(&consumer_department) {
-            return Err(not_permitted(format!(
-                "{} files requests for its own department's systems only; {} is of {consumer_department}",
-                actor.uri, terms.consumer
-            )));
-        }
         let provider = self.check_terms(&terms).await?;
         let request = AccessRequest {
             id: uuid::Uuid::now_v7().to_string(),
@@ -417,8 +421,9 @@ impl Requests {
         Ok(r)
     }
 
-    /// The request `actor` may see, expired first if its validity has ended.
-    async fn pending(&self, id: &str) -> Result<AccessRequest, ApiError> {
+    /// Request `id`, expired first if its asked validity has ended; 404 when there
+    /// is none.
+    pub async fn pending(&self, id: &str) -> Result<AccessRequest, ApiError> {
         self.expire_lapsed().await?;
         self.policy
             .store

@@ -219,7 +219,9 @@ impl Agreement {
 /// A quota as JSON may spell it: JSON has one kind of number, so `100` and `100.0` are
 /// the same quota (JSON Schema's `integer`, the API document's, admits both), while
 /// `100.5` or a number past `u32` is refused.
-fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u32>, D::Error> {
     use serde::de::{Error, Unexpected, Visitor};
 
     struct Whole;

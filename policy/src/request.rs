@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::agreement::{check_consumer, is_matter, is_token_char};
+use crate::agreement::{check_consumer, is_matter, is_token_char, whole_number};
 pub use crate::request_state::RequestState;
 use crate::{Agreement, Effect, FieldRule, PolicyError};
 
@@ -41,7 +41,11 @@ pub struct RequestTerms {
     /// End of the validity wanted (inclusive).
     pub valid_until: DateTime<Utc>,
     /// Lookups per day wanted; absent = no quota asked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daily_quota: Option<u32>,
     /// Whom the provider can ask about the request (name, phone, mail).
     pub contact: String,
@@ -313,7 +317,11 @@ pub struct Narrowing {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matters: Option<Vec<String>>,
     /// A daily quota no higher than asked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daily_quota: Option<u32>,
     /// A later start.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -213,17 +213,16 @@ async fn listed(
     let state = match param("state").map(|s| s.parse::<RequestState>()) {
         None => None,
         Some(Ok(s)) => Some(s),
-        Some(Err(m)) => return Outcome::error(invalid("state", m)),
+        Some(Err(m)) => return Outcome::error(ApiError::BadRequest(format!("state: {m}"))),
     };
     let overdue = match param("overdue").as_deref() {
         None => None,
         Some("true") => Some(true),
         Some("false") => Some(false),
         Some(other) => {
-            return Outcome::error(invalid(
-                "overdue",
-                format!("{other:?} is neither true nor false"),
-            ))
+            return Outcome::error(ApiError::BadRequest(format!(
+                "overdue: {other:?} is neither true nor false"
+            )))
         }
     };
     let filter = filter_of(
@@ -285,6 +284,10 @@ async fn show(requests: &Requests, who: &Actor, id: &str) -> Outcome {
 }
 
 async fn decide(requests: &Requests, who: &Actor, id: &str, step: Step, body: Value) -> Outcome {
+    // A request that is not there is 404 whatever the body says.
+    if let Err(e) = requests.pending(id).await {
+        return about(failed(e), step.as_str(), id, None);
+    }
     let result = match step {
         Step::Approve => match serde_json::from_value::<Narrowing>(body) {
             Ok(n) => requests
@@ -319,27 +322,22 @@ async fn decide(requests: &Requests, who: &Actor, id: &str, step: Step, body: Va
     }
 }
 
-/// `{"reason": "…"}`, the only member; required for a refusal.
+/// `{"reason": "…"}`, the only member; required for a refusal. A body of another
+/// shape is malformed (400).
 fn reason(body: &Value, required: bool) -> Result<Option<String>, ApiError> {
+    let malformed = |m: &str| Err(ApiError::BadRequest(m.to_owned()));
     let Some(o) = body.as_object() else {
-        return Err(ApiError::BadRequest(
-            "the body must be a JSON object".into(),
-        ));
+        return malformed("the body must be a JSON object");
     };
     if let Some(k) = o.keys().find(|k| *k != "reason") {
-        return Err(invalid(k, "unknown member; only reason is read".into()));
+        return Err(ApiError::BadRequest(format!(
+            "{k}: unknown member; only reason is read"
+        )));
     }
     match o.get("reason") {
         Some(Value::String(s)) => Ok(Some(s.clone())),
         None if !required => Ok(None),
-        None => Err(invalid("reason", "say why the request is refused".into())),
-        Some(_) => Err(invalid("reason", "must be a string".into())),
-    }
-}
-
-fn invalid(field: &str, message: String) -> ApiError {
-    ApiError::Invalid {
-        field: field.to_owned(),
-        message,
+        None => malformed("reason: say why the request is refused"),
+        Some(_) => malformed("reason: must be a string"),
     }
 }
