@@ -809,7 +809,10 @@ async fn requests_live_in_postgresql_too() {
         state: Some(policy::RequestState::Submitted),
         ..policy::RequestFilter::default()
     };
-    assert_eq!(store.requests(&mine).await.unwrap(), [r.clone()]);
+    assert_eq!(
+        store.requests(&mine).await.unwrap(),
+        std::slice::from_ref(&r)
+    );
     assert_eq!(
         store.overdue_requests(now).await.unwrap(),
         [("sz-psb".to_owned(), 1)]

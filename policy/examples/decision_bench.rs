@@ -302,7 +302,9 @@ async fn measure(n: usize) -> Row {
     miss.sort();
 
     let t = Instant::now();
-    auth.apply(1, vec![Change::Put(changed)]).await.unwrap();
+    auth.apply(1, vec![Change::Put(Box::new(changed))])
+        .await
+        .unwrap();
     let change_ms = t.elapsed().as_secs_f64() * 1000.0;
 
     let rss_mib = rss_mib();

@@ -494,6 +494,6 @@ mod tests {
         let end = r.terms.valid_until;
         assert!(s.lapsed_requests(end).await.unwrap().is_empty());
         let after = end + chrono::Duration::seconds(1);
-        assert_eq!(s.lapsed_requests(after).await.unwrap(), [r.id.clone()]);
+        assert_eq!(s.lapsed_requests(after).await.unwrap(), [r.id]);
     }
 }
