@@ -239,6 +239,10 @@ async fn run_demo(
         demo.dir.join("tongban.toml").display()
     );
     println!(
+        "Access requests:        tongban request list --config {}  (one waits for sz-psb's review: the admin certificate)",
+        demo.dir.join("tongban.toml").display()
+    );
+    println!(
         "Certificates:           tongban certs list --ca-dir {}  (revoke takes effect within a second)\n",
         demo.dir.join("pki").display()
     );
