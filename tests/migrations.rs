@@ -38,10 +38,15 @@ const POLICY_TABLES: &str = include_str!("../policy/migrations/0001_policy_table
 /// 0005 besides ([`audit_migrations`]).
 const AUDIT_MIGRATIONS: usize = 5;
 
+/// The policy store's migrations (policy/migrations/).
+const POLICY_MIGRATIONS: usize = 2;
+
 /// Every table a migrated state database holds.
-const TABLES: [&str; 12] = [
+const TABLES: [&str; 14] = [
     "_sqlx_migrations_audit",
     "_sqlx_migrations_policy",
+    "access_request_history",
+    "access_requests",
     "audit_archive",
     "audit_checkpoint",
     "audit_cosignature",
@@ -445,7 +450,7 @@ async fn release_upgrades(db: Db, fresh: Db, old_sql: &[&'static str]) {
     );
     assert_eq!(
         (applied.0.len(), applied.1.len()),
-        (audit_migrations(&db), 1),
+        (audit_migrations(&db), POLICY_MIGRATIONS),
         "{applied:?}"
     );
     let schema = db.schema().await;
@@ -505,6 +510,8 @@ async fn sets_share_one_database(first_policy: Db, first_audit: Db) {
         first_policy.tables().await,
         [
             "_sqlx_migrations_policy",
+            "access_request_history",
+            "access_requests",
             "policy_agreements",
             "policy_counters",
             "policy_history",
@@ -525,7 +532,10 @@ async fn sets_share_one_database(first_policy: Db, first_audit: Db) {
             db.applied("_sqlx_migrations_audit").await.len(),
             audit_migrations(db)
         );
-        assert_eq!(db.applied("_sqlx_migrations_policy").await.len(), 1);
+        assert_eq!(
+            db.applied("_sqlx_migrations_policy").await.len(),
+            POLICY_MIGRATIONS
+        );
     }
     assert_eq!(first_policy.schema().await, first_audit.schema().await);
 }
@@ -570,7 +580,10 @@ async fn opening_together_migrates_once(db: Db) {
         db.applied("_sqlx_migrations_audit").await.len(),
         audit_migrations(&db)
     );
-    assert_eq!(db.applied("_sqlx_migrations_policy").await.len(), 1);
+    assert_eq!(
+        db.applied("_sqlx_migrations_policy").await.len(),
+        POLICY_MIGRATIONS
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -418,6 +418,75 @@ async fn answers_match_the_documented_schemas() {
     assert_eq!(problem_type(&a), "/problems/role-required");
     check_answer(&doc, "/admin/v1/agreements", "get", &a);
 
+    // Access requests: the demo's pending one listed, shown with its history and
+    // refused; one filed for a system of sz-psb, withdrawn, then a conflict.
+    let requests = "/admin/v1/requests";
+    let a = send(&admin, "get", &format!("{requests}?state=submitted"), None).await;
+    assert_eq!(a.status, 200, "{:#}", a.body);
+    check_answer(&doc, requests, "get", &a);
+    let pending = a.body["requests"][0]["id"].as_str().unwrap().to_owned();
+    let one = format!("{requests}/{pending}");
+    let a = send(&admin, "get", &one, None).await;
+    assert_eq!(a.body["history"][0]["action"], "file", "{:#}", a.body);
+    check_answer(&doc, "/admin/v1/requests/{id}", "get", &a);
+    let refusal = json!({"reason": "no legal basis shown"});
+    check_request(&doc, "/admin/v1/requests/{id}/refuse", "post", &refusal);
+    let a = send(&admin, "post", &format!("{one}/refuse"), Some(&refusal)).await;
+    assert_eq!(a.body["state"], "refused", "{:#}", a.body);
+    check_answer(&doc, "/admin/v1/requests/{id}/refuse", "post", &a);
+    let ask = json!({
+        "dataset": "legal_person", "consumer": "urn:tongban:sz-psb:counter-09",
+        "fields": {"name": "full", "registered_address": "masked"},
+        "matters": ["household-transfer"], "legal_basis": "Hukou Regulations art. 10",
+        "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2099-01-01T00:00:00Z",
+        "daily_quota": 50, "contact": "PSB data office",
+    });
+    check_request(&doc, requests, "post", &ask);
+    let a = send(&admin, "post", requests, Some(&ask)).await;
+    assert_eq!(a.status, 201, "{:#}", a.body);
+    check_answer(&doc, requests, "post", &a);
+    let filed = format!("{requests}/{}", a.body["id"].as_str().unwrap());
+    let a = send(
+        &admin,
+        "post",
+        &format!("{filed}/withdraw"),
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(a.body["state"], "withdrawn", "{:#}", a.body);
+    check_answer(&doc, "/admin/v1/requests/{id}/withdraw", "post", &a);
+    let narrowing = json!({"fields": {"name": "full"}, "daily_quota": 10});
+    check_request(&doc, "/admin/v1/requests/{id}/approve", "post", &narrowing);
+    let a = send(
+        &admin,
+        "post",
+        &format!("{filed}/approve"),
+        Some(&narrowing),
+    )
+    .await;
+    // sz-amr reviews legal_person, not sz-psb.
+    assert_eq!(problem_type(&a), "/problems/not-permitted");
+    check_answer(&doc, "/admin/v1/requests/{id}/approve", "post", &a);
+    let a = send(
+        &admin,
+        "post",
+        &format!("{filed}/withdraw"),
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(problem_type(&a), "/problems/request-not-pending");
+    assert_eq!(a.body["state"], "withdrawn");
+    check_answer(&doc, "/admin/v1/requests/{id}/withdraw", "post", &a);
+    let a = send(
+        &admin,
+        "post",
+        requests,
+        Some(&json!({"dataset": "population"})),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{:#}", a.body);
+    check_answer(&doc, requests, "post", &a);
+
     // Auditor: a search page, one record, a bad filter; a counter is refused.
     let auditor = gw.client("auditor");
     let a = send(

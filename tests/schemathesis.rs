@@ -29,7 +29,9 @@ fn schemathesis_installed() -> bool {
 fn run(gw: &Gateway, doc: &Path, cert: &str, paths: &str) -> (bool, String) {
     let pki = gw.path().join("pki");
     let out = Command::new("python3")
-        .args(["-m", "schemathesis.cli", "run"])
+        .args(["-m", "schemathesis.cli", "--config-file"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemathesis.toml"))
+        .arg("run")
         .arg(doc)
         .args(["--url", &format!("https://{}", gw.running.addr)])
         .arg("--tls-verify")

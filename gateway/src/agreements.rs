@@ -59,16 +59,16 @@ pub enum ChangeAudit<'a> {
 }
 
 /// What a change record says besides who made it.
-struct ChangeRecord<'a> {
-    command: &'a str,
-    version: i64,
-    agreement: Option<&'a str>,
-    dataset: Option<String>,
-    detail: Value,
+pub(crate) struct ChangeRecord<'a> {
+    pub(crate) command: &'a str,
+    pub(crate) version: i64,
+    pub(crate) agreement: Option<&'a str>,
+    pub(crate) dataset: Option<String>,
+    pub(crate) detail: Value,
 }
 
 impl ChangeAudit<'_> {
-    async fn record(
+    pub(crate) async fn record(
         &self,
         actor: &str,
         change: ChangeRecord<'_>,
@@ -220,6 +220,67 @@ async fn role_recorded(
 pub fn check(a: &Agreement, catalogue: &Catalogue) -> Result<(), PolicyError> {
     a.validate()?;
     catalogue.check(a)
+}
+
+/// A dept-admin granting: its identity and department.
+#[derive(Debug, Clone, Copy)]
+pub struct Grantor<'a> {
+    /// Its identity URI (or `system:<rule>` for a rule acting for the provider).
+    pub uri: &'a str,
+    /// Its department code.
+    pub department: &'a str,
+}
+
+impl Grantor<'_> {
+    /// A dept-admin grants and revokes its own department's datasets only.
+    pub fn may_grant(
+        &self,
+        catalogue: &Catalogue,
+        provider: &str,
+        dataset: &str,
+    ) -> Result<(), Refusal> {
+        let owner = catalogue.provider_of(dataset).unwrap_or(provider);
+        if owner != self.department || provider != self.department {
+            return Err(Refusal::NotPermitted(format!(
+                "{} is a dept-admin of {}; {dataset} is provided by {owner}, so only {owner}'s dept-admins may grant or revoke it",
+                self.uri, self.department
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What every grant by a dept-admin (through the admin API, or by approving an
+/// access request) passes: the approver filled in when left out, permission, then
+/// the model's rules and the catalogue. Permission first: another department learns
+/// nothing about why its agreement would have been bad.
+pub fn checked_grant(
+    catalogue: &Catalogue,
+    who: &Grantor<'_>,
+    mut a: Agreement,
+) -> Result<Agreement, PolicyError> {
+    if a.approver.trim().is_empty() {
+        a.approver = who.uri.to_owned();
+    }
+    who.may_grant(catalogue, &a.provider, &a.dataset)
+        .map_err(PolicyError::Refused)?;
+    check(&a, catalogue)?;
+    Ok(a)
+}
+
+/// The guard of a dept-admin's change, given the agreement as stored: another
+/// department's agreement is not there for it — revoking it is 404 as for a missing
+/// id; its id is taken, so writing over it is 409 as for any taken id. Neither says
+/// whose it is.
+pub fn owner_guard(
+    department: String,
+    revoke: bool,
+) -> impl FnOnce(Option<&Agreement>) -> Result<(), Refusal> {
+    move |before: Option<&Agreement>| match before {
+        Some(b) if b.provider != department && revoke => Err(Refusal::Missing(b.id.clone())),
+        Some(b) if b.provider != department => Err(Refusal::Exists(b.id.clone())),
+        _ => Ok(()),
+    }
 }
 
 /// What applying a file did.

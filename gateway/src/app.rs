@@ -22,6 +22,8 @@ pub struct App {
     pub signer: Arc<Signer>,
     /// Agreements: store, authorizer, quota meter, catalogue, change follower.
     pub policy: Arc<crate::policy_sync::PolicyService>,
+    /// Access requests and their review, over the same policy.
+    pub requests: Arc<crate::requests::Requests>,
     /// Audit chain writer.
     pub audit: AuditLog,
     /// Dataset → source.
@@ -49,6 +51,8 @@ impl App {
         let tls = Arc::new(crate::tls::ServerTls::server(&config, tls_metrics)?);
         let signer = Arc::new(Signer::load(&config.signing_key)?);
         let policy = Arc::new(crate::policy_sync::PolicyService::open(&config).await?);
+        let requests = Arc::new(crate::requests::Requests::new(Arc::clone(&policy), &config));
+        metrics.observe_overdue_requests(requests.overdue_gauge());
         let audit = AuditLog::open(
             &crate::audit_config::database(&config.state_db),
             Arc::clone(&signer),
@@ -74,6 +78,7 @@ impl App {
             config,
             signer,
             policy,
+            requests,
             audit,
             routes,
             tls,

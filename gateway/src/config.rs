@@ -23,6 +23,7 @@ mod env;
 mod policy;
 #[cfg(test)]
 mod reference;
+mod requests;
 mod schema;
 mod sources;
 
@@ -34,6 +35,7 @@ pub(crate) mod test_files;
 pub use env::{Env, CONFIG_VAR};
 
 pub use policy::PolicyConfig;
+pub use requests::RequestsConfig;
 
 pub use sources::{
     BundleConfig, BundleItem, DatasetConfig, ItemSubject, ResilienceConfig, SourceConfig,
@@ -95,6 +97,8 @@ pub struct Config {
     pub bundles: Vec<BundleConfig>,
     /// Sharing agreements: time zone, change polling, decision cache, matters.
     pub policy: PolicyConfig,
+    /// Access requests: review deadline in working days, holidays, auto-approval.
+    pub requests: RequestsConfig,
     /// The `TONGBAN_*` variables laid over the file; a reload of the file (the TLS
     /// section) applies the same ones.
     pub env: Env,
@@ -404,6 +408,9 @@ struct RawConfig {
     /// Sharing agreements.
     #[serde(default)]
     policy: policy::RawPolicy,
+    /// Access requests: review deadlines, automatic approval.
+    #[serde(default)]
+    requests: requests::RawRequests,
 }
 
 /// `[tls]` as written.
@@ -609,6 +616,7 @@ impl Checker<'_> {
         })?;
         let bundles = self.each_once(&raw.bundles, "bundles", |b| self.bundle(b, &datasets))?;
         let policy = self.policy(&raw.policy)?;
+        let requests = self.requests(&raw.requests, &datasets)?;
         let audit = self.audit(raw.audit, &tls.client_cas)?;
         Ok(Config {
             path: self.path.to_owned(),
@@ -625,6 +633,7 @@ impl Checker<'_> {
             datasets,
             bundles,
             policy,
+            requests,
             env: Env::default(),
         })
     }

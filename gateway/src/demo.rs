@@ -369,13 +369,54 @@ async fn seed_policy(dir: &Path, config: &Config, agreements: &str) -> Result<()
                 .await
                 .map_err(other)?;
         }
-        Ok(())
+        seed_request(config, &audit).await
     }
     .await;
     // Seal what was written with a checkpoint and stop the writer: the gateway
     // about to serve this directory appends to the same chain with its own.
     log.close().await;
     seeded
+}
+
+/// The housing fund centre's consumer system, which the demo's pending request is
+/// for.
+pub const DEMO_REQUEST_CONSUMER: &str = "urn:tongban:sz-hf:counter-01";
+
+/// One pending access request, so that a newcomer sees the review flow: the housing
+/// fund centre asks the public security bureau (the admin certificate's department)
+/// for residents' names, birth dates and masked addresses, to check housing-fund
+/// withdrawals.
+async fn seed_request(config: &Config, audit: &ChangeAudit<'_>) -> Result<(), DemoError> {
+    let policy = crate::policy_sync::PolicyService::open_idle(config).await?;
+    let requests = crate::requests::Requests::new(std::sync::Arc::new(policy), config);
+    let now = chrono::Utc::now();
+    let terms = policy::RequestTerms {
+        dataset: "population".into(),
+        consumer: DEMO_REQUEST_CONSUMER.into(),
+        fields: [
+            ("name", policy::FieldRule::Full),
+            ("birth_date", policy::FieldRule::Full),
+            ("household_address", policy::FieldRule::Masked),
+        ]
+        .into_iter()
+        .map(|(f, r)| (f.to_owned(), r))
+        .collect(),
+        matters: vec!["housing-fund-withdrawal".into()],
+        legal_basis: "住房公积金管理条例 (Housing Provident Fund Regulations), art. 24: a withdrawal is checked against the member's household registration".into(),
+        valid_from: now,
+        valid_until: now + chrono::Duration::days(365),
+        daily_quota: Some(2000),
+        contact: "Shenzhen Housing Provident Fund Centre, data office, +86 755 0000 0000".into(),
+        renews: None,
+    };
+    let actor = crate::requests::Actor::operator(DEMO_ACTOR);
+    let filed = requests
+        .file(&actor, terms)
+        .await
+        .map_err(|e| DemoError::Other(format!("demo access request: {e}")))?;
+    crate::requests::record_step(audit, DEMO_ACTOR, "file", &filed.request, None)
+        .await
+        .map_err(|e| DemoError::Other(e.to_string()))
 }
 
 /// How long demo certificates are valid: at most a year, as browsers and most CA
@@ -492,6 +533,11 @@ matters = [
   "newborn-registration", "marriage-registration", "company-opening",
   "business-registration", "household-transfer", "housing-fund-withdrawal",
 ]
+
+[requests]
+review_working_days = 10        # a provider reviews an access request within this many working days
+# holidays = ["2026-10-01"]     # weekdays off; working_weekends = [...] lists weekend days worked
+# auto_approve_open = ["legal_person"]   # approve at once a request for only `open` fields
 "#
     );
     out.push_str(&crate::demo_department::connectors_toml(

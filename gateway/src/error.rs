@@ -12,6 +12,19 @@ pub enum ApiError {
     /// The request body or a header is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// A well-formed body whose member breaks a rule JSON Schema cannot state (between
+    /// members, against the catalogue or the request it narrows): 422, the problem
+    /// naming the member as `field`.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The member at fault (`fields.ethnicity`, `valid_until`, `reason`, …).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An access request is missing (404) or no longer submitted (409).
+    #[error("{0}")]
+    Request(policy::RequestRefusal),
     /// The subject identifier breaks a rule of its standard.
     #[error("subject {subject:?} is not a valid {kind}: {error}")]
     InvalidIdentifier {
@@ -154,6 +167,11 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute(_) | ApiError::NotServed(_) => {
                 StatusCode::NOT_FOUND
             }
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Request(r) => match r {
+                policy::RequestRefusal::Missing(_) => StatusCode::NOT_FOUND,
+                policy::RequestRefusal::NotPending { .. } => StatusCode::CONFLICT,
+            },
             ApiError::Method { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::MediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -180,6 +198,11 @@ impl ApiError {
     pub fn slug(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad-request",
+            ApiError::Invalid { .. } => "unprocessable",
+            ApiError::Request(r) => match r {
+                policy::RequestRefusal::Missing(_) => "no-such-request",
+                policy::RequestRefusal::NotPending { .. } => "request-not-pending",
+            },
             ApiError::InvalidIdentifier { .. } => "invalid-identifier",
             ApiError::Operator(_) => "operator-required",
             ApiError::Forbidden(d) if d.is_limit() => "limit-reached",
@@ -221,6 +244,11 @@ impl ApiError {
     pub fn title(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "Malformed request",
+            ApiError::Invalid { .. } => "A member breaks a rule",
+            ApiError::Request(r) => match r {
+                policy::RequestRefusal::Missing(_) => "No such access request",
+                policy::RequestRefusal::NotPending { .. } => "Access request already decided",
+            },
             ApiError::InvalidIdentifier { .. } => "Invalid identifier",
             ApiError::Operator(_) => "Operator required",
             ApiError::Forbidden(d) if d.is_limit() => "Sharing agreement limit reached",
@@ -263,6 +291,10 @@ impl ApiError {
         match self {
             ApiError::InvalidIdentifier { error, .. } => Some(("rule", error.rule().to_owned())),
             ApiError::Forbidden(d) => Some(("reason", d.code().to_owned())),
+            ApiError::Invalid { field, .. } => Some(("field", field.clone())),
+            ApiError::Request(policy::RequestRefusal::NotPending { state, .. }) => {
+                Some(("state", state.as_str().to_owned()))
+            }
             _ => None,
         }
     }

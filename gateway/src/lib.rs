@@ -17,6 +17,7 @@ pub mod metrics;
 mod parser_refusal;
 pub mod plain_http;
 pub mod policy_sync;
+pub mod requests;
 pub mod resilience;
 pub mod server;
 pub mod shares;

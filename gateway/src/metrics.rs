@@ -275,6 +275,31 @@ impl Metrics {
             .build();
     }
 
+    /// Export the submitted access requests past their review deadline, per
+    /// provider department (recounted at every scrape and every change).
+    pub fn observe_overdue_requests(
+        &self,
+        overdue: std::sync::Arc<std::sync::Mutex<Vec<(String, i64)>>>,
+    ) {
+        let meter = self.provider.meter("tongban");
+        let _ = meter
+            .u64_observable_gauge("tongban_requests_overdue")
+            .with_description(
+                "Access requests still submitted past their review deadline, per provider department",
+            )
+            .with_callback(move |o| {
+                if let Ok(counts) = overdue.lock() {
+                    for (provider, n) in counts.iter() {
+                        o.observe(
+                            u64::try_from(*n).unwrap_or(0),
+                            &[KeyValue::new("provider", provider.clone())],
+                        );
+                    }
+                }
+            })
+            .build();
+    }
+
     /// Count one answered request.
     pub fn request(&self, route: &str, dataset: &str, decision: &str, status: u16, seconds: f64) {
         let route = KeyValue::new("route", route.to_owned());

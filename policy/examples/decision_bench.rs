@@ -91,6 +91,7 @@ fn agreement(id: String, consumer: String, dataset: &str, effect: Effect) -> Agr
         operator_rate: None,
         approver: "urn:tongban:sz-psb:admin-01".into(),
         effect,
+        request: None,
         fields,
     }
 }
@@ -301,7 +302,9 @@ async fn measure(n: usize) -> Row {
     miss.sort();
 
     let t = Instant::now();
-    auth.apply(1, vec![Change::Put(changed)]).await.unwrap();
+    auth.apply(1, vec![Change::Put(Box::new(changed))])
+        .await
+        .unwrap();
     let change_ms = t.elapsed().as_secs_f64() * 1000.0;
 
     let rss_mib = rss_mib();

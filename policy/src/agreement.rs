@@ -93,6 +93,9 @@ pub struct Agreement {
     /// Allow (default) or an explicit deny.
     #[serde(default)]
     pub effect: Effect,
+    /// The access request whose approval made (or last renewed) it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
     /// Fields granted and how; a field absent here is refused. Last, so that the
     /// TOML form keeps it as a trailing `[agreement.fields]` table.
     #[serde(default)]
@@ -216,7 +219,9 @@ impl Agreement {
 /// A quota as JSON may spell it: JSON has one kind of number, so `100` and `100.0` are
 /// the same quota (JSON Schema's `integer`, the API document's, admits both), while
 /// `100.5` or a number past `u32` is refused.
-fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u32>, D::Error> {
     use serde::de::{Error, Unexpected, Visitor};
 
     struct Whole;
@@ -257,12 +262,12 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D
     Ok(Option::<Quota>::deserialize(d)?.map(|q| q.0))
 }
 
-fn is_token_char(c: char) -> bool {
+pub(crate) fn is_token_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
 }
 
 /// A matter code, the same characters the lookup API accepts.
-fn is_matter(m: &str) -> bool {
+pub(crate) fn is_matter(m: &str) -> bool {
     !m.is_empty()
         && m.len() <= 64
         && m.chars()
@@ -276,7 +281,7 @@ pub(crate) fn is_role_name(role: &str) -> bool {
     !role.is_empty() && role.len() <= 64 && role.chars().all(is_token_char)
 }
 
-fn check_consumer(consumer: &str) -> Result<(), String> {
+pub(crate) fn check_consumer(consumer: &str) -> Result<(), String> {
     if let Some(role) = consumer.strip_prefix("role:") {
         if !is_role_name(role) {
             return Err(format!(
@@ -314,6 +319,7 @@ pub(crate) mod tests {
             operator_rate: None,
             approver: "urn:tongban:sz-psb:admin-01".into(),
             effect: Effect::Allow,
+            request: None,
             fields,
         }
     }

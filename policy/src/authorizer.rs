@@ -45,7 +45,7 @@ impl Default for Settings {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// An agreement created or replaced.
-    Put(Agreement),
+    Put(Box<Agreement>),
     /// An agreement revoked, by id.
     Revoke(String),
     /// The role bindings, all of them.
@@ -336,7 +336,7 @@ impl PolicySet {
                         unindex(&mut self.index, &old);
                     }
                     touched.insert((a.consumer.clone(), a.dataset.clone()));
-                    self.insert(a);
+                    self.insert(*a);
                 }
                 Change::Revoke(id) => {
                     if let Some(old) = self.by_id.remove(&id) {
@@ -665,9 +665,12 @@ mod tests {
         ));
         let before_b = auth.snapshot().deciders.get(B, "population").unwrap();
 
-        auth.apply(1, vec![Change::Put(agreement("d1", A, Effect::Deny))])
-            .await
-            .unwrap();
+        auth.apply(
+            1,
+            vec![Change::Put(Box::new(agreement("d1", A, Effect::Deny)))],
+        )
+        .await
+        .unwrap();
         assert_eq!(auth.version(), 1);
         let snap = auth.snapshot();
         // B's decider moved over untouched; A's was rebuilt before the swap.

@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use crate::request_state::RequestState;
+
 /// Everything that can go wrong loading, storing or evaluating agreements.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -31,6 +33,17 @@ pub enum PolicyError {
         /// What is wrong.
         message: String,
     },
+    /// An access request or its review breaks a rule; names the field.
+    #[error("{field}: {message}")]
+    BadRequest {
+        /// The field at fault (`fields.ethnicity`, `valid_until`, …).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An access request could not be acted on.
+    #[error("{0}")]
+    Request(#[from] RequestRefusal),
     /// A role binding names a bad identity or role.
     #[error("role binding: {field}: {message}")]
     BadBinding {
@@ -78,5 +91,23 @@ pub enum Refusal {
         identity: String,
         /// The role.
         role: String,
+    },
+}
+
+/// Why a request could not be acted on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestRefusal {
+    /// No request with that id.
+    #[error("no access request {0}")]
+    Missing(String),
+    /// It is no longer submitted: approved, refused, withdrawn or expired.
+    #[error("access request {id} is {state}; only a submitted request can be {verb}")]
+    NotPending {
+        /// The request.
+        id: String,
+        /// Where it stands.
+        state: RequestState,
+        /// What was tried (`approved`, `refused`, `withdrawn`).
+        verb: &'static str,
     },
 }

@@ -11,7 +11,9 @@
 //! decision costs the same at 100 agreements as at 100,000. An [`Explanation`] is
 //! read off the same evaluation as the decision it explains. The [`Meter`] charges daily
 //! quotas and operator rates; the [`AgreementStore`] keeps agreements versioned in
-//! SQLite or PostgreSQL, and [`Authorizer::catch_up`] follows its changes.
+//! SQLite or PostgreSQL, and [`Authorizer::catch_up`] follows its changes. An
+//! [`AccessRequest`] is how an agreement comes about: filed by the consumer, approved
+//! (possibly narrowed) or refused by the provider within [`WorkingDays`].
 //!
 //! This crate knows nothing of HTTP: the gateway asks, the authorizer answers.
 
@@ -26,21 +28,30 @@ mod file;
 mod limits;
 mod mask;
 mod plan;
+mod request;
+mod request_state;
 mod schedule;
 mod store;
 mod sync;
+mod workdays;
 
 pub use agreement::{Agreement, Condition, Effect, FieldRule};
 pub use authorizer::{Authorizer, Change, Settings};
 pub use catalogue::{Catalogue, CatalogueDataset, DEFAULT_MATTERS};
 pub use decision::{Decision, Denial, FieldGrant, Grant, Limits, Question};
-pub use error::{PolicyError, Refusal};
+pub use error::{PolicyError, Refusal, RequestRefusal};
 pub use explain::{CandidateCheck, Explanation, LimitUsage};
 pub use file::AgreementFile;
 pub use limits::Meter;
 pub use mask::mask_value;
 pub use plan::{diff, Plan, Step};
+pub use request::{
+    AccessRequest, Narrowing, RequestEvent, RequestState, RequestTerms,
+    MAX_TEXT as MAX_REQUEST_TEXT,
+};
 pub use schedule::{Clock, Days, Period, Rate, ServiceHours, TimeZone};
 pub use store::{
-    Action, AgreementStore, Applied, Edit, HistoryEntry, RoleBinding, StoredAgreement,
+    Action, AgreementStore, Applied, Edit, HistoryEntry, RequestFilter, RoleBinding,
+    StoredAgreement,
 };
+pub use workdays::WorkingDays;

@@ -15,6 +15,10 @@ use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor as _, Row as _};
 
+mod requests;
+
+pub use requests::RequestFilter;
+
 use crate::error::Refusal;
 use crate::{Agreement, PolicyError};
 
@@ -193,11 +197,18 @@ const MIGRATIONS_TABLE: &str = "_sqlx_migrations_policy";
 /// The policy schema, oldest first: `policy/migrations/`, embedded; the same SQL
 /// serves SQLite and PostgreSQL. A released file never changes (sqlx refuses a
 /// database whose applied migration has another checksum); a change is a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "policy tables",
-    include_str!("../migrations/0001_policy_tables.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "policy tables",
+        include_str!("../migrations/0001_policy_tables.sql"),
+    ),
+    (
+        2,
+        "access requests",
+        include_str!("../migrations/0002_access_requests.sql"),
+    ),
+];
 
 impl AgreementStore {
     /// Connect to `url` (`sqlite://…` or `postgres://…`) and open the store.
@@ -343,21 +354,51 @@ impl AgreementStore {
     {
         use sqlx::Connection as _;
         let mut tx = conn.begin().await?;
+        self.flush_on_commit(&mut tx).await?;
+        let applied = self.edit_in(&mut tx, edit, actor, guard).await?;
+        if applied.is_some() {
+            tx.commit().await?;
+        }
+        Ok(applied)
+    }
+
+    /// On PostgreSQL, make this transaction's commit durable (the pool's sessions
+    /// default to `synchronous_commit = off` for counters).
+    async fn flush_on_commit(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> Result<(), PolicyError> {
         if self.backend == Backend::Postgres {
             sqlx::query("SET LOCAL synchronous_commit = on")
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// One agreement change inside `tx`: bump the version, read the agreement as it
+    /// is, ask `guard`, write it and its history row. `None` (nothing written) when
+    /// a `Put` or `Update` changes nothing.
+    async fn edit_in<G>(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        edit: &Edit,
+        actor: &str,
+        guard: G,
+    ) -> Result<Option<Applied>, PolicyError>
+    where
+        G: FnOnce(Option<&Agreement>) -> Result<(), Refusal>,
+    {
         let version: i64 = sqlx::query_scalar(
             "UPDATE policy_meta SET version = version + 1 WHERE id = 1 RETURNING version",
         )
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         let id = edit.id().to_owned();
         let before: Option<Agreement> =
             sqlx::query_scalar::<_, String>("SELECT body FROM policy_agreements WHERE id = $1")
                 .bind(&id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?
                 .map(|body| decode(&id, &body))
                 .transpose()?;
@@ -392,13 +433,13 @@ impl AgreementStore {
                 .bind(encode(a)?)
                 .bind(&at)
                 .bind(actor)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
             None => {
                 sqlx::query("DELETE FROM policy_agreements WHERE id = $1")
                     .bind(&id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
             }
         }
@@ -412,8 +453,7 @@ impl AgreementStore {
             before: before.as_ref().map(to_value).transpose()?,
             after: after.as_ref().map(to_value).transpose()?,
         };
-        insert_history(&mut tx, &entry).await?;
-        tx.commit().await?;
+        insert_history(tx, &entry).await?;
         Ok(Some(Applied {
             version,
             action,
@@ -668,7 +708,7 @@ async fn insert_history(
     Ok(())
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 

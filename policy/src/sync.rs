@@ -46,7 +46,7 @@ impl Authorizer {
         for h in &history {
             match (h.kind.as_str(), &h.after) {
                 ("agreement", Some(after)) => match serde_json::from_value(after.clone()) {
-                    Ok(a) => changes.push(Change::Put(a)),
+                    Ok(a) => changes.push(Change::Put(Box::new(a))),
                     Err(e) => {
                         return Err(PolicyError::Corrupt {
                             id: h.subject.clone(),

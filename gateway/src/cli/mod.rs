@@ -11,6 +11,7 @@ mod audit;
 pub mod certs;
 pub mod config;
 pub mod policy;
+pub mod request;
 mod witness;
 use connectors::demo::DemoCounts;
 
@@ -63,6 +64,8 @@ pub enum Command {
     Certs(certs::CertsArgs),
     /// Sharing agreements: apply a file, list, explain a decision, history, revoke.
     Policy(policy::PolicyArgs),
+    /// Access requests: file, list, show, approve (possibly narrowed), refuse, withdraw.
+    Request(request::RequestArgs),
     /// The config file: check it (with TONGBAN_* variables) without serving.
     Config(config::ConfigArgs),
     /// Witness other gateways' audit logs: cosign each checkpoint that extends the
@@ -145,6 +148,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit(args) => audit::run(args).await,
         Command::Certs(args) => certs::run(args).await,
         Command::Policy(args) => policy::run(args).await,
+        Command::Request(args) => request::run(args).await,
         Command::Config(args) => config::run(args),
         Command::Witness(args) => witness::run(args).await,
     }
@@ -232,6 +236,10 @@ async fn run_demo(
     );
     println!(
         "Check the audit chain:  tongban audit verify --config {}",
+        demo.dir.join("tongban.toml").display()
+    );
+    println!(
+        "Access requests:        tongban request list --config {}  (one waits for sz-psb's review: the admin certificate)",
         demo.dir.join("tongban.toml").display()
     );
     println!(
@@ -377,6 +385,7 @@ mod tests {
             Command::Audit(a) => &a.config,
             Command::Certs(a) => &a.config,
             Command::Policy(a) => &a.config,
+            Command::Request(a) => &a.config,
             Command::Config(a) => &a.config,
             Command::Demo { .. } | Command::Witness(_) => return None,
         };

@@ -231,7 +231,7 @@ fn manage_failure(e: ManageError) -> Failure {
 }
 
 /// The gateway's audit chain, for recording changes made here.
-async fn audit_log(config: &Config) -> Result<AuditLog, Failure> {
+pub(crate) async fn audit_log(config: &Config) -> Result<AuditLog, Failure> {
     let signer = Signer::load(&config.signing_key).map_err(|e| Failure::Usage(e.to_string()))?;
     AuditLog::open(
         &crate::audit_config::database(&config.state_db),

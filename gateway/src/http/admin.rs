@@ -31,7 +31,7 @@ use tower::util::BoxCloneSyncService;
 use super::body::{read_json, BodyLimits};
 use super::route::RouteService;
 use super::{Answer, Outcome, Principal};
-use crate::agreements::{change_detail, check, role_detail};
+use crate::agreements::{change_detail, checked_grant, owner_guard, role_detail, Grantor};
 use crate::error::ApiError;
 use crate::policy_sync::PolicyService;
 
@@ -82,12 +82,18 @@ where
 }
 
 /// A dept-admin: its identity and department.
-struct Admin {
-    uri: String,
-    department: String,
+pub(crate) struct Admin {
+    /// Its identity URI.
+    pub(crate) uri: String,
+    /// Its department code.
+    pub(crate) department: String,
 }
 
-fn admin(policy: &PolicyService, principal: Option<&Principal>) -> Result<Admin, ApiError> {
+/// The caller, if it holds the dept-admin role (403 `role-required` otherwise).
+pub(crate) fn admin(
+    policy: &PolicyService,
+    principal: Option<&Principal>,
+) -> Result<Admin, ApiError> {
     let principal =
         principal.ok_or_else(|| ApiError::Internal("principal missing from request".into()))?;
     let uri = principal.identity.as_uri();
@@ -108,14 +114,16 @@ impl Admin {
         provider: &str,
         dataset: &str,
     ) -> Result<(), ApiError> {
-        let owner = policy.catalogue.provider_of(dataset).unwrap_or(provider);
-        if owner != self.department || provider != self.department {
-            return Err(ApiError::Refused(Refusal::NotPermitted(format!(
-                "{} is a dept-admin of {}; {dataset} is provided by {owner}, so only {owner}'s dept-admins may grant or revoke it",
-                self.uri, self.department
-            ))));
+        self.grantor()
+            .may_grant(&policy.catalogue, provider, dataset)
+            .map_err(ApiError::Refused)
+    }
+
+    fn grantor(&self) -> Grantor<'_> {
+        Grantor {
+            uri: &self.uri,
+            department: &self.department,
         }
-        Ok(())
     }
 }
 
@@ -158,13 +166,15 @@ impl Admin {
     }
 }
 
-fn denied(e: ApiError) -> Outcome {
+/// A refusal on policy grounds: recorded as a deny.
+pub(crate) fn denied(e: ApiError) -> Outcome {
     let mut o = Outcome::error(e);
     o.facts.decision = Some(Decision::Deny);
     o
 }
 
-fn json_answer(status: StatusCode, body: Value) -> Outcome {
+/// A JSON answer, recorded as allowed.
+pub(crate) fn json_answer(status: StatusCode, body: Value) -> Outcome {
     let mut o = Outcome::answer(Answer::Json { status, body });
     o.facts.decision = Some(Decision::Allow);
     o
@@ -319,20 +329,14 @@ async fn change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Outcome {
     o
 }
 
-/// Fill in the approver and check permission, then the agreement itself.
+/// Fill in the approver and check permission, then the agreement itself: the check
+/// every grant takes, access-request approvals included.
 #[allow(clippy::result_large_err)] // the error is the outcome to answer with
-fn prepare(policy: &PolicyService, admin: &Admin, mut a: Agreement) -> Result<Agreement, Outcome> {
-    if a.approver.trim().is_empty() {
-        a.approver = admin.uri.clone();
-    }
-    // Permission before validity: another department learns nothing about why its
-    // agreement would have been bad.
-    admin
-        .may_manage(policy, &a.provider, &a.dataset)
-        .map_err(denied)?;
-    check(&a, &policy.catalogue)
-        .map_err(|e| Outcome::error(ApiError::BadRequest(e.to_string())))?;
-    Ok(a)
+fn prepare(policy: &PolicyService, admin: &Admin, a: Agreement) -> Result<Agreement, Outcome> {
+    checked_grant(&policy.catalogue, &admin.grantor(), a).map_err(|e| match e {
+        policy::PolicyError::Refused(r) => denied(ApiError::Refused(r)),
+        e => Outcome::error(ApiError::BadRequest(e.to_string())),
+    })
 }
 
 async fn checked_change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Outcome {
@@ -346,16 +350,7 @@ async fn checked_change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Ou
         Ok(e) => e,
         Err(o) => return o,
     };
-    let department = admin.department.clone();
-    let revoke = matches!(edit, Edit::Revoke(_));
-    // Another department's agreement is not there for this admin: revoking it is 404
-    // as for a missing id; its id is taken, so writing over it is 409 as for any
-    // taken id. Neither says whose it is.
-    let guard = move |before: Option<&Agreement>| match before {
-        Some(b) if b.provider != department && revoke => Err(Refusal::Missing(b.id.clone())),
-        Some(b) if b.provider != department => Err(Refusal::Exists(b.id.clone())),
-        _ => Ok(()),
-    };
+    let guard = owner_guard(admin.department.clone(), matches!(edit, Edit::Revoke(_)));
     let id = match &edit {
         Edit::Create(a) | Edit::Put(a) | Edit::Update(a) => a.id.clone(),
         Edit::Revoke(id) => id.clone(),

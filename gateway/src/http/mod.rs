@@ -7,7 +7,7 @@
 //!     └▶ respond  signs records, renders problem+json — the only place that does
 //!      └▶ audit   appends the record and waits for its durable commit (fail-closed)
 //!       └▶ limit  each identity its share of requests (429), then the global limit (503), audited
-//!        └▶ route  /v1/lookup, /v1/bundle, /.well-known/jwks.json, /openapi.json, admin, auditor
+//!        └▶ route  /v1/lookup, /v1/bundle, /.well-known/jwks.json, /openapi.json, admin (agreements, requests), auditor
 //!         └▶ parse (lookup) or bundle   body, X-Operator-Id (400)
 //!          └▶ the lookup path, once per lookup or bundle item (lookup.rs):
 //!             validate   dataset, identifier rules, matter, case id, fields (400)
@@ -31,6 +31,7 @@ pub mod openapi;
 pub mod ops;
 pub mod parse;
 pub mod render;
+pub mod requests_api;
 pub mod respond;
 pub mod route;
 pub mod stack;

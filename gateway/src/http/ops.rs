@@ -23,6 +23,10 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.uri().path() == "/metrics" {
+        // Overdue requests change with the clock, not only with changes: count now.
+        if let Err(e) = app.requests.refresh_overdue().await {
+            tracing::warn!(error = %e, "counting overdue access requests failed");
+        }
         let mut r = Response::new(Full::new(Bytes::from(app.metrics.render_prometheus())));
         r.headers_mut().insert(
             http::header::CONTENT_TYPE,

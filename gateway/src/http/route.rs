@@ -41,6 +41,9 @@ enum PathMatch {
     /// Only what is below the path (`/admin/v1/agreements/{id}`), when the path itself
     /// serves other methods.
     Below(&'static str),
+    /// Exactly `n` segments below the path (`/admin/v1/requests/{id}` is 1,
+    /// `/admin/v1/requests/{id}/approve` 2), when depths serve different methods.
+    Depth(&'static str, usize),
 }
 
 impl PathMatch {
@@ -49,6 +52,9 @@ impl PathMatch {
             PathMatch::Exact(p) => path == p,
             PathMatch::Prefix(p) => path == p || PathMatch::Below(p).matches(path),
             PathMatch::Below(p) => path.starts_with(p) && path[p.len()..].starts_with('/'),
+            PathMatch::Depth(p, n) => {
+                PathMatch::Below(p).matches(path) && path[p.len() + 1..].split('/').count() == n
+            }
         }
     }
 }
@@ -115,6 +121,17 @@ impl<B: Send + 'static> Router<B> {
         self.add(methods, PathMatch::Below(path), service)
     }
 
+    /// Serve paths exactly `depth` segments below `path`, for `methods`.
+    pub fn at_depth(
+        self,
+        methods: &[Method],
+        path: &'static str,
+        depth: usize,
+        service: RouteService<B>,
+    ) -> Self {
+        self.add(methods, PathMatch::Depth(path, depth), service)
+    }
+
     /// What this router serves, in the order routes were added (the OpenAPI test
     /// compares it with the document).
     pub fn endpoints(&self) -> Vec<Endpoint> {
@@ -123,7 +140,9 @@ impl<B: Send + 'static> Router<B> {
             .map(|e| {
                 let (path, prefix) = match e.path {
                     PathMatch::Exact(p) => (p, false),
-                    PathMatch::Prefix(p) | PathMatch::Below(p) => (p, true),
+                    PathMatch::Prefix(p) | PathMatch::Below(p) | PathMatch::Depth(p, _) => {
+                        (p, true)
+                    }
                 };
                 Endpoint {
                     methods: e.methods.clone(),
@@ -287,6 +306,27 @@ mod tests {
             answered_by(&call(&router, Method::DELETE, "/things/1").await),
             "things"
         );
+        // Depths below one path serve their own methods.
+        let (steps, _) = endpoint("steps");
+        let router = Router::new(json!({"keys": []}))
+            .at_depth(&[Method::GET], "/things", 1, steps.clone())
+            .at_depth(&[Method::POST], "/things", 2, steps);
+        for (method, path, allow) in [
+            (Method::POST, "/things/1", vec![Method::GET]),
+            (Method::GET, "/things/1/approve", vec![Method::POST]),
+        ] {
+            let o = call(&router, method, path).await;
+            let Err(ApiError::Method { allow: got, .. }) = &o.result else {
+                panic!("{:?}", o.result)
+            };
+            assert_eq!(got, &allow, "{path}");
+        }
+        assert_eq!(
+            answered_by(&call(&router, Method::POST, "/things/1/approve").await),
+            "steps"
+        );
+        let o = call(&router, Method::GET, "/things/1/approve/x").await;
+        assert_eq!(o.status(), StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

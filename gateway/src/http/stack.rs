@@ -29,6 +29,7 @@ use super::meta::MetaLayer;
 use super::metrics_layer::MetricsLayer;
 use super::openapi::{openapi_service, OPENAPI};
 use super::parse::ParseLayer;
+use super::requests_api::{requests_service, REQUESTS};
 use super::respond::{RespondLayer, ResponseBody};
 use super::route::{RouteService, Router, LOOKUP};
 use super::Principal;
@@ -82,6 +83,7 @@ where
         body,
     );
     let agreements = agreements_service(Arc::clone(&app.policy), body);
+    let requests = requests_service(Arc::clone(&app.requests), body);
     // Auditors and monitors following the Merkle tree.
     let follow = log_service(app.audit.clone(), Arc::clone(&app.policy.authorizer));
     Router::new(app.signer.jwks())
@@ -117,6 +119,10 @@ where
             ROLES,
             roles_service(Arc::clone(&app.policy), body),
         )
+        // Access requests: the collection, one request, its review steps.
+        .route(&[Method::GET, Method::POST], REQUESTS, requests.clone())
+        .at_depth(&[Method::GET], REQUESTS, 1, requests.clone())
+        .at_depth(&[Method::POST], REQUESTS, 2, requests)
 }
 
 /// The whole counter API for one mTLS connection whose certificate gave `principal`;
