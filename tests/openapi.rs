@@ -529,7 +529,7 @@ fn the_check_can_fail() {
     let answer = json!({
         "request_id": "r", "dataset": "population", "subject": "s", "record": {"name": "x"},
         "masked": [], "source": {"department": "d", "connector": "c", "fetched_at": "2026-01-01T00:00:00Z"},
-        "agreement": "a", "audit": {"seq": 1, "hash": "0".repeat(64), "index": 0, "record": "{\"seq\":1}",
+        "agreement": "a", "audit": {"seq": 1, "hash": "0".repeat(64), "index": 0, "record": {"seq": 1},
             "checkpoint": format!("o\n1\n{}=\n\n— o AAAA\n", "A".repeat(43)), "inclusion": []}
     });
     assert!(errors(&v, &answer).is_empty(), "{:?}", errors(&v, &answer));

@@ -31,7 +31,7 @@ pub(super) struct TreeBatch {
     /// `(stored index, hash)` for `audit_tree`.
     pub(super) stored: Vec<(u64, Hash)>,
     /// The checkpoint of that tree as a signed note.
-    pub(super) note: crate::receipt::BatchNote,
+    pub(super) note: crate::batch_note::BatchNote,
     /// Each record's inclusion proof in that tree, in batch order.
     pub(super) proofs: Vec<Vec<Hash>>,
 }
@@ -124,7 +124,7 @@ impl Frontier {
             .map_err(|e| AuditError::Store(format!("audit checkpoint: {e}")))?;
         Ok(TreeBatch {
             stored: appended.stored,
-            note: crate::receipt::BatchNote::new(&note),
+            note: crate::batch_note::BatchNote::new(&note),
             proofs: appended.proofs,
         })
     }

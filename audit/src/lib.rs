@@ -27,6 +27,7 @@
 mod answer;
 mod archive;
 mod batch;
+mod batch_note;
 pub mod canonical;
 mod chain;
 mod checkpoint;
@@ -57,6 +58,7 @@ pub mod witness;
 pub use answer::{answer_sha256, canonical_answer, check_answer, AnswerError, RECEIPT_MEMBER};
 pub use archive::{archive, read_archive};
 pub use batch::{search_columns, AuditSettings, CommitObserver, SEARCH_COLUMN_NAMES};
+pub use batch_note::BatchNote;
 pub use chain::{chain_hash, seal_entry, AuditEntry, Decision, Row, StoredRecord, GENESIS};
 pub use checkpoint::{
     merge_jwks, read_checkpoint_file, Checkpoint, Seal, StoredCheckpoint, CHECKPOINT_KIND,
@@ -68,7 +70,7 @@ pub use export::{
 };
 pub use follow::{FollowError, Proof, MAX_ENTRIES};
 pub use log::{AuditLog, Receipt};
-pub use receipt::{check_receipt, BatchNote, Included, ReceiptError};
+pub use receipt::{check_receipt, Included, ReceiptError};
 pub use report::{anomalies, revoked_from_index, Anomaly, AnomalyRules};
 pub use search::{parse_time, Filter};
 pub use segment_index::index_sealed_segments;

@@ -9,11 +9,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::batch::{chain, search_columns, state_of, AuditSettings, ChainState, Prepared};
 use super::batch::{ARCHIVED, HEAD, SEALED};
+use super::batch_note::BatchNote;
 use super::chain::{AuditEntry, GENESIS};
 use super::checkpoint::StoredCheckpoint;
 use super::error::AuditError;
 use super::frontier::behind;
-use super::receipt::BatchNote;
 use super::signing::Signer;
 use super::sqlite_writer::SqliteWriter;
 use super::store::{AuditStore, Database, CHAIN_LOCK};

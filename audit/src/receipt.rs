@@ -13,8 +13,6 @@
 //!    `index` in the tree of `size` with that root (RFC 9162 §2.1.3.2).
 //! 4. The record's own `seq` is `index + 1`, and so is the receipt's `seq`.
 
-use std::sync::Arc;
-
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::Value;
@@ -50,50 +48,6 @@ impl crate::log::Receipt {
         // The record is canonical JSON: it goes in as the object it is, unescaped.
         out.extend_from_slice(self.record.as_bytes());
         let _ = write!(out, ",\"seq\":{}}}", self.seq);
-    }
-}
-
-/// The signed note of a batch's tree, as every receipt of the batch carries it: its
-/// JSON string form is written once, not once per answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchNote {
-    text: Arc<str>,
-    json: Arc<str>,
-}
-
-impl BatchNote {
-    /// The note `text`.
-    pub fn new(text: &str) -> Self {
-        let mut json = Vec::with_capacity(text.len() + 16);
-        crate::canonical::write_str(&mut json, text);
-        Self {
-            text: text.into(),
-            json: String::from_utf8_lossy(&json).into(),
-        }
-    }
-
-    /// The note's text.
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
-    /// The note as a JSON string, quoted and escaped.
-    pub fn json(&self) -> &str {
-        &self.json
-    }
-}
-
-impl From<&str> for BatchNote {
-    fn from(text: &str) -> Self {
-        Self::new(text)
-    }
-}
-
-impl std::ops::Deref for BatchNote {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.text
     }
 }
 
@@ -236,7 +190,7 @@ fn hash_of(b64: &str) -> Option<Hash> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::BatchNote;
+    use crate::batch_note::BatchNote;
     use crate::log::Receipt;
     use crate::tlog::tree::Hash;
 
