@@ -180,11 +180,13 @@ impl AuditStore {
     pub async fn open(db: &Database) -> Result<Self, AuditError> {
         match db {
             Database::Sqlite(path) => {
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(state_db_options(path))
-                    .await?;
+                let pool = migrate::retry_while_locked(|| {
+                    SqlitePoolOptions::new()
+                        .max_connections(4)
+                        .acquire_timeout(Duration::from_secs(5))
+                        .connect_with(state_db_options(path))
+                })
+                .await?;
                 // sqlx's migrator takes no lock on SQLite: an immediate transaction
                 // holds the write lock instead, so processes opening the database
                 // together wait for each other.

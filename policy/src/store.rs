@@ -221,23 +221,29 @@ impl AgreementStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, PolicyError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 5000").await?;
-                    } else {
-                        conn.execute("SET synchronous_commit = off").await?;
-                    }
-                    Ok(())
+        let pool = || {
+            AnyPoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(5))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if sqlite {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        } else {
+                            conn.execute("SET synchronous_commit = off").await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect(url)
-            .await?;
+                .connect(url)
+        };
+        let pool = if sqlite {
+            migrate::retry_while_locked(pool).await?
+        } else {
+            pool().await?
+        };
         Self::open(pool).await
     }
 
