@@ -507,11 +507,7 @@ mod tests {
     async fn lookup_found_maps_columns_and_types() {
         let (_dir, c) = connector().await;
         assert_eq!(c.name(), "population-db");
-        let record = c
-            .lookup(&pop(), RESIDENT)
-            .await
-            .unwrap()
-            .unwrap();
+        let record = c.lookup(&pop(), RESIDENT).await.unwrap().unwrap();
         assert_eq!(
             serde_json::Value::Object(record),
             serde_json::json!({
@@ -524,10 +520,7 @@ mod tests {
     #[tokio::test]
     async fn lookup_absent_is_none() {
         let (_dir, c) = connector().await;
-        let r = c
-            .lookup(&pop(), "34052419800101001X")
-            .await
-            .unwrap();
+        let r = c.lookup(&pop(), "34052419800101001X").await.unwrap();
         assert!(r.is_none());
     }
 
@@ -537,11 +530,7 @@ mod tests {
         for evil in ["' OR 1=1 --", "x' OR '1'='1", "1; DROP TABLE residents; --"] {
             assert!(c.lookup(&pop(), evil).await.unwrap().is_none());
         }
-        assert!(c
-            .lookup(&pop(), RESIDENT)
-            .await
-            .unwrap()
-            .is_some());
+        assert!(c.lookup(&pop(), RESIDENT).await.unwrap().is_some());
     }
 
     #[tokio::test]
@@ -674,11 +663,7 @@ mod tests {
             let b = pooled.lookup(&pop(), subject).await.unwrap();
             assert_eq!(a, b, "{subject}");
         }
-        assert!(direct
-            .lookup(&pop(), RESIDENT)
-            .await
-            .unwrap()
-            .is_some());
+        assert!(direct.lookup(&pop(), RESIDENT).await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -163,13 +163,19 @@ async fn exercise(url: String, dialect: Dialect) {
         .unwrap();
     c.health().await.unwrap();
 
-    let found = c.lookup(&Dataset::new("population"), RESIDENT).await.unwrap();
+    let found = c
+        .lookup(&Dataset::new("population"), RESIDENT)
+        .await
+        .unwrap();
     assert_eq!(
         serde_json::Value::Object(found.unwrap()),
         json!({"name": "张三", "sex": "female", "birth_date": "1949-12-31",
                "status": 2, "ethnicity": 1.62})
     );
-    let nulls = c.lookup(&Dataset::new("population"), OTHER_RESIDENT).await.unwrap();
+    let nulls = c
+        .lookup(&Dataset::new("population"), OTHER_RESIDENT)
+        .await
+        .unwrap();
     assert_eq!(nulls.unwrap()["birth_date"], serde_json::Value::Null);
     let absent = c
         .lookup(&Dataset::new("population"), "11010519900307457X")
@@ -190,11 +196,12 @@ async fn exercise(url: String, dialect: Dialect) {
 
     // SQL in a subject: refused by validation, and inert as a bound parameter.
     for evil in EVIL {
-        assert!(
-            SubjectKind::ResidentId.validate(evil).is_err(),
-            "{evil}"
-        );
-        assert!(c.lookup(&Dataset::new("population"), evil).await.unwrap().is_none());
+        assert!(SubjectKind::ResidentId.validate(evil).is_err(), "{evil}");
+        assert!(c
+            .lookup(&Dataset::new("population"), evil)
+            .await
+            .unwrap()
+            .is_none());
         let evil_holder = c
             .lookup_by_holder(&Dataset::new("e_license"), COMPANY, evil)
             .await
@@ -202,7 +209,10 @@ async fn exercise(url: String, dialect: Dialect) {
         assert!(evil_holder.is_none(), "{evil}");
     }
     // A stored value with quotes is data, and the table survived.
-    let obrien = c.lookup(&Dataset::new("population"), OTHER_RESIDENT).await.unwrap();
+    let obrien = c
+        .lookup(&Dataset::new("population"), OTHER_RESIDENT)
+        .await
+        .unwrap();
     assert_eq!(obrien.unwrap()["name"], "O'Brien; --");
     assert!(c
         .lookup(&Dataset::new("population"), RESIDENT)

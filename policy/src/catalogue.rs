@@ -77,9 +77,7 @@ impl Catalogue {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let fields = fields
-            .into_iter()
-            .map(|f| (f, SharingClass::Conditional));
+        let fields = fields.into_iter().map(|f| (f, SharingClass::Conditional));
         self.with_classified_dataset(name, fields, provider)
     }
 
@@ -247,11 +245,17 @@ mod tests {
         assert_eq!(cat.class_of("population", "ethnicity"), Some(Closed));
         assert_eq!(cat.class_of("population", "shoe_size"), None);
         let mut a = sample();
-        a.fields.insert("ethnicity".into(), crate::FieldRule::Masked);
+        a.fields
+            .insert("ethnicity".into(), crate::FieldRule::Masked);
         let e = cat.check(&a).unwrap_err();
         assert!(matches!(&e, PolicyError::Invalid { field, .. } if field == "fields.ethnicity"));
         let msg = e.to_string();
-        for part in ["hrss-population-2026", "population", "\"ethnicity\"", "closed"] {
+        for part in [
+            "hrss-population-2026",
+            "population",
+            "\"ethnicity\"",
+            "closed",
+        ] {
             assert!(msg.contains(part), "{part} in {msg}");
         }
         // A deny agreement names no closed field either.

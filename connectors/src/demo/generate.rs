@@ -150,7 +150,10 @@ fn contribution(
     } else if rng.gen_bool(0.85) {
         ("contributing", date(2024, 12, 1)?)
     } else {
-        ("suspended", date_between(rng, date(2018, 1, 1)?, date(2024, 10, 31)?))
+        (
+            "suspended",
+            date_between(rng, date(2018, 1, 1)?, date(2024, 10, 31)?),
+        )
     };
     let employer = match (status, employers.choose(rng)) {
         ("retired", _) | (_, None) => None,

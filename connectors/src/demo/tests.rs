@@ -59,14 +59,26 @@ fn sources_declare_every_field_once_with_a_class_and_kind() {
     let sources = demo_sources();
     assert_eq!(
         sources.iter().map(|s| s.dataset).collect::<Vec<_>>(),
-        ["population", "legal_person", "e_license", "social_insurance"]
+        [
+            "population",
+            "legal_person",
+            "e_license",
+            "social_insurance"
+        ]
     );
     for s in sources {
-        assert!(crate::SubjectKind::builtin(s.subject).is_some(), "{}", s.dataset);
+        assert!(
+            crate::SubjectKind::builtin(s.subject).is_some(),
+            "{}",
+            s.dataset
+        );
         let names: HashSet<&str> = s.fields.iter().map(|f| f.name).collect();
         assert_eq!(names.len(), s.fields.len(), "{}", s.dataset);
         for f in s.fields {
-            assert!(["open", "conditional", "closed"].contains(&f.class), "{f:?}");
+            assert!(
+                ["open", "conditional", "closed"].contains(&f.class),
+                "{f:?}"
+            );
             assert!(!f.description.is_empty(), "{f:?}");
         }
     }
@@ -196,7 +208,11 @@ async fn every_generated_row_is_valid_and_linked() {
             let record = c.lookup(&d, s).await.unwrap().unwrap();
             assert_eq!(record.len(), source.fields.len());
             for f in source.fields {
-                assert!(of_kind(f.kind, &record[f.name]), "{d}.{}: {record:?}", f.name);
+                assert!(
+                    of_kind(f.kind, &record[f.name]),
+                    "{d}.{}: {record:?}",
+                    f.name
+                );
             }
         }
     }
@@ -207,7 +223,11 @@ async fn every_generated_row_is_valid_and_linked() {
 
     // Every sample licence verifies through the connector; tampering is detected.
     for id in &samples.license_ids {
-        let mut record = el_c.lookup(&Dataset::new("e_license"), id).await.unwrap().unwrap();
+        let mut record = el_c
+            .lookup(&Dataset::new("e_license"), id)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             verify_license_signature(&record, &samples.issuer_public_key),
             "{id}"
