@@ -264,6 +264,25 @@ impl Authorizer {
             .unwrap_or_default()
     }
 
+    /// Every agreement naming `identity`, or a role it holds, as its consumer: what
+    /// it holds (a catalogue shows it), sorted by id.
+    pub fn held_by(&self, identity: &str) -> Vec<Arc<Agreement>> {
+        let set = self.read_set();
+        let roles = set
+            .roles
+            .get(identity)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut held: Vec<Arc<Agreement>> = std::iter::once(identity)
+            .chain(roles.iter().map(String::as_str))
+            .filter_map(|key| set.index.get(key))
+            .flat_map(|datasets| datasets.values().flatten().cloned())
+            .collect();
+        held.sort_by(|a, b| a.id.cmp(&b.id));
+        held.dedup_by(|a, b| a.id == b.id);
+        held
+    }
+
     /// Decide a question. Counted limits are not charged here (see [`crate::Meter`]).
     pub fn decide(&self, q: &Question<'_>) -> Result<Decision, PolicyError> {
         Ok(self.evaluate(q)?.1.decision)

@@ -811,12 +811,14 @@ impl Checker<'_> {
                 "open" => SharingClass::Open,
                 "conditional" => SharingClass::Conditional,
                 "closed" => SharingClass::Closed,
-                other => return Err(self.err(
-                    f.class.span(),
-                    format!(
+                other => {
+                    return Err(self.err(
+                        f.class.span(),
+                        format!(
                         "datasets.fields.class: {other:?} is not one of open, conditional, closed"
                     ),
-                )),
+                    ))
+                }
             };
             let from = self.field_source(f, class, kind)?;
             out.push(FieldConfig {

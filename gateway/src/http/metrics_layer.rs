@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 const ROUTES: &[&str] = &[
     "/v1/lookup",
     "/v1/bundle",
+    "/v1/catalogue",
     "/.well-known/jwks.json",
     "/openapi.json",
     "/admin/v1/agreements",

@@ -21,6 +21,7 @@ use super::audit_layer::AuditLayer;
 use super::authorize::AuthorizeLayer;
 use super::body::BodyLimits;
 use super::bundle::{bundle_service, BUNDLE};
+use super::catalogue::{catalogue_service, CATALOGUE};
 use super::fetch::Fetch;
 use super::identity::IdentityLayer;
 use super::limit::{IdentityShareLayer, ShedLayer};
@@ -96,6 +97,15 @@ where
     Router::new(app.signer.jwks())
         .route(&[Method::POST], LOOKUP, lookup_route(body, lookup))
         .route(&[Method::POST], BUNDLE, bundles)
+        // What is shared, and what the caller may ask of it today.
+        .route(
+            &[Method::GET],
+            CATALOGUE,
+            catalogue_service(
+                crate::catalogue::Catalogue::new(&app.config),
+                Arc::clone(&app.policy),
+            ),
+        )
         .route(&[Method::GET], OPENAPI, openapi_service())
         .prefix(
             &[Method::GET],
