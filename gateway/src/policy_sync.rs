@@ -174,3 +174,60 @@ async fn follow(store: AgreementStore, authorizer: Arc<Authorizer>, interval: Du
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use policy::{FieldGrant, FieldRule, Grant, SharingClass};
+
+    use super::*;
+
+    fn grant(fields: &[&str]) -> Decision {
+        Decision::Allow(Grant {
+            agreement: "a-1".into(),
+            provider: "sz-psb".into(),
+            fields: fields
+                .iter()
+                .map(|f| FieldGrant {
+                    name: (*f).to_owned(),
+                    rule: FieldRule::Full,
+                })
+                .collect(),
+            limits: Default::default(),
+        })
+    }
+
+    /// An agreement stored before `address` became closed still names it: the field
+    /// is left out of an answer of every granted field, and refused when asked.
+    #[test]
+    fn a_closed_field_is_withheld_whatever_the_agreement_says() {
+        let catalogue = Catalogue::new(["m"]).with_classified_dataset(
+            "permits",
+            [
+                ("name", SharingClass::Conditional),
+                ("address", SharingClass::Closed),
+            ],
+            Some("sz-psb"),
+        );
+        let asked = ["name".to_owned(), "address".to_owned()];
+        let q = |fields| Question {
+            consumer: "urn:tongban:sz-hrss:counter-01",
+            dataset: "permits",
+            matter: "m",
+            fields,
+            at: chrono::Utc::now(),
+        };
+        let all = withhold_closed(&catalogue, &q(None), grant(&["name", "address"]));
+        assert_eq!(all, grant(&["name"]));
+        let named = withhold_closed(&catalogue, &q(Some(&asked)), grant(&["name", "address"]));
+        assert_eq!(
+            named,
+            Decision::Deny(Denial::FieldNotAllowed {
+                agreement: "a-1".into(),
+                field: "address".into()
+            })
+        );
+        let open = withhold_closed(&catalogue, &q(Some(&asked[..1])), grant(&["name"]));
+        assert_eq!(open, grant(&["name"]));
+    }
+}

@@ -621,6 +621,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_identity_holds_its_own_and_its_roles_agreements_only() {
+        let mut other = agreement("c-other", B, Effect::Allow);
+        other.dataset = "legal_person".into();
+        let auth = Authorizer::new(
+            vec![
+                agreement("b-own", A, Effect::Allow),
+                agreement("a-role", "role:counter", Effect::Allow),
+                other,
+            ],
+            vec![binding(A, "counter")],
+        )
+        .await
+        .unwrap();
+        let ids = |identity| {
+            auth.held_by(identity)
+                .iter()
+                .map(|a| a.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(A), ["a-role", "b-own"]);
+        assert_eq!(ids(B), ["c-other"]);
+        assert!(ids("urn:tongban:sz-x:y").is_empty());
+    }
+
+    #[tokio::test]
     async fn hours_of_service_are_local() {
         let mut a = agreement("a1", A, Effect::Allow);
         a.hours = Some("08:30-17:30".parse().unwrap());

@@ -1336,6 +1336,78 @@ license_type = "营业执照"
         crate::config::test_files::assert_errors(&d, cases);
     }
 
+    /// A dataset keyed by a declared pattern, and the rules of a declaration.
+    #[test]
+    fn declarations_subject_kinds_and_classes() {
+        let d = dir();
+        let permits = BASE
+            .replace(
+                "name = \"population\"\ndepartment = \"sz-psb\"\nsubject = \"resident_id\"",
+                "name = \"permits\"\ndepartment = \"sz-psb\"\nsubject = \"pattern\"\n\
+             subject_pattern = \"JZZ[0-9]{10}\"",
+            )
+            .replace("dataset = \"population\"", "dataset = \"permits\"");
+        let c = parse(&d, &permits).unwrap();
+        let p = c.dataset("permits").unwrap();
+        assert!(p.subject.validate("JZZ0123456789").is_ok());
+        assert_eq!(p.subject.validate("JZZ01").unwrap_err().rule(), "pattern");
+        assert!(c.dataset("population").is_none());
+
+        let cases = [
+            (
+                BASE.replace("subject = \"resident_id\"", "subject = \"pattern\""),
+                ":31: datasets.subject_pattern: subject = \"pattern\" needs the pattern",
+            ),
+            (
+                BASE.replace(
+                    "subject = \"resident_id\"",
+                    "subject = \"resident_id\"\nsubject_pattern = \"x\"",
+                ),
+                ":32: datasets.subject_pattern: only for subject = \"pattern\"",
+            ),
+            (
+                BASE.replace(
+                    "subject = \"resident_id\"",
+                    "subject = \"pattern\"\nsubject_pattern = \"(\"",
+                ),
+                ":32: datasets.subject_pattern: subject pattern \"(\"",
+            ),
+            (
+                BASE.replace("{ name = \"religion\", class = \"closed\" }", "{ name = \"religion\", class = \"open\" }"),
+                ":36: datasets.fields.column: field \"religion\" needs one",
+            ),
+            (
+                BASE.replace("column = \"full_name\"", "pointer = \"/name\""),
+                ":35: datasets.fields.pointer: field \"name\" is read from a sql source, by column",
+            ),
+            (
+                BASE.replace("type = \"json\"", "type = \"blob\""),
+                "datasets.fields.type: \"blob\" is not one of string, integer",
+            ),
+            (
+                BASE.replace("{ name = \"religion\"", "{ name = \"name\""),
+                ":36: datasets.fields.name: \"name\" is declared twice",
+            ),
+            (
+                BASE.replace("subject = \"license_id\"", "subject = \"credit_code\""),
+                "datasets: only e-licences (subject = \"license_id\") are looked up by holder, not e_license",
+            ),
+            (
+                BASE.replace(
+                    "dataset = \"population\"\nsubject = \"certificate#/content/mother_id\"",
+                    "dataset = \"population\"\nsubject = \"certificate#/content/mother_id\"\n\
+                     fields = [\"name\", \"religion\"]",
+                ),
+                "bundles.items.fields: population never shares (closed) the field \"religion\"",
+            ),
+            (
+                BASE.replace("dataset = \"population\"", "dataset = \"people\""),
+                "bundles.items.dataset: \"people\" is not a dataset of this gateway (population, e_license)",
+            ),
+        ];
+        crate::config::test_files::assert_errors(&d, cases);
+    }
+
     #[test]
     fn an_item_with_chosen_fields_must_ask_for_the_link() {
         let d = dir();

@@ -106,7 +106,11 @@ where
                 Arc::clone(&app.policy),
             ),
         )
-        .route(&[Method::GET], OPENAPI, openapi_service())
+        .route(
+            &[Method::GET],
+            OPENAPI,
+            openapi_service(&app.config.datasets),
+        )
         .prefix(
             &[Method::GET],
             RECORDS,
