@@ -277,6 +277,7 @@ dataset = "residence_permit"
 matters = ["household-transfer"]
 valid_from = "2026-01-01T00:00:00Z"
 valid_until = "2099-12-31T23:59:59Z"
+approver = "urn:tongban:sz-psb:admin-01"
 fields = { holder_name = "full", biometrics = "masked" }
 "#,
     )
