@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use http::{Method, StatusCode};
+use http::Method;
 use serde_json::{json, Value};
 use tongban_tests::{tongban_binary, Gateway};
 
