@@ -269,10 +269,12 @@ pub(crate) fn lookup_call(caller: (&str, &str), asked: Asked) -> LookupCall {
     validate(&datasets(), lookup_request(caller, asked)).unwrap()
 }
 
-/// The demo's four datasets, declared as its config declares them (sources bound by
-/// name only: nothing is connected).
+/// The demo's four datasets, declared as its config declares them and in its order
+/// (the SQL ones, then e-licences; sources bound by name only: nothing is connected).
 pub(crate) fn datasets() -> Arc<[DatasetConfig]> {
-    demo_sources()
+    let mut sources = demo_sources();
+    sources.sort_by_key(|s| s.dataset == "e_license");
+    sources
         .iter()
         .map(|s| DatasetConfig {
             dataset: Dataset::new(s.dataset),
