@@ -663,15 +663,18 @@ async fn through_real_servers(pg_db: String, my_db: String) {
                     d.query = "SELECT full_name, sex, CAST(born AS TEXT) AS born FROM residents \
                                WHERE id_number = $1"
                         .into();
-                    d.fields = columns(&[
-                        ("name", "full_name"),
-                        ("sex", "sex"),
-                        ("birth_date", "born"),
-                    ]);
+                    columns(
+                        d,
+                        &[
+                            ("name", "full_name"),
+                            ("sex", "sex"),
+                            ("birth_date", "born"),
+                        ],
+                    );
                 }
                 "legal-person-db" => {
                     d.query = "SELECT name, capital FROM companies WHERE code = ?".into();
-                    d.fields = columns(&[("name", "name"), ("registered_capital", "capital")]);
+                    columns(d, &[("name", "name"), ("registered_capital", "capital")]);
                 }
                 _ => {}
             }
@@ -738,11 +741,15 @@ async fn through_real_servers(pg_db: String, my_db: String) {
     }
 }
 
-fn columns(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(f, c)| (f.to_string(), c.to_string()))
-        .collect()
+/// Reads `d`'s fields from the columns `pairs` name; its other fields are left
+/// unmapped (never returned by the source).
+fn columns(d: &mut gateway::config::DatasetConfig, pairs: &[(&str, &str)]) {
+    for f in d.fields.iter_mut() {
+        f.from = pairs
+            .iter()
+            .find(|(name, _)| *name == f.name)
+            .map(|(_, column)| column.to_string());
+    }
 }
 
 #[tokio::test]

@@ -1173,7 +1173,7 @@ async fn the_demos_agreements_and_roles_are_on_the_audit_chain() {
         .await
         .unwrap();
     let stored = store.list().await.unwrap();
-    assert_eq!(stored.len(), 5, "the demo's agreements");
+    assert_eq!(stored.len(), 6, "the demo's agreements");
     for s in &stored {
         let id = &s.agreement.id;
         let r = seeded

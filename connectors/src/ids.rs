@@ -46,11 +46,14 @@ pub enum IdError {
     /// A structural problem, e.g. a missing part of an e-license identifier.
     #[error("{0}")]
     Format(String),
+    /// The identifier does not match the pattern its dataset declares.
+    #[error("does not match the pattern {0}")]
+    Pattern(String),
 }
 
 impl IdError {
     /// Short, stable name of the rule broken: `length`, `characters`, `birth-date`,
-    /// `check-character` or `format`.
+    /// `check-character`, `format` or `pattern`.
     pub fn rule(&self) -> &'static str {
         match self {
             IdError::Length { .. } => "length",
@@ -58,6 +61,7 @@ impl IdError {
             IdError::BirthDate(_) => "birth-date",
             IdError::CheckCharacter { .. } => "check-character",
             IdError::Format(_) => "format",
+            IdError::Pattern(_) => "pattern",
         }
     }
 }

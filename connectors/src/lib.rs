@@ -1,10 +1,11 @@
 //! Data sources for Tongban: the [`Connector`] trait, a SQL connector (SQLite,
 //! PostgreSQL, MySQL/MariaDB), an HTTP connector (a department's REST API over mutual
-//! TLS), validation of the identifiers that key each [`Dataset`], the check of an
-//! e-licence's issuer signature, and the synthetic demo databases.
+//! TLS), validation of the identifiers that key each [`Dataset`] ([`SubjectKind`]),
+//! the check of an e-licence's issuer signature, and the synthetic demo databases.
 //!
-//! This crate serves no HTTP: the gateway validates a subject with
-//! [`Dataset::validate_subject`], picks the connector bound to the dataset and calls
+//! Which datasets exist, and what keys each, is the gateway's configuration; this
+//! crate serves no HTTP: the gateway validates a subject with
+//! [`SubjectKind::validate`], picks the connector bound to the dataset and calls
 //! [`Connector::lookup`] (through its resilience layers, which are the gateway's).
 
 pub mod dataset;
@@ -16,7 +17,7 @@ pub mod license;
 pub mod sql;
 mod sqlite_direct;
 
-pub use dataset::Dataset;
+pub use dataset::{BadPattern, Dataset, SubjectKind, SubjectPattern};
 pub use error::{ConnectorError, ErrorOrigin};
 pub use license::{IssuerKeys, Verification};
 
@@ -27,7 +28,7 @@ pub type Record = serde_json::Map<String, serde_json::Value>;
 /// How a record is found.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Key {
-    /// By the dataset's subject identifier, checked with [`Dataset::validate_subject`].
+    /// By the dataset's subject identifier, checked with [`SubjectKind::validate`].
     Subject(String),
     /// An e-licence by its holder (resident ID number or credit code) and licence type,
     /// e.g. a company's `营业执照`: the second e_license key of the design.
@@ -45,9 +46,9 @@ pub enum KeyError {
     /// The subject breaks a rule of its identifier standard.
     #[error(transparent)]
     Identifier(#[from] ids::IdError),
-    /// Holder keys only find e-licences.
-    #[error("{0} records are not looked up by holder")]
-    HolderNotSupported(Dataset),
+    /// Holder keys only find e-licences (datasets keyed by e-license identifier).
+    #[error("records keyed by {0} are not looked up by holder")]
+    HolderNotSupported(&'static str),
     /// The licence type is empty, too long or holds control characters.
     #[error("license type must be 1-64 printable characters")]
     LicenseType,
@@ -73,18 +74,18 @@ impl Key {
         }
     }
 
-    /// Checks the key against the rules of `dataset`'s identifiers. A holder must be a
-    /// valid resident ID number or credit code (the resident ID's error is reported
-    /// when it is neither).
-    pub fn validate(&self, dataset: Dataset) -> Result<(), KeyError> {
+    /// Checks the key against the rules of the dataset's identifiers, `kind`. A holder
+    /// must be a valid resident ID number or credit code (the resident ID's error is
+    /// reported when it is neither).
+    pub fn validate(&self, kind: &SubjectKind) -> Result<(), KeyError> {
         match self {
-            Key::Subject(s) => Ok(dataset.validate_subject(s)?),
+            Key::Subject(s) => Ok(kind.validate(s)?),
             Key::Holder {
                 holder_id,
                 license_type,
             } => {
-                if dataset != Dataset::ELicense {
-                    return Err(KeyError::HolderNotSupported(dataset));
+                if !kind.has_holders() {
+                    return Err(KeyError::HolderNotSupported(kind.name()));
                 }
                 let type_ok = !license_type.is_empty()
                     && license_type.chars().count() <= 64
@@ -113,13 +114,13 @@ impl Query {
     /// Runs the query against `connector`.
     pub async fn run(&self, connector: &dyn Connector) -> Result<Option<Record>, ConnectorError> {
         match &self.key {
-            Key::Subject(s) => connector.lookup(self.dataset, s).await,
+            Key::Subject(s) => connector.lookup(&self.dataset, s).await,
             Key::Holder {
                 holder_id,
                 license_type,
             } => {
                 connector
-                    .lookup_by_holder(self.dataset, holder_id, license_type)
+                    .lookup_by_holder(&self.dataset, holder_id, license_type)
                     .await
             }
         }
@@ -141,7 +142,7 @@ pub trait Connector: Send + Sync + 'static {
     /// absent.
     async fn lookup(
         &self,
-        dataset: Dataset,
+        dataset: &Dataset,
         subject: &str,
     ) -> Result<Option<Record>, ConnectorError>;
 
@@ -150,7 +151,7 @@ pub trait Connector: Send + Sync + 'static {
     /// saying this connector cannot.
     async fn lookup_by_holder(
         &self,
-        dataset: Dataset,
+        dataset: &Dataset,
         holder_id: &str,
         license_type: &str,
     ) -> Result<Option<Record>, ConnectorError> {

@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use connectors::sql::{SqlBinding, SqlConnector, SqlSource};
-use connectors::{Connector, ConnectorError, Dataset, Key, Query};
+use connectors::{Connector, ConnectorError, Dataset, Key, Query, SubjectKind};
 use serde_json::json;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AssertSqlSafe;
@@ -163,23 +163,29 @@ async fn exercise(url: String, dialect: Dialect) {
         .unwrap();
     c.health().await.unwrap();
 
-    let found = c.lookup(Dataset::Population, RESIDENT).await.unwrap();
+    let found = c
+        .lookup(&Dataset::new("population"), RESIDENT)
+        .await
+        .unwrap();
     assert_eq!(
         serde_json::Value::Object(found.unwrap()),
         json!({"name": "张三", "sex": "female", "birth_date": "1949-12-31",
                "status": 2, "ethnicity": 1.62})
     );
-    let nulls = c.lookup(Dataset::Population, OTHER_RESIDENT).await.unwrap();
+    let nulls = c
+        .lookup(&Dataset::new("population"), OTHER_RESIDENT)
+        .await
+        .unwrap();
     assert_eq!(nulls.unwrap()["birth_date"], serde_json::Value::Null);
     let absent = c
-        .lookup(Dataset::Population, "11010519900307457X")
+        .lookup(&Dataset::new("population"), "11010519900307457X")
         .await
         .unwrap();
     assert!(absent.is_none());
 
     // Holder lookups bind both values and take the newest licence.
     let q = Query {
-        dataset: Dataset::ELicense,
+        dataset: Dataset::new("e_license"),
         key: Key::Holder {
             holder_id: COMPANY.to_owned(),
             license_type: "营业执照".to_owned(),
@@ -190,22 +196,26 @@ async fn exercise(url: String, dialect: Dialect) {
 
     // SQL in a subject: refused by validation, and inert as a bound parameter.
     for evil in EVIL {
-        assert!(
-            Dataset::Population.validate_subject(evil).is_err(),
-            "{evil}"
-        );
-        assert!(c.lookup(Dataset::Population, evil).await.unwrap().is_none());
+        assert!(SubjectKind::ResidentId.validate(evil).is_err(), "{evil}");
+        assert!(c
+            .lookup(&Dataset::new("population"), evil)
+            .await
+            .unwrap()
+            .is_none());
         let evil_holder = c
-            .lookup_by_holder(Dataset::ELicense, COMPANY, evil)
+            .lookup_by_holder(&Dataset::new("e_license"), COMPANY, evil)
             .await
             .unwrap();
         assert!(evil_holder.is_none(), "{evil}");
     }
     // A stored value with quotes is data, and the table survived.
-    let obrien = c.lookup(Dataset::Population, OTHER_RESIDENT).await.unwrap();
+    let obrien = c
+        .lookup(&Dataset::new("population"), OTHER_RESIDENT)
+        .await
+        .unwrap();
     assert_eq!(obrien.unwrap()["name"], "O'Brien; --");
     assert!(c
-        .lookup(Dataset::Population, RESIDENT)
+        .lookup(&Dataset::new("population"), RESIDENT)
         .await
         .unwrap()
         .is_some());
@@ -248,7 +258,7 @@ async fn unreachable_server_is_unavailable_and_bad_credentials_too() {
     assert!(e.is_transient());
     let lazy = SqlConnector::connect_lazy(&src, bindings(POSTGRES)).unwrap();
     let e = lazy
-        .lookup(Dataset::Population, RESIDENT)
+        .lookup(&Dataset::new("population"), RESIDENT)
         .await
         .unwrap_err();
     assert!(matches!(e, ConnectorError::Unavailable(_)), "{e:?}");

@@ -57,7 +57,7 @@ fn answer(i: i64) -> LookupAnswer {
     record.insert("status".into(), json!("active"));
     LookupAnswer {
         request_id: format!("0193a0b2-7c4e-7d1a-9f00-{i:012x}"),
-        dataset: Dataset::Population,
+        dataset: Dataset::new("population"),
         subject,
         record,
         masked: vec!["household_address".into()],

@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use connectors::Dataset;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_inline_default::serde_inline_default;
@@ -38,8 +37,8 @@ pub use policy::PolicyConfig;
 pub use requests::RequestsConfig;
 
 pub use sources::{
-    BundleConfig, BundleItem, DatasetConfig, ItemSubject, ResilienceConfig, SourceConfig,
-    SourceKind, SourceTls,
+    BundleConfig, BundleItem, DatasetConfig, FieldConfig, FieldType, ItemSubject, ResilienceConfig,
+    SourceConfig, SourceKind, SourceTls,
 };
 
 /// A configuration problem, rendered as `file:line: key: what is wrong`, or as
@@ -476,9 +475,9 @@ impl Config {
         Ok(config)
     }
 
-    /// The dataset entry for `dataset`, if served.
-    pub fn dataset(&self, dataset: Dataset) -> Option<&DatasetConfig> {
-        self.datasets.iter().find(|d| d.dataset == dataset)
+    /// The dataset called `name`, if served.
+    pub fn dataset(&self, name: &str) -> Option<&DatasetConfig> {
+        self.datasets.iter().find(|d| d.dataset.as_str() == name)
     }
 
     /// The bundle named `name`, if configured.
@@ -725,10 +724,12 @@ url = "sqlite://population.db"
 [[datasets]]
 name = "population"
 department = "sz-psb"
+subject = "resident_id"
 source = "population-db"
 query = "SELECT full_name FROM residents WHERE id_number = ?"
-[datasets.fields]
-name = "full_name"
+fields = [
+  { name = "name", column = "full_name", class = "conditional" },
+]
 "#
     );
 
@@ -748,7 +749,7 @@ name = "full_name"
             format!("sqlite://{}", d.path().join("population.db").display())
         );
         assert_eq!(c.audit.batch_max, 512);
-        assert!(c.dataset(Dataset::Population).is_some());
+        assert!(c.dataset("population").is_some());
     }
 
     #[test]
@@ -810,16 +811,24 @@ name = "full_name"
                 ":14: sources.kind",
             ),
             (
-                GOOD.replace("name = \"population\"", "name = \"people\""),
-                ":18: datasets.name: unknown dataset",
+                GOOD.replace("name = \"population\"", "name = \"peo ple\""),
+                ":18: datasets.name: must be",
             ),
             (
-                GOOD.replace("name = \"full_name\"", "nickname = \"full_name\""),
-                ":18: datasets.fields",
+                GOOD.replace("name = \"name\"", "nickname = \"name\""),
+                ":24: unknown field `nickname`",
+            ),
+            (
+                GOOD.replace("class = \"conditional\"", "class = \"secret\""),
+                ":24: datasets.fields.class: \"secret\" is not one of open, conditional, closed",
+            ),
+            (
+                GOOD.replace("subject = \"resident_id\"", "subject = \"passport\""),
+                ":20: datasets.subject: \"passport\" is not one of",
             ),
             (
                 GOOD.replace("source = \"population-db\"", "source = \"nope\""),
-                ":20: datasets.source",
+                ":21: datasets.source",
             ),
             (
                 GOOD.replace("node = \"gw-1\"", "node = \"gw-1\"\nspeed = 3"),

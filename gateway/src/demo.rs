@@ -532,6 +532,7 @@ matters = [
   "social-insurance-enrollment", "pension-qualification", "employer-registration",
   "newborn-registration", "marriage-registration", "company-opening",
   "business-registration", "household-transfer", "housing-fund-withdrawal",
+  "minimum-living-allowance",
 ]
 
 [requests]
@@ -639,6 +640,23 @@ status = "full"
 content = "full"
 issuer_signature = "full"
 file_sha256 = "full"
+
+# social_insurance is declared in tongban.toml like the others; its
+# pension_account_balance is closed, so no agreement may name it.
+[[agreement]]
+id = "civil-social-insurance-2026"
+provider = "sz-hrss"
+consumer = "urn:tongban:sz-civil:counter-01"
+dataset = "social_insurance"
+matters = ["minimum-living-allowance"]
+{window}
+approver = "urn:tongban:sz-hrss:admin-01"
+[agreement.fields]
+insured_status = "full"
+employer_name = "full"
+contribution_base = "full"
+months_paid = "full"
+last_paid_month = "full"
 "#
     )
 }
@@ -681,6 +699,7 @@ fn samples_json(s: &DemoSamples) -> String {
     let resident = first(&s.residents);
     let company = first(&s.credit_codes);
     let license = first(&s.license_ids);
+    let insured = first(&s.insured_residents);
     let sample = |cert, expect, note, dataset, subject: &str, matter, fields| Sample {
         cert,
         expect,
@@ -717,6 +736,24 @@ fn samples_json(s: &DemoSamples) -> String {
             &license,
             "newborn-registration",
             None,
+        ),
+        sample(
+            "counter-b",
+            200,
+            "social_insurance (declared in the config only), allowed",
+            "social_insurance",
+            &insured,
+            "minimum-living-allowance",
+            None,
+        ),
+        sample(
+            "counter-b",
+            403,
+            "pension_account_balance is closed: never shared",
+            "social_insurance",
+            &insured,
+            "minimum-living-allowance",
+            Some(&["insured_status", "pension_account_balance"][..]),
         ),
         sample(
             "counter-b",

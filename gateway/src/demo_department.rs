@@ -344,14 +344,41 @@ pub fn files(dir: &Path) -> DepartmentFiles {
     }
 }
 
-/// The `[[sources]]`, `[[datasets]]` and `[[bundles]]` of the demo config: population
-/// and legal persons from their SQLite files, e-licences from the demo department
-/// service at `department` (the SQLite binding left in comments as the alternative),
-/// verified against `issuer_key` (base64url).
+/// The `[[sources]]`, `[[datasets]]` and `[[bundles]]` of the demo config: population,
+/// legal persons and social insurance from their SQLite files, e-licences from the
+/// demo department service at `department` (the SQLite binding left in comments as
+/// the alternative), verified against `issuer_key` (base64url). Each dataset is
+/// declared in full — owner, identifier kind, fields with type, sharing class and
+/// description — as any operator's would be.
 pub fn connectors_toml(department: SocketAddr, issuer_key: &str) -> String {
-    use connectors::demo::{demo_sources, BUSINESS_LICENCE};
-    use connectors::Dataset;
+    use connectors::demo::{demo_sources, DemoField, DemoSource, BUSINESS_LICENCE};
     use std::fmt::Write as _;
+
+    const E_LICENSE: &str = "e_license";
+    let head = |out: &mut String, s: &DemoSource, source: &str| {
+        let _ = write!(
+            out,
+            "\n[[datasets]]\nname = \"{}\"\ndescription = \"{}\"\ndepartment = \"{}\"\n\
+             subject = \"{}\"\nsource = \"{source}\"\n",
+            s.dataset, s.description, s.department, s.subject
+        );
+    };
+    // One field a line: `from` is its column (sql) or pointer (http).
+    let fields = |out: &mut String, fields: &[DemoField], from: &dyn Fn(&DemoField) -> String| {
+        out.push_str("fields = [\n");
+        for f in fields {
+            let _ = writeln!(
+                out,
+                "  {{ name = \"{}\", {}, type = \"{}\", class = \"{}\", description = \"{}\" }},",
+                f.name,
+                from(f),
+                f.kind,
+                f.class,
+                f.description
+            );
+        }
+        out.push_str("]\n");
+    };
 
     let mut out = String::from(
         "\n# Sources: the departments' systems. Each gets the same resilience layers; the\n\
@@ -360,7 +387,7 @@ pub fn connectors_toml(department: SocketAddr, issuer_key: &str) -> String {
     let sources = demo_sources();
     for (i, s) in sources
         .iter()
-        .filter(|s| s.dataset != Dataset::ELicense)
+        .filter(|s| s.dataset != E_LICENSE)
         .enumerate()
     {
         let _ = write!(
@@ -403,37 +430,36 @@ connect_timeout_ms = 1000      # connect (TCP + TLS) time-out
 # url = "sqlite://data/e_license.db?mode=ro"
 "#
     );
-    for s in sources.iter().filter(|s| s.dataset != Dataset::ELicense) {
+    out.push_str(
+        "\n# Datasets: each declared here — its owner, how its subjects are identified\n\
+         # (resident_id, credit_code, license_id, or pattern with subject_pattern), its\n\
+         # fields with type, sharing class (open, conditional, closed: never shared) and\n\
+         # description — and bound to a source. A new dataset needs only a new entry.\n",
+    );
+    for s in sources.iter().filter(|s| s.dataset != E_LICENSE) {
+        head(&mut out, s, s.connector);
+        let _ = writeln!(out, "query = \"{}\"", s.query);
+        fields(&mut out, s.fields, &|f| {
+            format!("column = \"{}\"", f.column)
+        });
+    }
+    if let Some(s) = sources.iter().find(|s| s.dataset == E_LICENSE) {
+        head(&mut out, s, SOURCE_NAME);
         let _ = write!(
             out,
-            "\n[[datasets]]\nname = \"{}\"\ndepartment = \"{}\"\nsource = \"{}\"\nquery = \"{}\"\n[datasets.fields]  # field = column\n",
-            s.dataset, s.department, s.connector, s.query
+            "path = \"{PATH}\"\nholder_path = \"{HOLDER_PATH}\"\n\
+             # Public keys (Ed25519, base64url) of the issuers whose signatures verify.\n\
+             issuer_keys = [\"{issuer_key}\"]\n"
         );
-        for (field, column) in s.fields {
-            let _ = writeln!(out, "{field} = \"{column}\"");
-        }
-    }
-    let license = sources.iter().find(|s| s.dataset == Dataset::ELicense);
-    let department_code = license.map_or("sz-data", |s| s.department);
-    let _ = write!(
-        out,
-        r#"
-[[datasets]]
-name = "e_license"
-department = "{department_code}"
-source = "{SOURCE_NAME}"
-path = "{PATH}"
-holder_path = "{HOLDER_PATH}"
-# Public keys (Ed25519, base64url) of the issuers whose signatures verify.
-issuer_keys = ["{issuer_key}"]
-[datasets.fields]  # field = JSON pointer into the department's answer
-"#
-    );
-    for (field, pointer) in FIELD_POINTERS {
-        let _ = writeln!(out, "{field} = \"{pointer}\"");
-    }
-    if let Some(s) = license {
-        out.push_str("# With source = \"e-license-db\":\n");
+        let pointer = |f: &DemoField| {
+            let p = FIELD_POINTERS
+                .iter()
+                .find(|(name, _)| *name == f.name)
+                .map_or("", |(_, p)| p);
+            format!("pointer = \"{p}\"")
+        };
+        fields(&mut out, s.fields, &pointer);
+        out.push_str("# With source = \"e-license-db\": columns instead of pointers, and\n");
         let _ = writeln!(out, "# query = \"{}\"", s.query);
         if let Some(q) = s.holder_query {
             let _ = writeln!(out, "# holder_query = \"{q}\"");
@@ -441,9 +467,9 @@ issuer_keys = ["{issuer_key}"]
         let columns: Vec<String> = s
             .fields
             .iter()
-            .map(|(f, c)| format!("{f} = \"{c}\""))
+            .map(|f| format!("{} = {}", f.name, f.column))
             .collect();
-        let _ = writeln!(out, "# [datasets.fields]: {}", columns.join(", "));
+        let _ = writeln!(out, "# (field = column: {})", columns.join(", "));
     }
     let _ = write!(
         out,

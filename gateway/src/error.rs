@@ -29,7 +29,7 @@ pub enum ApiError {
     #[error("subject {subject:?} is not a valid {kind}: {error}")]
     InvalidIdentifier {
         /// What kind of identifier was expected.
-        kind: &'static str,
+        kind: String,
         /// The subject as sent.
         subject: String,
         /// The rule it breaks.

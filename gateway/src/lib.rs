@@ -7,6 +7,7 @@
 pub mod agreements;
 pub mod app;
 pub mod audit_config;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -13,9 +13,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use connectors::Dataset;
 use policy::{
-    AgreementStore, Authorizer, Catalogue, Decision, Meter, PolicyError, Question, Settings,
+    AgreementStore, Authorizer, Catalogue, Decision, Denial, Meter, PolicyError, Question,
+    Settings, SharingClass,
 };
 use tokio::task::JoinHandle;
 
@@ -89,7 +89,7 @@ impl PolicyService {
         q: &Question<'_>,
         operator: &str,
     ) -> Result<Decision, PolicyError> {
-        let decision = self.authorizer.decide(q)?;
+        let decision = withhold_closed(&self.catalogue, q, self.authorizer.decide(q)?);
         if let Decision::Allow(grant) = &decision {
             if let Some(denial) = self.meter.charge(grant, q.consumer, operator, q.at).await? {
                 return Ok(Decision::Deny(denial));
@@ -97,6 +97,26 @@ impl PolicyService {
         }
         Ok(decision)
     }
+}
+
+/// A `closed` field is never answered, even if an agreement stored before the field
+/// was reclassified still grants it: asked for by name it is refused, otherwise it is
+/// left out. Decided before any quota is charged.
+fn withhold_closed(catalogue: &Catalogue, q: &Question<'_>, decision: Decision) -> Decision {
+    let Decision::Allow(mut grant) = decision else {
+        return decision;
+    };
+    let closed = |name: &str| catalogue.class_of(q.dataset, name) == Some(SharingClass::Closed);
+    if let Some(field) = grant.fields.iter().find(|f| closed(&f.name)) {
+        if q.fields.is_some() {
+            return Decision::Deny(Denial::FieldNotAllowed {
+                agreement: grant.agreement,
+                field: field.name.clone(),
+            });
+        }
+        grant.fields.retain(|f| !closed(&f.name));
+    }
+    Decision::Allow(grant)
 }
 
 /// Open the agreement store in the state database (SQLite file or PostgreSQL).
@@ -108,14 +128,14 @@ pub async fn open_store(config: &Config) -> Result<AgreementStore, PolicyError> 
     AgreementStore::connect(&url, 4).await
 }
 
-/// The catalogue: every dataset Tongban knows with its fields, the provider of each
-/// dataset this gateway serves, and the `[policy] matters`.
+/// What agreements are checked against: the configured datasets with their fields'
+/// sharing classes and providers, and the `[policy] matters`.
 pub fn catalogue(config: &Config) -> Catalogue {
-    Dataset::ALL.iter().fold(
+    config.datasets.iter().fold(
         Catalogue::new(config.policy.matters.iter().cloned()),
         |c, d| {
-            let provider = config.dataset(*d).map(|x| x.department.as_str());
-            c.with_dataset(d.as_str(), d.fields().iter().copied(), provider)
+            let fields = d.fields.iter().map(|f| (f.name.as_str(), f.class));
+            c.with_classified_dataset(d.dataset.as_str(), fields, Some(&d.department))
         },
     )
 }
@@ -152,5 +172,62 @@ async fn follow(store: AgreementStore, authorizer: Arc<Authorizer>, interval: Du
                 tracing::warn!(error = %e, "purging expired quota counters failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use policy::{FieldGrant, FieldRule, Grant, SharingClass};
+
+    use super::*;
+
+    fn grant(fields: &[&str]) -> Decision {
+        Decision::Allow(Grant {
+            agreement: "a-1".into(),
+            provider: "sz-psb".into(),
+            fields: fields
+                .iter()
+                .map(|f| FieldGrant {
+                    name: (*f).to_owned(),
+                    rule: FieldRule::Full,
+                })
+                .collect(),
+            limits: Default::default(),
+        })
+    }
+
+    /// An agreement stored before `address` became closed still names it: the field
+    /// is left out of an answer of every granted field, and refused when asked.
+    #[test]
+    fn a_closed_field_is_withheld_whatever_the_agreement_says() {
+        let catalogue = Catalogue::new(["m"]).with_classified_dataset(
+            "permits",
+            [
+                ("name", SharingClass::Conditional),
+                ("address", SharingClass::Closed),
+            ],
+            Some("sz-psb"),
+        );
+        let asked = ["name".to_owned(), "address".to_owned()];
+        let q = |fields| Question {
+            consumer: "urn:tongban:sz-hrss:counter-01",
+            dataset: "permits",
+            matter: "m",
+            fields,
+            at: chrono::Utc::now(),
+        };
+        let all = withhold_closed(&catalogue, &q(None), grant(&["name", "address"]));
+        assert_eq!(all, grant(&["name"]));
+        let named = withhold_closed(&catalogue, &q(Some(&asked)), grant(&["name", "address"]));
+        assert_eq!(
+            named,
+            Decision::Deny(Denial::FieldNotAllowed {
+                agreement: "a-1".into(),
+                field: "address".into()
+            })
+        );
+        let open = withhold_closed(&catalogue, &q(Some(&asked[..1])), grant(&["name"]));
+        assert_eq!(open, grant(&["name"]));
     }
 }

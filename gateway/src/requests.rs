@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use policy::{
     AccessRequest, Agreement, Applied, Edit, FieldRule, Narrowing, PolicyError, RequestEvent,
-    RequestFilter, RequestRefusal, RequestState, RequestTerms, WorkingDays,
+    RequestFilter, RequestRefusal, RequestState, RequestTerms, SharingClass, WorkingDays,
 };
 use serde_json::{json, Value};
 
@@ -37,41 +37,6 @@ use crate::policy_sync::PolicyService;
 pub const AUTO_APPROVER: &str = "system:auto-approve-open";
 /// Who expires requests whose asked validity ended unreviewed.
 pub const EXPIRER: &str = "system:validity-ended";
-
-/// How freely a field may be shared (the catalogue's classes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SharingClass {
-    /// Shareable without conditions.
-    Open,
-    /// Shareable under an agreement.
-    Conditional,
-    /// Never shared.
-    Closed,
-}
-
-/// The sharing class of a dataset's field. The one question requests ask of the
-/// catalogue's classes, so that wiring them to configured datasets is one line.
-pub trait FieldClasses: Send + Sync {
-    /// The class of `field` of `dataset`.
-    fn class(&self, dataset: &str, field: &str) -> SharingClass;
-}
-
-/// The classes until datasets declare their own in the config: the legal-person
-/// register's fields are public (the enterprise credit publicity system shows them
-/// to anyone) except the representative's resident ID number; every other field is
-/// conditional, none closed.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BuiltinClasses;
-
-impl FieldClasses for BuiltinClasses {
-    fn class(&self, dataset: &str, field: &str) -> SharingClass {
-        if dataset == "legal_person" && field != "legal_representative_id" {
-            SharingClass::Open
-        } else {
-            SharingClass::Conditional
-        }
-    }
-}
 
 /// Who acts: an identity and its department, or the operator (the CLI), who may act
 /// for any department.
@@ -131,7 +96,6 @@ pub struct Requests {
     pub policy: Arc<PolicyService>,
     config: RequestsConfig,
     calendar: WorkingDays,
-    classes: Arc<dyn FieldClasses>,
     overdue: Arc<Mutex<Vec<(String, i64)>>>,
 }
 
@@ -146,7 +110,6 @@ impl Requests {
                 time_zone: config.policy.time_zone,
             },
             config: config.requests.clone(),
-            classes: Arc::new(BuiltinClasses),
             overdue: Arc::default(),
         }
     }
@@ -262,16 +225,6 @@ impl Requests {
             fields: t.fields.clone(),
         };
         crate::agreements::check(&draft, catalogue).map_err(policy_error)?;
-        if let Some(f) = t
-            .fields
-            .keys()
-            .find(|f| self.classes.class(&t.dataset, f) == SharingClass::Closed)
-        {
-            return Err(invalid(
-                &format!("fields.{f}"),
-                format!("{f} of {} is closed: it is never shared", t.dataset),
-            ));
-        }
         if let Some(id) = &t.renews {
             let renewed = self.policy.store.get(id).await.map_err(policy_error)?;
             let fits = renewed.as_ref().is_some_and(|s| {
@@ -292,7 +245,9 @@ impl Requests {
             && r.terms
                 .fields
                 .keys()
-                .all(|f| self.classes.class(&r.terms.dataset, f) == SharingClass::Open)
+                .all(|f| {
+                    self.policy.catalogue.class_of(&r.terms.dataset, f) == Some(SharingClass::Open)
+                })
     }
 
     /// Approve request `id` as `actor`, narrowed by `narrowing`: the agreement it
@@ -603,17 +558,6 @@ pub fn policy_error(e: PolicyError) -> ApiError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn builtin_classes_open_only_the_public_register() {
-        let c = BuiltinClasses;
-        assert_eq!(c.class("legal_person", "name"), SharingClass::Open);
-        assert_eq!(
-            c.class("legal_person", "legal_representative_id"),
-            SharingClass::Conditional
-        );
-        assert_eq!(c.class("population", "name"), SharingClass::Conditional);
-    }
 
     #[test]
     fn cli_field_rules() {

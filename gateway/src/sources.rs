@@ -53,9 +53,9 @@ pub async fn connect(config: &Config) -> Result<HashMap<Dataset, Route>, StartEr
         };
         let guarded = Guarded::new(connector, &s.resilience);
         for d in served {
-            let issuer_keys = (d.dataset == Dataset::ELicense).then(|| d.issuer_keys.clone());
+            let issuer_keys = d.subject.has_holders().then(|| d.issuer_keys.clone());
             routes.insert(
-                d.dataset,
+                d.dataset.clone(),
                 Route {
                     department: d.department.clone(),
                     source: guarded.clone(),
@@ -72,10 +72,10 @@ async fn sql(s: &SourceConfig, served: &[&DatasetConfig]) -> Result<SqlConnector
         served
             .iter()
             .map(|d| SqlBinding {
-                dataset: d.dataset,
+                dataset: d.dataset.clone(),
                 query: d.query.clone(),
                 holder_query: d.holder_query.clone(),
-                fields: d.fields.clone(),
+                fields: d.mapping(),
             })
             .collect()
     };
@@ -108,10 +108,10 @@ fn http(s: &SourceConfig, served: &[&DatasetConfig]) -> Result<HttpConnector, Co
     let bindings = served
         .iter()
         .map(|d| HttpBinding {
-            dataset: d.dataset,
+            dataset: d.dataset.clone(),
             path: d.path.clone().unwrap_or_default(),
             holder_path: d.holder_path.clone(),
-            fields: d.fields.clone(),
+            fields: d.mapping(),
         })
         .collect();
     let source = HttpSource {

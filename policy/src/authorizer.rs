@@ -264,6 +264,25 @@ impl Authorizer {
             .unwrap_or_default()
     }
 
+    /// Every agreement naming `identity`, or a role it holds, as its consumer: what
+    /// it holds (a catalogue shows it), sorted by id.
+    pub fn held_by(&self, identity: &str) -> Vec<Arc<Agreement>> {
+        let set = self.read_set();
+        let roles = set
+            .roles
+            .get(identity)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut held: Vec<Arc<Agreement>> = std::iter::once(identity)
+            .chain(roles.iter().map(String::as_str))
+            .filter_map(|key| set.index.get(key))
+            .flat_map(|datasets| datasets.values().flatten().cloned())
+            .collect();
+        held.sort_by(|a, b| a.id.cmp(&b.id));
+        held.dedup_by(|a, b| a.id == b.id);
+        held
+    }
+
     /// Decide a question. Counted limits are not charged here (see [`crate::Meter`]).
     pub fn decide(&self, q: &Question<'_>) -> Result<Decision, PolicyError> {
         Ok(self.evaluate(q)?.1.decision)
@@ -599,6 +618,31 @@ mod tests {
                 field: "ethnicity".into()
             }
         );
+    }
+
+    #[tokio::test]
+    async fn an_identity_holds_its_own_and_its_roles_agreements_only() {
+        let mut other = agreement("c-other", B, Effect::Allow);
+        other.dataset = "legal_person".into();
+        let auth = Authorizer::new(
+            vec![
+                agreement("b-own", A, Effect::Allow),
+                agreement("a-role", "role:counter", Effect::Allow),
+                other,
+            ],
+            vec![binding(A, "counter")],
+        )
+        .await
+        .unwrap();
+        let ids = |identity| {
+            auth.held_by(identity)
+                .iter()
+                .map(|a| a.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(A), ["a-role", "b-own"]);
+        assert_eq!(ids(B), ["c-other"]);
+        assert!(ids("urn:tongban:sz-x:y").is_empty());
     }
 
     #[tokio::test]

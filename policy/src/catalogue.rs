@@ -1,7 +1,8 @@
 //! What agreements may name: the datasets and their fields, who provides each, and
 //! the matters (purposes) the gateway knows. An agreement naming anything else is
 //! refused, so that a typo never becomes a grant nobody can use — or a deny that
-//! never matches.
+//! never matches. Each field has a [`SharingClass`]; a `closed` one is never shared,
+//! so no agreement may name it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,11 +28,24 @@ pub const DEFAULT_MATTERS: &[&str] = &[
     "tax-registration",
 ];
 
+/// How a field may be shared (政务信息资源共享属性): without conditions, on
+/// conditions, or not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SharingClass {
+    /// Shareable without conditions (无条件共享).
+    Open,
+    /// Shareable on conditions (有条件共享): what an agreement sets.
+    Conditional,
+    /// Not shareable (不予共享): no agreement may name it.
+    Closed,
+}
+
 /// A dataset agreements may name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogueDataset {
-    /// Its fields.
-    pub fields: BTreeSet<String>,
+    /// Its fields and the sharing class of each.
+    pub fields: BTreeMap<String, SharingClass>,
     /// The department that provides it, when this gateway serves it.
     pub provider: Option<String>,
 }
@@ -56,20 +70,47 @@ impl Catalogue {
         }
     }
 
-    /// Add a dataset with its fields and, when known, its provider.
-    pub fn with_dataset<I, S>(mut self, name: &str, fields: I, provider: Option<&str>) -> Self
+    /// Add a dataset with its fields, every one [`SharingClass::Conditional`], and,
+    /// when known, its provider.
+    pub fn with_dataset<I, S>(self, name: &str, fields: I, provider: Option<&str>) -> Self
     where
         I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let fields = fields.into_iter().map(|f| (f, SharingClass::Conditional));
+        self.with_classified_dataset(name, fields, provider)
+    }
+
+    /// Add a dataset with its fields and their sharing classes and, when known, its
+    /// provider.
+    pub fn with_classified_dataset<I, S>(
+        mut self,
+        name: &str,
+        fields: I,
+        provider: Option<&str>,
+    ) -> Self
+    where
+        I: IntoIterator<Item = (S, SharingClass)>,
         S: Into<String>,
     {
         self.datasets.insert(
             name.to_owned(),
             CatalogueDataset {
-                fields: fields.into_iter().map(Into::into).collect(),
+                fields: fields.into_iter().map(|(f, c)| (f.into(), c)).collect(),
                 provider: provider.map(str::to_owned),
             },
         );
         self
+    }
+
+    /// The dataset called `name`, if agreements may name it.
+    pub fn dataset(&self, name: &str) -> Option<&CatalogueDataset> {
+        self.datasets.get(name)
+    }
+
+    /// The sharing class of `field` of `dataset`, when both are known.
+    pub fn class_of(&self, dataset: &str, field: &str) -> Option<SharingClass> {
+        self.datasets.get(dataset)?.fields.get(field).copied()
     }
 
     /// The department providing `dataset`, when known.
@@ -87,8 +128,8 @@ impl Catalogue {
         self.matters.contains(matter)
     }
 
-    /// Refuse an agreement naming an unknown dataset, field or matter, or a provider
-    /// other than the dataset's; the error names the field.
+    /// Refuse an agreement naming an unknown dataset, field or matter, a `closed`
+    /// field, or a provider other than the dataset's; the error names the field.
     pub fn check(&self, a: &Agreement) -> Result<(), PolicyError> {
         let invalid = |field: String, message: String| PolicyError::Invalid {
             id: a.id.clone(),
@@ -117,11 +158,26 @@ impl Catalogue {
                 ));
             }
         }
-        if let Some(field) = a.fields.keys().find(|f| !dataset.fields.contains(*f)) {
-            return Err(invalid(
-                format!("fields.{field}"),
-                format!("{} has no field {field:?}", a.dataset),
-            ));
+        for field in a.fields.keys() {
+            match dataset.fields.get(field) {
+                None => {
+                    return Err(invalid(
+                        format!("fields.{field}"),
+                        format!("{} has no field {field:?}", a.dataset),
+                    ))
+                }
+                Some(SharingClass::Closed) => {
+                    return Err(invalid(
+                        format!("fields.{field}"),
+                        format!(
+                            "field {field:?} of dataset {} is closed (never shared); no \
+                             agreement may name it",
+                            a.dataset
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
         }
         if let Some(m) = a.matters.iter().find(|m| !self.matters.contains(*m)) {
             return Err(invalid(
@@ -171,5 +227,39 @@ mod tests {
         let mut a = sample();
         a.provider = "sz-amr".into();
         assert_eq!(field(&a), "provider");
+    }
+
+    #[test]
+    fn a_closed_field_is_refused_naming_agreement_dataset_and_field() {
+        use SharingClass::{Closed, Conditional, Open};
+        let cat = Catalogue::new(DEFAULT_MATTERS.iter().copied()).with_classified_dataset(
+            "population",
+            [
+                ("name", Open),
+                ("household_address", Conditional),
+                ("ethnicity", Closed),
+            ],
+            Some("sz-psb"),
+        );
+        assert!(cat.check(&sample()).is_ok());
+        assert_eq!(cat.class_of("population", "ethnicity"), Some(Closed));
+        assert_eq!(cat.class_of("population", "shoe_size"), None);
+        let mut a = sample();
+        a.fields
+            .insert("ethnicity".into(), crate::FieldRule::Masked);
+        let e = cat.check(&a).unwrap_err();
+        assert!(matches!(&e, PolicyError::Invalid { field, .. } if field == "fields.ethnicity"));
+        let msg = e.to_string();
+        for part in [
+            "hrss-population-2026",
+            "population",
+            "\"ethnicity\"",
+            "closed",
+        ] {
+            assert!(msg.contains(part), "{part} in {msg}");
+        }
+        // A deny agreement names no closed field either.
+        a.effect = crate::Effect::Deny;
+        assert!(cat.check(&a).is_err());
     }
 }

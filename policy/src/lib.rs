@@ -37,7 +37,7 @@ mod workdays;
 
 pub use agreement::{Agreement, Condition, Effect, FieldRule};
 pub use authorizer::{Authorizer, Change, Settings};
-pub use catalogue::{Catalogue, CatalogueDataset, DEFAULT_MATTERS};
+pub use catalogue::{Catalogue, CatalogueDataset, SharingClass, DEFAULT_MATTERS};
 pub use decision::{Decision, Denial, FieldGrant, Grant, Limits, Question};
 pub use error::{PolicyError, Refusal, RequestRefusal};
 pub use explain::{CandidateCheck, Explanation, LimitUsage};

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::decision::{Decision, Denial, Grant};
 use crate::explain::{Explanation, LimitUsage};
 use crate::schedule::{Clock, Period, Rate, TimeZone};
-use crate::{AgreementStore, PolicyError};
+use crate::{Agreement, AgreementStore, PolicyError};
 
 /// Charges and reads the counters of counted limits.
 #[derive(Debug, Clone)]
@@ -59,6 +59,29 @@ impl Meter {
             }
         }
         Ok(None)
+    }
+
+    /// How much of `agreement`'s daily quota `consumer` has used on the day of `at`,
+    /// without counting; `None` when the agreement has no quota.
+    pub async fn daily_usage(
+        &self,
+        agreement: &Agreement,
+        consumer: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<LimitUsage>, PolicyError> {
+        let Some(quota) = agreement.daily_quota else {
+            return Ok(None);
+        };
+        let (window, _) = Clock::new(at, self.zone).window(Period::Day);
+        let used = self
+            .store
+            .peek(&quota_key(&agreement.id, consumer), &window)
+            .await?;
+        let per_day = Rate {
+            limit: quota,
+            per: Period::Day,
+        };
+        Ok(Some(usage("daily_quota", per_day, used, window)))
     }
 
     /// Add the allowing agreement's limits and their use to `e`, without counting;

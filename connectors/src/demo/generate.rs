@@ -45,11 +45,23 @@ pub(super) struct License {
     pub record: Record,
 }
 
+/// A row of `contributions`: one insured resident's social insurance account.
+pub(super) struct Contribution {
+    pub resident_id: String,
+    pub status: &'static str,
+    pub employer: Option<String>,
+    pub base_yuan: i64,
+    pub months_paid: i64,
+    pub last_paid_month: String,
+    pub account_balance_yuan: i64,
+}
+
 /// Everything generated for one seed.
 pub(super) struct DemoData {
     pub residents: Vec<Resident>,
     pub legal_persons: Vec<LegalPerson>,
     pub licenses: Vec<License>,
+    pub contributions: Vec<Contribution>,
     pub absent_resident: String,
     pub absent_credit_code: String,
     pub absent_license_id: String,
@@ -64,6 +76,7 @@ const ABSENT_SERIAL: u32 = 9_999_999;
 const STREAM_RESIDENTS: u64 = 1;
 const STREAM_LEGAL_PERSONS: u64 = 2;
 const STREAM_LICENSES: u64 = 3;
+const STREAM_CONTRIBUTIONS: u64 = 4;
 
 /// Generates all demo records. Each table draws from its own ChaCha8 stream of
 /// `seed`, so the first residents do not change when another count does.
@@ -99,14 +112,65 @@ pub(super) fn generate(
         .collect::<Result<_, _>>()?;
     let absent_license_id = factory.kinds[0].license_id(2024, ABSENT_SERIAL)?;
 
+    let mut rng = stream(seed, STREAM_CONTRIBUTIONS);
+    let contributions = residents
+        .iter()
+        .filter_map(|r| contribution(&mut rng, r, &legal_persons).transpose())
+        .collect::<Result<_, _>>()?;
+
     Ok(DemoData {
         residents,
         legal_persons,
         licenses,
+        contributions,
         absent_resident,
         absent_credit_code,
         absent_license_id,
     })
+}
+
+/// The social insurance account of `r`, when insured: most living residents of
+/// working age or retired are, each employed by one of the demo's legal persons
+/// (self-employed when there are none), with a contribution base within Shenzhen's
+/// 2024 bounds (2,360-38,082 yuan a month).
+fn contribution(
+    rng: &mut ChaCha8Rng,
+    r: &Resident,
+    employers: &[LegalPerson],
+) -> Result<Option<Contribution>, ConnectorError> {
+    let today = date(REFERENCE_DATE.0, REFERENCE_DATE.1, REFERENCE_DATE.2)?;
+    let age = today.years_since(r.birth).unwrap_or(0);
+    if age < 18 || r.status != "normal" || !rng.gen_bool(0.8) {
+        return Ok(None);
+    }
+    let working_months = i64::from(age.min(60) - 16) * 12;
+    let months_paid = rng.gen_range(1..=working_months.clamp(1, 480));
+    let (status, last_paid) = if age >= 60 {
+        ("retired", add_years(r.birth, 60))
+    } else if rng.gen_bool(0.85) {
+        ("contributing", date(2024, 12, 1)?)
+    } else {
+        (
+            "suspended",
+            date_between(rng, date(2018, 1, 1)?, date(2024, 10, 31)?),
+        )
+    };
+    let employer = match (status, employers.choose(rng)) {
+        ("retired", _) | (_, None) => None,
+        (_, Some(e)) => Some(e.name.clone()),
+    };
+    let base_yuan = rng.gen_range(2_360..=38_082);
+    // 8 % of the base into the personal pension account each month paid.
+    let account_balance_yuan = months_paid * base_yuan * 8 / 100;
+    Ok(Some(Contribution {
+        resident_id: r.id.clone(),
+        status,
+        employer,
+        base_yuan,
+        months_paid,
+        last_paid_month: last_paid.format("%Y-%m").to_string(),
+        account_balance_yuan,
+    }))
 }
 
 fn stream(seed: u64, stream: u64) -> ChaCha8Rng {

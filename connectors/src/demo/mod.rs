@@ -1,6 +1,6 @@
 //! Deterministic synthetic demo databases for `tongban demo`.
 //!
-//! [`create_demo_databases`] writes three SQLite files, one per providing
+//! [`create_demo_databases`] writes four SQLite files, one per providing
 //! department, each with one table keyed by the dataset's subject identifier:
 //!
 //! | file | table | key column | department | connector |
@@ -8,9 +8,13 @@
 //! | `population.db` | `residents` | `id_number` | `sz-psb` | `population-db` |
 //! | `legal_person.db` | `legal_persons` | `credit_code` | `sz-amr` | `legal-person-db` |
 //! | `e_license.db` | `licenses` | `license_id` | `sz-data` | `e-license-db` |
+//! | `social_insurance.db` | `contributions` | `id_number` | `sz-hrss` | `social-insurance-db` |
 //!
 //! Column names differ from field names where a department's schema would (e.g.
-//! `full_name` for `name`); [`demo_sources`] carries the queries and mappings.
+//! `full_name` for `name`); [`demo_sources`] carries the queries and mappings, and
+//! the declaration of each field (type, sharing class, description) that the demo
+//! writes into its config's `[[datasets]]`: the datasets are configuration, this is
+//! only the demo's.
 //!
 //! Everything is a function of the seed: names, addresses and identifiers are
 //! synthetic (division codes are real GB/T 2260 codes, every credit code is made up).
@@ -49,11 +53,30 @@ pub struct DemoCounts {
     pub licenses: usize,
 }
 
+/// One field of a demo dataset: how the demo's config declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoField {
+    /// Field name.
+    pub name: &'static str,
+    /// The column it is read from.
+    pub column: &'static str,
+    /// Its type as the config writes it (`string`, `integer`, `date`, …).
+    pub kind: &'static str,
+    /// Its sharing class: `open`, `conditional` or `closed`.
+    pub class: &'static str,
+    /// What it is, for the catalogue.
+    pub description: &'static str,
+}
+
 /// One demo database and how a [`crate::sql::SqlConnector`] reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DemoSource {
     /// The dataset this database serves.
-    pub dataset: Dataset,
+    pub dataset: &'static str,
+    /// What the dataset is, for the catalogue.
+    pub description: &'static str,
+    /// Its subject identifier kind as the config writes it (`resident_id`, …).
+    pub subject: &'static str,
     /// Code of the department that provides the dataset (owner in agreements).
     pub department: &'static str,
     /// Connector name, e.g. `population-db`.
@@ -65,8 +88,8 @@ pub struct DemoSource {
     /// For e-licences: the query finding a holder's newest licence of a type (two `?`
     /// parameters, holder ID then licence type).
     pub holder_query: Option<&'static str>,
-    /// (field, column) pairs covering every field of the dataset.
-    pub fields: &'static [(&'static str, &'static str)],
+    /// Every field of the dataset, in display order.
+    pub fields: &'static [DemoField],
 }
 
 /// Identifiers to try against the demo databases.
@@ -86,6 +109,9 @@ pub struct DemoSamples {
     pub absent_credit_code: String,
     /// A valid licence identifier that is not in the database.
     pub absent_license_id: String,
+    /// The first few residents with a social insurance account (present in
+    /// `social_insurance`).
+    pub insured_residents: Vec<String>,
     /// Identifier of the first birth medical certificate (`出生医学证明`), whose
     /// `content` names the newborn's parents; empty when none was written.
     pub birth_certificate: String,
@@ -106,7 +132,7 @@ pub const BIRTH_CERTIFICATE: &str = "出生医学证明";
 /// How many present identifiers of each kind [`DemoSamples`] carries.
 const SAMPLES_PER_KIND: usize = 5;
 
-/// The fields covered by the issuer signature, in the order of [`Dataset::fields`].
+/// The fields covered by the issuer signature, in the e_license field order.
 const SIGNED_FIELDS: [&str; 9] = [
     "license_type",
     "holder_id",
@@ -119,39 +145,256 @@ const SIGNED_FIELDS: [&str; 9] = [
     "file_sha256",
 ];
 
-const POPULATION_FIELDS: &[(&str, &str)] = &[
-    ("name", "full_name"),
-    ("sex", "sex"),
-    ("birth_date", "date_of_birth"),
-    ("ethnicity", "ethnic_group"),
-    ("household_address", "hukou_address"),
-    ("registration_authority", "registration_authority"),
-    ("status", "status"),
+const fn field(
+    name: &'static str,
+    column: &'static str,
+    kind: &'static str,
+    class: &'static str,
+    description: &'static str,
+) -> DemoField {
+    DemoField {
+        name,
+        column,
+        kind,
+        class,
+        description,
+    }
+}
+
+const POPULATION_FIELDS: &[DemoField] = &[
+    field(
+        "name",
+        "full_name",
+        "string",
+        "conditional",
+        "姓名 Full name",
+    ),
+    field(
+        "sex",
+        "sex",
+        "string",
+        "conditional",
+        "性别 Sex: male or female",
+    ),
+    field(
+        "birth_date",
+        "date_of_birth",
+        "date",
+        "conditional",
+        "出生日期 Date of birth",
+    ),
+    field(
+        "ethnicity",
+        "ethnic_group",
+        "string",
+        "conditional",
+        "民族 Ethnic group",
+    ),
+    field(
+        "household_address",
+        "hukou_address",
+        "string",
+        "conditional",
+        "户籍地址 Household registration address",
+    ),
+    field(
+        "registration_authority",
+        "registration_authority",
+        "string",
+        "open",
+        "登记机关 Police station keeping the registration",
+    ),
+    field(
+        "status",
+        "status",
+        "string",
+        "open",
+        "户籍状态 Registration status: normal, deceased or emigrated",
+    ),
 ];
 
-const LEGAL_PERSON_FIELDS: &[(&str, &str)] = &[
-    ("name", "entity_name"),
-    ("entity_type", "entity_type"),
-    ("legal_representative", "legal_rep_name"),
-    ("legal_representative_id", "legal_rep_id"),
-    ("registered_capital", "registered_capital_yuan"),
-    ("established_on", "established_on"),
-    ("registered_address", "registered_address"),
-    ("status", "status"),
-    ("business_scope", "business_scope"),
+const LEGAL_PERSON_FIELDS: &[DemoField] = &[
+    field(
+        "name",
+        "entity_name",
+        "string",
+        "open",
+        "名称 Registered name",
+    ),
+    field(
+        "entity_type",
+        "entity_type",
+        "string",
+        "open",
+        "类型 Entity type",
+    ),
+    field(
+        "legal_representative",
+        "legal_rep_name",
+        "string",
+        "open",
+        "法定代表人 Legal representative's name",
+    ),
+    field(
+        "legal_representative_id",
+        "legal_rep_id",
+        "string",
+        "conditional",
+        "法定代表人身份证号 Legal representative's resident ID number",
+    ),
+    field(
+        "registered_capital",
+        "registered_capital_yuan",
+        "integer",
+        "open",
+        "注册资本 Registered capital, yuan",
+    ),
+    field(
+        "established_on",
+        "established_on",
+        "date",
+        "open",
+        "成立日期 Date of establishment",
+    ),
+    field(
+        "registered_address",
+        "registered_address",
+        "string",
+        "open",
+        "住所 Registered address",
+    ),
+    field(
+        "status",
+        "status",
+        "string",
+        "open",
+        "登记状态 Registration status",
+    ),
+    field(
+        "business_scope",
+        "business_scope",
+        "string",
+        "open",
+        "经营范围 Business scope",
+    ),
 ];
 
-const E_LICENSE_FIELDS: &[(&str, &str)] = &[
-    ("license_type", "license_type"),
-    ("holder_id", "holder_id"),
-    ("holder_name", "holder_name"),
-    ("issuer", "issuer_name"),
-    ("issued_on", "issued_on"),
-    ("valid_until", "valid_until"),
-    ("status", "status"),
-    ("content", "content"),
-    ("issuer_signature", "issuer_signature"),
-    ("file_sha256", "file_sha256"),
+const E_LICENSE_FIELDS: &[DemoField] = &[
+    field(
+        "license_type",
+        "license_type",
+        "string",
+        "conditional",
+        "证照类型 Licence type, e.g. 营业执照",
+    ),
+    field(
+        "holder_id",
+        "holder_id",
+        "string",
+        "conditional",
+        "持证主体代码 Holder's resident ID number or credit code",
+    ),
+    field(
+        "holder_name",
+        "holder_name",
+        "string",
+        "conditional",
+        "持证主体 Holder's name",
+    ),
+    field(
+        "issuer",
+        "issuer_name",
+        "string",
+        "conditional",
+        "发证机构 Issuing department",
+    ),
+    field(
+        "issued_on",
+        "issued_on",
+        "date",
+        "conditional",
+        "发证日期 Date of issue",
+    ),
+    field(
+        "valid_until",
+        "valid_until",
+        "date",
+        "conditional",
+        "有效期至 Valid until (null: no end)",
+    ),
+    field(
+        "status",
+        "status",
+        "string",
+        "conditional",
+        "证照状态 Licence status",
+    ),
+    field(
+        "content",
+        "content",
+        "json",
+        "conditional",
+        "照面信息 The licence's content, a JSON document",
+    ),
+    field(
+        "issuer_signature",
+        "issuer_signature",
+        "string",
+        "conditional",
+        "发证机构签名 The issuer's Ed25519 signature, base64url",
+    ),
+    field(
+        "file_sha256",
+        "file_sha256",
+        "string",
+        "conditional",
+        "版式文件摘要 SHA-256 of the licence file",
+    ),
+];
+
+const SOCIAL_INSURANCE_FIELDS: &[DemoField] = &[
+    field(
+        "insured_status",
+        "insured_status",
+        "string",
+        "open",
+        "参保状态 Insured status: contributing, suspended or retired",
+    ),
+    field(
+        "employer_name",
+        "employer",
+        "string",
+        "conditional",
+        "参保单位 Employer paying the contributions (null: none)",
+    ),
+    field(
+        "contribution_base",
+        "contribution_base_yuan",
+        "integer",
+        "conditional",
+        "缴费基数 Monthly contribution base, yuan",
+    ),
+    field(
+        "months_paid",
+        "months_paid",
+        "integer",
+        "conditional",
+        "累计缴费月数 Months of contributions paid",
+    ),
+    field(
+        "last_paid_month",
+        "last_paid_month",
+        "month",
+        "open",
+        "最近缴费月份 Last month paid, YYYY-MM",
+    ),
+    field(
+        "pension_account_balance",
+        "pension_account_balance_yuan",
+        "integer",
+        "closed",
+        "个人账户余额 Personal pension account balance, yuan: never shared",
+    ),
 ];
 
 impl Default for DemoCounts {
@@ -169,24 +412,26 @@ impl DemoSource {
     /// The [`SqlBinding`] that reads this source.
     pub fn binding(&self) -> SqlBinding {
         SqlBinding {
-            dataset: self.dataset,
+            dataset: Dataset::new(self.dataset),
             query: self.query.to_owned(),
             holder_query: self.holder_query.map(str::to_owned),
             fields: self
                 .fields
                 .iter()
-                .map(|(f, c)| ((*f).to_owned(), (*c).to_owned()))
+                .map(|f| (f.name.to_owned(), f.column.to_owned()))
                 .collect(),
         }
     }
 }
 
-/// The three demo databases: population (`sz-psb`), legal_person (`sz-amr`) and
-/// e_license (`sz-data`), in the order of [`Dataset::ALL`].
+/// The four demo databases: population (`sz-psb`), legal_person (`sz-amr`),
+/// e_license (`sz-data`) and social_insurance (`sz-hrss`).
 pub fn demo_sources() -> Vec<DemoSource> {
     vec![
         DemoSource {
-            dataset: Dataset::Population,
+            dataset: "population",
+            description: "人口基础信息 Household registration records of residents",
+            subject: "resident_id",
             department: "sz-psb",
             connector: "population-db",
             file: "population.db",
@@ -196,7 +441,10 @@ pub fn demo_sources() -> Vec<DemoSource> {
             fields: POPULATION_FIELDS,
         },
         DemoSource {
-            dataset: Dataset::LegalPerson,
+            dataset: "legal_person",
+            description:
+                "法人基础信息 Registered legal persons: companies, sole traders, organisations",
+            subject: "credit_code",
             department: "sz-amr",
             connector: "legal-person-db",
             file: "legal_person.db",
@@ -207,7 +455,9 @@ pub fn demo_sources() -> Vec<DemoSource> {
             fields: LEGAL_PERSON_FIELDS,
         },
         DemoSource {
-            dataset: Dataset::ELicense,
+            dataset: "e_license",
+            description: "电子证照 Electronic licences and certificates, signed by their issuers",
+            subject: "license_id",
             department: "sz-data",
             connector: "e-license-db",
             file: "e_license.db",
@@ -222,10 +472,23 @@ pub fn demo_sources() -> Vec<DemoSource> {
             ),
             fields: E_LICENSE_FIELDS,
         },
+        DemoSource {
+            dataset: "social_insurance",
+            description: "社会保险参保缴费 Social insurance contributions of insured residents",
+            subject: "resident_id",
+            department: "sz-hrss",
+            connector: "social-insurance-db",
+            file: "social_insurance.db",
+            query: "SELECT insured_status, employer, contribution_base_yuan, months_paid, \
+                    last_paid_month, pension_account_balance_yuan \
+                    FROM contributions WHERE id_number = ?",
+            holder_query: None,
+            fields: SOCIAL_INSURANCE_FIELDS,
+        },
     ]
 }
 
-/// Writes the three demo databases into `dir` (created if missing; existing database
+/// Writes the four demo databases into `dir` (created if missing; existing database
 /// files are removed first) and returns identifiers to try. The same `counts` and
 /// `seed` always give the same records; each table draws from its own stream of the
 /// seed, so the first residents stay the same when only another count changes.
@@ -238,23 +501,25 @@ pub async fn create_demo_databases(
     let data = generate::generate(counts, seed, &key)?;
     tokio::fs::create_dir_all(dir).await?;
     let sources = demo_sources();
-    let file = |d: Dataset| {
+    let file = |d: &str| {
         sources
             .iter()
             .find(|s| s.dataset == d)
             .map(|s| dir.join(s.file))
             .ok_or_else(|| ConnectorError::Config(format!("no demo source for {d}")))
     };
-    let (population, legal_person, e_license) = (
-        file(Dataset::Population)?,
-        file(Dataset::LegalPerson)?,
-        file(Dataset::ELicense)?,
+    let (population, legal_person, e_license, social_insurance) = (
+        file("population")?,
+        file("legal_person")?,
+        file("e_license")?,
+        file("social_insurance")?,
     );
-    // Three files, three connections, each on its own SQLite worker thread.
+    // Four files, four connections, each on its own SQLite worker thread.
     tokio::try_join!(
         store::write_residents(&population, &data.residents),
         store::write_legal_persons(&legal_person, &data.legal_persons),
         store::write_licenses(&e_license, &data.licenses),
+        store::write_contributions(&social_insurance, &data.contributions),
     )?;
     Ok(DemoSamples {
         residents: first_ids(data.residents.iter().map(|r| &r.id)),
@@ -263,6 +528,7 @@ pub async fn create_demo_databases(
         absent_resident: data.absent_resident,
         absent_credit_code: data.absent_credit_code,
         absent_license_id: data.absent_license_id,
+        insured_residents: first_ids(data.contributions.iter().map(|c| &c.resident_id)),
         birth_certificate: first_of_kind(&data.licenses, BIRTH_CERTIFICATE)
             .map(|l| l.id.clone())
             .unwrap_or_default(),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions as _, Connection as _};
 
-use super::generate::{LegalPerson, License, Resident};
+use super::generate::{Contribution, LegalPerson, License, Resident};
 use crate::{ConnectorError, Record};
 
 const RESIDENTS_DDL: &str = "CREATE TABLE residents (
@@ -56,6 +56,18 @@ const LICENSES_DDL: &str = "CREATE TABLE licenses (
 )";
 
 const LICENSES_INSERT: &str = "INSERT INTO licenses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+const CONTRIBUTIONS_DDL: &str = "CREATE TABLE contributions (
+    id_number TEXT PRIMARY KEY NOT NULL,
+    insured_status TEXT NOT NULL,
+    employer TEXT,
+    contribution_base_yuan INTEGER NOT NULL,
+    months_paid INTEGER NOT NULL,
+    last_paid_month TEXT NOT NULL,
+    pension_account_balance_yuan INTEGER NOT NULL
+)";
+
+const CONTRIBUTIONS_INSERT: &str = "INSERT INTO contributions VALUES (?, ?, ?, ?, ?, ?, ?)";
 
 /// Lookups by holder ID plus licence type (DESIGN: e_license subject key).
 const LICENSES_INDEX: &str = "CREATE INDEX licenses_holder ON licenses (holder_id, license_type)";
@@ -132,6 +144,30 @@ pub(super) async fn write_licenses(path: &Path, rows: &[License]) -> Result<(), 
             .await?;
     }
     sqlx::query(LICENSES_INDEX).execute(&mut *tx).await?;
+    tx.commit().await?;
+    finish(conn).await?;
+    Ok(())
+}
+
+pub(super) async fn write_contributions(
+    path: &Path,
+    rows: &[Contribution],
+) -> Result<(), ConnectorError> {
+    let mut conn = create(path).await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query(CONTRIBUTIONS_DDL).execute(&mut *tx).await?;
+    for c in rows {
+        sqlx::query(CONTRIBUTIONS_INSERT)
+            .bind(&c.resident_id)
+            .bind(c.status)
+            .bind(c.employer.as_deref())
+            .bind(c.base_yuan)
+            .bind(c.months_paid)
+            .bind(&c.last_paid_month)
+            .bind(c.account_balance_yuan)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     finish(conn).await?;
     Ok(())

@@ -55,15 +55,48 @@ async fn column(pool: &SqlitePool, sql: &'static str) -> Vec<String> {
 }
 
 #[test]
-fn sources_cover_every_field() {
+fn sources_declare_every_field_once_with_a_class_and_kind() {
     let sources = demo_sources();
     assert_eq!(
         sources.iter().map(|s| s.dataset).collect::<Vec<_>>(),
-        Dataset::ALL.to_vec()
+        [
+            "population",
+            "legal_person",
+            "e_license",
+            "social_insurance"
+        ]
     );
     for s in sources {
-        let fields: Vec<&str> = s.fields.iter().map(|(f, _)| *f).collect();
-        assert_eq!(fields, s.dataset.fields(), "{}", s.dataset);
+        assert!(
+            crate::SubjectKind::builtin(s.subject).is_some(),
+            "{}",
+            s.dataset
+        );
+        let names: HashSet<&str> = s.fields.iter().map(|f| f.name).collect();
+        assert_eq!(names.len(), s.fields.len(), "{}", s.dataset);
+        for f in s.fields {
+            assert!(
+                ["open", "conditional", "closed"].contains(&f.class),
+                "{f:?}"
+            );
+            assert!(!f.description.is_empty(), "{f:?}");
+        }
+    }
+}
+
+/// `value` is what a field of `kind` holds (null aside): the declared types are
+/// what the demo's sources really return.
+fn of_kind(kind: &str, value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let date = |s: &str, fmt: &str| chrono::NaiveDate::parse_from_str(s, fmt).is_ok();
+    match (kind, value) {
+        (_, Value::Null) => true,
+        ("integer", v) => v.is_i64(),
+        ("string", Value::String(_)) => true,
+        ("date", Value::String(s)) => date(s, "%Y-%m-%d"),
+        ("month", Value::String(s)) => date(&format!("{s}-01"), "%Y-%m-%d"),
+        ("json", Value::String(s)) => serde_json::from_str::<Value>(s).is_ok(),
+        _ => false,
     }
 }
 
@@ -137,39 +170,64 @@ async fn every_generated_row_is_valid_and_linked() {
 
     // Samples: present ones found, absent ones valid and not found.
     assert_eq!(samples.residents.len(), 5);
+    assert_eq!(samples.insured_residents.len(), 5);
     let cs = connectors(dir.path()).await;
-    let [pop_c, lp_c, el_c] = [&cs[0], &cs[1], &cs[2]];
-    for (c, d, present, absent) in [
+    let [pop_c, lp_c, el_c, si_c] = [&cs[0], &cs[1], &cs[2], &cs[3]];
+    let sources = demo_sources();
+    for (c, source, present, absent) in [
         (
             pop_c,
-            Dataset::Population,
+            &sources[0],
             &samples.residents,
             &samples.absent_resident,
         ),
         (
             lp_c,
-            Dataset::LegalPerson,
+            &sources[1],
             &samples.credit_codes,
             &samples.absent_credit_code,
         ),
         (
             el_c,
-            Dataset::ELicense,
+            &sources[2],
             &samples.license_ids,
             &samples.absent_license_id,
         ),
+        (
+            si_c,
+            &sources[3],
+            &samples.insured_residents,
+            &samples.absent_resident,
+        ),
     ] {
-        assert_eq!(d.validate_subject(absent), Ok(()), "{absent}");
-        assert!(c.lookup(d, absent).await.unwrap().is_none(), "{absent}");
+        let d = Dataset::new(source.dataset);
+        let kind = crate::SubjectKind::builtin(source.subject).unwrap();
+        assert_eq!(kind.validate(absent), Ok(()), "{absent}");
+        assert!(c.lookup(&d, absent).await.unwrap().is_none(), "{absent}");
         for s in present {
-            let record = c.lookup(d, s).await.unwrap().unwrap();
-            assert_eq!(record.len(), d.fields().len());
+            let record = c.lookup(&d, s).await.unwrap().unwrap();
+            assert_eq!(record.len(), source.fields.len());
+            for f in source.fields {
+                assert!(
+                    of_kind(f.kind, &record[f.name]),
+                    "{d}.{}: {record:?}",
+                    f.name
+                );
+            }
         }
+    }
+    // The insured are residents.
+    for r in &samples.insured_residents {
+        assert!(residents.contains(r), "{r}");
     }
 
     // Every sample licence verifies through the connector; tampering is detected.
     for id in &samples.license_ids {
-        let mut record = el_c.lookup(Dataset::ELicense, id).await.unwrap().unwrap();
+        let mut record = el_c
+            .lookup(&Dataset::new("e_license"), id)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             verify_license_signature(&record, &samples.issuer_public_key),
             "{id}"
@@ -187,7 +245,7 @@ async fn every_generated_row_is_valid_and_linked() {
 
     // Integer columns come back as numbers.
     let company = lp_c
-        .lookup(Dataset::LegalPerson, &samples.credit_codes[0])
+        .lookup(&Dataset::new("legal_person"), &samples.credit_codes[0])
         .await
         .unwrap()
         .unwrap();
@@ -206,15 +264,17 @@ async fn same_seed_same_records_and_rerun_overwrites() {
         .unwrap();
     assert_eq!(first, second);
     let (ca, cb) = (connectors(a.path()).await, connectors(b.path()).await);
-    for (i, d) in Dataset::ALL.into_iter().enumerate() {
-        let subject = match d {
-            Dataset::Population => &first.residents[0],
-            Dataset::LegalPerson => &first.credit_codes[0],
-            Dataset::ELicense => &first.license_ids[0],
-        };
-        let ra = ca[i].lookup(d, subject).await.unwrap();
+    let subjects = [
+        &first.residents[0],
+        &first.credit_codes[0],
+        &first.license_ids[0],
+        &first.insured_residents[0],
+    ];
+    for (i, (source, subject)) in demo_sources().iter().zip(subjects).enumerate() {
+        let d = Dataset::new(source.dataset);
+        let ra = ca[i].lookup(&d, subject).await.unwrap();
         assert!(ra.is_some());
-        assert_eq!(ra, cb[i].lookup(d, subject).await.unwrap());
+        assert_eq!(ra, cb[i].lookup(&d, subject).await.unwrap());
     }
     for c in &ca {
         c.close().await;

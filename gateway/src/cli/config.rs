@@ -1,7 +1,9 @@
 //! `tongban config check FILE`: everything `serve` checks before it binds a port —
 //! the file with its `TONGBAN_*` variables, the TLS files, the signing key, the
-//! outbound certificates, the log filter and the OTLP endpoint — without serving and
-//! without touching a database.
+//! outbound certificates, the log filter and the OTLP endpoint — without serving; and
+//! the agreements already in a SQLite state database against the datasets the file
+//! declares, so that a field reclassified `closed` is caught while an agreement still
+//! names it. A PostgreSQL state database is not contacted.
 
 use std::path::PathBuf;
 
@@ -9,7 +11,7 @@ use audit::signing::Signer;
 use clap::{Args, Subcommand};
 
 use super::Failure;
-use crate::config::{Config, SourceKind};
+use crate::config::{Config, SourceKind, StateDb};
 
 /// `tongban config …`
 #[derive(Debug, Args)]
@@ -31,16 +33,59 @@ enum ConfigCommand {
 }
 
 /// Run `tongban config …`.
-pub fn run(args: ConfigArgs) -> Result<(), Failure> {
+pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     match args.command {
         ConfigCommand::Check { file } => {
             let file = super::ConfigFile {
                 path: file.unwrap_or(args.config.path),
             };
-            let summary = check(&file.load()?).map_err(Failure::Usage)?;
-            println!("{summary}");
+            let config = file.load()?;
+            let summary = check(&config).map_err(Failure::Usage)?;
+            let agreements = check_agreements(&config).await.map_err(Failure::Usage)?;
+            println!("{summary}\n{agreements}");
             Ok(())
         }
+    }
+}
+
+/// The agreements of a SQLite state database that exists, against the config's
+/// datasets: one naming a `closed` field is an error naming the agreement, dataset
+/// and field; one naming a dataset, field, provider or matter the config does not
+/// declare is a warning (it can never allow anything). A summary line.
+pub async fn check_agreements(config: &Config) -> Result<String, String> {
+    let path = match &config.state_db {
+        StateDb::Sqlite(path) if path.is_file() => path,
+        StateDb::Sqlite(_) => return Ok("  agreements: none yet (no state database)".into()),
+        StateDb::Postgres(_) => {
+            return Ok("  agreements: not checked (PostgreSQL is not contacted)".into())
+        }
+    };
+    let at = |e: &dyn std::fmt::Display| format!("{}: state_db: {e}", config.path.display());
+    let store = policy::AgreementStore::connect(&policy::AgreementStore::sqlite_url(path), 1)
+        .await
+        .map_err(|e| at(&e))?;
+    let agreements = store.agreements().await.map_err(|e| at(&e))?;
+    let catalogue = crate::policy_sync::catalogue(config);
+    let mut closed = Vec::new();
+    let mut lines = vec![format!("  {} agreement(s) checked", agreements.len())];
+    for a in &agreements {
+        for field in a.fields.keys() {
+            if catalogue.class_of(&a.dataset, field) == Some(policy::SharingClass::Closed) {
+                closed.push(format!(
+                    "agreement {} names field {field:?} of dataset {}, which the config \
+                     declares closed (never shared): revoke or narrow the agreement",
+                    a.id, a.dataset
+                ));
+            }
+        }
+        if let Err(e) = catalogue.check(a) {
+            lines.push(format!("  warning: {e}"));
+        }
+    }
+    if closed.is_empty() {
+        Ok(lines.join("\n"))
+    } else {
+        Err(format!("{}: {}", config.path.display(), closed.join("; ")))
     }
 }
 

@@ -8,6 +8,7 @@ use ::audit::signing::Signer;
 use clap::{Args, Parser, Subcommand};
 
 mod audit;
+mod catalogue;
 pub mod certs;
 pub mod config;
 pub mod policy;
@@ -68,6 +69,9 @@ pub enum Command {
     Request(request::RequestArgs),
     /// The config file: check it (with TONGBAN_* variables) without serving.
     Config(config::ConfigArgs),
+    /// The dataset catalogue: datasets, owners, fields and their sharing class,
+    /// matters; with --as, what an identity may ask for today.
+    Catalogue(catalogue::CatalogueArgs),
     /// Witness other gateways' audit logs: cosign each checkpoint that extends the
     /// last one cosigned, refuse any that rewrites history.
     Witness(witness::WitnessArgs),
@@ -149,7 +153,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Certs(args) => certs::run(args).await,
         Command::Policy(args) => policy::run(args).await,
         Command::Request(args) => request::run(args).await,
-        Command::Config(args) => config::run(args),
+        Command::Config(args) => config::run(args).await,
+        Command::Catalogue(args) => catalogue::run(args).await,
         Command::Witness(args) => witness::run(args).await,
     }
 }
@@ -387,6 +392,7 @@ mod tests {
             Command::Policy(a) => &a.config,
             Command::Request(a) => &a.config,
             Command::Config(a) => &a.config,
+            Command::Catalogue(a) => &a.config,
             Command::Demo { .. } | Command::Witness(_) => return None,
         };
         Some(&file.path)
@@ -396,7 +402,7 @@ mod tests {
     /// group takes it before or after its subcommand.
     #[test]
     fn every_state_command_takes_the_shared_config_argument() {
-        let commands: [&[&str]; 8] = [
+        let commands: [&[&str]; 9] = [
             &["serve"],
             &["verify", "answer.json"],
             &["audit", "verify"],
@@ -405,6 +411,7 @@ mod tests {
             &["policy", "revoke", "a-1"],
             &["certs", "list"],
             &["config", "check"],
+            &["catalogue"],
         ];
         for command in commands {
             let after = [&["tongban"], command, &["--config", "x/t.toml"]].concat();

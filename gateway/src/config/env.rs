@@ -4,9 +4,9 @@
 //! section and key upper-cased and joined by `_`. `listen` is `TONGBAN_LISTEN`, `[tls]
 //! cert` is `TONGBAN_TLS_CERT`, `[audit.anomaly] denials_burst` is
 //! `TONGBAN_AUDIT_ANOMALY_DENIALS_BURST`. Entries of `[[sources]]`, `[[datasets]]`,
-//! `[[bundles]]` and `[[bundles.items]]` are numbered from 0 in file order
-//! (`TONGBAN_SOURCES_0_URL`, `TONGBAN_BUNDLES_1_ITEMS_0_DATASET`); a dataset's field
-//! map takes the field name last (`TONGBAN_DATASETS_0_FIELDS_BIRTH_DATE`). A variable
+//! a dataset's `fields`, `[[bundles]]` and `[[bundles.items]]` are numbered from 0 in
+//! file order (`TONGBAN_SOURCES_0_URL`, `TONGBAN_DATASETS_0_FIELDS_2_COLUMN`,
+//! `TONGBAN_BUNDLES_1_ITEMS_0_DATASET`); a free-form map's key comes last. A variable
 //! wins over the file. Lists are comma-separated, or written as a TOML array when an
 //! element holds a comma. `TONGBAN_CONFIG` names the file and is not a setting; any
 //! other `TONGBAN_*` variable that names no setting is an error, so a misspelt one is
@@ -723,10 +723,18 @@ retries = 1
 [[datasets]]
 name = "population"
 department = "sz-psb"
+subject = "resident_id"
 source = "population-db"
 query = "SELECT full_name, birth_date FROM residents WHERE id_number = ?"
-[datasets.fields]
-name = "full_name"
+[[datasets.fields]]
+name = "name"
+column = "full_name"
+class = "conditional"
+[[datasets.fields]]
+name = "birth_date"
+type = "date"
+column = "dob"
+class = "conditional"
 
 [[bundles]]
 name = "one"
@@ -751,6 +759,7 @@ dataset = "population"
             ("sources[]", "[[sources]]\n"),
             ("sources[].resilience", "[sources.resilience]\n"),
             ("datasets[]", "[[datasets]]\n"),
+            ("datasets[].fields[]", "[[datasets.fields]]\n"),
             ("bundles[]", "[[bundles]]\n"),
             ("bundles[].items[]", "[[bundles.items]]\n"),
         ];
@@ -823,7 +832,7 @@ dataset = "population"
                 ("TONGBAN_TELEMETRY_OTLP_ENDPOINT", "http://collector:4317"),
                 ("TONGBAN_TELEMETRY_LOG_FORMAT", "json"),
                 ("TONGBAN_SOURCES_0_RESILIENCE_TIMEOUT_MS", "750"),
-                ("TONGBAN_DATASETS_0_FIELDS_BIRTH_DATE", "birth_date"),
+                ("TONGBAN_DATASETS_0_FIELDS_1_COLUMN", "birth_date"),
                 ("TONGBAN_LIMITS_SHUTDOWN_GRACE_SECS", "5"),
             ],
         )
@@ -844,7 +853,10 @@ dataset = "population"
         assert_eq!(c.telemetry.log_format, "json");
         assert_eq!(c.sources[0].resilience.timeout_ms, 750);
         assert_eq!(c.sources[0].resilience.retries, 1);
-        assert_eq!(c.datasets[0].fields["birth_date"], "birth_date");
+        assert_eq!(
+            c.datasets[0].field("birth_date").unwrap().from.as_deref(),
+            Some("birth_date")
+        );
         assert_eq!(c.limits.shutdown_grace_secs, 5);
         assert_eq!(c.env.names().count(), 11);
     }

@@ -97,11 +97,11 @@ a mistake is reported with the file and line, or the variable, and exit code 2.
 
 Every setting can also be given as a `TONGBAN_*` variable, which wins over the file:
 `TONGBAN_`, then the table and key upper-cased and joined by `_`. Entries of an array
-of tables (`[[sources]]`, `[[datasets]]`, `[[bundles]]`, `[[bundles.items]]`) are
-numbered from 0 in file order (`<n>`), and a map's key comes last (`<key>`). Lists are
-comma-separated, or written as a TOML array when an element holds a comma. A
-`TONGBAN_*` variable that names no setting is an error, so a misspelt one is not
-silently ignored.
+of tables (`[[sources]]`, `[[datasets]]`, a dataset's `fields`, `[[bundles]]`,
+`[[bundles.items]]`) are numbered from 0 in file order (`<n>`), and a map's key comes
+last (`<key>`). Lists are comma-separated, or written as a TOML array when an element
+holds a comma. A `TONGBAN_*` variable that names no setting is an error, so a misspelt
+one is not silently ignored.
 ";
 
 #[test]
@@ -121,8 +121,8 @@ fn variables_are_named_as_the_overlay_reads_them() {
         Some("TONGBAN_BUNDLES_<n>_ITEMS_<n>_DATASET")
     );
     assert_eq!(
-        named("datasets[].fields.*").as_deref(),
-        Some("TONGBAN_DATASETS_<n>_FIELDS_<KEY>")
+        named("datasets[].fields[].column").as_deref(),
+        Some("TONGBAN_DATASETS_<n>_FIELDS_<n>_COLUMN")
     );
 }
 

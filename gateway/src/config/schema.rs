@@ -258,7 +258,11 @@ mod tests {
             setting("sources[].resilience.timeout_ms").default,
             Some(Value::from(2000))
         );
-        assert_eq!(setting("datasets[].fields.*").kind, Kind::Str);
+        assert_eq!(setting("datasets[].fields[].class").kind, Kind::Str);
+        assert_eq!(
+            setting("datasets[].fields[].type").default,
+            Some(Value::from("string"))
+        );
         assert_eq!(
             setting("bundles[].items[].subject").default,
             Some(Value::from("request"))

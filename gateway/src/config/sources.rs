@@ -1,12 +1,14 @@
 //! The data-source part of the config: `[[sources]]` (SQL databases and department
-//! REST APIs, each with its resilience settings), the `[[datasets]]` bound to them, and
-//! the `[[bundles]]` of datasets fetched together for one life event.
+//! REST APIs, each with its resilience settings), the `[[datasets]]` — each declared
+//! here, with its owner, identifier kind and fields, and bound to a source — and the
+//! `[[bundles]]` of datasets fetched together for one life event.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 
-use connectors::{Dataset, IssuerKeys};
+use connectors::{Dataset, IssuerKeys, SubjectKind, SubjectPattern};
+use policy::SharingClass;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_inline_default::serde_inline_default;
@@ -88,13 +90,19 @@ pub struct ResilienceConfig {
 
 super::schema::default_from_serde!(ResilienceConfig);
 
-/// A dataset served by the gateway.
+/// A dataset served by the gateway: its declaration and its source binding.
 #[derive(Debug, Clone)]
 pub struct DatasetConfig {
-    /// Which dataset.
+    /// Its name, e.g. `population`.
     pub dataset: Dataset,
+    /// What it is, for the catalogue.
+    pub description: String,
     /// Owning department code.
     pub department: String,
+    /// How its subjects are identified and checked.
+    pub subject: SubjectKind,
+    /// Its fields, in display order.
+    pub fields: Vec<FieldConfig>,
     /// Name of the source serving it.
     pub source: String,
     /// SQL: parameterized query, the subject its one parameter (empty for HTTP).
@@ -107,8 +115,98 @@ pub struct DatasetConfig {
     pub holder_path: Option<String>,
     /// E-licences: public keys of the issuers whose signatures verify.
     pub issuer_keys: IssuerKeys,
-    /// field name → column name (SQL) or JSON pointer (HTTP).
-    pub fields: BTreeMap<String, String>,
+}
+
+/// One declared field of a dataset.
+#[derive(Debug, Clone)]
+pub struct FieldConfig {
+    /// Field name, as agreements and requests name it.
+    pub name: String,
+    /// What its values are.
+    pub kind: FieldType,
+    /// How it may be shared; a `closed` field is in no agreement and never answered.
+    pub class: SharingClass,
+    /// What it is, for the catalogue.
+    pub description: String,
+    /// Where the source has it: a column (sql) or a JSON pointer (http); `None` for a
+    /// closed field the source does not give.
+    pub from: Option<String>,
+}
+
+/// What a field's values are, as the catalogue shows it. Values are passed on as the
+/// source gives them; the demo's test checks that its sources match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    /// Text.
+    String,
+    /// A whole number.
+    Integer,
+    /// A number.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// An ISO 8601 date, `YYYY-MM-DD`.
+    Date,
+    /// A month, `YYYY-MM`.
+    Month,
+    /// An RFC 3339 date and time.
+    DateTime,
+    /// A JSON document held as text (an e-licence's content).
+    Json,
+}
+
+impl FieldType {
+    const ALL: [FieldType; 8] = [
+        FieldType::String,
+        FieldType::Integer,
+        FieldType::Number,
+        FieldType::Boolean,
+        FieldType::Date,
+        FieldType::Month,
+        FieldType::DateTime,
+        FieldType::Json,
+    ];
+
+    /// The type a config word names: `string`, `integer`, …
+    pub fn from_word(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == word)
+    }
+
+    /// Its config word: `string`, `integer`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Integer => "integer",
+            FieldType::Number => "number",
+            FieldType::Boolean => "boolean",
+            FieldType::Date => "date",
+            FieldType::Month => "month",
+            FieldType::DateTime => "datetime",
+            FieldType::Json => "json",
+        }
+    }
+}
+
+impl DatasetConfig {
+    /// The declared field called `name`.
+    pub fn field(&self, name: &str) -> Option<&FieldConfig> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Whether `name` is a declared field.
+    pub fn has_field(&self, name: &str) -> bool {
+        self.field(name).is_some()
+    }
+
+    /// Field name → column (sql) or JSON pointer (http), for the connector: every
+    /// field the source gives except the closed ones, which are never answered.
+    pub fn mapping(&self) -> BTreeMap<String, String> {
+        self.fields
+            .iter()
+            .filter(|f| f.class != SharingClass::Closed)
+            .filter_map(|f| Some((f.name.clone(), f.from.clone()?)))
+            .collect()
+    }
 }
 
 /// A named set of datasets fetched in one request (`POST /v1/bundle`).
@@ -236,10 +334,22 @@ impl JsonSchema for RawResilience {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDataset {
-    /// Which dataset: `population`, `legal_person` or `e_license`.
+    /// Dataset name, as requests and agreements name it, e.g. `population`; 1-64 of
+    /// A-Z a-z 0-9 - _ .
     name: Spanned<String>,
-    /// Code of the department that owns it.
-    department: String,
+    /// What it is, shown in the catalogue.
+    #[serde(default)]
+    description: String,
+    /// Code of the department that owns it (its provider in agreements).
+    department: Spanned<String>,
+    /// How its subjects are identified, checked before anything else happens:
+    /// `resident_id` (GB 11643), `credit_code` (GB 32100), `license_id` (GB/T 36904)
+    /// or `pattern` (then `subject_pattern`).
+    subject: Spanned<String>,
+    /// subject = "pattern": a regular expression every subject must match whole, e.g.
+    /// `SI[0-9]{10}`.
+    #[serde(default)]
+    subject_pattern: Option<Spanned<String>>,
     /// Name of the `[[sources]]` entry that serves it.
     source: Spanned<String>,
     /// sql: the parameterized query; the subject is its one parameter.
@@ -248,18 +358,46 @@ pub(super) struct RawDataset {
     /// http: path template holding `{subject}`.
     #[serde(default)]
     path: Option<Spanned<String>>,
-    /// sql, e_license: query by holder id, then licence type.
+    /// sql, subject = "license_id": query by holder id, then licence type.
     #[serde(default)]
     holder_query: Option<Spanned<String>>,
-    /// http, e_license: path template holding `{holder_id}` and `{license_type}`.
+    /// http, subject = "license_id": path template holding `{holder_id}` and
+    /// `{license_type}`.
     #[serde(default)]
     holder_path: Option<Spanned<String>>,
-    /// e_license: public keys (base64url Ed25519) of the issuers whose signatures
-    /// verify.
+    /// subject = "license_id": public keys (base64url Ed25519) of the issuers whose
+    /// signatures verify.
     #[serde(default)]
     issuer_keys: Option<Spanned<Vec<String>>>,
-    /// Field name → column name (sql) or JSON pointer (http).
-    fields: BTreeMap<String, String>,
+    /// The fields, in display order.
+    fields: Spanned<Vec<RawField>>,
+}
+
+/// One field of `[[datasets]]`, e.g. `{ name = "name", column = "full_name", class =
+/// "conditional", description = "Full name" }`.
+#[serde_inline_default]
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    /// Field name, as requests and agreements name it.
+    name: Spanned<String>,
+    /// What its values are: `string`, `integer`, `number`, `boolean`, `date`,
+    /// `month`, `datetime` or `json`.
+    #[serde(rename = "type")]
+    #[serde_inline_default(Spanned::default_value("string".to_owned()))]
+    kind: Spanned<String>,
+    /// How it may be shared: `open` (without conditions), `conditional` (as an
+    /// agreement says) or `closed` (never: no agreement may name it).
+    class: Spanned<String>,
+    /// What it is, shown in the catalogue.
+    #[serde(default)]
+    description: String,
+    /// sql: the result column it is read from.
+    #[serde(default)]
+    column: Option<Spanned<String>>,
+    /// http: the JSON pointer into the department's answer, e.g. `/license/status`.
+    #[serde(default)]
+    pointer: Option<Spanned<String>>,
 }
 
 /// `[[bundles]]` as written.
@@ -555,33 +693,36 @@ impl Checker<'_> {
         sources: &[SourceConfig],
         raw_sources: &[RawSource],
     ) -> Result<DatasetConfig, ConfigError> {
-        let dataset: Dataset = d
-            .name
-            .get_ref()
-            .parse()
-            .map_err(|e| self.err(d.name.span(), format!("datasets.name: {e}")))?;
+        let name = d.name.get_ref();
+        if !is_name(name) {
+            return Err(self.err(
+                d.name.span(),
+                "datasets.name: must be 1-64 characters of A-Z a-z 0-9 - _ .".into(),
+            ));
+        }
+        let department = d.department.get_ref();
+        if !is_name(department) {
+            return Err(self.err(
+                d.department.span(),
+                format!("datasets.department: {department:?} is not a department code"),
+            ));
+        }
+        let dataset = Dataset::new(name);
         let source = sources
             .iter()
             .find(|s| &s.name == d.source.get_ref())
             .ok_or_else(|| self.no_such_source(d, raw_sources))?;
-        if let Some(unknown) = d
-            .fields
-            .keys()
-            .find(|f| !dataset.fields().contains(&f.as_str()))
-        {
-            return Err(self.err(
-                d.name.span(),
-                format!("datasets.fields: {dataset} has no field {unknown:?}"),
-            ));
-        }
-        self.dataset_access(d, dataset, source)?;
+        let subject = self.subject_kind(d)?;
+        let fields = self.fields(d, source.kind)?;
+        self.dataset_access(d, &dataset, &subject, source)?;
         let issuer_keys = match &d.issuer_keys {
             None => IssuerKeys::default(),
-            Some(k) if dataset != Dataset::ELicense => {
+            Some(k) if !subject.has_holders() => {
                 return Err(self.err(
                     k.span(),
                     format!(
-                        "datasets.issuer_keys: only e_license records are signed, not {dataset}"
+                        "datasets.issuer_keys: only e-licences (subject = \"license_id\") are \
+                         signed, not {dataset}"
                     ),
                 ))
             }
@@ -591,15 +732,159 @@ impl Checker<'_> {
         let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
         Ok(DatasetConfig {
             dataset,
-            department: d.department.clone(),
+            description: d.description.clone(),
+            department: department.clone(),
+            subject,
+            fields,
             source: source.name.clone(),
             query: text(&d.query).unwrap_or_default(),
             path: text(&d.path),
             holder_query: text(&d.holder_query),
             holder_path: text(&d.holder_path),
             issuer_keys,
-            fields: d.fields.clone(),
         })
+    }
+
+    /// `subject`, and `subject_pattern` with it when it is `pattern`.
+    fn subject_kind(&self, d: &RawDataset) -> Result<SubjectKind, ConfigError> {
+        let word = d.subject.get_ref();
+        match (SubjectKind::builtin(word), &d.subject_pattern) {
+            (Some(kind), None) => Ok(kind),
+            (Some(_), Some(p)) => Err(self.err(
+                p.span(),
+                format!("datasets.subject_pattern: only for subject = \"pattern\", not {word:?}"),
+            )),
+            (None, Some(p)) if word == "pattern" => SubjectPattern::new(p.get_ref())
+                .map(SubjectKind::Pattern)
+                .map_err(|e| self.err(p.span(), format!("datasets.subject_pattern: {e}"))),
+            (None, None) if word == "pattern" => Err(self.err(
+                d.subject.span(),
+                "datasets.subject_pattern: subject = \"pattern\" needs the pattern".into(),
+            )),
+            (None, _) => Err(self.err(
+                d.subject.span(),
+                format!(
+                    "datasets.subject: {word:?} is not one of {}",
+                    SubjectKind::NAMES.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The declared fields: each named once, of a known type and class, and found in
+    /// the source the way its kind finds things (a column, or a JSON pointer).
+    fn fields(&self, d: &RawDataset, kind: SourceKind) -> Result<Vec<FieldConfig>, ConfigError> {
+        let raw = d.fields.get_ref();
+        if raw.is_empty() {
+            return Err(self.err(
+                d.fields.span(),
+                format!("datasets.fields: {} declares no field", d.name.get_ref()),
+            ));
+        }
+        let mut out: Vec<FieldConfig> = Vec::new();
+        for f in raw {
+            let name = f.name.get_ref();
+            if !is_name(name) {
+                return Err(self.err(
+                    f.name.span(),
+                    "datasets.fields.name: must be 1-64 characters of A-Z a-z 0-9 - _ .".into(),
+                ));
+            }
+            if out.iter().any(|x| &x.name == name) {
+                return Err(self.err(
+                    f.name.span(),
+                    format!("datasets.fields.name: {name:?} is declared twice"),
+                ));
+            }
+            let field_kind = FieldType::from_word(f.kind.get_ref()).ok_or_else(|| {
+                let known: Vec<&str> = FieldType::ALL.iter().map(|t| t.as_str()).collect();
+                self.err(
+                    f.kind.span(),
+                    format!(
+                        "datasets.fields.type: {:?} is not one of {}",
+                        f.kind.get_ref(),
+                        known.join(", ")
+                    ),
+                )
+            })?;
+            let class = match f.class.get_ref().as_str() {
+                "open" => SharingClass::Open,
+                "conditional" => SharingClass::Conditional,
+                "closed" => SharingClass::Closed,
+                other => {
+                    return Err(self.err(
+                        f.class.span(),
+                        format!(
+                        "datasets.fields.class: {other:?} is not one of open, conditional, closed"
+                    ),
+                    ))
+                }
+            };
+            let from = self.field_source(f, class, kind)?;
+            out.push(FieldConfig {
+                name: name.clone(),
+                kind: field_kind,
+                class,
+                description: f.description.clone(),
+                from,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Where the source has field `f`: `column` for a sql source, `pointer` for an
+    /// http one; a closed field, never answered, may say neither.
+    fn field_source(
+        &self,
+        f: &RawField,
+        class: SharingClass,
+        kind: SourceKind,
+    ) -> Result<Option<String>, ConfigError> {
+        let (needed, wrong) = match kind {
+            SourceKind::Sql => (("column", &f.column), ("pointer", &f.pointer)),
+            SourceKind::Http => (("pointer", &f.pointer), ("column", &f.column)),
+        };
+        if let Some(v) = wrong.1 {
+            return Err(self.err(
+                v.span(),
+                format!(
+                    "datasets.fields.{}: field {:?} is read from a {} source, by {}",
+                    wrong.0,
+                    f.name.get_ref(),
+                    if kind == SourceKind::Sql {
+                        "sql"
+                    } else {
+                        "http"
+                    },
+                    needed.0
+                ),
+            ));
+        }
+        match needed.1 {
+            None if class == SharingClass::Closed => Ok(None),
+            None => Err(self.err(
+                f.name.span(),
+                format!(
+                    "datasets.fields.{}: field {:?} needs one (only a closed field, never \
+                     answered, may leave it out)",
+                    needed.0,
+                    f.name.get_ref()
+                ),
+            )),
+            Some(v) if v.get_ref().trim().is_empty() => Err(self.err(
+                v.span(),
+                format!("datasets.fields.{}: must not be empty", needed.0),
+            )),
+            Some(v) if kind == SourceKind::Http && !v.get_ref().starts_with('/') => Err(self.err(
+                v.span(),
+                format!(
+                    "datasets.fields.pointer: {:?} is not a JSON pointer (an http source \
+                         maps fields by pointers like \"/license/status\")",
+                    v.get_ref()
+                ),
+            )),
+            Some(v) => Ok(Some(v.get_ref().clone())),
+        }
     }
 
     /// A dataset names no source: at its `source`, or — when a variable renamed a
@@ -630,7 +915,8 @@ impl Checker<'_> {
     fn dataset_access(
         &self,
         d: &RawDataset,
-        dataset: Dataset,
+        dataset: &Dataset,
+        subject: &SubjectKind,
         source: &SourceConfig,
     ) -> Result<(), ConfigError> {
         let (needed, wrong) = match source.kind {
@@ -670,26 +956,14 @@ impl Checker<'_> {
             ));
         }
         let holder = d.holder_query.as_ref().or(d.holder_path.as_ref());
-        if let Some(h) = holder.filter(|_| dataset != Dataset::ELicense) {
+        if let Some(h) = holder.filter(|_| !subject.has_holders()) {
             return Err(self.err(
                 h.span(),
-                format!("datasets: only e_license is looked up by holder, not {dataset}"),
+                format!(
+                    "datasets: only e-licences (subject = \"license_id\") are looked up by \
+                     holder, not {dataset}"
+                ),
             ));
-        }
-        if source.kind == SourceKind::Http {
-            if let Some((field, pointer)) = d
-                .fields
-                .iter()
-                .find(|(_, p)| !p.is_empty() && !p.starts_with('/'))
-            {
-                return Err(self.err(
-                    d.name.span(),
-                    format!(
-                        "datasets.fields: {field} = {pointer:?} is not a JSON pointer (an http \
-                         source maps fields by pointers like \"/license/status\")"
-                    ),
-                ));
-            }
         }
         Ok(())
     }
@@ -748,26 +1022,27 @@ impl Checker<'_> {
                 "bundles.items.name: must be 1-64 characters of A-Z a-z 0-9 - _ .".into(),
             ));
         }
-        let dataset: Dataset = raw
-            .dataset
-            .get_ref()
-            .parse()
-            .map_err(|e| self.err(raw.dataset.span(), format!("bundles.items.dataset: {e}")))?;
         let served = datasets
             .iter()
-            .find(|d| d.dataset == dataset)
+            .find(|d| d.dataset.as_str() == raw.dataset.get_ref())
             .ok_or_else(|| {
+                let known: Vec<&str> = datasets.iter().map(|d| d.dataset.as_str()).collect();
                 self.err(
                     raw.dataset.span(),
-                    format!("bundles.items.dataset: {dataset} is not served by this gateway"),
+                    format!(
+                        "bundles.items.dataset: {:?} is not a dataset of this gateway ({})",
+                        raw.dataset.get_ref(),
+                        known.join(", ")
+                    ),
                 )
             })?;
-        let subject = self.item_subject(raw, earlier)?;
+        let dataset = served.dataset.clone();
+        let subject = self.item_subject(raw, earlier, datasets)?;
         let license_type = match &raw.license_type {
             None => None,
             Some(t) => {
                 let holder_lookup = served.holder_query.is_some() || served.holder_path.is_some();
-                if dataset != Dataset::ELicense || !holder_lookup {
+                if !served.subject.has_holders() || !holder_lookup {
                     return Err(self.err(
                         t.span(),
                         format!(
@@ -780,7 +1055,7 @@ impl Checker<'_> {
                     holder_id: "91350100M000100Y43".to_owned(),
                     license_type: t.get_ref().clone(),
                 }
-                .validate(dataset);
+                .validate(&served.subject);
                 if let Err(e) = valid {
                     return Err(self.err(t.span(), format!("bundles.items.license_type: {e}")));
                 }
@@ -796,10 +1071,17 @@ impl Checker<'_> {
                         "bundles.items.fields: name at least one field, or leave it out".into(),
                     ));
                 }
-                if let Some(unknown) = f.get_ref().iter().find(|x| !dataset.has_field(x)) {
+                for x in f.get_ref() {
+                    let problem = match served.field(x) {
+                        None => "has no field",
+                        Some(d) if d.class == SharingClass::Closed => {
+                            "never shares (closed) the field"
+                        }
+                        Some(_) => continue,
+                    };
                     return Err(self.err(
                         f.span(),
-                        format!("bundles.items.fields: {dataset} has no field {unknown:?}"),
+                        format!("bundles.items.fields: {dataset} {problem} {x:?}"),
                     ));
                 }
                 Some(f.get_ref().clone())
@@ -818,6 +1100,7 @@ impl Checker<'_> {
         &self,
         raw: &RawItem,
         earlier: &[BundleItem],
+        datasets: &[DatasetConfig],
     ) -> Result<ItemSubject, ConfigError> {
         let text = raw.subject.get_ref();
         if text == "request" {
@@ -845,7 +1128,11 @@ impl Checker<'_> {
         };
         let source = &earlier[index];
         let field = subject.field().unwrap_or_default();
-        if !source.dataset.has_field(field) {
+        let declared = datasets
+            .iter()
+            .find(|d| d.dataset == source.dataset)
+            .is_some_and(|d| d.has_field(field));
+        if !declared {
             return Err(bad(format!("{} has no field {field:?}", source.dataset)));
         }
         if let Some(f) = source
@@ -899,21 +1186,26 @@ breaker_failures = 3
 [[datasets]]
 name = "population"
 department = "sz-psb"
+subject = "resident_id"
 source = "population-db"
 query = "SELECT full_name FROM residents WHERE id_number = ?"
-[datasets.fields]
-name = "full_name"
+fields = [
+  { name = "name", column = "full_name", class = "conditional", description = "Full name" },
+  { name = "religion", class = "closed" },
+]
 
 [[datasets]]
 name = "e_license"
 department = "sz-data"
+subject = "license_id"
 source = "licences"
 path = "/licenses/{subject}"
 holder_path = "/licenses?holder={holder_id}&type={license_type}"
 issuer_keys = ["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]
-[datasets.fields]
-license_type = "/type"
-content = "/content"
+fields = [
+  { name = "license_type", pointer = "/type", class = "open" },
+  { name = "content", pointer = "/content", type = "json", class = "conditional" },
+]
 
 [[bundles]]
 name = "newborn"
@@ -950,7 +1242,18 @@ license_type = "营业执照"
         assert_eq!(http.resilience.breaker_failures, 3);
         assert_eq!(http.resilience.retries, 2);
         assert_eq!(http.tls.as_ref().unwrap().cert, d.path().join("gw.pem"));
-        let lic = c.dataset(Dataset::ELicense).unwrap();
+        let lic = c.dataset("e_license").unwrap();
+        assert!(lic.subject.has_holders());
+        assert_eq!(lic.field("content").unwrap().kind, FieldType::Json);
+        assert_eq!(lic.field("license_type").unwrap().class, SharingClass::Open);
+        let pop = c.dataset("population").unwrap();
+        assert_eq!(pop.subject.name(), "resident_id");
+        // The closed field is declared, and never mapped for the connector.
+        assert_eq!(pop.field("religion").unwrap().class, SharingClass::Closed);
+        assert_eq!(
+            pop.mapping().into_iter().collect::<Vec<_>>(),
+            [("name".to_owned(), "full_name".to_owned())]
+        );
         assert_eq!(lic.path.as_deref(), Some("/licenses/{subject}"));
         assert!(!lic.issuer_keys.is_empty());
         let b = c.bundle("newborn").unwrap();
@@ -981,14 +1284,14 @@ license_type = "营业执照"
             (BASE.replace("breaker_failures = 3", "breaker_fail = 3"), "unknown field `breaker_fail`"),
             (
                 BASE.replace("path = \"/licenses/{subject}\"\n", ""),
-                ":39: datasets.path: e_license is served by http source \"licences\" and needs a path",
+                ":43: datasets.path: e_license is served by http source \"licences\" and needs a path",
             ),
             (
                 BASE.replace("query = \"SELECT full_name", "path = \"/p/{subject}\"\nquery = \"SELECT full_name"),
                 "datasets.path: not used by sql source",
             ),
-            (BASE.replace("content = \"/content\"", "content = \"content\""), "is not a JSON pointer"),
-            (BASE.replace("issuer_keys = [\"11qY", "issuer_keys = [\"!!"), ":42: datasets.issuer_keys"),
+            (BASE.replace("pointer = \"/content\"", "pointer = \"content\""), "datasets.fields.pointer: \"content\" is not a JSON pointer"),
+            (BASE.replace("issuer_keys = [\"11qY", "issuer_keys = [\"!!"), ":46: datasets.issuer_keys"),
             (
                 BASE.replace("subject = \"certificate#/content/mother_id\"", "subject = \"mother#/x\""),
                 "bundles.items.subject: no earlier item named \"mother\"",
@@ -1017,7 +1320,8 @@ license_type = "营业执照"
             (
                 format!(
                     "{BASE}[[datasets]]\nname = \"population\"\ndepartment = \"x\"\n\
-                     source = \"population-db\"\nquery = \"SELECT 1\"\nfields = {{}}\n"
+                     subject = \"resident_id\"\nsource = \"population-db\"\n\
+                     query = \"SELECT 1\"\nfields = [{{ name = \"a\", column = \"a\", class = \"open\" }}]\n"
                 ),
                 "datasets.name: \"population\" is configured twice",
             ),
@@ -1027,6 +1331,78 @@ license_type = "营业执照"
                      [[bundles.items]]\nname = \"p\"\ndataset = \"population\"\n"
                 ),
                 "bundles.name: \"newborn\" is configured twice",
+            ),
+        ];
+        crate::config::test_files::assert_errors(&d, cases);
+    }
+
+    /// A dataset keyed by a declared pattern, and the rules of a declaration.
+    #[test]
+    fn declarations_subject_kinds_and_classes() {
+        let d = dir();
+        let permits = BASE
+            .replace(
+                "name = \"population\"\ndepartment = \"sz-psb\"\nsubject = \"resident_id\"",
+                "name = \"permits\"\ndepartment = \"sz-psb\"\nsubject = \"pattern\"\n\
+             subject_pattern = \"JZZ[0-9]{10}\"",
+            )
+            .replace("dataset = \"population\"", "dataset = \"permits\"");
+        let c = parse(&d, &permits).unwrap();
+        let p = c.dataset("permits").unwrap();
+        assert!(p.subject.validate("JZZ0123456789").is_ok());
+        assert_eq!(p.subject.validate("JZZ01").unwrap_err().rule(), "pattern");
+        assert!(c.dataset("population").is_none());
+
+        let cases = [
+            (
+                BASE.replace("subject = \"resident_id\"", "subject = \"pattern\""),
+                ":31: datasets.subject_pattern: subject = \"pattern\" needs the pattern",
+            ),
+            (
+                BASE.replace(
+                    "subject = \"resident_id\"",
+                    "subject = \"resident_id\"\nsubject_pattern = \"x\"",
+                ),
+                ":32: datasets.subject_pattern: only for subject = \"pattern\"",
+            ),
+            (
+                BASE.replace(
+                    "subject = \"resident_id\"",
+                    "subject = \"pattern\"\nsubject_pattern = \"(\"",
+                ),
+                ":32: datasets.subject_pattern: subject pattern \"(\"",
+            ),
+            (
+                BASE.replace("{ name = \"religion\", class = \"closed\" }", "{ name = \"religion\", class = \"open\" }"),
+                ":36: datasets.fields.column: field \"religion\" needs one",
+            ),
+            (
+                BASE.replace("column = \"full_name\"", "pointer = \"/name\""),
+                ":35: datasets.fields.pointer: field \"name\" is read from a sql source, by column",
+            ),
+            (
+                BASE.replace("type = \"json\"", "type = \"blob\""),
+                "datasets.fields.type: \"blob\" is not one of string, integer",
+            ),
+            (
+                BASE.replace("{ name = \"religion\"", "{ name = \"name\""),
+                ":36: datasets.fields.name: \"name\" is declared twice",
+            ),
+            (
+                BASE.replace("subject = \"license_id\"", "subject = \"credit_code\""),
+                "datasets: only e-licences (subject = \"license_id\") are looked up by holder, not e_license",
+            ),
+            (
+                BASE.replace(
+                    "dataset = \"population\"\nsubject = \"certificate#/content/mother_id\"",
+                    "dataset = \"population\"\nsubject = \"certificate#/content/mother_id\"\n\
+                     fields = [\"name\", \"religion\"]",
+                ),
+                "bundles.items.fields: population never shares (closed) the field \"religion\"",
+            ),
+            (
+                BASE.replace("dataset = \"population\"", "dataset = \"people\""),
+                "bundles.items.dataset: \"people\" is not a dataset of this gateway (population, e_license)",
             ),
         ];
         crate::config::test_files::assert_errors(&d, cases);

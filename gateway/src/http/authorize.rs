@@ -110,7 +110,6 @@ where
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use connectors::Dataset;
     use http::StatusCode;
     use policy::{FieldGrant, FieldRule};
     use serde_json::json;
@@ -141,7 +140,7 @@ mod tests {
     }
 
     fn population(fields: &[&str]) -> LookupCall {
-        let mut a = asked(Dataset::Population, RESIDENT);
+        let mut a = asked("population", RESIDENT);
         a.fields = Some(fields.iter().map(|f| (*f).to_owned()).collect());
         lookup_call(COUNTER, a)
     }
@@ -193,10 +192,7 @@ mod tests {
         assert_eq!(o.facts.decision, Some(Decision::Deny));
         assert_eq!(o.facts.agreement.as_deref(), Some("hrss-population"));
         // A consumer no agreement names: refused under none.
-        let other = lookup_call(
-            ("sz-civil", "counter-01"),
-            asked(Dataset::Population, RESIDENT),
-        );
+        let other = lookup_call(("sz-civil", "counter-01"), asked("population", RESIDENT));
         let o = svc.oneshot(other).await.unwrap();
         let Err(ApiError::Forbidden(denial)) = &o.result else {
             panic!("{:?}", o.result)
@@ -212,7 +208,7 @@ mod tests {
         let f = Fixture::new().await;
         let (svc, seen) = authorizer(&f).await;
         let company = || {
-            let mut a = asked(Dataset::LegalPerson, "91350100M000100Y43");
+            let mut a = asked("legal_person", "91350100M000100Y43");
             a.matter = "company-opening".into();
             lookup_call(COUNTER, a)
         };

@@ -33,7 +33,7 @@ use tower::{Service, ServiceExt as _};
 
 use super::audit_layer::{Audited, Envelope};
 use super::body::{read_json, BodyLimits};
-use super::lookup::{token, validate, Asked, LookupRequest, LookupService};
+use super::lookup::{token, validate, Asked, Datasets, LookupRequest, LookupService};
 use super::parse::{caller, operator};
 use super::render::{lookup_body, problem_body, Rendered};
 use super::route::RouteService;
@@ -61,6 +61,8 @@ pub struct Bundles {
 
 struct Parts {
     bundles: HashMap<String, Arc<BundleConfig>>,
+    /// The datasets a request's subject is checked against, before any item runs.
+    datasets: Datasets,
     /// The lookup path every item goes through, as a lookup does.
     lookup: LookupService,
     audit: AuditLog,
@@ -110,6 +112,7 @@ type ItemFuture = Shared<BoxFuture<'static, Audited>>;
 /// The bundle endpoint as a route, its items sent through `lookup`.
 pub fn bundle_service<B>(
     bundles: &[BundleConfig],
+    datasets: Datasets,
     lookup: LookupService,
     audit: AuditLog,
     node: String,
@@ -126,6 +129,7 @@ where
     BoxCloneSyncService::new(Bundles {
         shared: Arc::new(Parts {
             bundles,
+            datasets,
             lookup,
             audit,
             node,
@@ -212,7 +216,7 @@ impl Parts {
                 operator: operator.clone(),
                 asked: asked(item, body.subject.clone(), &body.matter, &body.case_id),
             };
-            validate(lookup).map_err(with_facts)?;
+            validate(&self.datasets, lookup).map_err(with_facts)?;
         }
         token("matter", &body.matter).map_err(with_facts)?;
         token("case_id", &body.case_id).map_err(with_facts)?;
@@ -481,10 +485,14 @@ mod tests {
             name: "company-opening".into(),
             description: String::new(),
             items: vec![
-                item("company", Dataset::LegalPerson, ItemSubject::Request),
+                item(
+                    "company",
+                    Dataset::new("legal_person"),
+                    ItemSubject::Request,
+                ),
                 item(
                     "rep",
-                    Dataset::Population,
+                    Dataset::new("population"),
                     ItemSubject::Item {
                         index: 0,
                         pointer: "/legal_representative_id".into(),
@@ -495,7 +503,7 @@ mod tests {
     }
 
     fn answered(masked: &[&str]) -> Audited {
-        let mut answer = lookup_answer(Dataset::LegalPerson, COMPANY, rep_record(REP));
+        let mut answer = lookup_answer("legal_person", COMPANY, rep_record(REP));
         answer.masked = masked.iter().map(|m| m.to_string()).collect();
         let outcome = Outcome::answer(Answer::Lookup(answer));
         Audited {
@@ -539,6 +547,7 @@ mod tests {
         let (lookup, seen) = recorder(move |r: &LookupRequest| r.asked.describe(answer(r)));
         let svc = bundle_service(
             &[bundle()],
+            crate::http::test_support::datasets(),
             lookup,
             log.clone(),
             "gw-test".into(),
@@ -556,9 +565,8 @@ mod tests {
 
     /// A record for every item: the company names [`REP`].
     fn found(r: &LookupRequest) -> Outcome {
-        let dataset: Dataset = r.asked.dataset.parse().unwrap();
         Outcome::answer(Answer::Lookup(lookup_answer(
-            dataset,
+            &r.asked.dataset,
             &r.asked.subject,
             rep_record(REP),
         )))

@@ -12,15 +12,20 @@
 //! ```
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use connectors::{Dataset, Key, KeyError, Query};
+use connectors::{Key, KeyError, Query, SubjectKind};
 use serde::Deserialize;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service};
 
 use super::{take_ready, BoxFuture, Outcome, Principal, RequestMeta};
+use crate::config::DatasetConfig;
 use crate::error::ApiError;
+
+/// The datasets a lookup may name, as configured.
+pub type Datasets = Arc<[DatasetConfig]>;
 
 /// What a caller asked for, before any check: the body of `/v1/lookup`, or one item
 /// of a bundle.
@@ -90,22 +95,36 @@ pub struct LookupCall {
 /// The lookup path as one service (built by [`super::stack::lookup_service`]).
 pub type LookupService = BoxCloneSyncService<LookupRequest, Outcome, Infallible>;
 
-/// Checks a [`LookupRequest`] (400 naming the broken rule) and describes it on the
-/// outcome for the audit record, whether it passed or not.
-#[derive(Debug, Clone, Default)]
-pub struct ValidateLayer;
+/// Checks a [`LookupRequest`] against the served datasets (400 naming the broken
+/// rule) and describes it on the outcome for the audit record, whether it passed or
+/// not.
+#[derive(Clone)]
+pub struct ValidateLayer {
+    datasets: Datasets,
+}
+
+impl ValidateLayer {
+    /// Check lookups against `datasets`.
+    pub fn new(datasets: Datasets) -> Self {
+        Self { datasets }
+    }
+}
 
 impl<S> Layer<S> for ValidateLayer {
     type Service = Validate<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Validate { inner }
+        Validate {
+            inner,
+            datasets: Arc::clone(&self.datasets),
+        }
     }
 }
 
 /// See [`ValidateLayer`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Validate<S> {
     inner: S,
+    datasets: Datasets,
 }
 
 impl<S> Service<LookupRequest> for Validate<S>
@@ -123,9 +142,10 @@ where
 
     fn call(&mut self, req: LookupRequest) -> Self::Future {
         let mut inner = take_ready(&mut self.inner);
+        let datasets = Arc::clone(&self.datasets);
         Box::pin(async move {
             let asked = req.asked.clone();
-            let outcome = match validate(req) {
+            let outcome = match validate(&datasets, req) {
                 Ok(call) => inner.call(call).await?,
                 Err(e) => Outcome::error(e),
             };
@@ -134,18 +154,28 @@ where
     }
 }
 
-/// Check everything but policy; the order is the order errors are reported in.
-pub fn validate(req: LookupRequest) -> Result<LookupCall, ApiError> {
+/// Check everything but policy against `datasets`; the order is the order errors
+/// are reported in.
+pub fn validate(datasets: &[DatasetConfig], req: LookupRequest) -> Result<LookupCall, ApiError> {
     let LookupRequest {
         meta,
         principal,
         operator,
         asked,
     } = req;
-    let dataset: Dataset = asked
-        .dataset
-        .parse()
-        .map_err(|e| ApiError::BadRequest(format!("dataset: {e}")))?;
+    // A handful of datasets: a scan costs less than hashing the name.
+    let Some(declared) = datasets
+        .iter()
+        .find(|d| d.dataset.as_str() == asked.dataset)
+    else {
+        let known: Vec<&str> = datasets.iter().map(|d| d.dataset.as_str()).collect();
+        return Err(ApiError::BadRequest(format!(
+            "dataset: unknown dataset {:?}; known datasets: {}",
+            asked.dataset,
+            known.join(", ")
+        )));
+    };
+    let dataset = declared.dataset.clone();
     let key = match asked.license_type {
         Some(license_type) => Key::Holder {
             holder_id: asked.subject,
@@ -153,7 +183,7 @@ pub fn validate(req: LookupRequest) -> Result<LookupCall, ApiError> {
         },
         None => Key::Subject(asked.subject),
     };
-    check_key(dataset, &key)?;
+    check_key(&declared.subject, &key)?;
     token("matter", &asked.matter)?;
     token("case_id", &asked.case_id)?;
     let fields = match asked.fields {
@@ -165,7 +195,7 @@ pub fn validate(req: LookupRequest) -> Result<LookupCall, ApiError> {
             ))
         }
         Some(f) => {
-            if let Some(unknown) = f.iter().find(|x| !dataset.fields().contains(&x.as_str())) {
+            if let Some(unknown) = f.iter().find(|x| !declared.has_field(x)) {
                 return Err(ApiError::BadRequest(format!(
                     "fields: {dataset} has no field {unknown:?}"
                 )));
@@ -184,27 +214,20 @@ pub fn validate(req: LookupRequest) -> Result<LookupCall, ApiError> {
     })
 }
 
-/// `key` as an identifier of `dataset`: 400 naming the rule it breaks.
-fn check_key(dataset: Dataset, key: &Key) -> Result<(), ApiError> {
-    key.validate(dataset).map_err(|e| match e {
+/// `key` as an identifier of a dataset keyed by `kind`: 400 naming the rule it
+/// breaks.
+fn check_key(kind: &SubjectKind, key: &Key) -> Result<(), ApiError> {
+    key.validate(kind).map_err(|e| match e {
         KeyError::Identifier(error) => ApiError::InvalidIdentifier {
-            kind: subject_kind(dataset, key),
+            kind: match key {
+                Key::Holder { .. } => "resident ID number or unified social credit code".into(),
+                Key::Subject(_) => kind.describe(),
+            },
             subject: key.subject().to_owned(),
             error,
         },
         other => ApiError::BadRequest(format!("subject: {other}")),
     })
-}
-
-fn subject_kind(dataset: Dataset, key: &Key) -> &'static str {
-    match (dataset, key) {
-        (Dataset::ELicense, Key::Holder { .. }) => {
-            "resident ID number or unified social credit code"
-        }
-        (Dataset::Population, _) => "resident ID number (GB 11643)",
-        (Dataset::LegalPerson, _) => "unified social credit code (GB 32100)",
-        (Dataset::ELicense, Key::Subject(_)) => "e-license identifier (GB/T 36904)",
-    }
 }
 
 /// A matter or case id: 1-64 of `A-Z a-z 0-9 - _ . /`.
@@ -232,7 +255,8 @@ mod tests {
 
     use super::*;
     use crate::http::test_support::{
-        asked, lookup_request, recorder, Seen, CASE_ID, COUNTER, MATTER, OPERATOR, RESIDENT,
+        asked, datasets, lookup_request, recorder, Seen, CASE_ID, COUNTER, MATTER, OPERATOR,
+        RESIDENT,
     };
     use crate::http::Answer;
 
@@ -244,7 +268,7 @@ mod tests {
                 body: json!({}),
             })
         });
-        let outcome = ValidateLayer
+        let outcome = ValidateLayer::new(datasets())
             .layer(inner)
             .oneshot(lookup_request(COUNTER, asked))
             .await
@@ -264,7 +288,7 @@ mod tests {
     async fn a_valid_lookup_passes_as_a_call_and_is_described() {
         let a = Asked {
             fields: Some(vec!["name".into()]),
-            ..asked(Dataset::Population, RESIDENT)
+            ..asked("population", RESIDENT)
         };
         let (outcome, seen) = validated(a.clone()).await;
         assert_eq!(outcome.status(), StatusCode::OK);
@@ -272,7 +296,7 @@ mod tests {
         let [call] = &seen.take()[..] else {
             panic!("one call expected")
         };
-        assert_eq!(call.query.dataset, Dataset::Population);
+        assert_eq!(call.query.dataset.as_str(), "population");
         assert_eq!(call.query.key, Key::Subject(RESIDENT.into()));
         assert_eq!((&*call.matter, &*call.case_id), (MATTER, CASE_ID));
         assert_eq!(call.operator, OPERATOR);
@@ -283,7 +307,7 @@ mod tests {
     async fn a_licence_type_makes_the_subject_a_holder() {
         let a = Asked {
             license_type: Some("营业执照".into()),
-            ..asked(Dataset::ELicense, "91350100M000100Y43")
+            ..asked("e_license", "91350100M000100Y43")
         };
         let (outcome, seen) = validated(a).await;
         assert_eq!(outcome.status(), StatusCode::OK);
@@ -301,7 +325,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_rule_refuses_with_400_in_order_and_the_refusal_is_described() {
-        let good = asked(Dataset::Population, RESIDENT);
+        let good = asked("population", RESIDENT);
         let cases: Vec<(Asked, &str)> = vec![
             // Dataset first: a bad subject is not even read then.
             (
@@ -370,14 +394,14 @@ mod tests {
             ("11010119900307457", "length"),
             ("110101199013074573", "birth-date"),
         ] {
-            let (outcome, _) = validated(asked(Dataset::Population, subject)).await;
+            let (outcome, _) = validated(asked("population", subject)).await;
             let Err(e @ ApiError::InvalidIdentifier { .. }) = &outcome.result else {
                 panic!("{subject}: {:?}", outcome.result)
             };
             assert_eq!(e.slug(), "invalid-identifier");
             assert_eq!(e.extension(), Some(("rule", rule.to_owned())), "{subject}");
         }
-        let (outcome, _) = validated(asked(Dataset::LegalPerson, RESIDENT)).await;
+        let (outcome, _) = validated(asked("legal_person", RESIDENT)).await;
         let e = outcome.result.unwrap_err();
         assert!(e.to_string().contains("unified social credit code"), "{e}");
     }
@@ -404,7 +428,7 @@ mod fuzz {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::http::test_support::{lookup_request, COUNTER};
+    use crate::http::test_support::{datasets, lookup_request, COUNTER};
 
     /// Text that is sometimes close to valid and sometimes anything at all.
     fn text() -> impl Strategy<Value = String> {
@@ -432,7 +456,7 @@ mod fuzz {
             fields in proptest::option::of(proptest::collection::vec(text(), 0..4)),
         ) {
             let asked = Asked { dataset, subject, license_type, matter, case_id, fields };
-            if let Err(e) = validate(lookup_request(COUNTER, asked)) {
+            if let Err(e) = validate(&datasets(), lookup_request(COUNTER, asked)) {
                 prop_assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{:?}", e);
             }
         }

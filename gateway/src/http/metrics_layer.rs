@@ -1,10 +1,11 @@
 //! Metrics: count every answered request by route, dataset, decision and status,
 //! and its latency. Sits right above the audit layer, so it sees what was recorded.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use audit::Decision;
-use connectors::{Dataset, ErrorOrigin};
+use connectors::ErrorOrigin;
 use http::Request;
 use opentelemetry::KeyValue;
 use tower::{Layer, Service};
@@ -19,6 +20,7 @@ use crate::metrics::Metrics;
 const ROUTES: &[&str] = &[
     "/v1/lookup",
     "/v1/bundle",
+    "/v1/catalogue",
     "/.well-known/jwks.json",
     "/openapi.json",
     "/admin/v1/agreements",
@@ -30,12 +32,17 @@ const ROUTES: &[&str] = &[
 #[derive(Clone)]
 pub struct MetricsLayer {
     metrics: Metrics,
+    datasets: Arc<[String]>,
 }
 
 impl MetricsLayer {
-    /// Count into `metrics`.
-    pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+    /// Count into `metrics`, labelling lookups of `datasets` (the configured ones;
+    /// any other name a client sends is `none`, so that the label stays bounded).
+    pub fn new(metrics: Metrics, datasets: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            metrics,
+            datasets: datasets.into_iter().collect(),
+        }
     }
 }
 
@@ -45,6 +52,7 @@ impl<S> Layer<S> for MetricsLayer {
         Measure {
             inner,
             metrics: self.metrics.clone(),
+            datasets: Arc::clone(&self.datasets),
         }
     }
 }
@@ -54,6 +62,7 @@ impl<S> Layer<S> for MetricsLayer {
 pub struct Measure<S> {
     inner: S,
     metrics: Metrics,
+    datasets: Arc<[String]>,
 }
 
 impl<S, B> Service<Request<B>> for Measure<S>
@@ -82,6 +91,7 @@ where
             .map(|p| p.identity.as_uri().to_owned());
         let mut inner = take_ready(&mut self.inner);
         let metrics = self.metrics.clone();
+        let datasets = Arc::clone(&self.datasets);
         Box::pin(async move {
             let audited = inner.call(req).await?;
             let o = &audited.outcome;
@@ -89,9 +99,8 @@ where
                 .facts
                 .dataset
                 .as_deref()
-                .and_then(|d| d.parse::<Dataset>().ok())
-                .map(|d| d.as_str())
-                .unwrap_or("none");
+                .and_then(|d| datasets.iter().find(|x| *x == d))
+                .map_or("none", String::as_str);
             let decision = o.facts.decision.unwrap_or(match &o.result {
                 Ok(_) => Decision::Allow,
                 Err(ApiError::Forbidden(_)) => Decision::Deny,
@@ -120,7 +129,7 @@ where
                 metrics.connector_errors.add(
                     1,
                     &[
-                        KeyValue::new("dataset", dataset),
+                        KeyValue::new("dataset", dataset.to_owned()),
                         KeyValue::new("kind", origin_label(*origin)),
                     ],
                 );
@@ -171,11 +180,14 @@ mod tests {
         let (inner, _) = recorder(move |_: &Request<()>| audited.clone());
         let mut req = Request::builder().uri(path).body(()).unwrap();
         req.extensions_mut().insert(meta());
-        MetricsLayer::new(metrics.clone())
-            .layer(inner)
-            .oneshot(req)
-            .await
-            .unwrap();
+        MetricsLayer::new(
+            metrics.clone(),
+            ["population", "legal_person"].map(str::to_owned),
+        )
+        .layer(inner)
+        .oneshot(req)
+        .await
+        .unwrap();
     }
 
     fn of(dataset: &str, result: Result<Answer, ApiError>) -> Outcome {

@@ -7,7 +7,7 @@
 //!     └▶ respond  signs records, renders problem+json — the only place that does
 //!      └▶ audit   appends the record and waits for its durable commit (fail-closed)
 //!       └▶ limit  each identity its share of requests (429), then the global limit (503), audited
-//!        └▶ route  /v1/lookup, /v1/bundle, /.well-known/jwks.json, /openapi.json, admin (agreements, requests), auditor
+//!        └▶ route  /v1/lookup, /v1/bundle, /v1/catalogue, /.well-known/jwks.json, /openapi.json, admin (agreements, requests), auditor
 //!         └▶ parse (lookup) or bundle   body, X-Operator-Id (400)
 //!          └▶ the lookup path, once per lookup or bundle item (lookup.rs):
 //!             validate   dataset, identifier rules, matter, case id, fields (400)
@@ -21,6 +21,7 @@ pub mod audit_layer;
 pub mod authorize;
 pub mod body;
 pub mod bundle;
+pub mod catalogue;
 pub mod fetch;
 pub mod identity;
 pub mod limit;

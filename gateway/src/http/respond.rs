@@ -105,7 +105,6 @@ pub const RECEIPT_HEADER: &str = "audit-receipt";
 mod tests {
     use std::sync::Arc;
 
-    use connectors::Dataset;
     use http::Method;
     use http_body_util::BodyExt as _;
     use policy::Denial;
@@ -152,7 +151,7 @@ mod tests {
         let mut record = connectors::Record::new();
         record.insert("name".into(), json!("张三"));
         record.insert("household_address".into(), json!("北京市****"));
-        let mut answer = lookup_answer(Dataset::Population, RESIDENT, record);
+        let mut answer = lookup_answer("population", RESIDENT, record);
         answer.masked = vec!["household_address".into()];
         Outcome::answer(Answer::Lookup(answer))
     }

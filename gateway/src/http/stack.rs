@@ -21,10 +21,11 @@ use super::audit_layer::AuditLayer;
 use super::authorize::AuthorizeLayer;
 use super::body::BodyLimits;
 use super::bundle::{bundle_service, BUNDLE};
+use super::catalogue::{catalogue_service, CATALOGUE};
 use super::fetch::Fetch;
 use super::identity::IdentityLayer;
 use super::limit::{IdentityShareLayer, ShedLayer};
-use super::lookup::{LookupService, ValidateLayer};
+use super::lookup::{Datasets, LookupService, ValidateLayer};
 use super::meta::MetaLayer;
 use super::metrics_layer::MetricsLayer;
 use super::openapi::{openapi_service, OPENAPI};
@@ -40,12 +41,13 @@ use crate::sources::Route;
 /// The lookup path: validate, authorize, fetch. Built once per gateway and shared by
 /// every endpoint that looks records up.
 pub fn lookup_service(
+    datasets: Datasets,
     policy: Arc<PolicyService>,
     routes: Arc<HashMap<Dataset, Route>>,
 ) -> LookupService {
     let svc = ServiceBuilder::new()
-        // Malformed identifiers stop here, before policy or any source.
-        .layer(ValidateLayer)
+        // Unknown datasets and malformed identifiers stop here, before policy or any source.
+        .layer(ValidateLayer::new(datasets))
         // Default deny: only an agreement lets a lookup through; quotas and rates counted.
         .layer(AuthorizeLayer::new(policy))
         // The owning department's source, fields filtered and masked.
@@ -73,10 +75,16 @@ where
     B::Error: Into<tower::BoxError>,
 {
     // One lookup path, shared by lookups and every bundle item.
-    let lookup = lookup_service(Arc::clone(&app.policy), Arc::clone(&app.routes));
+    let datasets: Datasets = app.config.datasets.clone().into();
+    let lookup = lookup_service(
+        Arc::clone(&datasets),
+        Arc::clone(&app.policy),
+        Arc::clone(&app.routes),
+    );
     let body = BodyLimits::from(&app.config.limits);
     let bundles = bundle_service(
         &app.config.bundles,
+        datasets,
         lookup.clone(),
         app.audit.clone(),
         app.config.node.clone(),
@@ -89,7 +97,20 @@ where
     Router::new(app.signer.jwks())
         .route(&[Method::POST], LOOKUP, lookup_route(body, lookup))
         .route(&[Method::POST], BUNDLE, bundles)
-        .route(&[Method::GET], OPENAPI, openapi_service())
+        // What is shared, and what the caller may ask of it today.
+        .route(
+            &[Method::GET],
+            CATALOGUE,
+            catalogue_service(
+                crate::catalogue::Catalogue::new(&app.config),
+                Arc::clone(&app.policy),
+            ),
+        )
+        .route(
+            &[Method::GET],
+            OPENAPI,
+            openapi_service(&app.config.datasets),
+        )
         .prefix(
             &[Method::GET],
             RECORDS,
@@ -149,7 +170,10 @@ where
         // Bytes on the wire: the answer audit rendered and bound, with its receipt.
         .layer(RespondLayer)
         // Counted once recorded: the figures match the audit log.
-        .layer(MetricsLayer::new(app.metrics.clone()))
+        .layer(MetricsLayer::new(
+            app.metrics.clone(),
+            app.config.datasets.iter().map(|d| d.dataset.to_string()),
+        ))
         // Fail-closed: nothing is answered that is not durably recorded.
         .layer(AuditLayer::new(app.audit.clone(), app.config.node.clone()))
         // Each identity its share, below the global limit: one client cannot starve

@@ -14,11 +14,11 @@ use audit::signing::Signer;
 use audit::{AuditEntry, AuditLog, StoredRecord};
 use bytes::Bytes;
 use connectors::demo::{create_demo_databases, demo_sources, DemoCounts, DemoSamples};
-use connectors::{Dataset, Record};
+use connectors::{Dataset, Record, SubjectKind};
 use futures_util::TryStreamExt as _;
 use http::Request;
 use http_body_util::Full;
-use policy::AgreementFile;
+use policy::{AgreementFile, SharingClass};
 use tempfile::TempDir;
 use tower::util::BoxCloneSyncService;
 
@@ -27,7 +27,7 @@ use super::lookup::{validate, Asked, LookupCall, LookupRequest};
 use super::{LookupAnswer, Principal, RequestMeta};
 use crate::agreements::apply_file;
 use crate::agreements::ChangeAudit::NotAudited;
-use crate::config::Config;
+use crate::config::{Config, DatasetConfig, FieldConfig, FieldType};
 use crate::policy_sync::{catalogue, open_store, PolicyService};
 use crate::sources::Route;
 
@@ -142,26 +142,29 @@ impl Fixture {
     }
 }
 
-/// Population and legal persons from the demo databases beside the config.
+/// Population, legal persons and social insurance from the demo databases beside the
+/// config (no e-licences: a dataset declared but not served here is the fetch test's
+/// `NotServed`).
 fn config_toml() -> String {
     let mut out = String::from(
         "node = \"gw-test\"\nlisten = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:0\"\n\
          state_db = \"state.db\"\nsigning_key = \"signing.pem\"\n\n\
          [tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_cas = [\"ca.pem\"]\n",
     );
-    for s in demo_sources()
-        .iter()
-        .filter(|s| s.dataset != Dataset::ELicense)
-    {
+    for s in demo_sources().iter().filter(|s| s.dataset != "e_license") {
         let _ = write!(
             out,
             "\n[[sources]]\nname = \"{}\"\nkind = \"sql\"\nurl = \"sqlite://{}?mode=ro\"\n\
-             \n[[datasets]]\nname = \"{}\"\ndepartment = \"{}\"\nsource = \"{}\"\nquery = \"{}\"\n\
-             [datasets.fields]\n",
-            s.connector, s.file, s.dataset, s.department, s.connector, s.query
+             \n[[datasets]]\nname = \"{}\"\ndepartment = \"{}\"\nsubject = \"{}\"\n\
+             source = \"{}\"\nquery = \"{}\"\n",
+            s.connector, s.file, s.dataset, s.department, s.subject, s.connector, s.query
         );
-        for (field, column) in s.fields {
-            let _ = writeln!(out, "{field} = \"{column}\"");
+        for f in s.fields {
+            let _ = write!(
+                out,
+                "[[datasets.fields]]\nname = \"{}\"\ncolumn = \"{}\"\ntype = \"{}\"\nclass = \"{}\"\n",
+                f.name, f.column, f.kind, f.class
+            );
         }
     }
     out
@@ -240,9 +243,9 @@ pub(crate) fn stamped(
 }
 
 /// `subject` of `dataset` asked for [`MATTER`] and [`CASE_ID`], all granted fields.
-pub(crate) fn asked(dataset: Dataset, subject: &str) -> Asked {
+pub(crate) fn asked(dataset: &str, subject: &str) -> Asked {
     Asked {
-        dataset: dataset.as_str().to_owned(),
+        dataset: dataset.to_owned(),
         subject: subject.to_owned(),
         license_type: None,
         matter: MATTER.to_owned(),
@@ -261,16 +264,53 @@ pub(crate) fn lookup_request(caller: (&str, &str), asked: Asked) -> LookupReques
     }
 }
 
-/// `asked` by `caller`, validated: what authorize receives.
+/// `asked` by `caller`, validated against [`datasets`]: what authorize receives.
 pub(crate) fn lookup_call(caller: (&str, &str), asked: Asked) -> LookupCall {
-    validate(lookup_request(caller, asked)).unwrap()
+    validate(&datasets(), lookup_request(caller, asked)).unwrap()
+}
+
+/// The demo's four datasets, declared as its config declares them and in its order
+/// (the SQL ones, then e-licences; sources bound by name only: nothing is connected).
+pub(crate) fn datasets() -> Arc<[DatasetConfig]> {
+    let mut sources = demo_sources();
+    sources.sort_by_key(|s| s.dataset == "e_license");
+    sources
+        .iter()
+        .map(|s| DatasetConfig {
+            dataset: Dataset::new(s.dataset),
+            description: s.description.to_owned(),
+            department: s.department.to_owned(),
+            subject: SubjectKind::builtin(s.subject).unwrap(),
+            fields: s
+                .fields
+                .iter()
+                .map(|f| FieldConfig {
+                    name: f.name.to_owned(),
+                    kind: FieldType::from_word(f.kind).unwrap(),
+                    class: match f.class {
+                        "open" => SharingClass::Open,
+                        "closed" => SharingClass::Closed,
+                        _ => SharingClass::Conditional,
+                    },
+                    description: f.description.to_owned(),
+                    from: Some(f.column.to_owned()),
+                })
+                .collect(),
+            source: s.connector.to_owned(),
+            query: s.query.to_owned(),
+            path: None,
+            holder_query: s.holder_query.map(str::to_owned),
+            holder_path: None,
+            issuer_keys: Default::default(),
+        })
+        .collect()
 }
 
 /// A record of `dataset` about `subject`, as fetch gives it.
-pub(crate) fn lookup_answer(dataset: Dataset, subject: &str, record: Record) -> LookupAnswer {
+pub(crate) fn lookup_answer(dataset: &str, subject: &str, record: Record) -> LookupAnswer {
     LookupAnswer {
         request_id: "r".into(),
-        dataset,
+        dataset: Dataset::new(dataset),
         subject: subject.to_owned(),
         record,
         masked: Vec::new(),

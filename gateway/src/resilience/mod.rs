@@ -204,7 +204,7 @@ mod tests {
             "scripted"
         }
 
-        async fn lookup(&self, _: Dataset, _: &str) -> Result<Option<Record>, ConnectorError> {
+        async fn lookup(&self, _: &Dataset, _: &str) -> Result<Option<Record>, ConnectorError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if self.hang.load(Ordering::SeqCst) {
                 std::future::pending::<()>().await;
@@ -228,7 +228,7 @@ mod tests {
     }
 
     fn query() -> Query {
-        Query::subject(Dataset::Population, "11010519491231002X")
+        Query::subject(Dataset::new("population"), "11010519491231002X")
     }
 
     #[tokio::test(start_paused = true)]
@@ -305,7 +305,7 @@ mod tests {
             fn name(&self) -> &str {
                 "stuck"
             }
-            async fn lookup(&self, _: Dataset, _: &str) -> Result<Option<Record>, ConnectorError> {
+            async fn lookup(&self, _: &Dataset, _: &str) -> Result<Option<Record>, ConnectorError> {
                 Ok(None)
             }
             async fn health(&self) -> Result<(), ConnectorError> {

@@ -138,7 +138,7 @@ mod tests {
     }
 
     fn query() -> Query {
-        Query::subject(Dataset::Population, "11010519491231002X")
+        Query::subject(Dataset::new("population"), "11010519491231002X")
     }
 
     #[tokio::test(start_paused = true)]

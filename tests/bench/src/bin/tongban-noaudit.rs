@@ -84,7 +84,10 @@ async fn serve(args: Args) -> Result<()> {
                 .layer(IdentityLayer::new(principal))
                 .layer(RespondLayer)
                 // As in the gateway's stack, so that only the audit layer differs.
-                .layer(MetricsLayer::new(app.metrics.clone()))
+                .layer(MetricsLayer::new(
+                    app.metrics.clone(),
+                    app.config.datasets.iter().map(|d| d.dataset.to_string()),
+                ))
                 // In place of the audit layer: a receipt that records nothing.
                 .map_response(no_audit)
                 .layer(ShedLayer::new(Arc::clone(&app.in_flight)))
