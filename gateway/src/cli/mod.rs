@@ -12,6 +12,7 @@ pub mod certs;
 pub mod config;
 pub mod policy;
 pub mod request;
+pub mod report;
 mod witness;
 use connectors::demo::DemoCounts;
 
@@ -71,6 +72,8 @@ pub enum Command {
     /// Witness other gateways' audit logs: cosign each checkpoint that extends the
     /// last one cosigned, refuse any that rewrites history.
     Witness(witness::WitnessArgs),
+    /// Reports computed from the audit log: usage and evaluation figures.
+    Report(report::ReportArgs),
 }
 
 /// `--config FILE`, the one declaration of it: every command that reads or changes a
@@ -151,6 +154,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Request(args) => request::run(args).await,
         Command::Config(args) => config::run(args),
         Command::Witness(args) => witness::run(args).await,
+        Command::Report(args) => report::run(args).await,
     }
 }
 
@@ -387,6 +391,7 @@ mod tests {
             Command::Policy(a) => &a.config,
             Command::Request(a) => &a.config,
             Command::Config(a) => &a.config,
+            Command::Report(a) => &a.config,
             Command::Demo { .. } | Command::Witness(_) => return None,
         };
         Some(&file.path)
@@ -396,7 +401,7 @@ mod tests {
     /// group takes it before or after its subcommand.
     #[test]
     fn every_state_command_takes_the_shared_config_argument() {
-        let commands: [&[&str]; 8] = [
+        let commands: [&[&str]; 9] = [
             &["serve"],
             &["verify", "answer.json"],
             &["audit", "verify"],
@@ -405,6 +410,7 @@ mod tests {
             &["policy", "revoke", "a-1"],
             &["certs", "list"],
             &["config", "check"],
+            &["report", "usage"],
         ];
         for command in commands {
             let after = [&["tongban"], command, &["--config", "x/t.toml"]].concat();
