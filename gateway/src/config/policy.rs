@@ -97,8 +97,10 @@ pub(super) struct RawPolicy {
     #[serde_inline_default(Spanned::default_value(1024))]
     decision_cache: Spanned<usize>,
     /// The matters (purposes) agreements may name; an agreement naming another is
-    /// refused. Each is a code, or a table `{ name, display_zh, display_en,
-    /// disclose_after_days }`.
+    /// refused. Each is a code, or a table: `name` (the code), `display_zh` and
+    /// `display_en` (what the citizen portal shows), and `disclose_after_days` (how many
+    /// days its accesses — an investigation's, say — are withheld from the citizen
+    /// they concern; default 0).
     #[serde_inline_default(Spanned::default_value(
         ::policy::DEFAULT_MATTERS.iter().map(|m| RawMatter::Code((*m).to_owned())).collect()
     ))]
