@@ -35,10 +35,9 @@ pub(crate) mod test_files;
 
 pub use env::{Env, CONFIG_VAR};
 
-pub use policy::PolicyConfig;
-pub use requests::RequestsConfig;
 pub use departments::DepartmentNames;
 pub use policy::{MatterInfo, PolicyConfig};
+pub use requests::RequestsConfig;
 
 pub use sources::{
     BundleConfig, BundleItem, DatasetConfig, ItemSubject, ResilienceConfig, SourceConfig,

@@ -11,8 +11,8 @@ mod audit;
 pub mod certs;
 pub mod config;
 pub mod policy;
-pub mod request;
 pub mod report;
+pub mod request;
 mod witness;
 use connectors::demo::DemoCounts;
 
