@@ -138,6 +138,7 @@ fn cert_for(doc: &Value, template: &str, method: &str) -> &'static str {
     match tag {
         Some("admin") => "admin",
         Some("auditor") => "auditor",
+        Some("citizen") => "portal",
         _ => "counter-a",
     }
 }
@@ -512,6 +513,42 @@ async fn answers_match_the_documented_schemas() {
     let a = send(&counter, "get", "/audit/v1/records", None).await;
     assert_eq!(a.status, 403);
     check_answer(&doc, "/audit/v1/records", "get", &a);
+
+    // Usage: an auditor's and a dept-admin's report, a bad range, a counter refused.
+    for client in [&auditor, &admin] {
+        let a = send(client, "get", "/admin/v1/usage?from=2026-01-01", None).await;
+        assert_eq!(a.status, 200, "{:#}", a.body);
+        assert!(
+            a.body["total"]["lookups"].as_u64() > Some(0),
+            "{:#}",
+            a.body
+        );
+        check_answer(&doc, "/admin/v1/usage", "get", &a);
+    }
+    for (client, status) in [(&auditor, 400), (&counter, 403)] {
+        let a = send(client, "get", "/admin/v1/usage?from=soon", None).await;
+        assert_eq!(a.status, status, "{:#}", a.body);
+        check_answer(&doc, "/admin/v1/usage", "get", &a);
+    }
+
+    // Citizen: the portal's page of a subject the samples looked up, a bad subject,
+    // a counter refused.
+    let portal = gw.client("portal");
+    let subject = samples[0]["body"]["subject"].as_str().unwrap();
+    // A second access to that subject, so the page of one has a next.
+    let again = send(&counter, "post", "/v1/lookup", Some(&samples[0]["body"])).await;
+    assert_eq!(again.status, 200, "{:#}", again.body);
+    let path = format!("/citizen/v1/accesses?subject={subject}&limit=1");
+    let a = send(&portal, "get", &path, None).await;
+    assert_eq!(a.status, 200, "{:#}", a.body);
+    assert!(a.body["next"].is_string(), "{:#}", a.body);
+    check_answer(&doc, "/citizen/v1/accesses", "get", &a);
+    let a = send(&portal, "get", "/citizen/v1/accesses?subject=123", None).await;
+    assert_eq!(a.status, 400, "{:#}", a.body);
+    check_answer(&doc, "/citizen/v1/accesses", "get", &a);
+    let a = send(&counter, "get", &path, None).await;
+    assert_eq!(a.status, 403, "{:#}", a.body);
+    check_answer(&doc, "/citizen/v1/accesses", "get", &a);
     gw.running.shutdown().await;
 }
 

@@ -1189,7 +1189,7 @@ async fn the_demos_agreements_and_roles_are_on_the_audit_chain() {
     }
     // …and one per role binding.
     let roles = store.roles().await.unwrap();
-    assert_eq!(roles.len(), 4, "{roles:?}");
+    assert_eq!(roles.len(), gateway::demo::CLIENTS.len(), "{roles:?}");
     for b in &roles {
         assert!(
             seeded.iter().any(|r| {

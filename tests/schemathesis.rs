@@ -109,6 +109,7 @@ async fn the_document_describes_every_answer_of_the_live_gateway() {
         ("counter-a", "^/(v1/|openapi\\.json|\\.well-known/)"),
         ("admin", "^/admin/"),
         ("auditor", "^/audit/"),
+        ("portal", "^/citizen/"),
     ] {
         let (ok, said) = tokio::task::block_in_place(|| run(&gw, &doc, cert, paths));
         eprintln!("== {cert} on {paths}\n{said}");
@@ -132,7 +133,13 @@ fn for_the_demo(doc: &mut serde_json::Value, config: &Path) {
         .expect("the demo's tongban.toml")
         .parse()
         .expect("the demo's tongban.toml is TOML");
-    let matters = config["policy"]["matters"].clone();
+    // A matter is its code, or a table naming it.
+    let matters: Vec<toml::Value> = config["policy"]["matters"]
+        .as_array()
+        .expect("the demo's matters")
+        .iter()
+        .map(|m| m.get("name").unwrap_or(m).clone())
+        .collect();
     doc["components"]["schemas"]["AgreementInput"]["properties"]["matters"]["items"] =
         serde_json::json!({ "enum": matters });
     let request = &mut doc["components"]["schemas"]["BundleRequest"];

@@ -85,6 +85,11 @@ pub struct AuditEntry {
     pub status: u16,
     /// Microseconds from receipt to the audit write.
     pub latency_us: u64,
+    /// Microseconds the owning department's source took to answer or fail, for a
+    /// lookup or bundle item that called one; absent otherwise, and from records
+    /// written before it was recorded (so their canonical form is unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_us: Option<u64>,
     /// Extra facts of non-lookup requests (e.g. an agreement's before and after).
     pub detail: Option<serde_json::Value>,
 }
@@ -179,6 +184,9 @@ fn write_audit_record(
     o.key("reason").opt_str(e.reason.as_deref());
     o.key("request_id").str(&e.request_id);
     o.key("seq").int(seq)?;
+    if let Some(us) = e.source_us {
+        o.key("source_us").uint(us)?;
+    }
     o.key("status").uint(u64::from(e.status))?;
     o.key("subject").opt_str(e.subject.as_deref());
     o.key("time").str(&e.time);
@@ -236,6 +244,7 @@ mod tests {
             reason: s(),
             status: 403,
             latency_us: 1234,
+            source_us: Some(987),
             detail: Some(json!({"b": [1, -2, null, true], "a": {text: text}})),
         }
     }
@@ -268,6 +277,7 @@ mod tests {
     fn numbers_beyond_exact_integers_fall_back_to_the_reference() {
         let mut e = full_entry("n");
         e.latency_us = u64::MAX;
+        e.source_us = Some(u64::MAX);
         e.detail = Some(json!({"f": 1.5, "big": u64::MAX, "neg": i64::MIN, "e": 1e21}));
         let ours = audit_record(i64::MAX, "p", &e).expect("canonical");
         let want = reference(&Chained {

@@ -17,7 +17,7 @@
 //! ```text
 //!  AuditLog::append ─▶ writer task (group commit) ─▶ AuditStore (SQLite | PostgreSQL)
 //!                         └─ every N records / T s: the batch's note ─▶ store + checkpoint file
-//!  verify · search · export · subject · report · archive · proofs ─▶ AuditStore
+//!  verify · search · export · subject · citizen · usage · report · archive · proofs ─▶ AuditStore
 //! ```
 //!
 //! This crate knows nothing of HTTP or of the gateway's config: the gateway builds
@@ -52,6 +52,7 @@ mod subject;
 pub mod test_support;
 pub mod tlog;
 mod tree_store;
+mod usage;
 mod verify;
 pub mod witness;
 
@@ -72,12 +73,18 @@ pub use follow::{FollowError, Proof, MAX_ENTRIES};
 pub use log::{AuditLog, Receipt};
 pub use receipt::{check_receipt, Included, ReceiptError};
 pub use report::{anomalies, revoked_from_index, Anomaly, AnomalyRules};
-pub use search::{parse_time, Filter};
+pub use search::{cst, parse_time, Filter};
 pub use segment_index::index_sealed_segments;
 pub use store::{state_db_options, ArchiveEntry, AuditStore, Database};
-pub use subject::{subject_report, Access, SubjectReport};
+pub use subject::{
+    citizen_page, subject_report, Access, CitizenPage, Disclosure, SubjectReport, Withheld,
+};
 /// A C2SP tlog-checkpoint body (origin, size, base64 root), as notes sign it.
 pub use tlog::checkpoint::body as checkpoint_text;
+pub use usage::{
+    department_of, is_access, usage_report, Figures, Scope, Series, Tally, UsageQuery, UsageReport,
+    BUNDLE_PATH, DIMENSIONS, LOOKUP_PATH,
+};
 pub use verify::{
     verify, verify_chain, ChainChecker, TreeReport, VerifyFailure, VerifyOptions, VerifyReport,
 };

@@ -18,6 +18,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_inline_default::serde_inline_default;
 
+mod departments;
 mod env;
 mod policy;
 #[cfg(test)]
@@ -33,7 +34,8 @@ pub(crate) mod test_files;
 
 pub use env::{Env, CONFIG_VAR};
 
-pub use policy::PolicyConfig;
+pub use departments::DepartmentNames;
+pub use policy::{MatterInfo, PolicyConfig};
 pub use requests::RequestsConfig;
 
 pub use sources::{
@@ -98,6 +100,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Access requests: review deadline in working days, holidays, auto-approval.
     pub requests: RequestsConfig,
+    /// Department code → display names (`[[departments]]`).
+    pub departments: std::collections::BTreeMap<String, DepartmentNames>,
     /// The `TONGBAN_*` variables laid over the file; a reload of the file (the TLS
     /// section) applies the same ones.
     pub env: Env,
@@ -410,6 +414,9 @@ struct RawConfig {
     /// Access requests: review deadlines, automatic approval.
     #[serde(default)]
     requests: requests::RawRequests,
+    /// Departments' display names, shown to citizens beside each access.
+    #[serde(default)]
+    departments: Vec<departments::RawDepartment>,
 }
 
 /// `[tls]` as written.
@@ -633,6 +640,7 @@ impl Checker<'_> {
             bundles,
             policy,
             requests,
+            departments: self.departments(&raw.departments)?,
             env: Env::default(),
         })
     }

@@ -89,6 +89,12 @@ pub const CLIENTS: &[DemoClient] = &[
         system: "auditor-01",
         role: "auditor",
     },
+    DemoClient {
+        name: "portal",
+        department: "sz-data",
+        system: "portal-01",
+        role: "citizen-portal",
+    },
 ];
 
 /// The URI identity of a demo client.
@@ -528,17 +534,52 @@ time_zone = "+08:00"            # hours of service and quota days (China Standar
 sync_interval_ms = 250          # changes made elsewhere take effect within this
 decision_cache = 1024           # (consumer, dataset) decision engines kept built
 # The matters (purposes) agreements may name; an agreement naming another is refused.
+# A table gives display names (the citizen portal shows them) and, for matters such
+# as investigations, how many days their accesses are withheld from the citizen.
 matters = [
-  "social-insurance-enrollment", "pension-qualification", "employer-registration",
-  "newborn-registration", "marriage-registration", "company-opening",
-  "business-registration", "household-transfer", "housing-fund-withdrawal",
-  "minimum-living-allowance",
+  {{ name = "social-insurance-enrollment", display_zh = "社会保险参保登记", display_en = "Social insurance enrollment" }},
+  {{ name = "pension-qualification", display_zh = "养老金资格认证", display_en = "Pension qualification" }},
+  {{ name = "employer-registration", display_zh = "用人单位登记", display_en = "Employer registration" }},
+  {{ name = "newborn-registration", display_zh = "新生儿出生登记", display_en = "Newborn registration" }},
+  {{ name = "marriage-registration", display_zh = "婚姻登记", display_en = "Marriage registration" }},
+  {{ name = "company-opening", display_zh = "企业开办", display_en = "Company opening" }},
+  {{ name = "business-registration", display_zh = "商事登记", display_en = "Business registration" }},
+  {{ name = "household-transfer", display_zh = "户口迁移", display_en = "Household transfer" }},
+  {{ name = "housing-fund-withdrawal", display_zh = "住房公积金提取", display_en = "Housing fund withdrawal" }},
+  {{ name = "minimum-living-allowance", display_zh = "最低生活保障", display_en = "Minimum living allowance" }},
+  {{ name = "benefit-fraud-investigation", display_zh = "骗取社会保险待遇案件调查", display_en = "Benefit fraud investigation", disclose_after_days = 90 }},
 ]
 
 [requests]
 review_working_days = 10        # a provider reviews an access request within this many working days
 # holidays = ["2026-10-01"]     # weekdays off; working_weekends = [...] lists weekend days worked
 # auto_approve_open = ["legal_person"]   # approve at once a request for only `open` fields
+
+# Departments' display names, shown to citizens beside each access.
+[[departments]]
+code = "sz-psb"
+display_zh = "深圳市公安局"
+display_en = "Shenzhen Public Security Bureau"
+
+[[departments]]
+code = "sz-hrss"
+display_zh = "深圳市人力资源和社会保障局"
+display_en = "Shenzhen Human Resources and Social Security Bureau"
+
+[[departments]]
+code = "sz-civil"
+display_zh = "深圳市民政局"
+display_en = "Shenzhen Civil Affairs Bureau"
+
+[[departments]]
+code = "sz-amr"
+display_zh = "深圳市市场监督管理局"
+display_en = "Shenzhen Administration for Market Regulation"
+
+[[departments]]
+code = "sz-data"
+display_zh = "深圳市政务服务和数据管理局"
+display_en = "Shenzhen Government Services and Data Administration"
 "#
     );
     out.push_str(&crate::demo_department::connectors_toml(
@@ -558,7 +599,7 @@ id = "hrss-population-2026"
 provider = "sz-psb"
 consumer = "urn:tongban:sz-hrss:counter-01"
 dataset = "population"
-matters = ["social-insurance-enrollment", "pension-qualification", "company-opening"]
+matters = ["social-insurance-enrollment", "pension-qualification", "company-opening", "benefit-fraud-investigation"]
 {window}
 approver = "urn:tongban:sz-psb:admin-01"
 [agreement.fields]

@@ -43,6 +43,7 @@ pub fn lookup(i: i64, subject: String) -> AuditEntry {
         reason: None,
         status: 200,
         latency_us: 850 + u64::try_from(i % 700).unwrap_or(0),
+        source_us: Some(600 + u64::try_from(i % 500).unwrap_or(0)),
         detail: None,
     }
 }

@@ -259,7 +259,7 @@ fn failed(e: impl std::fmt::Display) -> Failure {
     Failure::Failed(e.to_string())
 }
 
-async fn open(config: &Path) -> Result<(Config, AuditStore), Failure> {
+pub(super) async fn open(config: &Path) -> Result<(Config, AuditStore), Failure> {
     let config = Config::load(config).map_err(usage)?;
     let store = AuditStore::open_existing(&crate::audit_config::database(&config.state_db))
         .await

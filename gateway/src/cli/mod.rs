@@ -12,6 +12,7 @@ mod catalogue;
 pub mod certs;
 pub mod config;
 pub mod policy;
+pub mod report;
 pub mod request;
 mod witness;
 use connectors::demo::DemoCounts;
@@ -75,6 +76,8 @@ pub enum Command {
     /// Witness other gateways' audit logs: cosign each checkpoint that extends the
     /// last one cosigned, refuse any that rewrites history.
     Witness(witness::WitnessArgs),
+    /// Reports computed from the audit log: usage and evaluation figures.
+    Report(report::ReportArgs),
 }
 
 /// `--config FILE`, the one declaration of it: every command that reads or changes a
@@ -156,6 +159,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Config(args) => config::run(args).await,
         Command::Catalogue(args) => catalogue::run(args).await,
         Command::Witness(args) => witness::run(args).await,
+        Command::Report(args) => report::run(args).await,
     }
 }
 
@@ -393,6 +397,7 @@ mod tests {
             Command::Request(a) => &a.config,
             Command::Config(a) => &a.config,
             Command::Catalogue(a) => &a.config,
+            Command::Report(a) => &a.config,
             Command::Demo { .. } | Command::Witness(_) => return None,
         };
         Some(&file.path)
@@ -402,7 +407,7 @@ mod tests {
     /// group takes it before or after its subcommand.
     #[test]
     fn every_state_command_takes_the_shared_config_argument() {
-        let commands: [&[&str]; 9] = [
+        let commands: [&[&str]; 10] = [
             &["serve"],
             &["verify", "answer.json"],
             &["audit", "verify"],
@@ -412,6 +417,7 @@ mod tests {
             &["certs", "list"],
             &["config", "check"],
             &["catalogue"],
+            &["report", "usage"],
         ];
         for command in commands {
             let after = [&["tongban"], command, &["--config", "x/t.toml"]].concat();

@@ -1,9 +1,13 @@
 //! The `[policy]` part of the config: the time zone of hours of service and quota
 //! days, how often to look for agreement changes made elsewhere, how many decision
-//! engines to keep built, and the catalogue of known matters.
+//! engines to keep built, and the catalogue of known matters — each a code, or a
+//! table giving its display names and how long its accesses are withheld from the
+//! citizen they concern.
+
+use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_inline_default::serde_inline_default;
 
 use super::schema::Spanned;
@@ -21,6 +25,59 @@ pub struct PolicyConfig {
     pub decision_cache: usize,
     /// The matters agreements may name; an agreement naming another is refused.
     pub matters: Vec<String>,
+    /// What the config says of each matter beyond its code (every matter has an
+    /// entry; display names empty when not given).
+    pub matter_info: BTreeMap<String, MatterInfo>,
+}
+
+/// A matter's display names and disclosure delay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MatterInfo {
+    /// Chinese display name (empty: none given).
+    pub display_zh: String,
+    /// English display name (empty: none given).
+    pub display_en: String,
+    /// Days its accesses are withheld from the citizen they concern (0: shown at once).
+    pub disclose_after_days: u32,
+}
+
+/// A matter as written: its code alone, or a table.
+#[derive(Deserialize, Serialize, JsonSchema, Clone)]
+#[serde(untagged)]
+pub(super) enum RawMatter {
+    /// `"social-insurance-enrollment"`.
+    Code(String),
+    /// `{ name = "…", display_zh = "…", display_en = "…", disclose_after_days = 90 }`.
+    Table(RawMatterTable),
+}
+
+/// A matter with its display names and disclosure delay.
+#[derive(Deserialize, Serialize, JsonSchema, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMatterTable {
+    /// The matter code agreements and requests name.
+    name: String,
+    /// Chinese display name (the citizen portal shows it).
+    #[serde(default)]
+    display_zh: String,
+    /// English display name.
+    #[serde(default)]
+    display_en: String,
+    /// Days an access under this matter (an investigation, say) is withheld from the
+    /// citizen it concerns: shown from the start of the day (CST) this many days
+    /// after the access; until then the citizen is told how many are withheld and
+    /// from when the first will be shown.
+    #[serde(default)]
+    disclose_after_days: u32,
+}
+
+impl RawMatter {
+    fn code(&self) -> &str {
+        match self {
+            RawMatter::Code(c) => c,
+            RawMatter::Table(t) => &t.name,
+        }
+    }
 }
 
 /// `[policy]` as written.
@@ -40,11 +97,14 @@ pub(super) struct RawPolicy {
     #[serde_inline_default(Spanned::default_value(1024))]
     decision_cache: Spanned<usize>,
     /// The matters (purposes) agreements may name; an agreement naming another is
-    /// refused.
+    /// refused. Each is a code, or a table: `name` (the code), `display_zh` and
+    /// `display_en` (what the citizen portal shows), and `disclose_after_days` (how many
+    /// days its accesses — an investigation's, say — are withheld from the citizen
+    /// they concern; default 0).
     #[serde_inline_default(Spanned::default_value(
-        ::policy::DEFAULT_MATTERS.iter().map(|m| (*m).to_owned()).collect()
+        ::policy::DEFAULT_MATTERS.iter().map(|m| RawMatter::Code((*m).to_owned())).collect()
     ))]
-    matters: Spanned<Vec<String>>,
+    matters: Spanned<Vec<RawMatter>>,
 }
 
 super::schema::default_from_serde!(RawPolicy);
@@ -68,7 +128,8 @@ impl Checker<'_> {
             return Err(self.err(n.span(), "policy.decision_cache: must be at least 1".into()));
         }
         let m = &raw.matters;
-        let bad = m.get_ref().iter().find(|x| {
+        let codes: Vec<String> = m.get_ref().iter().map(|x| x.code().to_owned()).collect();
+        let bad = codes.iter().find(|x| {
             x.is_empty()
                 || x.len() > 64
                 || !x
@@ -86,11 +147,29 @@ impl Checker<'_> {
         if m.get_ref().is_empty() {
             return Err(self.err(m.span(), "policy.matters: name at least one matter".into()));
         }
+        let mut matter_info = BTreeMap::new();
+        for x in m.get_ref() {
+            let info = match x {
+                RawMatter::Code(_) => MatterInfo::default(),
+                RawMatter::Table(t) => MatterInfo {
+                    display_zh: t.display_zh.clone(),
+                    display_en: t.display_en.clone(),
+                    disclose_after_days: t.disclose_after_days,
+                },
+            };
+            if matter_info.insert(x.code().to_owned(), info).is_some() {
+                return Err(self.err(
+                    m.span(),
+                    format!("policy.matters: {:?} is named twice", x.code()),
+                ));
+            }
+        }
         Ok(PolicyConfig {
             time_zone,
             sync_interval_ms: *ms.get_ref(),
             decision_cache: *n.get_ref(),
-            matters: m.get_ref().clone(),
+            matters: codes,
+            matter_info,
         })
     }
 }
@@ -123,6 +202,25 @@ mod tests {
         assert_eq!(c.policy.time_zone.0.local_minus_utc(), 0);
         assert_eq!(c.policy.sync_interval_ms, 100);
         assert_eq!(c.policy.matters, ["a-1"]);
+    }
+
+    #[test]
+    fn a_matter_may_be_a_table_with_display_names_and_a_delay() {
+        let c = parse(
+            "[policy]\nmatters = [\"a-1\", { name = \"inv\", display_zh = \"调查\", display_en = \"Investigation\", disclose_after_days = 90 }]\n",
+        )
+        .unwrap();
+        assert_eq!(c.policy.matters, ["a-1", "inv"]);
+        let inv = &c.policy.matter_info["inv"];
+        assert_eq!((&*inv.display_zh, inv.disclose_after_days), ("调查", 90));
+        assert_eq!(c.policy.matter_info["a-1"], super::MatterInfo::default());
+        let err = parse("[policy]\nmatters = [\"a-1\", { name = \"a-1\" }]\n").unwrap_err();
+        assert!(
+            err.contains(":13: policy.matters: \"a-1\" is named twice"),
+            "{err}"
+        );
+        let err = parse("[policy]\nmatters = [{ name = \"b\", colour = 1 }]\n").unwrap_err();
+        assert!(err.contains(":13:"), "{err}");
     }
 
     #[test]

@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 use tower::util::BoxCloneSyncService;
 
 use super::body::{read_json, BodyLimits};
+use super::citizen::CITIZEN_PORTAL;
 use super::route::RouteService;
 use super::{Answer, Outcome, Principal};
 use crate::agreements::{change_detail, checked_grant, owner_guard, role_detail, Grantor};
@@ -130,8 +131,9 @@ impl Admin {
 impl Admin {
     /// A dept-admin binds and unbinds roles of its own department's identities only
     /// (a department decides which of its systems are counters and who administers
-    /// it, never another's), never `auditor` (it reads every department's records:
-    /// the operator grants it), and does not take away its own dept-admin role
+    /// it, never another's), never `auditor` or `citizen-portal` (they read every
+    /// department's records or any citizen's access list: the operator grants
+    /// them), and does not take away its own dept-admin role
     /// (another admin of the department, or the operator, can).
     fn may_bind(&self, b: &RoleBinding, action: Action) -> Result<(), ApiError> {
         let refuse = |why: String| Err(ApiError::Refused(Refusal::NotPermitted(why)));
@@ -154,6 +156,11 @@ impl Admin {
         if b.role == AUDITOR {
             return refuse(format!(
                 "the {AUDITOR} role reads every department's audit records; the operator binds it with `tongban policy bind`"
+            ));
+        }
+        if b.role == CITIZEN_PORTAL {
+            return refuse(format!(
+                "the {CITIZEN_PORTAL} role reads any citizen's access list; the operator binds it with `tongban policy bind`"
             ));
         }
         if action == Action::Unbind && b.role == DEPT_ADMIN && b.identity == self.uri {

@@ -162,6 +162,7 @@ impl Envelope {
         e.subject = f.subject.clone();
         e.agreement = f.agreement.clone();
         e.detail = f.detail.clone();
+        e.source_us = f.source_us;
         e.status = o.status().as_u16();
         match &o.result {
             Ok(_) => {

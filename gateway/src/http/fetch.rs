@@ -73,7 +73,11 @@ async fn fetch(
     };
     let span = tracing::info_span!("connector", connector = route.source.name());
     let subject = query.key.subject().to_owned();
-    let record = match route.source.call(query).instrument(span).await {
+    let called = std::time::Instant::now();
+    let answered = route.source.call(query).instrument(span).await;
+    // What usage reports give as source latency and availability.
+    outcome.facts.source_us = Some(u64::try_from(called.elapsed().as_micros()).unwrap_or(u64::MAX));
+    let record = match answered {
         Ok(Some(r)) => r,
         Ok(None) => {
             outcome.result = Err(ApiError::NotFound {
@@ -227,6 +231,7 @@ mod tests {
         assert_eq!(o.status(), StatusCode::NOT_FOUND);
         assert_allowed(&o);
         assert!(o.facts.fields.is_empty(), "nothing was returned");
+        assert!(o.facts.source_us.is_some(), "the source was asked");
     }
 
     #[tokio::test]
@@ -239,5 +244,6 @@ mod tests {
         };
         assert_eq!(e.slug(), "dataset-not-served");
         assert_allowed(&o);
+        assert_eq!(o.facts.source_us, None, "no source was asked");
     }
 }

@@ -7,7 +7,7 @@
 //!     └▶ respond  signs records, renders problem+json — the only place that does
 //!      └▶ audit   appends the record and waits for its durable commit (fail-closed)
 //!       └▶ limit  each identity its share of requests (429), then the global limit (503), audited
-//!        └▶ route  /v1/lookup, /v1/bundle, /v1/catalogue, /.well-known/jwks.json, /openapi.json, admin (agreements, requests), auditor
+//!        └▶ route  /v1/lookup, /v1/bundle, /v1/catalogue, /.well-known/jwks.json, /openapi.json, admin (agreements, requests, usage), auditor, citizen
 //!         └▶ parse (lookup) or bundle   body, X-Operator-Id (400)
 //!          └▶ the lookup path, once per lookup or bundle item (lookup.rs):
 //!             validate   dataset, identifier rules, matter, case id, fields (400)
@@ -22,6 +22,7 @@ pub mod authorize;
 pub mod body;
 pub mod bundle;
 pub mod catalogue;
+pub mod citizen;
 pub mod fetch;
 pub mod identity;
 pub mod limit;
@@ -38,6 +39,7 @@ pub mod route;
 pub mod stack;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod usage;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -75,6 +77,8 @@ pub struct Facts {
     pub agreement: Option<String>,
     /// Policy verdict, when one was reached.
     pub decision: Option<Decision>,
+    /// Microseconds the source took to answer or fail, when one was called.
+    pub source_us: Option<u64>,
     /// Anything else worth recording for non-lookup requests (an agreement change's
     /// before and after, an audit search's filters). Never record contents.
     pub detail: Option<Value>,

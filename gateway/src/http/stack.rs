@@ -22,6 +22,7 @@ use super::authorize::AuthorizeLayer;
 use super::body::BodyLimits;
 use super::bundle::{bundle_service, BUNDLE};
 use super::catalogue::{catalogue_service, CATALOGUE};
+use super::citizen::{accesses_service, Names, ACCESSES};
 use super::fetch::Fetch;
 use super::identity::IdentityLayer;
 use super::limit::{IdentityShareLayer, ShedLayer};
@@ -33,6 +34,7 @@ use super::parse::ParseLayer;
 use super::requests_api::{requests_service, REQUESTS};
 use super::respond::{RespondLayer, ResponseBody};
 use super::route::{RouteService, Router, LOOKUP};
+use super::usage::{providers, usage_service, USAGE};
 use super::Principal;
 use crate::app::App;
 use crate::policy_sync::PolicyService;
@@ -144,6 +146,26 @@ where
         .route(&[Method::GET, Method::POST], REQUESTS, requests.clone())
         .at_depth(&[Method::GET], REQUESTS, 1, requests.clone())
         .at_depth(&[Method::POST], REQUESTS, 2, requests)
+        // Usage figures from the audit records, scoped by the caller's role.
+        .route(
+            &[Method::GET],
+            USAGE,
+            usage_service(
+                app.audit.store().clone(),
+                Arc::clone(&app.policy.authorizer),
+                Arc::new(providers(&app.config)),
+            ),
+        )
+        // The citizen portal: who looked at a citizen's records.
+        .route(
+            &[Method::GET],
+            ACCESSES,
+            accesses_service(
+                app.audit.store().clone(),
+                Arc::clone(&app.policy.authorizer),
+                Arc::new(Names::of(&app.config)),
+            ),
+        )
 }
 
 /// The whole counter API for one mTLS connection whose certificate gave `principal`;
