@@ -33,11 +33,12 @@ impl Catalogue {
     /// The datasets, matters and bundles of `config`.
     pub fn new(config: &Config) -> Self {
         let datasets: Vec<Value> = config.datasets.iter().map(dataset_json).collect();
+        let names = crate::http::citizen::Names::of(config);
         let matters: Vec<Value> = config
             .policy
             .matters
             .iter()
-            .map(|m| json!({"code": m}))
+            .map(|m| names.matter(m))
             .collect();
         let bundles: Vec<Value> = config
             .bundles

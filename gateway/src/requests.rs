@@ -242,12 +242,9 @@ impl Requests {
 
     fn auto_approves(&self, r: &AccessRequest) -> bool {
         self.config.auto_approve_open.contains(&r.terms.dataset)
-            && r.terms
-                .fields
-                .keys()
-                .all(|f| {
-                    self.policy.catalogue.class_of(&r.terms.dataset, f) == Some(SharingClass::Open)
-                })
+            && r.terms.fields.keys().all(|f| {
+                self.policy.catalogue.class_of(&r.terms.dataset, f) == Some(SharingClass::Open)
+            })
     }
 
     /// Approve request `id` as `actor`, narrowed by `narrowing`: the agreement it

@@ -213,7 +213,7 @@ fn parse(params: &[(String, String)]) -> Result<Query, ApiError> {
         return bad("subject: required (the citizen's resident ID number)".into());
     };
     connectors::ids::check_resident_id(&subject).map_err(|error| ApiError::InvalidIdentifier {
-        kind: "resident ID number (GB 11643)",
+        kind: "resident ID number (GB 11643)".into(),
         subject: subject.chars().take(64).collect(),
         error,
     })?;
