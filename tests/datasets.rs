@@ -2,10 +2,10 @@
 //! permits, kept by the public security department in a SQLite table of this test's
 //! own, keyed by an identifier pattern it declares — is added to the demo's
 //! `tongban.toml` and nothing else, then served by `/v1/lookup`, listed in
-//! `/v1/catalogue` (with the caller's agreements and their state), granted through
-//! the admin API and audited; its `closed` field is refused by the admin API,
-//! `tongban policy apply` and `tongban config check`, each naming the agreement, the
-//! dataset and the field.
+//! `/v1/catalogue` (with the caller's agreements and their state), requested by the
+//! consumer's department, approved narrowed by the provider's, and audited; its
+//! `closed` field is refused by the admin API, a request, `tongban policy apply` and
+//! `tongban config check`, each naming the field.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::path::Path;
@@ -16,6 +16,8 @@ use tongban_tests::{tongban_binary, Gateway};
 
 const COUNTER_A: &str = "urn:tongban:sz-hrss:counter-01";
 const COUNTER_B: &str = "urn:tongban:sz-civil:counter-01";
+const HRSS_ADMIN: &str = "urn:tongban:sz-hrss:admin-01";
+const REQUESTS: &str = "/admin/v1/requests";
 const PERMIT: &str = "JZZ4403000001";
 const ABSENT_PERMIT: &str = "JZZ4403999999";
 
@@ -118,7 +120,7 @@ fn held<'a>(catalogue: &'a Value, id: &str) -> Option<&'a Value> {
 }
 
 #[tokio::test]
-async fn a_dataset_added_by_config_alone_is_served_listed_granted_and_audited() {
+async fn a_dataset_added_by_config_alone_is_served_listed_requested_approved_and_audited() {
     let gw = gateway().await;
 
     // Listed in the catalogue, declared as the config says; any identity reads it.
@@ -205,21 +207,43 @@ async fn a_dataset_added_by_config_alone_is_served_listed_granted_and_audited() 
         (Some("/admin/v1/agreements"), Some(400))
     );
 
-    // ... while the others can: the provider's dept-admin grants them.
-    let good = permit_agreement(
-        "psb-permit-hrss",
-        json!({"holder_name": "full", "permit_type": "full", "valid_until": "full",
-               "address": "masked"}),
-    );
-    let r = send(
-        &gw,
-        "admin",
-        Method::POST,
-        "/admin/v1/agreements",
-        Some(&good),
-    )
-    .await;
+    // ... nor asked for: a request naming it is refused, naming the field ...
+    gw.add_dept_admin(HRSS_ADMIN, "hrss-admin").await;
+    let ask = |fields: Value| {
+        json!({
+            "dataset": "residence_permit", "consumer": COUNTER_A, "fields": fields,
+            "matters": ["household-transfer"],
+            "legal_basis": "Household registration regulations art. 16: a transfer checks the permit",
+            "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2099-12-31T23:59:59Z",
+            "daily_quota": 5, "contact": "HRSS data office, 0755-8888",
+        })
+    };
+    let closed = ask(json!({"holder_name": "full", "biometrics": "full"}));
+    let r = send(&gw, "hrss-admin", Method::POST, REQUESTS, Some(&closed)).await;
+    assert_eq!(r["status"], 422, "{r}");
+    assert_eq!(r["body"]["field"], "fields.biometrics");
+
+    // ... while the others can: sz-hrss's admin files a request for counter-a, and
+    // the provider's admin, sz-psb's, approves it narrowed (the address masked).
+    let all = json!({"holder_name": "full", "permit_type": "full", "valid_until": "full",
+                     "address": "full"});
+    let r = send(&gw, "hrss-admin", Method::POST, REQUESTS, Some(&ask(all))).await;
     assert_eq!(r["status"], 201, "{r}");
+    assert_eq!(r["body"]["provider"], "sz-psb", "the dataset's department");
+    let id = r["body"]["id"].as_str().unwrap().to_owned();
+    let narrowing = json!({
+        "fields": {"holder_name": "full", "permit_type": "full", "valid_until": "full",
+                   "address": "masked"},
+        "agreement_id": "psb-permit-hrss",
+    });
+    let approve = format!("{REQUESTS}/{id}/approve");
+    let r = send(&gw, "admin", Method::POST, &approve, Some(&narrowing)).await;
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["body"]["state"], "approved");
+    assert_eq!(r["body"]["agreement"], "psb-permit-hrss");
+    let record = gw.last_audit().await;
+    assert_eq!(record["detail"]["access_request"]["action"], "approve");
+    assert_eq!(record["detail"]["policy_change"]["action"], "create");
 
     // Served from the department's table, masked as granted, audited.
     let a = lookup(&gw, PERMIT, None).await;

@@ -69,6 +69,30 @@ impl Gateway {
         self.dir.path()
     }
 
+    /// Issue a client certificate `pki/<name>.pem` for `identity` from the demo CA
+    /// and bind it the `dept-admin` role: a department admin besides the demo's.
+    pub async fn add_dept_admin(&self, identity: &str, name: &str) {
+        let pki = self.path().join("pki");
+        let mut ca = certs::CaDir::open(&pki).expect("the demo CA");
+        let request = certs::IssueRequest {
+            subject: certs::Subject::Client {
+                identity: identity.parse().expect("an identity URI"),
+                common_name: name.into(),
+            },
+            validity: certs::Validity::days(30).expect("30 days"),
+            key_alg: certs::KeyAlg::EcdsaP256,
+        };
+        ca.issue(&request, &pki, name, false)
+            .expect("a certificate from the demo CA");
+        let policy = &self.running.app.policy;
+        policy
+            .store
+            .bind_role_by(identity, "dept-admin", "test")
+            .await
+            .expect("the role bound");
+        policy.refresh().await.expect("policy refreshed");
+    }
+
     /// `GET /readyz` on the ops listener, as JSON.
     pub async fn readyz(&self) -> Value {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

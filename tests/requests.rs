@@ -24,24 +24,7 @@ const MATTER: &str = "employer-registration";
 /// demo's sz-psb admin: a certificate `hrss-admin` from the demo CA and the role.
 async fn gateway_with(adjust: impl FnOnce(&mut gateway::config::Config)) -> Gateway {
     let gw = Gateway::start_with(adjust).await;
-    let pki = gw.path().join("pki");
-    let mut ca = certs::CaDir::open(&pki).unwrap();
-    let request = certs::IssueRequest {
-        subject: certs::Subject::Client {
-            identity: HRSS_ADMIN.parse().unwrap(),
-            common_name: "hrss-admin".into(),
-        },
-        validity: certs::Validity::days(30).unwrap(),
-        key_alg: certs::KeyAlg::EcdsaP256,
-    };
-    ca.issue(&request, &pki, "hrss-admin", false).unwrap();
-    let policy = &gw.running.app.policy;
-    policy
-        .store
-        .bind_role_by(HRSS_ADMIN, "dept-admin", "test")
-        .await
-        .unwrap();
-    policy.refresh().await.unwrap();
+    gw.add_dept_admin(HRSS_ADMIN, "hrss-admin").await;
     gw
 }
 
