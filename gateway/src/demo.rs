@@ -107,6 +107,8 @@ pub struct Demo {
     pub config: Config,
     /// Whether the directory was created now (false: reused).
     pub created: bool,
+    /// The admin's and auditor's certificates as PKCS#12, for a browser.
+    pub browser: crate::demo_browser::BrowserBundles,
 }
 
 /// Create the demo directory if `dir/tongban.toml` does not exist, then load its config.
@@ -138,10 +140,13 @@ pub async fn prepare(
         path: dir.to_owned(),
         source,
     })?;
+    // Made on every run when missing, so a directory from before the console has them.
+    let browser = crate::demo_browser::write_bundles(&dir.join("pki"))?;
     Ok(Demo {
         dir,
         config,
         created,
+        browser,
     })
 }
 
@@ -425,7 +430,7 @@ const DEMO_CERT_DAYS: u32 = 365;
 
 /// The demo CA is an ordinary CA directory (index, CRL), so `tongban certs list /
 /// revoke / crl --ca-dir DIR/pki` work on it.
-fn write_pki(pki: &Path) -> Result<(), DemoError> {
+pub(crate) fn write_pki(pki: &Path) -> Result<(), DemoError> {
     let options = InitOptions {
         common_name: "Tongban Demo CA".into(),
         alg: KeyAlg::EcdsaP256,

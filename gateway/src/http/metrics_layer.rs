@@ -182,6 +182,7 @@ mod tests {
         let mut o = Outcome {
             facts: Default::default(),
             result,
+            page: None,
         };
         o.facts.dataset = Some(dataset.into());
         o
