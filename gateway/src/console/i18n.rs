@@ -191,7 +191,7 @@ mod tests {
         }
     }
 
-    /// Every key the templates and pages name (`c.t("…")`) is in the catalogues, so
+    /// Every key the templates and pages name (`c.t(key)`) is in the catalogues, so
     /// no page shows a bare key.
     #[test]
     fn every_key_used_is_in_the_catalogues() {

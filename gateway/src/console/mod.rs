@@ -53,7 +53,10 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
          form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
+    // Not `no-referrer`: under it browsers send `Origin: null` with the console's own
+    // form posts, and the CSRF check needs the real origin. `same-origin` still
+    // keeps page addresses (which may name a subject) from every other site.
+    ("referrer-policy", "same-origin"),
     ("x-content-type-options", "nosniff"),
 ];
 
