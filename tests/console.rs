@@ -46,10 +46,7 @@ fn assert_secure(a: &Answer, what: &str) {
     assert_eq!(header(a, "x-frame-options"), "DENY", "{what}");
     assert_eq!(header(a, "referrer-policy"), "same-origin", "{what}");
     assert_eq!(header(a, "cache-control"), "no-store", "{what}");
-    assert!(
-        header(a, "content-type").starts_with("text/html"),
-        "{what}"
-    );
+    assert!(header(a, "content-type").starts_with("text/html"), "{what}");
     // Answered only once recorded: the receipt comes with the page.
     assert!(!header(a, "audit-receipt").is_empty(), "{what}: no receipt");
 }
@@ -200,10 +197,20 @@ async fn a_form_needs_this_sessions_token_and_this_origin() {
     let here = Some("https://localhost");
     for (what, origin, cookie, token) in [
         ("no Origin", None, Some(cookie.clone()), token.clone()),
-        ("another Origin", Some("https://evil.example"), Some(cookie.clone()), token.clone()),
+        (
+            "another Origin",
+            Some("https://evil.example"),
+            Some(cookie.clone()),
+            token.clone(),
+        ),
         ("no session", here, None, token.clone()),
         ("no token", here, Some(cookie.clone()), String::new()),
-        ("a token of another session", here, Some("__Host-tongban-session=other".into()), token.clone()),
+        (
+            "a token of another session",
+            here,
+            Some("__Host-tongban-session=other".into()),
+            token.clone(),
+        ),
     ] {
         let a = post(origin, cookie, body(&token)).await;
         assert_eq!(a.status, StatusCode::FORBIDDEN, "{what}: {}", a.text);
@@ -217,7 +224,9 @@ async fn a_form_needs_this_sessions_token_and_this_origin() {
         );
     }
     // Nothing was created by the refused forms.
-    let a = admin.get("/admin/v1/agreements/civil-population-allowance").await;
+    let a = admin
+        .get("/admin/v1/agreements/civil-population-allowance")
+        .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 
     // The token of this session, from this origin: done, as the API would, then 303.
@@ -231,7 +240,9 @@ async fn a_form_needs_this_sessions_token_and_this_origin() {
     assert_eq!(rec["decision"], "allow");
     assert_eq!(rec["agreement"], "civil-population-allowance");
     assert_eq!(rec["detail"]["policy_change"]["action"], "create", "{rec}");
-    let a = admin.get("/admin/v1/agreements/civil-population-allowance").await;
+    let a = admin
+        .get("/admin/v1/agreements/civil-population-allowance")
+        .await;
     assert_eq!(a.status, StatusCode::OK);
 
     // The API's validation error, named by its field, in the API and in the form.
@@ -268,7 +279,10 @@ async fn a_form_needs_this_sessions_token_and_this_origin() {
         .unwrap();
     assert_eq!(api.status, StatusCode::BAD_REQUEST);
     assert_eq!(api.body["field"], "matters");
-    assert!(a.text.contains(api.body["detail"].as_str().unwrap()), "the same message");
+    assert!(
+        a.text.contains(api.body["detail"].as_str().unwrap()),
+        "the same message"
+    );
 }
 
 #[tokio::test]
@@ -284,7 +298,9 @@ async fn the_history_of_an_agreement_is_its_providers_only() {
     assert!(h["before"].is_null() && h["after"]["id"] == "hrss-population-2026");
     // sz-amr's agreement is not there for sz-psb's admin, as a missing one is not.
     for id in ["hrss-legal-person-2026", "no-such"] {
-        let a = admin.get(&format!("/admin/v1/agreements/{id}/history")).await;
+        let a = admin
+            .get(&format!("/admin/v1/agreements/{id}/history"))
+            .await;
         assert_eq!(a.status, StatusCode::NOT_FOUND, "{id}");
         assert_eq!(a.body["type"], "/problems/no-such-agreement", "{id}");
     }
@@ -319,7 +335,11 @@ async fn the_officers_reports_are_auditor_api_calls() {
     let a = counter.get(&format!("/audit/v1/subjects/{subject}")).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     let rec = last(&gw).await;
-    assert_eq!(rec["subject"], subject.as_str(), "the probe names its subject");
+    assert_eq!(
+        rec["subject"],
+        subject.as_str(),
+        "the probe names its subject"
+    );
     assert_eq!(rec["decision"], "deny");
     // The console's report page shows that lookup, its record verified.
     let page = auditor
@@ -351,8 +371,7 @@ fn browser_ready() -> bool {
 
 /// Where the browser test's screenshots go: target/console-screenshots/.
 fn shots() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/console-screenshots")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots")
 }
 
 /// One phase of `console_browser.py` against `gw`.
@@ -411,6 +430,31 @@ async fn in_chromium_an_admins_agreement_lets_a_counter_look_up_and_the_officer_
     let a = counter.lookup(Some("clerk-207"), &lookup).await.unwrap();
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert_eq!(a.body["agreement"], agreement);
+    // Some traffic for the officer's pages: every sample, allowed and refused.
+    for s in &samples {
+        let client = gw.client(s["cert"].as_str().unwrap());
+        let path = s["path"].as_str().unwrap();
+        let a = client
+            .request(
+                Method::POST,
+                path,
+                &[
+                    ("content-type", "application/json"),
+                    (
+                        "x-operator-id",
+                        s["operator"].as_str().unwrap_or("clerk-001"),
+                    ),
+                ],
+                s["body"].to_string(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            a.status.as_u16(),
+            s["expect"].as_u64().unwrap() as u16,
+            "{s}"
+        );
+    }
     tokio::task::block_in_place(|| {
         browser(g, "auditor", &[&subject, case_id, consumer]);
         browser(g, "english", &[]);

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use audit::signing::Signer;
 use audit::{
-    self, merge_jwks, read_checkpoint_file, AuditStore, ExportContext, Filter,
-    FollowError, Format, StoredCheckpoint, VerifyOptions,
+    self, merge_jwks, read_checkpoint_file, AuditStore, ExportContext, Filter, FollowError, Format,
+    StoredCheckpoint, VerifyOptions,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;

@@ -214,8 +214,16 @@ async fn run_demo(
     println!(
         "\nThe web console, in a browser: import {} (dept-admin) or {} (auditor), password {}, \
          trust {} as a certificate authority, then open https://{shown}/console/",
-        demo.browser.files.first().map(|f| f.display().to_string()).unwrap_or_default(),
-        demo.browser.files.get(1).map(|f| f.display().to_string()).unwrap_or_default(),
+        demo.browser
+            .files
+            .first()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default(),
+        demo.browser
+            .files
+            .get(1)
+            .map(|f| f.display().to_string())
+            .unwrap_or_default(),
         demo.browser.password,
         demo.dir.join("pki/ca.pem").display(),
     );

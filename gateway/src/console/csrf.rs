@@ -124,13 +124,21 @@ mod tests {
         let refused = Err(CsrfRefusal::Token);
         assert_eq!(check(ME, HERE, Some(&other), Some(&token)), refused);
         assert_eq!(
-            check("urn:tongban:sz-psb:admin-02", HERE, Some(&session), Some(&token)),
+            check(
+                "urn:tongban:sz-psb:admin-02",
+                HERE,
+                Some(&session),
+                Some(&token)
+            ),
             refused
         );
         assert_eq!(check(ME, HERE, None, Some(&token)), refused);
         assert_eq!(check(ME, HERE, Some(&session), None), refused);
         assert_eq!(check(ME, HERE, Some(&session), Some("AAAA")), refused);
-        assert_eq!(check(ME, HERE, Some(&session), Some("not base64!")), refused);
+        assert_eq!(
+            check(ME, HERE, Some(&session), Some("not base64!")),
+            refused
+        );
         // A gateway restarted (a new key) does not take the old tokens.
         let restarted = Csrf::generate().unwrap();
         assert_eq!(

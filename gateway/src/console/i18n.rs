@@ -232,11 +232,7 @@ mod tests {
         let errors = std::fs::read_to_string(root.join("src/error.rs")).unwrap();
         let start = errors.find("pub fn slug").unwrap();
         let end = errors.find("pub fn title").unwrap();
-        let slugs: Vec<&str> = errors[start..end]
-            .split('"')
-            .skip(1)
-            .step_by(2)
-            .collect();
+        let slugs: Vec<&str> = errors[start..end].split('"').skip(1).step_by(2).collect();
         assert!(slugs.len() > 25, "{slugs:?}");
         for lang in [Lang::Zh, Lang::En] {
             for slug in &slugs {
@@ -244,6 +240,9 @@ mod tests {
                 assert_ne!(m.get(lang, &key), key, "{lang:?}: no title for {slug}");
             }
         }
-        assert_eq!(m.get(Lang::Zh, "problem.forbidden"), "没有允许此操作的共享协议");
+        assert_eq!(
+            m.get(Lang::Zh, "problem.forbidden"),
+            "没有允许此操作的共享协议"
+        );
     }
 }

@@ -346,7 +346,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut h = http::HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; __Host-tongban-lang=en"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __Host-tongban-lang=en"),
+        );
         h.append(header::COOKIE, HeaderValue::from_static("b=2"));
         assert_eq!(cookie(&h, LANG_COOKIE).as_deref(), Some("en"));
         assert_eq!(cookie(&h, "b").as_deref(), Some("2"));
@@ -357,7 +360,12 @@ mod tests {
     fn the_policy_forbids_inline_script_style_and_framing() {
         let csp = SECURITY_HEADERS[0].1;
         assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"));
-        for directive in ["default-src 'none'", "frame-ancestors 'none'", "script-src 'self'", "style-src 'self'"] {
+        for directive in [
+            "default-src 'none'",
+            "frame-ancestors 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+        ] {
             assert!(csp.contains(directive), "{directive}");
         }
     }

@@ -23,8 +23,9 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Horizontal bars, one per `(label, value)`, longest the full width.
-pub fn bars(title: &str, rows: &[(String, u64)]) -> String {
+/// Horizontal bars, one per `(label, value)`, longest the full width, drawn in
+/// `class` (`bar`, `deny`, …).
+pub fn bars(title: &str, class: &str, rows: &[(String, u64)]) -> String {
     const WIDTH: u64 = 560;
     const LABEL: u64 = 200;
     const ROW: u64 = 22;
@@ -36,7 +37,7 @@ pub fn bars(title: &str, rows: &[(String, u64)]) -> String {
         let w = (WIDTH - LABEL - 60) * value / max;
         let _ = write!(
             svg,
-            r#"<text class="label" x="{x}" y="{ty}" text-anchor="end">{label}</text><rect class="bar" x="{LABEL}" y="{y}" width="{w}" height="{h}"/><text class="value" x="{vx}" y="{ty}">{value}</text>"#,
+            r#"<text class="label" x="{x}" y="{ty}" text-anchor="end">{label}</text><rect class="{class}" x="{LABEL}" y="{y}" width="{w}" height="{h}"/><text class="value" x="{vx}" y="{ty}">{value}</text>"#,
             x = LABEL - 6,
             ty = y + 14,
             label = escape(label),
@@ -120,11 +121,8 @@ mod tests {
     fn bars_are_proportional_and_labels_escaped() {
         let svg = bars(
             "t<&>",
-            &[
-                ("<script>".into(), 10),
-                ("b".into(), 5),
-                ("c".into(), 0),
-            ],
+            "bar",
+            &[("<script>".into(), 10), ("b".into(), 5), ("c".into(), 0)],
         );
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(!svg.contains("<script>"), "{svg}");
@@ -141,11 +139,18 @@ mod tests {
             &[("08".into(), vec![4, 2, 0]), ("09".into(), vec![1, 0, 1])],
         );
         assert_eq!(svg.matches("class=\"allow\"").count(), 2);
-        assert_eq!(svg.matches("class=\"deny\"").count(), 1, "zero bars are left out");
+        assert_eq!(
+            svg.matches("class=\"deny\"").count(),
+            1,
+            "zero bars are left out"
+        );
         assert_eq!(svg.matches("class=\"error\"").count(), 1);
         assert!(svg.contains("<title>08 deny: 2</title>"));
         // The tallest column (6) spans the plot; 4 of it is allow.
-        assert!(svg.contains(r#"class="allow" x="34" y="63" width="18" height="93""#), "{svg}");
+        assert!(
+            svg.contains(r#"class="allow" x="34" y="63" width="18" height="93""#),
+            "{svg}"
+        );
         // Empty data still draws a valid chart.
         let empty = stacked("none", &["allow"], &[]);
         assert!(empty.ends_with("</svg>"));

@@ -91,7 +91,11 @@ pub(crate) fn error_page(console: &Console, viewer: &Viewer, o: &Outcome) -> Pag
             let title = c.t(&format!("problem.{}", e.slug())).to_owned();
             (e.status(), title, detail)
         }
-        Ok(_) => (o.status(), c.t("problem.internal").to_owned(), String::new()),
+        Ok(_) => (
+            o.status(),
+            c.t("problem.internal").to_owned(),
+            String::new(),
+        ),
     };
     let page = ErrorPage {
         status: status.as_u16(),

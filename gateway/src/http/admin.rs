@@ -257,7 +257,10 @@ pub(crate) async fn history(policy: &PolicyService, admin: &Admin, id: &str) -> 
         Ok(h) => h,
         Err(e) => return Outcome::error(ApiError::Internal(e.to_string())),
     };
-    let entries: Vec<_> = entries.into_iter().filter(|h| h.kind == "agreement").collect();
+    let entries: Vec<_> = entries
+        .into_iter()
+        .filter(|h| h.kind == "agreement")
+        .collect();
     let provider = entries
         .iter()
         .find_map(|h| h.after.as_ref().or(h.before.as_ref()))
@@ -466,7 +469,11 @@ async fn checked_change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Ou
     }
 }
 
-pub(crate) async fn explain(policy: &PolicyService, principal: Option<&Principal>, query: &str) -> Outcome {
+pub(crate) async fn explain(
+    policy: &PolicyService,
+    principal: Option<&Principal>,
+    query: &str,
+) -> Outcome {
     let admin = match admin(policy, principal) {
         Ok(a) => a,
         Err(e) => return denied(e),

@@ -281,8 +281,14 @@ mod tests {
     fn a_parameter_the_endpoint_does_not_take_is_named() {
         let p = vec![("subject".to_owned(), "x".to_owned())];
         let e = filter(&p, &["from", "to"]).unwrap_err();
-        assert!(e.to_string().starts_with("subject: unknown parameter"), "{e}");
+        assert!(
+            e.to_string().starts_with("subject: unknown parameter"),
+            "{e}"
+        );
         let p = vec![("from".to_owned(), "yesterday".to_owned())];
-        assert!(filter(&p, &["from"]).unwrap_err().to_string().starts_with("from:"));
+        assert!(filter(&p, &["from"])
+            .unwrap_err()
+            .to_string()
+            .starts_with("from:"));
     }
 }

@@ -96,7 +96,9 @@ fn binding(form: &[(String, String)]) -> Result<policy::RoleBinding, ApiError> {
             identity: identity.trim().to_owned(),
             role: role.trim().to_owned(),
         }),
-        _ => Err(ApiError::BadRequest("identity and role are required".into())),
+        _ => Err(ApiError::BadRequest(
+            "identity and role are required".into(),
+        )),
     }
 }
 
@@ -106,7 +108,11 @@ pub(crate) async fn bind(console: &Console, viewer: &Viewer, form: &[(String, St
 }
 
 /// `POST /console/roles/unbind`: `DELETE /admin/v1/roles?identity=&role=`.
-pub(crate) async fn unbind(console: &Console, viewer: &Viewer, form: &[(String, String)]) -> Outcome {
+pub(crate) async fn unbind(
+    console: &Console,
+    viewer: &Viewer,
+    form: &[(String, String)],
+) -> Outcome {
     role_change(console, viewer, form, policy::Action::Unbind).await
 }
 
@@ -161,7 +167,11 @@ struct Explain<'a> {
 
 /// `GET /console/explain?consumer=&dataset=&matter=&fields=`:
 /// `GET /admin/v1/explain`; without a consumer, the form alone.
-pub(crate) async fn explain(console: &Console, viewer: &Viewer, query: &[(String, String)]) -> Outcome {
+pub(crate) async fn explain(
+    console: &Console,
+    viewer: &Viewer,
+    query: &[(String, String)],
+) -> Outcome {
     let admin = match as_admin(console, viewer) {
         Ok(a) => a,
         Err(o) => return o,
@@ -181,7 +191,12 @@ pub(crate) async fn explain(console: &Console, viewer: &Viewer, query: &[(String
         matter: value("matter"),
         fields: value("fields"),
         datasets,
-        matters: console.policy.catalogue.matters().map(str::to_owned).collect(),
+        matters: console
+            .policy
+            .catalogue
+            .matters()
+            .map(str::to_owned)
+            .collect(),
         decision: None,
         message: String::new(),
         reason: String::new(),

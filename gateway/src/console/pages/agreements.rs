@@ -53,7 +53,11 @@ struct List<'a> {
 }
 
 /// `GET /console/agreements?dataset=&consumer=`: `GET /admin/v1/agreements`.
-pub(crate) async fn list(console: &Console, viewer: &Viewer, query: &[(String, String)]) -> Outcome {
+pub(crate) async fn list(
+    console: &Console,
+    viewer: &Viewer,
+    query: &[(String, String)],
+) -> Outcome {
     let admin = match as_admin(console, viewer) {
         Ok(a) => a,
         Err(o) => return o,
@@ -89,11 +93,7 @@ pub(crate) async fn list(console: &Console, viewer: &Viewer, query: &[(String, S
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(text)
-        .collect()
+    v.as_array().into_iter().flatten().map(text).collect()
 }
 
 /// One change in an agreement's history: what differed, member by member.
@@ -117,7 +117,11 @@ fn diff(before: &Value, after: &Value) -> Vec<(String, String, String)> {
         .filter(|k| b.get(*k) != a.get(*k))
         .map(|k| {
             let show = |v: Option<&Value>| v.map(text).unwrap_or_else(|| "—".into());
-            ((*k).clone(), show(b.get(k.as_str())), show(a.get(k.as_str())))
+            (
+                (*k).clone(),
+                show(b.get(k.as_str())),
+                show(a.get(k.as_str())),
+            )
         })
         .collect()
 }
@@ -218,7 +222,9 @@ impl Form<'_> {
     }
 
     fn field_err(&self, field: &str) -> Option<&str> {
-        self.errors.get(&format!("fields.{field}")).map(String::as_str)
+        self.errors
+            .get(&format!("fields.{field}"))
+            .map(String::as_str)
     }
 }
 
@@ -234,7 +240,12 @@ fn own_datasets(console: &Console, admin: &Admin) -> Vec<(String, Vec<String>)> 
 }
 
 impl<'a> Form<'a> {
-    fn new(console: &'a Console, viewer: &Viewer, admin: &Admin, values: BTreeMap<String, String>) -> Self {
+    fn new(
+        console: &'a Console,
+        viewer: &Viewer,
+        admin: &Admin,
+        values: BTreeMap<String, String>,
+    ) -> Self {
         let datasets = own_datasets(console, admin);
         let chosen = values
             .get("dataset")
@@ -248,7 +259,10 @@ impl<'a> Form<'a> {
             .unwrap_or_default()
             .into_iter()
             .map(|f| {
-                let rule = values.get(&format!("field.{f}")).cloned().unwrap_or_default();
+                let rule = values
+                    .get(&format!("field.{f}"))
+                    .cloned()
+                    .unwrap_or_default();
                 (f, rule)
             })
             .collect();
@@ -279,7 +293,11 @@ impl<'a> Form<'a> {
 
 /// `GET /console/agreements/new[?dataset=]`: an empty form (a page of the
 /// console's own, refused like the API to a viewer who is no dept-admin).
-pub(crate) async fn new_form(console: &Console, viewer: &Viewer, query: &[(String, String)]) -> Outcome {
+pub(crate) async fn new_form(
+    console: &Console,
+    viewer: &Viewer,
+    query: &[(String, String)],
+) -> Outcome {
     let admin = match as_admin(console, viewer) {
         Ok(a) => a,
         Err(o) => return o,
@@ -312,7 +330,14 @@ pub(crate) async fn edit_form(console: &Console, viewer: &Viewer, id: &str) -> O
 /// The form's values of a stored agreement.
 fn values_of(a: &Value) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
-    for k in ["id", "consumer", "dataset", "operator_rate", "hours", "approver"] {
+    for k in [
+        "id",
+        "consumer",
+        "dataset",
+        "operator_rate",
+        "hours",
+        "approver",
+    ] {
         v.insert(k.to_owned(), text(&a[k]));
     }
     v.insert("daily_quota".into(), text(&a["daily_quota"]));
@@ -340,7 +365,10 @@ fn parse(
     admin: &Admin,
     form: &[(String, String)],
     path_id: Option<&str>,
-) -> (BTreeMap<String, String>, Result<Value, BTreeMap<String, String>>) {
+) -> (
+    BTreeMap<String, String>,
+    Result<Value, BTreeMap<String, String>>,
+) {
     let mut values = BTreeMap::new();
     let mut matters = Vec::new();
     let mut fields = Map::new();
@@ -377,7 +405,10 @@ fn parse(
         match time_of(&v, end) {
             Some(t) => body[k] = json!(t),
             None => {
-                errors.insert(k.to_owned(), format!("{k}: {v:?} is not a date (YYYY-MM-DD) or an RFC 3339 time"));
+                errors.insert(
+                    k.to_owned(),
+                    format!("{k}: {v:?} is not a date (YYYY-MM-DD) or an RFC 3339 time"),
+                );
             }
         }
     }
@@ -386,7 +417,10 @@ fn parse(
         match quota.parse::<u32>() {
             Ok(n) => body["daily_quota"] = json!(n),
             Err(_) => {
-                errors.insert("daily_quota".into(), format!("daily_quota: {quota:?} is not a whole number"));
+                errors.insert(
+                    "daily_quota".into(),
+                    format!("daily_quota: {quota:?} is not a whole number"),
+                );
             }
         }
     }
@@ -396,7 +430,11 @@ fn parse(
             body[k] = json!(v);
         }
     }
-    let result = if errors.is_empty() { Ok(body) } else { Err(errors) };
+    let result = if errors.is_empty() {
+        Ok(body)
+    } else {
+        Err(errors)
+    };
     (values, result)
 }
 
@@ -411,7 +449,11 @@ fn time_of(v: &str, end: &str) -> Option<String> {
 }
 
 /// `POST /console/agreements/new`: `POST /admin/v1/agreements`.
-pub(crate) async fn create(console: &Console, viewer: &Viewer, form: &[(String, String)]) -> Outcome {
+pub(crate) async fn create(
+    console: &Console,
+    viewer: &Viewer,
+    form: &[(String, String)],
+) -> Outcome {
     save(console, viewer, form, None).await
 }
 
@@ -439,15 +481,24 @@ async fn save(
     let o = match parsed {
         Ok(body) => match serde_json::from_value::<policy::Agreement>(body) {
             Ok(a) => {
-                let edit = if path_id.is_some() { Edit::Put(a) } else { Edit::Create(a) };
+                let edit = if path_id.is_some() {
+                    Edit::Put(a)
+                } else {
+                    Edit::Create(a)
+                };
                 api::change(&console.policy, &admin, edit).await
             }
-            Err(e) => Outcome::error(ApiError::BadRequest(format!("body is not an agreement: {e}"))),
+            Err(e) => Outcome::error(ApiError::BadRequest(format!(
+                "body is not an agreement: {e}"
+            ))),
         },
         Err(errors) => {
             let first = errors.values().next().cloned().unwrap_or_default();
             let field = errors.keys().next().cloned().unwrap_or_default();
-            Outcome::error(ApiError::InvalidField { field, detail: first })
+            Outcome::error(ApiError::InvalidField {
+                field,
+                detail: first,
+            })
         }
     };
     if o.result.is_ok() {
@@ -504,7 +555,10 @@ mod tests {
     }
 
     fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     #[test]
@@ -528,23 +582,39 @@ mod tests {
         let body = body.unwrap();
         assert_eq!(body["provider"], "sz-psb");
         assert_eq!(body["id"], "civil-population");
-        assert_eq!(body["matters"], json!(["marriage-registration", "school-enrollment"]));
-        assert_eq!(body["fields"], json!({"name": "full", "household_address": "masked"}));
+        assert_eq!(
+            body["matters"],
+            json!(["marriage-registration", "school-enrollment"])
+        );
+        assert_eq!(
+            body["fields"],
+            json!({"name": "full", "household_address": "masked"})
+        );
         assert_eq!(body["valid_from"], "2026-01-01T00:00:00+08:00");
         assert_eq!(body["valid_until"], "2099-12-31T23:59:59+08:00");
         assert_eq!(body["daily_quota"], 500);
         assert!(body.get("hours").is_none());
-        assert!(!values.contains_key("csrf"), "the token is not a value to show again");
+        assert!(
+            !values.contains_key("csrf"),
+            "the token is not a value to show again"
+        );
         let a: policy::Agreement = serde_json::from_value(body).unwrap();
         assert_eq!(a.fields.len(), 2);
     }
 
     #[test]
     fn inputs_that_make_no_agreement_are_named() {
-        let f = form(&[("valid_from", "tomorrow"), ("valid_until", "2099-12-31"), ("daily_quota", "-1")]);
+        let f = form(&[
+            ("valid_from", "tomorrow"),
+            ("valid_until", "2099-12-31"),
+            ("daily_quota", "-1"),
+        ]);
         let (_, body) = parse(&admin(), &f, Some("x"));
         let errors = body.unwrap_err();
-        assert_eq!(errors.keys().collect::<Vec<_>>(), ["daily_quota", "valid_from"]);
+        assert_eq!(
+            errors.keys().collect::<Vec<_>>(),
+            ["daily_quota", "valid_from"]
+        );
     }
 
     #[test]

@@ -75,7 +75,11 @@ struct Search<'a> {
 
 /// `GET /console/records?…`: `GET /audit/v1/records?…`, 50 a page, each record's
 /// proof checked against the latest signed checkpoint.
-pub(crate) async fn search(console: &Console, viewer: &Viewer, query: &[(String, String)]) -> Outcome {
+pub(crate) async fn search(
+    console: &Console,
+    viewer: &Viewer,
+    query: &[(String, String)],
+) -> Outcome {
     let mut asked = query.to_vec();
     if param(&asked, "limit").is_none() {
         asked.push(("limit".into(), PAGE.into()));
@@ -100,7 +104,12 @@ pub(crate) async fn search(console: &Console, viewer: &Viewer, query: &[(String,
         .map(|n| n.replacen(RECORDS, "/console/records", 1));
     let filters = FILTERS
         .iter()
-        .map(|k| ((*k).to_owned(), param(query, k).unwrap_or_default().to_owned()))
+        .map(|k| {
+            (
+                (*k).to_owned(),
+                param(query, k).unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
     let page = Search {
         c: Chrome::new(console, viewer, "records"),
@@ -187,7 +196,11 @@ struct Subject<'a> {
 
 /// `GET /console/subjects?subject=…`: `GET /audit/v1/subjects/{subject}`; without a
 /// subject, the form alone.
-pub(crate) async fn subject(console: &Console, viewer: &Viewer, query: &[(String, String)]) -> Outcome {
+pub(crate) async fn subject(
+    console: &Console,
+    viewer: &Viewer,
+    query: &[(String, String)],
+) -> Outcome {
     let c = Chrome::new(console, viewer, "subjects");
     let (from, to) = (
         param(query, "from").unwrap_or_default().to_owned(),
@@ -281,7 +294,11 @@ struct Anomalies<'a> {
 }
 
 /// `GET /console/anomalies?from=&to=`: `GET /audit/v1/anomalies`.
-pub(crate) async fn anomalies(console: &Console, viewer: &Viewer, query: &[(String, String)]) -> Outcome {
+pub(crate) async fn anomalies(
+    console: &Console,
+    viewer: &Viewer,
+    query: &[(String, String)],
+) -> Outcome {
     let range: Vec<(String, String)> = query
         .iter()
         .filter(|(k, _)| k == "from" || k == "to")
@@ -410,7 +427,11 @@ struct Charts<'a> {
 }
 
 /// `GET /console/charts?from=&to=`: `GET /audit/v1/stats`, drawn.
-pub(crate) async fn charts(console: &Console, viewer: &Viewer, query: &[(String, String)]) -> Outcome {
+pub(crate) async fn charts(
+    console: &Console,
+    viewer: &Viewer,
+    query: &[(String, String)],
+) -> Outcome {
     let range: Vec<(String, String)> = query
         .iter()
         .filter(|(k, _)| k == "from" || k == "to")
@@ -448,9 +469,13 @@ pub(crate) async fn charts(console: &Console, viewer: &Viewer, query: &[(String,
         .map(|(_, op, count)| (op.clone(), *count))
         .collect();
     let page = Charts {
-        hours_svg: svg::stacked(c.t("charts.per_hour"), &["allow", "deny", "error"], &columns),
-        reasons_svg: svg::bars(c.t("charts.denials"), &reasons),
-        operators_svg: svg::bars(c.t("charts.operators"), &operator_bars),
+        hours_svg: svg::stacked(
+            c.t("charts.per_hour"),
+            &["allow", "deny", "error"],
+            &columns,
+        ),
+        reasons_svg: svg::bars(c.t("charts.denials"), "deny", &reasons),
+        operators_svg: svg::bars(c.t("charts.operators"), "bar", &operator_bars),
         from: param(query, "from").unwrap_or_default().to_owned(),
         to: param(query, "to").unwrap_or_default().to_owned(),
         lookups: n(body, "lookups"),

@@ -106,11 +106,10 @@ where
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     // The origin first: a foreign page learns nothing about the body's fate.
-    console.check_form(viewer, &req, &[])
-        .or_else(|e| match e {
-            ApiError::Csrf(m) if m.starts_with("the form's token") => Ok(()),
-            e => Err(e),
-        })?;
+    console.check_form(viewer, &req, &[]).or_else(|e| match e {
+        ApiError::Csrf(m) if m.starts_with("the form's token") => Ok(()),
+        e => Err(e),
+    })?;
     if !form_type {
         return Err(ApiError::MediaType(
             "a console form is application/x-www-form-urlencoded".into(),
