@@ -14,7 +14,21 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::demo::DemoError;
+/// Why a bundle could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// File system.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key or certificate that does not go into a bundle, or no randomness.
+    #[error("browser bundle: {0}")]
+    Other(String),
+}
 
 /// The demo clients that get a browser bundle: the ones the console serves.
 pub const BROWSER_CLIENTS: &[&str] = &["admin", "auditor"];
@@ -31,8 +45,8 @@ pub struct BrowserBundles {
     pub files: Vec<PathBuf>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
-    move |source| DemoError::Io {
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
+    move |source| BundleError::Io {
         path: path.to_owned(),
         source,
     }
@@ -40,7 +54,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
 
 /// Write `pki/<name>.p12` for each browser client that lacks one, under the
 /// password of `pki/browser.password` (made now if missing).
-pub fn write_bundles(pki: &Path) -> Result<BrowserBundles, DemoError> {
+pub fn write_bundles(pki: &Path) -> Result<BrowserBundles, BundleError> {
     let password = password(pki)?;
     let mut files = Vec::new();
     for name in BROWSER_CLIENTS {
@@ -55,12 +69,12 @@ pub fn write_bundles(pki: &Path) -> Result<BrowserBundles, DemoError> {
 }
 
 /// The bundle of client `name`: its key, its certificate, then the CA.
-pub fn bundle(pki: &Path, name: &str, password: &str) -> Result<Vec<u8>, DemoError> {
+pub fn bundle(pki: &Path, name: &str, password: &str) -> Result<Vec<u8>, BundleError> {
     let key_path = pki.join(format!("{name}.key"));
     let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| DemoError::Other(format!("{}: {e}", key_path.display())))?;
+        .map_err(|e| BundleError::Other(format!("{}: {e}", key_path.display())))?;
     let PrivateKeyDer::Pkcs8(key) = key else {
-        return Err(DemoError::Other(format!(
+        return Err(BundleError::Other(format!(
             "{}: not a PKCS#8 key",
             key_path.display()
         )));
@@ -68,14 +82,14 @@ pub fn bundle(pki: &Path, name: &str, password: &str) -> Result<Vec<u8>, DemoErr
     let mut chain = Vec::new();
     for file in [pki.join(format!("{name}.pem")), pki.join("ca.pem")] {
         let der = CertificateDer::from_pem_file(&file)
-            .map_err(|e| DemoError::Other(format!("{}: {e}", file.display())))?;
+            .map_err(|e| BundleError::Other(format!("{}: {e}", file.display())))?;
         chain.push(
             Certificate::from_der(der.as_ref())
-                .map_err(|e| DemoError::Other(format!("{}: {e}", file.display())))?,
+                .map_err(|e| BundleError::Other(format!("{}: {e}", file.display())))?,
         );
     }
     let key = PrivateKey::from_der(key.secret_pkcs8_der())
-        .map_err(|e| DemoError::Other(format!("{}: {e}", key_path.display())))?;
+        .map_err(|e| BundleError::Other(format!("{}: {e}", key_path.display())))?;
     // The local key id ties the key to its certificate inside the file.
     let id = ring::digest::digest(&ring::digest::SHA256, chain[0].as_der());
     let mut store = KeyStore::new();
@@ -90,12 +104,12 @@ pub fn bundle(pki: &Path, name: &str, password: &str) -> Result<Vec<u8>, DemoErr
     store
         .writer(password)
         .write()
-        .map_err(|e| DemoError::Other(format!("PKCS#12 of {name}: {e}")))
+        .map_err(|e| BundleError::Other(format!("PKCS#12 of {name}: {e}")))
 }
 
 /// The bundles' password: read from `pki/browser.password`, or made (16 letters
 /// and digits without look-alikes) and written there.
-fn password(pki: &Path) -> Result<String, DemoError> {
+fn password(pki: &Path) -> Result<String, BundleError> {
     let file = pki.join(PASSWORD_FILE);
     if file.exists() {
         let text = std::fs::read_to_string(&file).map_err(io(&file))?;
@@ -105,7 +119,7 @@ fn password(pki: &Path) -> Result<String, DemoError> {
     let mut bytes = [0u8; 16];
     SystemRandom::new()
         .fill(&mut bytes)
-        .map_err(|_| DemoError::Other("no random source for the bundle password".into()))?;
+        .map_err(|_| BundleError::Other("no random source for the bundle password".into()))?;
     let password: String = bytes
         .iter()
         .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
@@ -115,7 +129,7 @@ fn password(pki: &Path) -> Result<String, DemoError> {
 }
 
 /// Write `bytes` readable by the owner only (a key is inside).
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
     use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -126,47 +140,4 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
     }
     let mut f = options.open(path).map_err(io(path))?;
     f.write_all(bytes).map_err(io(path))
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use p12_keystore::Pkcs12ImportPolicy;
-
-    use super::*;
-
-    #[test]
-    fn a_bundle_holds_the_key_and_chain_and_opens_only_with_its_password() {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = dir.path();
-        crate::demo::write_pki(pki).unwrap();
-        let made = write_bundles(pki).unwrap();
-        assert_eq!(made.password.len(), 16);
-        assert_eq!(made.files.len(), 2);
-        for (name, file) in BROWSER_CLIENTS.iter().zip(&made.files) {
-            let bytes = std::fs::read(file).unwrap();
-            let store =
-                KeyStore::from_pkcs12(&bytes, &made.password, Pkcs12ImportPolicy::Relaxed).unwrap();
-            let (_, chain) = store.private_key_chain().unwrap();
-            let want_key = PrivateKeyDer::from_pem_file(pki.join(format!("{name}.key"))).unwrap();
-            assert_eq!(chain.key().as_der(), want_key.secret_der(), "{name}");
-            let leaf = CertificateDer::from_pem_file(pki.join(format!("{name}.pem"))).unwrap();
-            let ca = CertificateDer::from_pem_file(pki.join("ca.pem")).unwrap();
-            let got: Vec<&[u8]> = chain.certs().iter().map(|c| c.as_der()).collect();
-            assert_eq!(got, vec![leaf.as_ref(), ca.as_ref()], "{name}");
-            assert!(
-                KeyStore::from_pkcs12(&bytes, "wrong", Pkcs12ImportPolicy::Relaxed).is_err(),
-                "{name} opens with another password"
-            );
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt as _;
-                let mode = std::fs::metadata(file).unwrap().permissions().mode();
-                assert_eq!(mode & 0o077, 0, "{name}.p12 is the owner's only");
-            }
-        }
-        // A second run keeps the files and prints the same password.
-        let again = write_bundles(pki).unwrap();
-        assert_eq!(again.password, made.password);
-    }
 }

@@ -112,11 +112,14 @@ where
         .route(&[Method::GET], HEALTH, reports)
         // The collection and one agreement serve different methods (each 405's Allow).
         .route(&[Method::GET, Method::POST], AGREEMENTS, agreements.clone())
-        .below(
+        .at_depth(
             &[Method::GET, Method::PUT, Method::DELETE],
             AGREEMENTS,
-            agreements,
+            1,
+            agreements.clone(),
         )
+        // One agreement's history.
+        .at_depth(&[Method::GET], AGREEMENTS, 2, agreements)
         .route(
             &[Method::GET],
             EXPLAIN,
