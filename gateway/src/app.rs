@@ -40,6 +40,10 @@ pub struct App {
     pub metrics: Metrics,
     /// How far each witness has cosigned the audit log.
     pub witnesses: crate::witness_submit::Witnesses,
+    /// The auditor API's reports (citizen report, anomalies, stats, health).
+    pub reports: crate::http::audit_reports::Reports,
+    /// The web console.
+    pub console: Arc<crate::console::Console>,
 }
 
 impl App {
@@ -74,6 +78,26 @@ impl App {
         let request_shares = Shares::new(config.limits.max_requests_per_identity);
         let witnesses = crate::witness_submit::Witnesses::default();
         metrics.observe_witnesses(witnesses.clone());
+        let rules = crate::audit_config::anomaly_rules(&config, None).unwrap_or_else(|e| {
+            // The certificate index is optional for the report: without it the
+            // revoked-certificate rule sees only refusals, as documented.
+            tracing::warn!(error = %e, "anomaly rules: the revoked-certificate index is not read");
+            let mut c = config.clone();
+            c.audit.anomaly.revoked_index = None;
+            crate::audit_config::anomaly_rules(&c, None).unwrap_or_default()
+        });
+        let reports = crate::http::audit_reports::Reports {
+            log: audit.clone(),
+            authorizer: Arc::clone(&policy.authorizer),
+            rules: Arc::new(rules),
+        };
+        let console = Arc::new(crate::console::Console::new(
+            Arc::clone(&policy),
+            audit.clone(),
+            reports.clone(),
+            signer.public_key().to_vec(),
+            crate::http::body::BodyLimits::from(&config.limits),
+        )?);
         Ok(Self {
             config,
             signer,
@@ -87,6 +111,8 @@ impl App {
             request_shares,
             metrics,
             witnesses,
+            reports,
+            console,
         })
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use audit::{AuditSettings, Database};
+use audit::{AnomalyRules, AuditSettings, Database};
 
 use crate::config::{Config, StateDb};
 
@@ -47,4 +47,30 @@ pub fn database(db: &StateDb) -> Database {
         StateDb::Sqlite(path) => Database::Sqlite(path.clone()),
         StateDb::Postgres(url) => Database::Postgres(url.clone()),
     }
+}
+
+/// The anomaly report's thresholds from `[audit.anomaly]`, the revoked certificates
+/// from `revoked` or the configured certificate index (the CLI's `audit report` and
+/// the auditor API's anomalies share them).
+pub fn anomaly_rules(
+    c: &Config,
+    revoked: Option<&std::path::Path>,
+) -> Result<AnomalyRules, String> {
+    let a = &c.audit.anomaly;
+    let mut rules = AnomalyRules {
+        operator_lookups_per_hour: a.operator_lookups_per_hour,
+        service_hours: a.service_minutes()?,
+        subjects_per_case: a.subjects_per_case,
+        denials_burst: a.denials_burst.max(1),
+        denials_window_secs: i64::try_from(a.denials_window_secs).unwrap_or(i64::MAX),
+        revoked: Default::default(),
+    };
+    if let Some(index) = revoked.or(a.revoked_index.as_deref()) {
+        let text =
+            std::fs::read_to_string(index).map_err(|e| format!("{}: {e}", index.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not JSON: {e}", index.display()))?;
+        rules.revoked = audit::revoked_from_index(&v);
+    }
+    Ok(rules)
 }

@@ -43,6 +43,9 @@ pub enum DemoError {
     /// The demo department service.
     #[error("{0}")]
     Department(#[from] crate::demo_department::DepartmentError),
+    /// The browser bundles.
+    #[error("{0}")]
+    Browser(#[from] crate::demo_browser::BundleError),
     /// Anything else on the way.
     #[error("{0}")]
     Other(String),
@@ -113,6 +116,8 @@ pub struct Demo {
     pub config: Config,
     /// Whether the directory was created now (false: reused).
     pub created: bool,
+    /// The admin's and auditor's certificates as PKCS#12, for a browser.
+    pub browser: crate::demo_browser::BrowserBundles,
 }
 
 /// Create the demo directory if `dir/tongban.toml` does not exist, then load its config.
@@ -144,10 +149,13 @@ pub async fn prepare(
         path: dir.to_owned(),
         source,
     })?;
+    // Made on every run when missing, so a directory from before the console has them.
+    let browser = crate::demo_browser::write_bundles(&dir.join("pki"))?;
     Ok(Demo {
         dir,
         config,
         created,
+        browser,
     })
 }
 
@@ -431,7 +439,7 @@ const DEMO_CERT_DAYS: u32 = 365;
 
 /// The demo CA is an ordinary CA directory (index, CRL), so `tongban certs list /
 /// revoke / crl --ca-dir DIR/pki` work on it.
-fn write_pki(pki: &Path) -> Result<(), DemoError> {
+pub(crate) fn write_pki(pki: &Path) -> Result<(), DemoError> {
     let options = InitOptions {
         common_name: "Tongban Demo CA".into(),
         alg: KeyAlg::EcdsaP256,
@@ -983,5 +991,52 @@ mod tests {
         for d in [first_dept, second_dept, again_dept] {
             d.shutdown().await;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod browser_tests {
+    use p12_keystore::Pkcs12ImportPolicy;
+
+    use super::*;
+    use crate::demo_browser::{write_bundles, BROWSER_CLIENTS};
+    use p12_keystore::KeyStore;
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    #[test]
+    fn a_bundle_holds_the_key_and_chain_and_opens_only_with_its_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path();
+        write_pki(pki).unwrap();
+        let made = write_bundles(pki).unwrap();
+        assert_eq!(made.password.len(), 16);
+        assert_eq!(made.files.len(), 2);
+        for (name, file) in BROWSER_CLIENTS.iter().zip(&made.files) {
+            let bytes = std::fs::read(file).unwrap();
+            let store =
+                KeyStore::from_pkcs12(&bytes, &made.password, Pkcs12ImportPolicy::Relaxed).unwrap();
+            let (_, chain) = store.private_key_chain().unwrap();
+            let want_key = PrivateKeyDer::from_pem_file(pki.join(format!("{name}.key"))).unwrap();
+            assert_eq!(chain.key().as_der(), want_key.secret_der(), "{name}");
+            let leaf = CertificateDer::from_pem_file(pki.join(format!("{name}.pem"))).unwrap();
+            let ca = CertificateDer::from_pem_file(pki.join("ca.pem")).unwrap();
+            let got: Vec<&[u8]> = chain.certs().iter().map(|c| c.as_der()).collect();
+            assert_eq!(got, vec![leaf.as_ref(), ca.as_ref()], "{name}");
+            assert!(
+                KeyStore::from_pkcs12(&bytes, "wrong", Pkcs12ImportPolicy::Relaxed).is_err(),
+                "{name} opens with another password"
+            );
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(file).unwrap().permissions().mode();
+                assert_eq!(mode & 0o077, 0, "{name}.p12 is the owner's only");
+            }
+        }
+        // A second run keeps the files and prints the same password.
+        let again = write_bundles(pki).unwrap();
+        assert_eq!(again.password, made.password);
     }
 }

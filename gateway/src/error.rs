@@ -25,6 +25,21 @@ pub enum ApiError {
     /// An access request is missing (404) or no longer submitted (409).
     #[error("{0}")]
     Request(policy::RequestRefusal),
+    /// A member of an agreement breaks a rule (`matters`, `fields.ethnicity`, …):
+    /// 400 as any bad agreement, the problem naming the member as `field`, so a
+    /// form can show the error beside its input.
+    #[error("{detail}")]
+    InvalidField {
+        /// The member at fault, as the rule names it.
+        field: String,
+        /// The whole message.
+        detail: String,
+    },
+    /// A console form posted without this session's token, or from another origin:
+    /// browsers send client certificates by themselves, so only the token and the
+    /// `Origin` tell the console's own forms from another site's.
+    #[error("{0}")]
+    Csrf(&'static str),
     /// The subject identifier breaks a rule of its standard.
     #[error("subject {subject:?} is not a valid {kind}: {error}")]
     InvalidIdentifier {
@@ -152,11 +167,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_)
+            | ApiError::InvalidField { .. }
             | ApiError::InvalidIdentifier { .. }
             | ApiError::Operator(_) => StatusCode::BAD_REQUEST,
             // A counted limit (daily quota, operator rate): retry later.
             ApiError::Forbidden(d) if d.is_limit() => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Forbidden(_) | ApiError::RoleRequired(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::RoleRequired(_) | ApiError::Csrf(_) => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::Refused(r) => match r {
                 policy::Refusal::Exists(_) => StatusCode::CONFLICT,
                 policy::Refusal::Missing(_) | policy::Refusal::NoBinding { .. } => {
@@ -197,12 +215,13 @@ impl ApiError {
     /// The problem type slug, `type` being `/problems/<slug>`.
     pub fn slug(&self) -> &'static str {
         match self {
-            ApiError::BadRequest(_) => "bad-request",
+            ApiError::BadRequest(_) | ApiError::InvalidField { .. } => "bad-request",
             ApiError::Invalid { .. } => "unprocessable",
             ApiError::Request(r) => match r {
                 policy::RequestRefusal::Missing(_) => "no-such-request",
                 policy::RequestRefusal::NotPending { .. } => "request-not-pending",
             },
+            ApiError::Csrf(_) => "csrf-refused",
             ApiError::InvalidIdentifier { .. } => "invalid-identifier",
             ApiError::Operator(_) => "operator-required",
             ApiError::Forbidden(d) if d.is_limit() => "limit-reached",
@@ -243,12 +262,13 @@ impl ApiError {
     /// The short, stable title.
     pub fn title(&self) -> &'static str {
         match self {
-            ApiError::BadRequest(_) => "Malformed request",
+            ApiError::BadRequest(_) | ApiError::InvalidField { .. } => "Malformed request",
             ApiError::Invalid { .. } => "A member breaks a rule",
             ApiError::Request(r) => match r {
                 policy::RequestRefusal::Missing(_) => "No such access request",
                 policy::RequestRefusal::NotPending { .. } => "Access request already decided",
             },
+            ApiError::Csrf(_) => "Cross-site request refused",
             ApiError::InvalidIdentifier { .. } => "Invalid identifier",
             ApiError::Operator(_) => "Operator required",
             ApiError::Forbidden(d) if d.is_limit() => "Sharing agreement limit reached",
@@ -291,7 +311,9 @@ impl ApiError {
         match self {
             ApiError::InvalidIdentifier { error, .. } => Some(("rule", error.rule().to_owned())),
             ApiError::Forbidden(d) => Some(("reason", d.code().to_owned())),
-            ApiError::Invalid { field, .. } => Some(("field", field.clone())),
+            ApiError::Invalid { field, .. } | ApiError::InvalidField { field, .. } => {
+                Some(("field", field.clone()))
+            }
             ApiError::Request(policy::RequestRefusal::NotPending { state, .. }) => {
                 Some(("state", state.as_str().to_owned()))
             }

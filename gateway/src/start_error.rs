@@ -31,6 +31,9 @@ pub enum StartError {
         /// Why.
         source: connectors::ConnectorError,
     },
+    /// The web console.
+    #[error("console: {0}")]
+    Console(#[from] crate::console::ConsoleError),
     /// The metrics exporter.
     #[error("{0}")]
     Telemetry(#[from] crate::telemetry::TelemetryError),

@@ -113,6 +113,11 @@ impl Catalogue {
         self.datasets.get(dataset)?.fields.get(field).copied()
     }
 
+    /// Every dataset with its fields and provider, by name.
+    pub fn datasets(&self) -> impl Iterator<Item = (&str, &CatalogueDataset)> {
+        self.datasets.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// The department providing `dataset`, when known.
     pub fn provider_of(&self, dataset: &str) -> Option<&str> {
         self.datasets.get(dataset)?.provider.as_deref()

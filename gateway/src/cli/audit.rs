@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use audit::signing::Signer;
 use audit::{
-    self, merge_jwks, read_checkpoint_file, AnomalyRules, AuditStore, ExportContext, Filter,
-    FollowError, Format, StoredCheckpoint, VerifyOptions,
+    self, merge_jwks, read_checkpoint_file, AuditStore, ExportContext, Filter, FollowError, Format,
+    StoredCheckpoint, VerifyOptions,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -564,22 +564,7 @@ async fn report(
 ) -> Result<(), Failure> {
     let filter = filter_of(args)?;
     let (config, store) = open(config).await?;
-    let a = &config.audit.anomaly;
-    let mut rules = AnomalyRules {
-        operator_lookups_per_hour: a.operator_lookups_per_hour,
-        service_hours: a.service_minutes().map_err(usage)?,
-        subjects_per_case: a.subjects_per_case,
-        denials_burst: a.denials_burst.max(1),
-        denials_window_secs: i64::try_from(a.denials_window_secs).unwrap_or(i64::MAX),
-        revoked: Default::default(),
-    };
-    if let Some(index) = revoked.or(a.revoked_index.as_deref()) {
-        let text = std::fs::read_to_string(index)
-            .map_err(|e| usage(format!("{}: {e}", index.display())))?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| usage(format!("{}: not JSON: {e}", index.display())))?;
-        rules.revoked = audit::revoked_from_index(&v);
-    }
+    let rules = crate::audit_config::anomaly_rules(&config, revoked).map_err(usage)?;
     let found = audit::anomalies(&store, &filter, &rules)
         .await
         .map_err(failed)?;

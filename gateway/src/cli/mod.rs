@@ -219,8 +219,24 @@ async fn run_demo(
         "  samples:            {}",
         demo.dir.join("samples.json").display()
     );
-    let samples = demo::load_samples(&demo.dir).unwrap_or_default();
     let shown = curl_address(running.addr);
+    println!(
+        "\nThe web console, in a browser: import {} (dept-admin) or {} (auditor), password {}, \
+         trust {} as a certificate authority, then open https://{shown}/console/",
+        demo.browser
+            .files
+            .first()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default(),
+        demo.browser
+            .files
+            .get(1)
+            .map(|f| f.display().to_string())
+            .unwrap_or_default(),
+        demo.browser.password,
+        demo.dir.join("pki/ca.pem").display(),
+    );
+    let samples = demo::load_samples(&demo.dir).unwrap_or_default();
     if let Some(ok) = samples.iter().find(|s| s["expect"] == 200) {
         println!(
             "\nA lookup that succeeds:\n{}",

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /admin/v1/agreements[?dataset=&consumer=]` | the department's agreements, with versions |
 //! | `GET /admin/v1/agreements/{id}` | one agreement |
+//! | `GET /admin/v1/agreements/{id}/history` | its versions: who, when, before → after |
 //! | `POST /admin/v1/agreements` | create (409 if the id exists) |
 //! | `PUT /admin/v1/agreements/{id}` | create or replace |
 //! | `DELETE /admin/v1/agreements/{id}` | revoke |
@@ -173,6 +174,17 @@ impl Admin {
     }
 }
 
+/// A bad agreement: 400 naming the member at fault when the rule names one.
+fn invalid(e: policy::PolicyError) -> ApiError {
+    match &e {
+        policy::PolicyError::Invalid { field, .. } => ApiError::InvalidField {
+            field: field.clone(),
+            detail: e.to_string(),
+        },
+        _ => ApiError::BadRequest(e.to_string()),
+    }
+}
+
 /// A refusal on policy grounds: recorded as a deny.
 pub(crate) fn denied(e: ApiError) -> Outcome {
     let mut o = Outcome::error(e);
@@ -202,6 +214,11 @@ where
         .strip_prefix(AGREEMENTS)
         .unwrap_or_default();
     let id = rest.strip_prefix('/').unwrap_or(rest).to_owned();
+    if let (Some(id), &Method::GET) = (id.strip_suffix(HISTORY), req.method()) {
+        if !id.is_empty() && !id.contains('/') {
+            return history(policy, &admin, id).await;
+        }
+    }
     if id.contains('/') {
         return Outcome::error(ApiError::NoRoute(
             req.uri().path().chars().take(128).collect(),
@@ -236,6 +253,51 @@ where
     }
 }
 
+/// `…/agreements/{id}/history`: every version of one agreement.
+const HISTORY: &str = "/history";
+
+/// Versions of agreement `id`, newest first, each with who, when, before and after.
+/// Only the provider's dept-admins see them; another department's agreement (or
+/// one never stored) is 404 alike, as for `GET` of one agreement.
+pub(crate) async fn history(policy: &PolicyService, admin: &Admin, id: &str) -> Outcome {
+    let entries = match policy.store.history(Some(id), 1000).await {
+        Ok(h) => h,
+        Err(e) => return Outcome::error(ApiError::Internal(e.to_string())),
+    };
+    let entries: Vec<_> = entries
+        .into_iter()
+        .filter(|h| h.kind == "agreement")
+        .collect();
+    let provider = entries
+        .iter()
+        .find_map(|h| h.after.as_ref().or(h.before.as_ref()))
+        .and_then(|a| a.get("provider").and_then(Value::as_str).map(str::to_owned));
+    let mut o = match provider {
+        None => return Outcome::error(ApiError::Refused(Refusal::Missing(id.to_owned()))),
+        Some(p) if p != admin.department => {
+            let mut o = denied(ApiError::Refused(Refusal::Missing(id.to_owned())));
+            o.facts.detail = Some(json!({"agreement_of": p}));
+            return o;
+        }
+        Some(_) => json_answer(
+            StatusCode::OK,
+            json!({
+                "id": id,
+                "history": entries.iter().map(|h| json!({
+                    "version": h.version,
+                    "action": h.action.as_str(),
+                    "actor": h.actor,
+                    "at": h.at,
+                    "before": h.before,
+                    "after": h.after,
+                })).collect::<Vec<_>>(),
+            }),
+        ),
+    };
+    o.facts.agreement = Some(id.to_owned());
+    o
+}
+
 fn stored_json(s: &policy::StoredAgreement) -> Value {
     json!({
         "agreement": s.agreement,
@@ -245,7 +307,7 @@ fn stored_json(s: &policy::StoredAgreement) -> Value {
     })
 }
 
-async fn list(policy: &PolicyService, admin: &Admin, query: &str) -> Outcome {
+pub(crate) async fn list(policy: &PolicyService, admin: &Admin, query: &str) -> Outcome {
     let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -270,7 +332,7 @@ async fn list(policy: &PolicyService, admin: &Admin, query: &str) -> Outcome {
     o
 }
 
-async fn get(policy: &PolicyService, admin: &Admin, id: &str) -> Outcome {
+pub(crate) async fn get(policy: &PolicyService, admin: &Admin, id: &str) -> Outcome {
     match policy.store.get(id).await {
         Ok(Some(s)) => {
             // Another department's agreement is answered as if missing, so its ids
@@ -323,7 +385,7 @@ where
         .map_err(|e| ApiError::BadRequest(format!("body is not an agreement: {e}")))
 }
 
-async fn change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Outcome {
+pub(crate) async fn change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Outcome {
     let (id, dataset) = match &edit {
         Edit::Create(a) | Edit::Put(a) | Edit::Update(a) => (a.id.clone(), Some(a.dataset.clone())),
         Edit::Revoke(id) => (id.clone(), None),
@@ -342,7 +404,7 @@ async fn change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Outcome {
 fn prepare(policy: &PolicyService, admin: &Admin, a: Agreement) -> Result<Agreement, Outcome> {
     checked_grant(&policy.catalogue, &admin.grantor(), a).map_err(|e| match e {
         policy::PolicyError::Refused(r) => denied(ApiError::Refused(r)),
-        e => Outcome::error(ApiError::BadRequest(e.to_string())),
+        e => Outcome::error(invalid(e)),
     })
 }
 
@@ -409,14 +471,16 @@ async fn checked_change(policy: &PolicyService, admin: &Admin, edit: Edit) -> Ou
             }
             o
         }
-        Err(e @ policy::PolicyError::Invalid { .. }) => {
-            Outcome::error(ApiError::BadRequest(e.to_string()))
-        }
+        Err(e @ policy::PolicyError::Invalid { .. }) => Outcome::error(invalid(e)),
         Err(e) => Outcome::error(ApiError::Internal(e.to_string())),
     }
 }
 
-async fn explain(policy: &PolicyService, principal: Option<&Principal>, query: &str) -> Outcome {
+pub(crate) async fn explain(
+    policy: &PolicyService,
+    principal: Option<&Principal>,
+    query: &str,
+) -> Outcome {
     let admin = match admin(policy, principal) {
         Ok(a) => a,
         Err(e) => return denied(e),
@@ -530,7 +594,7 @@ where
 }
 
 /// Every binding: a provider granting to `role:<name>` sees whom the grant reaches.
-async fn list_roles(
+pub(crate) async fn list_roles(
     policy: &PolicyService,
     identity: Option<String>,
     role: Option<String>,
@@ -578,7 +642,7 @@ where
     })
 }
 
-async fn role_change(
+pub(crate) async fn role_change(
     policy: &PolicyService,
     admin: &Admin,
     binding: RoleBinding,

@@ -68,7 +68,7 @@ struct Search {
     limit: usize,
 }
 
-async fn records(
+pub(crate) async fn records(
     store: &AuditStore,
     authorizer: &Authorizer,
     principal: Option<Principal>,
@@ -90,7 +90,7 @@ async fn records(
 }
 
 /// The refusal of a caller without the auditor role, if it is one.
-fn refused(authorizer: &Authorizer, principal: Option<&Principal>) -> Option<Outcome> {
+pub(crate) fn refused(authorizer: &Authorizer, principal: Option<&Principal>) -> Option<Outcome> {
     let is_auditor =
         principal.is_some_and(|p| authorizer.has_role(p.identity.as_uri(), AUDITOR_ROLE));
     if is_auditor {

@@ -194,6 +194,7 @@ mod tests {
         let mut o = Outcome {
             facts: Default::default(),
             result,
+            page: None,
         };
         o.facts.dataset = Some(dataset.into());
         o

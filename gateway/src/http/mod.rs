@@ -7,7 +7,8 @@
 //!     └▶ respond  signs records, renders problem+json — the only place that does
 //!      └▶ audit   appends the record and waits for its durable commit (fail-closed)
 //!       └▶ limit  each identity its share of requests (429), then the global limit (503), audited
-//!        └▶ route  /v1/lookup, /v1/bundle, /v1/catalogue, /.well-known/jwks.json, /openapi.json, admin (agreements, requests, usage), auditor, citizen
+//!        └▶ route  /v1/lookup, /v1/bundle, /v1/catalogue, /.well-known/jwks.json, /openapi.json, admin (agreements, requests, usage),
+//!                  auditor, citizen, the console (HTML pages over the admin and auditor functions)
 //!         └▶ parse (lookup) or bundle   body, X-Operator-Id (400)
 //!          └▶ the lookup path, once per lookup or bundle item (lookup.rs):
 //!             validate   dataset, identifier rules, matter, case id, fields (400)
@@ -18,6 +19,7 @@
 pub mod admin;
 pub mod audit_api;
 pub mod audit_layer;
+pub mod audit_reports;
 pub mod authorize;
 pub mod body;
 pub mod bundle;
@@ -144,6 +146,21 @@ pub struct LookupAnswer {
     pub verification: Option<connectors::Verification>,
 }
 
+/// An HTML page of the console: how it shows an outcome instead of JSON or
+/// problem+json. The outcome underneath is the one the API would have given (same
+/// facts, decision and reason), so the page's audit record is the API call's.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The status sent when it is not the outcome's (a 303 after a form).
+    pub status: Option<http::StatusCode>,
+    /// The document.
+    pub html: String,
+    /// `text/html; charset=utf-8`, or the type of an embedded asset.
+    pub content_type: &'static str,
+    /// More headers: `Set-Cookie`, `Location`.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
 /// The result of a request, on its way up the stack to be audited and rendered.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -151,6 +168,8 @@ pub struct Outcome {
     pub facts: Facts,
     /// The answer or the error.
     pub result: Result<Answer, ApiError>,
+    /// The console's page of it; `None` for the APIs.
+    pub page: Option<Box<Page>>,
 }
 
 impl Outcome {
@@ -159,6 +178,7 @@ impl Outcome {
         Self {
             facts: Facts::default(),
             result: Err(e),
+            page: None,
         }
     }
 
@@ -167,11 +187,15 @@ impl Outcome {
         Self {
             facts: Facts::default(),
             result: Ok(a),
+            page: None,
         }
     }
 
     /// The HTTP status it will be answered with.
     pub fn status(&self) -> http::StatusCode {
+        if let Some(status) = self.page.as_ref().and_then(|p| p.status) {
+            return status;
+        }
         match &self.result {
             Ok(Answer::Json { status, .. } | Answer::Text { status, .. }) => *status,
             Ok(Answer::Lookup(_)) => http::StatusCode::OK,

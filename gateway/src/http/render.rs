@@ -8,7 +8,7 @@
 //! serialization and a hash.
 
 use audit::Receipt;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{Answer, LookupAnswer, Outcome};
@@ -31,9 +31,12 @@ pub struct Rendered {
     /// Its RFC 8785 canonical JSON: what the record's `answer_sha256` covers (for a
     /// text answer, the text's bytes).
     pub canonical: Vec<u8>,
-    /// A text answer (the auditor API's signed checkpoint note): sent as it is, its
-    /// receipt in the `Audit-Receipt` header; its record binds the text's SHA-256.
+    /// A text answer (the auditor API's signed checkpoint note, a console page): sent
+    /// as it is, its receipt in the `Audit-Receipt` header; its record binds the
+    /// text's SHA-256.
     pub text: bool,
+    /// More headers (a console page's security headers and cookies).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Rendered {
@@ -48,6 +51,7 @@ impl Rendered {
                 body,
                 canonical,
                 text: false,
+                headers: Vec::new(),
             },
             Err(e) => {
                 let e = ApiError::Internal(format!("the answer has no canonical JSON: {e}"));
@@ -61,6 +65,7 @@ impl Rendered {
                     body,
                     canonical,
                     text: false,
+                    headers: Vec::new(),
                 }
             }
         }
@@ -75,7 +80,20 @@ impl Rendered {
             body: Map::new(),
             canonical: text.as_bytes().to_vec(),
             text: true,
+            headers: Vec::new(),
         }
+    }
+
+    /// A console page: HTML (or an asset) sent as it is, with the console's
+    /// security headers and the page's own.
+    pub fn page(status: StatusCode, page: &super::Page) -> Self {
+        let mut r = Self::text(status, page.content_type, &page.html);
+        r.headers = crate::console::SECURITY_HEADERS
+            .iter()
+            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .chain(page.headers.iter().cloned())
+            .collect();
+        r
     }
 
     /// SHA-256 of the canonical body, for the audit record.
@@ -117,6 +135,9 @@ impl Rendered {
 
 /// How `outcome` is answered, before its receipt.
 pub fn rendered(outcome: &Outcome, request_id: &str) -> Rendered {
+    if let Some(page) = &outcome.page {
+        return Rendered::page(outcome.status(), page);
+    }
     match &outcome.result {
         Ok(Answer::Lookup(l)) => Rendered::json(StatusCode::OK, JSON, lookup_body(l)),
         Ok(Answer::Json { status, body }) => match body {

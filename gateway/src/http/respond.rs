@@ -65,10 +65,11 @@ pub fn respond(a: Audited) -> Response<ResponseBody> {
         request_id,
         ..
     } = a;
-    let (status, content_type, allow) = (
+    let (status, content_type, allow, extra) = (
         rendered.status,
         rendered.content_type,
         rendered.allow.clone(),
+        rendered.headers.clone(),
     );
     // A text answer has no member to hold its receipt: it goes in a header.
     let receipt_header = receipt.as_ref().filter(|_| rendered.text).and_then(|r| {
@@ -92,6 +93,9 @@ pub fn respond(a: Audited) -> Response<ResponseBody> {
     }
     if let Some(v) = receipt_header {
         headers.insert(RECEIPT_HEADER, v);
+    }
+    for (k, v) in extra {
+        headers.append(k, v);
     }
     r
 }

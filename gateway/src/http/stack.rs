@@ -18,6 +18,7 @@ use super::audit_api::{
     log_service, records_service, CHECKPOINT, CONSISTENCY, ENTRIES, INCLUSION, RECORDS,
 };
 use super::audit_layer::AuditLayer;
+use super::audit_reports::{reports_service, ANOMALIES, HEALTH, STATS, SUBJECTS};
 use super::authorize::AuthorizeLayer;
 use super::body::BodyLimits;
 use super::bundle::{bundle_service, BUNDLE};
@@ -37,6 +38,7 @@ use super::route::{RouteService, Router, LOOKUP};
 use super::usage::{providers, usage_service, USAGE};
 use super::Principal;
 use crate::app::App;
+use crate::console::{console_service, CONSOLE};
 use crate::policy_sync::PolicyService;
 use crate::sources::Route;
 
@@ -96,6 +98,7 @@ where
     let requests = requests_service(Arc::clone(&app.requests), body);
     // Auditors and monitors following the Merkle tree.
     let follow = log_service(app.audit.clone(), Arc::clone(&app.policy.authorizer));
+    let reports = reports_service(app.reports.clone());
     Router::new(app.signer.jwks())
         .route(&[Method::POST], LOOKUP, lookup_route(body, lookup))
         .route(&[Method::POST], BUNDLE, bundles)
@@ -125,13 +128,21 @@ where
         .route(&[Method::GET], INCLUSION, follow.clone())
         .route(&[Method::GET], CONSISTENCY, follow.clone())
         .route(&[Method::GET], ENTRIES, follow)
+        // Reports over the log: citizen report, anomalies, chart counts, health.
+        .below(&[Method::GET], SUBJECTS, reports.clone())
+        .route(&[Method::GET], ANOMALIES, reports.clone())
+        .route(&[Method::GET], STATS, reports.clone())
+        .route(&[Method::GET], HEALTH, reports)
         // The collection and one agreement serve different methods (each 405's Allow).
         .route(&[Method::GET, Method::POST], AGREEMENTS, agreements.clone())
-        .below(
+        .at_depth(
             &[Method::GET, Method::PUT, Method::DELETE],
             AGREEMENTS,
-            agreements,
+            1,
+            agreements.clone(),
         )
+        // One agreement's history.
+        .at_depth(&[Method::GET], AGREEMENTS, 2, agreements)
         .route(
             &[Method::GET],
             EXPLAIN,
@@ -165,6 +176,12 @@ where
                 Arc::clone(&app.policy.authorizer),
                 Arc::new(Names::of(&app.config)),
             ),
+        )
+        // The web console: HTML pages over the same functions, audited the same way.
+        .prefix(
+            crate::console::METHODS,
+            CONSOLE,
+            console_service(Arc::clone(&app.console)),
         )
 }
 
