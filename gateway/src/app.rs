@@ -95,6 +95,8 @@ impl App {
             Arc::clone(&policy),
             audit.clone(),
             reports.clone(),
+            Arc::clone(&requests),
+            Arc::new(crate::http::usage::providers(&config)),
             signer.public_key().to_vec(),
             crate::http::body::BodyLimits::from(&config.limits),
         )?);

@@ -23,6 +23,7 @@ mod pages;
 pub mod svg;
 mod view;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ use crate::http::body::BodyLimits;
 use crate::http::route::RouteService;
 use crate::http::{Answer, Outcome, Page, Principal};
 use crate::policy_sync::PolicyService;
+use crate::requests::Requests;
 use csrf::Csrf;
 use i18n::{Lang, Messages};
 
@@ -82,6 +84,9 @@ pub struct Console {
     policy: Arc<PolicyService>,
     audit: AuditLog,
     reports: Reports,
+    requests: Arc<Requests>,
+    /// Dataset → its providing department, as the usage API groups by.
+    providers: Arc<HashMap<String, String>>,
     public_key: Vec<u8>,
     csrf: Csrf,
     messages: Messages,
@@ -111,11 +116,14 @@ pub(crate) struct Viewer {
 }
 
 impl Console {
-    /// The console over the gateway's parts; `public_key` checks checkpoints.
+    /// The console over the gateway's parts; `public_key` checks checkpoints,
+    /// `providers` maps each dataset to its department (as the usage API's).
     pub fn new(
         policy: Arc<PolicyService>,
         audit: AuditLog,
         reports: Reports,
+        requests: Arc<Requests>,
+        providers: Arc<HashMap<String, String>>,
         public_key: Vec<u8>,
         body: BodyLimits,
     ) -> Result<Self, ConsoleError> {
@@ -123,6 +131,8 @@ impl Console {
             policy,
             audit,
             reports,
+            requests,
+            providers,
             public_key,
             csrf: Csrf::generate().map_err(|_| ConsoleError::Random)?,
             messages: Messages::embedded()?,

@@ -52,6 +52,17 @@ pub fn bars(title: &str, class: &str, rows: &[(String, u64)]) -> String {
 /// Stacked columns: one per `(label, counts)`, each count drawn in the class of
 /// `series` at its position (`allow`, `deny`, `error`).
 pub fn stacked(title: &str, series: &[&str], columns: &[(String, Vec<u64>)]) -> String {
+    let named: Vec<(&str, &str)> = series.iter().map(|s| (*s, *s)).collect();
+    stacked_named(title, &named, columns)
+}
+
+/// [`stacked`] with each series `(class, name)`: drawn in its class, named in the
+/// tooltips (a consumer's identity, not its colour's class).
+pub fn stacked_named(
+    title: &str,
+    series: &[(&str, &str)],
+    columns: &[(String, Vec<u64>)],
+) -> String {
     const HEIGHT: u64 = 180;
     const COL: u64 = 22;
     const BASE: u64 = HEIGHT - 24;
@@ -70,7 +81,7 @@ pub fn stacked(title: &str, series: &[&str], columns: &[(String, Vec<u64>)]) -> 
     for (i, (label, counts)) in columns.iter().enumerate() {
         let x = 34 + COL * i as u64;
         let mut top = BASE;
-        for (class, n) in series.iter().zip(counts) {
+        for ((class, name), n) in series.iter().zip(counts) {
             let h = (BASE - 16) * n / max;
             if h == 0 {
                 continue;
@@ -78,9 +89,10 @@ pub fn stacked(title: &str, series: &[&str], columns: &[(String, Vec<u64>)]) -> 
             top -= h;
             let _ = write!(
                 svg,
-                r#"<rect class="{class}" x="{x}" y="{top}" width="{w}" height="{h}"><title>{label} {class}: {n}</title></rect>"#,
+                r#"<rect class="{class}" x="{x}" y="{top}" width="{w}" height="{h}"><title>{label} {name}: {n}</title></rect>"#,
                 w = COL - 4,
                 label = escape(label),
+                name = escape(name),
             );
         }
         if i % 3 == 0 {

@@ -53,10 +53,14 @@ enum Target {
     Step(String, Step),
 }
 
+/// A review step on one request; the console's forms take the same steps.
 #[derive(Clone, Copy)]
-enum Step {
+pub(crate) enum Step {
+    /// Approve, optionally narrowed (provider only).
     Approve,
+    /// Refuse with a reason (provider only).
     Refuse,
+    /// Withdraw while submitted (requester's department only).
     Withdraw,
 }
 
@@ -191,7 +195,9 @@ async fn file(requests: &Requests, who: &Actor, terms: RequestTerms) -> Outcome 
     }
 }
 
-async fn list(requests: &Requests, who: &Actor, query: &str) -> Outcome {
+/// `GET /admin/v1/requests?…`: the requests `who`'s department filed or reviews,
+/// the query's filters in the record's `detail` (the console's list calls this).
+pub(crate) async fn list(requests: &Requests, who: &Actor, query: &str) -> Outcome {
     let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -272,7 +278,9 @@ pub fn filter_of(
     }
 }
 
-async fn show(requests: &Requests, who: &Actor, id: &str) -> Outcome {
+/// `GET /admin/v1/requests/{id}`: one request with its history (the console's
+/// request page calls this).
+pub(crate) async fn show(requests: &Requests, who: &Actor, id: &str) -> Outcome {
     match requests.show(who, id).await {
         Ok((r, history)) => {
             let mut body = request_json(&r, Utc::now());
@@ -283,7 +291,15 @@ async fn show(requests: &Requests, who: &Actor, id: &str) -> Outcome {
     }
 }
 
-async fn decide(requests: &Requests, who: &Actor, id: &str, step: Step, body: Value) -> Outcome {
+/// `POST /admin/v1/requests/{id}/{step}` with its JSON `body` (the console's forms
+/// build the same body and call this).
+pub(crate) async fn decide(
+    requests: &Requests,
+    who: &Actor,
+    id: &str,
+    step: Step,
+    body: Value,
+) -> Outcome {
     // A request that is not there is 404 whatever the body says.
     if let Err(e) = requests.pending(id).await {
         return about(failed(e), step.as_str(), id, None);

@@ -45,22 +45,36 @@ pub fn usage_service<B: Send + 'static>(
             let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
                 .into_owned()
                 .collect();
-            let asked: serde_json::Map<String, Value> = params
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.chars().take(64).collect())))
-                .collect();
-            let mut o = match scope(&authorizer, principal.as_ref()) {
-                None => {
-                    let mut o = Outcome::error(ApiError::RoleRequired(DEPT_ADMIN));
-                    o.facts.decision = Some(Decision::Deny);
-                    o
-                }
-                Some(scope) => usage(&store, &providers, scope, &params).await,
-            };
-            o.facts.merge_detail(json!({"usage_query": asked}));
+            let o = answer(&store, &authorizer, &providers, principal.as_ref(), &params).await;
             Ok::<_, Infallible>(o)
         }
     }))
+}
+
+/// `GET /admin/v1/usage` for `principal` with the query `params`: the report in the
+/// caller's scope, or its refusal, the query in the record's `detail`. The
+/// console's usage page calls this too.
+pub(crate) async fn answer(
+    store: &AuditStore,
+    authorizer: &Authorizer,
+    providers: &HashMap<String, String>,
+    principal: Option<&Principal>,
+    params: &[(String, String)],
+) -> Outcome {
+    let asked: serde_json::Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.chars().take(64).collect())))
+        .collect();
+    let mut o = match scope(authorizer, principal) {
+        None => {
+            let mut o = Outcome::error(ApiError::RoleRequired(DEPT_ADMIN));
+            o.facts.decision = Some(Decision::Deny);
+            o
+        }
+        Some(scope) => usage(store, providers, scope, params).await,
+    };
+    o.facts.merge_detail(json!({"usage_query": asked}));
+    o
 }
 
 /// Dataset → the department providing it, from the config: records name the

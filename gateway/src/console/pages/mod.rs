@@ -1,14 +1,12 @@
 //! The console's pages, one line each: which page a path is, and which API function
-//! it stands for.
-//!
-//! Access requests (`/admin/v1/requests`) and usage (`/admin/v1/usage`) get their
-//! pages here, beside agreements, once those APIs exist: a page calls the API's
-//! function and renders its answer, as every page below does.
+//! it stands for. A page calls the API's function and renders its answer.
 
 mod admin;
 mod agreements;
 mod audit;
 mod proof;
+mod requests;
+mod usage;
 
 use askama::Template;
 use bytes::Bytes;
@@ -53,6 +51,10 @@ where
         (true, ["agreements", id, "edit"]) => agreements::edit_form(console, viewer, id).await,
         (true, ["roles"]) => admin::roles(console, viewer).await,
         (true, ["explain"]) => admin::explain(console, viewer, &query).await,
+        (true, ["requests"]) => requests::list(console, viewer, &query).await,
+        (true, ["requests", id]) => requests::view(console, viewer, id).await,
+        // Department admins and security officers, each in the API's scope.
+        (true, ["usage"]) => usage::usage(console, viewer, &query).await,
         (false, _) if req.method() == Method::POST => {
             let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
             let form = match form_of(console, viewer, req).await {
@@ -66,6 +68,11 @@ where
                 ["agreements", id, "revoke"] => agreements::revoke(console, viewer, id).await,
                 ["roles"] => admin::bind(console, viewer, &form).await,
                 ["roles", "unbind"] => admin::unbind(console, viewer, &form).await,
+                ["requests", id, "approve"] => requests::approve(console, viewer, id, &form).await,
+                ["requests", id, "refuse"] => requests::refuse(console, viewer, id, &form).await,
+                ["requests", id, "withdraw"] => {
+                    requests::withdraw(console, viewer, id, &form).await
+                }
                 _ => Outcome::error(ApiError::NoRoute(format!("/console{path}"))),
             }
         }
