@@ -27,6 +27,9 @@ const PAGES: &[&str] = &[
     "/console/agreements/hrss-population-2026/edit",
     "/console/roles",
     "/console/explain",
+    "/console/requests",
+    "/console/requests/no-such-request",
+    "/console/usage",
 ];
 
 fn header<'a>(a: &'a Answer, name: &str) -> &'a str {
@@ -350,6 +353,256 @@ async fn the_officers_reports_are_auditor_api_calls() {
     let seq = report.body["accesses"][0]["seq"].as_i64().unwrap();
     let record = auditor.get(&format!("/console/records/{seq}")).await;
     assert!(record.text.contains("已核验"), "{}", record.text);
+}
+
+/// The demo's pending request: the housing fund centre's, to sz-psb (the admin's
+/// department).
+async fn pending_request(admin: &Client) -> String {
+    let a = admin.get("/admin/v1/requests?state=submitted").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    a.body["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["terms"]["consumer"] == gateway::demo::DEMO_REQUEST_CONSUMER)
+        .expect("the demo's pending request")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A request of sz-hf to sz-psb whose review deadline passed yesterday, written to
+/// the store as filed ten days ago.
+async fn overdue_request(gw: &Gateway) -> String {
+    let now = chrono::Utc::now();
+    let r = policy::AccessRequest {
+        id: "overdue-0001".into(),
+        state: policy::RequestState::Submitted,
+        provider: "sz-psb".into(),
+        consumer_department: "sz-hf".into(),
+        requester: "urn:tongban:sz-hf:admin-01".into(),
+        terms: policy::RequestTerms {
+            dataset: "population".into(),
+            consumer: gateway::demo::DEMO_REQUEST_CONSUMER.into(),
+            fields: [("name".to_owned(), policy::FieldRule::Full)].into(),
+            matters: vec!["housing-fund-withdrawal".into()],
+            legal_basis: "a test of the overdue mark".into(),
+            valid_from: now,
+            valid_until: now + chrono::Duration::days(30),
+            daily_quota: None,
+            contact: "test".into(),
+            renews: None,
+        },
+        submitted_at: now - chrono::Duration::days(10),
+        review_by: now - chrono::Duration::days(1),
+        decided_at: None,
+        decided_by: None,
+        reason: None,
+        agreement: None,
+    };
+    gw.running
+        .app
+        .policy
+        .store
+        .file_request(&r, "test")
+        .await
+        .unwrap();
+    r.id
+}
+
+#[tokio::test]
+async fn an_admin_reviews_a_request_through_the_console_as_through_the_api() {
+    let gw = Gateway::start().await;
+    let admin = gw.client("admin");
+    let id = pending_request(&admin).await;
+    let overdue = overdue_request(&gw).await;
+
+    // The list: the request to review, the overdue one marked; recorded as the
+    // API's list with its filter.
+    let list = admin.get("/console/requests?state=submitted").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    assert_secure(&list, "requests");
+    assert!(list.text.contains(&format!("/console/requests/{id}")));
+    assert!(
+        list.text.contains(&format!(
+            "<tr class=\"overdue\"><td><a href=\"/console/requests/{overdue}\">"
+        )),
+        "the overdue request stands out: {}",
+        list.text
+    );
+    assert!(list.text.contains("超期"));
+    let rec = last(&gw).await;
+    assert_eq!(rec["path"], "/console/requests");
+    assert_eq!(rec["detail"]["request_list"], json!({"state": "submitted"}));
+
+    let page = admin.get(&format!("/console/requests/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    for t in [
+        "id=\"approve-form\"",
+        "id=\"approve\"",
+        "name=\"reason\"",
+        "housing-fund-withdrawal",
+    ] {
+        assert!(page.text.contains(t), "{t}");
+    }
+    assert_eq!(
+        last(&gw).await["detail"]["access_request"]["action"],
+        "show"
+    );
+
+    let (cookie, token) = session(&admin).await;
+    let post = |path: String, origin: &'static str, body: String| {
+        let (admin, cookie) = (admin.clone(), cookie.clone());
+        async move {
+            let headers = [
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("origin", origin),
+                ("cookie", cookie.as_str()),
+            ];
+            admin
+                .request(Method::POST, &path, &headers, body)
+                .await
+                .unwrap()
+        }
+    };
+    let here = "https://localhost";
+    let approve = format!("/console/requests/{id}/approve");
+    let narrowed = form(&[
+        ("csrf", &token),
+        ("field.name", "full"),
+        ("field.birth_date", ""),
+        ("field.household_address", "masked"),
+        ("matters", "housing-fund-withdrawal"),
+        ("daily_quota", "100"),
+        ("agreement_id", "hf-population-console"),
+    ]);
+
+    // From another origin, with this session's token: refused, nothing approved.
+    let a = post(approve.clone(), "https://evil.example", narrowed.clone()).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);
+    assert!(a.text.contains("拒绝跨站请求"));
+    assert_eq!(last(&gw).await["decision"], "deny");
+
+    // Refusing without a reason: the API's error, beside the reason input.
+    let refuse = format!("/console/requests/{id}/refuse");
+    let a = post(refuse, here, form(&[("csrf", &token), ("reason", " ")])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert!(
+        a.text.contains("<p class=\"error\" data-field=\"reason\">"),
+        "{}",
+        a.text
+    );
+    let rec = last(&gw).await;
+    assert_eq!(rec["detail"]["access_request"]["action"], "refuse");
+    let api = admin
+        .request(
+            Method::POST,
+            &format!("/admin/v1/requests/{id}/refuse"),
+            &[("content-type", "application/json")],
+            json!({"reason": ""}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(api.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(api.body["field"], "reason");
+    let message = api.body["detail"].as_str().unwrap().replace('"', "&#34;");
+    assert!(a.text.contains(&message), "the API's message: {message}");
+
+    // Approved narrowed, with this session's token from this origin: 303 to the
+    // request, recorded as the API's approval with its agreement change.
+    let a = post(approve, here, narrowed).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.text);
+    assert_eq!(header(&a, "location"), format!("/console/requests/{id}"));
+    let rec = last(&gw).await;
+    assert_eq!(rec["decision"], "allow");
+    assert_eq!(rec["path"], format!("/console/requests/{id}/approve"));
+    assert_eq!(rec["detail"]["access_request"]["action"], "approve");
+    assert_eq!(rec["detail"]["policy_change"]["action"], "create", "{rec}");
+    assert_eq!(rec["agreement"], "hf-population-console");
+    let agreement = admin
+        .get("/admin/v1/agreements/hf-population-console")
+        .await;
+    assert_eq!(agreement.status, StatusCode::OK, "{}", agreement.text);
+    let g = &agreement.body["agreement"];
+    assert_eq!(
+        g["fields"],
+        json!({"name": "full", "household_address": "masked"})
+    );
+    assert_eq!(g["daily_quota"], 100);
+    assert_eq!(g["request"], id.as_str());
+    assert_eq!(g["approver"], "urn:tongban:sz-psb:admin-01");
+    let shown = admin.get(&format!("/console/requests/{id}")).await;
+    assert!(shown.text.contains("已批准") && !shown.text.contains("approve-form"));
+}
+
+#[tokio::test]
+async fn the_usage_page_shows_the_apis_numbers() {
+    let gw = Gateway::start().await;
+    for s in &gw.samples() {
+        let a = gw
+            .client(s["cert"].as_str().unwrap())
+            .request(
+                Method::POST,
+                s["path"].as_str().unwrap(),
+                &[
+                    ("content-type", "application/json"),
+                    (
+                        "x-operator-id",
+                        s["operator"].as_str().unwrap_or("clerk-001"),
+                    ),
+                ],
+                s["body"].to_string(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(u64::from(a.status.as_u16()), s["expect"], "{s}");
+    }
+    let admin = gw.client("admin");
+    let api = admin.get("/admin/v1/usage").await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.text);
+    let page = admin.get("/console/usage").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_secure(&page, "usage");
+    assert!(page.text.contains("<svg") && page.text.contains("每日查询量（按调用方）"));
+    let rec = last(&gw).await;
+    assert_eq!(rec["path"], "/console/usage");
+    assert_eq!(rec["detail"]["usage_query"], json!({}));
+    assert_eq!(rec["decision"], "allow");
+
+    let total = &api.body["total"];
+    assert!(total["lookups"].as_u64().unwrap() > 0, "{}", api.body);
+    for k in ["lookups", "allowed", "refused", "failed"] {
+        let cell = format!("<td data-total=\"{k}\">{}</td>", total[k]);
+        assert!(page.text.contains(&cell), "{cell}");
+    }
+    for dim in ["consumers", "matters"] {
+        let series = api.body[dim].as_array().unwrap();
+        assert!(!series.is_empty(), "{dim}");
+        for s in series {
+            let key = s["key"].as_str().unwrap();
+            let row = format!(
+                "<tr data-key=\"{key}\"><td>{key}</td><td data-n=\"lookups\">{}</td><td data-n=\"allowed\">{}</td><td data-n=\"refused\">{}</td>",
+                s["total"]["lookups"], s["total"]["allowed"], s["total"]["refused"]
+            );
+            assert!(page.text.contains(&row), "{dim}: {row}");
+        }
+    }
+    for (reason, n) in total["refusals"].as_object().unwrap() {
+        let row =
+            format!("<tr data-key=\"{reason}\"><td>{reason}</td><td data-n=\"refused\">{n}</td>");
+        assert!(page.text.contains(&row), "{row}");
+    }
+    for p in api.body["providers"].as_array().unwrap() {
+        let key = p["key"].as_str().unwrap();
+        let row = format!(
+            "<tr data-key=\"{key}\"><td>{key}</td><td data-n=\"source_calls\">{}</td>",
+            p["total"]["source_calls"]
+        );
+        assert!(page.text.contains(&row), "{row}");
+    }
+    // A counter is refused, as by the API.
+    let a = gw.client("counter-a").get("/console/usage").await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
 }
 
 fn browser_ready() -> bool {
