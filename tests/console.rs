@@ -710,6 +710,7 @@ async fn in_chromium_an_admins_agreement_lets_a_counter_look_up_and_the_officer_
     }
     tokio::task::block_in_place(|| {
         browser(g, "auditor", &[&subject, case_id, consumer]);
+        browser(g, "usage", &[]);
         browser(g, "english", &[]);
     });
 }

@@ -11,6 +11,7 @@ Screenshots of every page visited go to SHOTS/<phase>-<name>.png.
 """
 
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -81,7 +82,7 @@ def no_console_errors(page):
 PAGES = ["/console/", "/console/records", "/console/records/1", "/console/subjects",
          "/console/anomalies", "/console/charts", "/console/health", "/console/datasets",
          "/console/agreements", "/console/agreements/new", "/console/agreements/hrss-population-2026",
-         "/console/roles", "/console/explain"]
+         "/console/roles", "/console/explain", "/console/requests", "/console/usage"]
 
 
 def forbidden(p, browser):
@@ -141,6 +142,8 @@ def admin(p, browser, agreement, consumer, matter):
     expect_page(page, p.base + "/console/roles", 200, "urn:tongban:sz-psb:admin-01", "dept-admin")
     p.shot(page, "roles")
 
+    review(p, page)
+
     # Cross-site request forgery. A page of another origin posts a form to the
     # gateway: the browser sends the client certificate, but the console refuses.
     evil = ctx.new_page()
@@ -176,6 +179,53 @@ def admin(p, browser, agreement, consumer, matter):
     page.goto(p.base + "/console/agreements/" + agreement)
     check("History" in page.content() and "变更历史" not in page.content(), "English stays")
     p.shot(page, "agreement-en")
+    check(not errors, f"console errors (CSP violations?): {errors}")
+
+
+def review(p, page):
+    """The admin opens the access requests, the demo's pending one, narrows it (one
+    field less, a lower quota, a shorter validity) and approves it through the form."""
+    expect_page(page, p.base + "/console/requests", 200, "向本部门提出的申请", "urn:tongban:sz-hf:counter-01")
+    row = page.locator("#to-review tbody tr").filter(has_text="urn:tongban:sz-hf:counter-01").filter(has_text="待审核")
+    check(row.count() == 1, f"the demo's pending request is listed once to review: {row.count()}")
+    p.shot(page, "requests")
+    row.locator("a").first.click()
+    page.wait_for_load_state()
+    for t in ("住房公积金管理条例", "housing-fund-withdrawal", "approve-form"):
+        check(t in page.content(), f"the request's page lacks {t!r}")
+    p.shot(page, "request")
+    request_url = page.url
+    page.select_option("#approve-form select[name='field.birth_date']", "")
+    page.fill("#approve-form input[name=daily_quota]", "500")
+    until = (date.today() + timedelta(days=180)).isoformat()
+    page.fill("#approve-form input[name=valid_until]", until)
+    with page.expect_navigation() as nav:
+        page.click("#approve")
+    check(page.url == request_url, f"after approving: {page.url}, {detail(page)}")
+    body = page.content()
+    for t in ("已批准", "urn:tongban:sz-psb:admin-01"):
+        check(t in body, f"the approved request's page lacks {t!r}")
+    check("approve-form" not in body, "an approved request offers the approve form again")
+    p.shot(page, "request-approved")
+    agreement = page.locator("table.members tr").filter(has_text="生成的协议").locator("td").inner_text()
+    r = page.request.get(f"{p.base}/admin/v1/agreements/{agreement}")
+    check(r.status == 200, f"the agreement {agreement}: {r.status}")
+    a = r.json()["agreement"]
+    check(sorted(a["fields"]) == ["household_address", "name"], f"narrowed fields: {a['fields']}")
+    check(a["daily_quota"] == 500, f"narrowed quota: {a['daily_quota']}")
+    check(a["valid_until"].startswith(until), f"narrowed validity: {a['valid_until']}")
+
+
+def usage(p, browser):
+    """The admin's usage page: charts with the numbers beside them."""
+    page = p.context(browser, "admin").new_page()
+    errors = no_console_errors(page)
+    expect_page(page, p.base + "/console/usage", 200, "每日查询量（按调用方）", "拒绝原因", "数据源延迟与可用性")
+    check(page.locator("#usage-consumers svg.chart rect").count() >= 1, "the consumers chart has columns")
+    check(page.locator("#usage-refusals svg.chart rect.deny").count() >= 1, "the refusals chart has bars")
+    total = int(page.locator("td[data-total=lookups]").inner_text())
+    check(total > 0, "lookups counted")
+    p.shot(page, "usage")
     check(not errors, f"console errors (CSP violations?): {errors}")
 
 
@@ -239,6 +289,7 @@ def main():
             {"forbidden": lambda: forbidden(p, browser),
              "admin": lambda: admin(p, browser, *args),
              "english": lambda: english_by_browser(p, browser),
+             "usage": lambda: usage(p, browser),
              "auditor": lambda: auditor(p, browser, *args)}[phase]()
         finally:
             browser.close()

@@ -26,21 +26,32 @@ pub fn escape(s: &str) -> String {
 /// Horizontal bars, one per `(label, value)`, longest the full width, drawn in
 /// `class` (`bar`, `deny`, …).
 pub fn bars(title: &str, class: &str, rows: &[(String, u64)]) -> String {
+    let shown: Vec<(String, u64, String)> = rows
+        .iter()
+        .map(|(l, v)| (l.clone(), *v, v.to_string()))
+        .collect();
+    bars_shown(title, class, &shown)
+}
+
+/// [`bars`] with each value printed as given (`(label, value, shown)`): a share as
+/// `99.50 %`, a latency in milliseconds, while the bar's length is `value`.
+pub fn bars_shown(title: &str, class: &str, rows: &[(String, u64, String)]) -> String {
     const WIDTH: u64 = 560;
     const LABEL: u64 = 200;
     const ROW: u64 = 22;
-    let max = rows.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    let max = rows.iter().map(|(_, v, _)| *v).max().unwrap_or(0).max(1);
     let height = ROW * rows.len().max(1) as u64 + 8;
     let mut svg = open(title, WIDTH, height);
-    for (i, (label, value)) in rows.iter().enumerate() {
+    for (i, (label, value, shown)) in rows.iter().enumerate() {
         let y = ROW * i as u64 + 4;
         let w = (WIDTH - LABEL - 60) * value / max;
         let _ = write!(
             svg,
-            r#"<text class="label" x="{x}" y="{ty}" text-anchor="end">{label}</text><rect class="{class}" x="{LABEL}" y="{y}" width="{w}" height="{h}"/><text class="value" x="{vx}" y="{ty}">{value}</text>"#,
+            r#"<text class="label" x="{x}" y="{ty}" text-anchor="end">{label}</text><rect class="{class}" x="{LABEL}" y="{y}" width="{w}" height="{h}"/><text class="value" x="{vx}" y="{ty}">{shown}</text>"#,
             x = LABEL - 6,
             ty = y + 14,
             label = escape(label),
+            shown = escape(shown),
             h = ROW - 6,
             vx = LABEL + w + 4,
         );
@@ -72,7 +83,8 @@ pub fn stacked_named(
         .max()
         .unwrap_or(0)
         .max(1);
-    let width = COL * columns.len().max(1) as u64 + 40;
+    // Wide enough for one column's date label too.
+    let width = (COL * columns.len().max(1) as u64 + 40).max(120);
     let mut svg = open(title, width, HEIGHT);
     let _ = write!(
         svg,

@@ -161,8 +161,8 @@ struct View<'a> {
     matters: Vec<(String, bool)>,
     /// The approve form's other inputs, as shown.
     values: BTreeMap<String, String>,
-    /// (seq, action, actor, at, from → to)
-    history: Vec<(String, String, String, String, String)>,
+    /// (seq, action, actor, at, state before (empty for the filing), state after)
+    history: Vec<(String, String, String, String, String, String)>,
     /// The viewer's department reviews it (and it is still submitted).
     reviews: bool,
     /// The viewer's department filed it (and it is still submitted).
@@ -200,8 +200,8 @@ impl<'a> View<'a> {
     ) -> Self {
         let t = &r["terms"];
         let submitted = r["state"] == "submitted";
+        // The state is the page's heading line, in the viewer's language.
         let members = [
-            ("state", text(&r["state"])),
             ("dataset", text(&t["dataset"])),
             ("consumer", text(&t["consumer"])),
             ("consumer_department", text(&r["consumer_department"])),
@@ -277,16 +277,13 @@ impl<'a> View<'a> {
             .into_iter()
             .flatten()
             .map(|e| {
-                let step = match (text(&e["from"]), text(&e["to"])) {
-                    (from, to) if from.is_empty() => to,
-                    (from, to) => format!("{from} → {to}"),
-                };
                 (
                     text(&e["seq"]),
                     text(&e["action"]),
                     text(&e["actor"]),
                     minute_of(&e["at"]),
-                    step,
+                    text(&e["from"]),
+                    text(&e["to"]),
                 )
             })
             .collect();

@@ -178,30 +178,29 @@ pub(crate) async fn usage(
             }
         })
         .collect();
-    // Latency bars in microseconds (whole numbers), the table gives milliseconds.
-    let latency: Vec<(String, u64)> = providers
+    // Bars take whole numbers: latency in microseconds, availability in basis
+    // points; each printed as the table prints it.
+    let latency: Vec<(String, u64, String)> = providers
         .iter()
         .flat_map(|p| {
             let key = text(&p["key"]);
             let t = &p["total"];
-            [
-                (format!("{key} p50 µs"), n(&t["source_p50_us"])),
-                (format!("{key} p99 µs"), n(&t["source_p99_us"])),
-            ]
+            [("p50", "source_p50_us"), ("p99", "source_p99_us")]
+                .map(|(q, k)| (format!("{key} {q}"), n(&t[k]), format!("{} ms", ms(&t[k]))))
         })
         .collect();
-    // Availability in hundredths of a percent: bars take whole numbers.
-    let availability: Vec<(String, u64)> = providers
+    let availability: Vec<(String, u64, String)> = providers
         .iter()
         .filter_map(|p| {
             let a = p["total"]["source_availability"].as_f64()?;
-            Some((text(&p["key"]), (a * 10_000.0).round() as u64))
+            let bp = (a * 10_000.0).round() as u64;
+            Some((text(&p["key"]), bp, format!("{:.2} %", a * 100.0)))
         })
         .collect();
     let page = Usage {
         refusals_svg: svg::bars(c.t("usage.refusals"), "deny", &refusals),
-        latency_svg: svg::bars(c.t("usage.latency"), "bar", &latency),
-        availability_svg: svg::bars(c.t("usage.availability_bp"), "allow", &availability),
+        latency_svg: svg::bars_shown(c.t("usage.latency"), "bar", &latency),
+        availability_svg: svg::bars_shown(c.t("usage.availability"), "allow", &availability),
         from: param(query, "from").unwrap_or_default().to_owned(),
         to: param(query, "to").unwrap_or_default().to_owned(),
         scope: match &body["scope"] {
