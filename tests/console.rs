@@ -371,9 +371,9 @@ async fn pending_request(admin: &Client) -> String {
         .to_owned()
 }
 
-/// A request of sz-hf to sz-psb whose review deadline passed yesterday, written to
-/// the store as filed ten days ago.
-async fn overdue_request(gw: &Gateway) -> String {
+/// A request of sz-hf to sz-psb for `consumer` whose review deadline passed
+/// yesterday, written to the store as filed ten days ago.
+async fn overdue_request(gw: &Gateway, consumer: &str) -> String {
     let now = chrono::Utc::now();
     let r = policy::AccessRequest {
         id: "overdue-0001".into(),
@@ -383,7 +383,7 @@ async fn overdue_request(gw: &Gateway) -> String {
         requester: "urn:tongban:sz-hf:admin-01".into(),
         terms: policy::RequestTerms {
             dataset: "population".into(),
-            consumer: gateway::demo::DEMO_REQUEST_CONSUMER.into(),
+            consumer: consumer.into(),
             fields: [("name".to_owned(), policy::FieldRule::Full)].into(),
             matters: vec!["housing-fund-withdrawal".into()],
             legal_basis: "a test of the overdue mark".into(),
@@ -415,7 +415,7 @@ async fn an_admin_reviews_a_request_through_the_console_as_through_the_api() {
     let gw = Gateway::start().await;
     let admin = gw.client("admin");
     let id = pending_request(&admin).await;
-    let overdue = overdue_request(&gw).await;
+    let overdue = overdue_request(&gw, gateway::demo::DEMO_REQUEST_CONSUMER).await;
 
     // The list: the request to review, the overdue one marked; recorded as the
     // API's list with its filter.
@@ -674,6 +674,8 @@ async fn in_chromium_an_admins_agreement_lets_a_counter_look_up_and_the_officer_
     let a = counter.lookup(Some("clerk-207"), &lookup).await.unwrap();
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);
 
+    // A request past its review deadline, for the list to mark.
+    overdue_request(&gw, "urn:tongban:sz-hf:archive-01").await;
     let g = &gw;
     tokio::task::block_in_place(|| {
         browser(g, "forbidden", &[]);

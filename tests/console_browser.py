@@ -188,6 +188,9 @@ def review(p, page):
     expect_page(page, p.base + "/console/requests", 200, "向本部门提出的申请", "urn:tongban:sz-hf:counter-01")
     row = page.locator("#to-review tbody tr").filter(has_text="urn:tongban:sz-hf:counter-01").filter(has_text="待审核")
     check(row.count() == 1, f"the demo's pending request is listed once to review: {row.count()}")
+    late = page.locator("#to-review tbody tr.overdue")
+    check(late.count() == 1 and "超期" in late.inner_text() and "urn:tongban:sz-hf:archive-01" in late.inner_text(),
+          "the request past its review deadline stands out")
     p.shot(page, "requests")
     row.locator("a").first.click()
     page.wait_for_load_state()
