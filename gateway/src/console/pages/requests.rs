@@ -266,9 +266,16 @@ impl<'a> View<'a> {
         values.insert("valid_until".into(), day_of(&t["valid_until"]));
         values.insert("asked_valid_from".into(), day_of(&t["valid_from"]));
         values.insert("asked_valid_until".into(), day_of(&t["valid_until"]));
+        // What was typed is shown again (the hidden asked dates are not typed).
+        let typed = [
+            "daily_quota",
+            "valid_from",
+            "valid_until",
+            "agreement_id",
+            "reason",
+        ];
         for (k, v) in posted.into_iter().flatten() {
-            let keep = ["daily_quota", "valid_from", "valid_until", "agreement_id"];
-            if keep.contains(&k.as_str()) || k == "reason" {
+            if typed.contains(&k.as_str()) {
                 values.insert(k.clone(), v.trim().to_owned());
             }
         }
@@ -389,20 +396,15 @@ pub(crate) async fn approve(
     id: &str,
     form: &[(String, String)],
 ) -> Outcome {
-    let body = narrowing(form);
-    let (body, errors) = match body {
-        Ok(b) => (b, None),
-        Err(e) => (Value::Null, Some(e)),
-    };
-    match errors {
-        None => step(console, viewer, id, Step::Approve, body, form).await,
-        Some(errors) => {
+    // Who first: a viewer who may not review learns nothing about the form.
+    if let Err(o) = actor(console, viewer) {
+        return o;
+    }
+    match narrowing(form) {
+        Ok(body) => step(console, viewer, id, Step::Approve, body, form).await,
+        Err(errors) => {
             // Refused before the API is asked, as a malformed body would be.
-            let (field, detail) = errors
-                .iter()
-                .next()
-                .map(|(f, d)| (f.clone(), d.clone()))
-                .unwrap_or_default();
+            let (field, detail) = errors.into_iter().next().unwrap_or_default();
             let o = Outcome::error(ApiError::InvalidField { field, detail });
             again(console, viewer, id, o, form).await
         }
