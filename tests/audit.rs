@@ -428,6 +428,29 @@ async fn verify_names_a_search_index_entry_altered_to_hide_an_access() {
         msg.contains(&format!("broken at seq {seq}: record {seq}: the search index says subject \"110101194912310000\" but the record says \"{subject}\"")),
         "{msg}"
     );
+    // The failed run is kept for the health page, with where it stopped.
+    let store = audit::AuditStore::open(&audit::Database::Sqlite(gw.join("state.db")))
+        .await
+        .unwrap();
+    let run = store
+        .last_verify_run()
+        .await
+        .unwrap()
+        .expect("the run is kept");
+    assert!(!run.ok && msg.contains(&run.summary), "{run:?} vs {msg}");
+    assert!(
+        run.summary.contains(&format!("broken at seq {seq}")),
+        "{run:?}"
+    );
+    assert!(
+        run.summary
+            .contains(&format!("({} records verified before it)", run.records)),
+        "{run:?}"
+    );
+    if let audit::AuditStore::Sqlite(p) = &store {
+        // Closed before the next round replaces the file under it.
+        p.close().await;
+    }
 
     // Every other kind of index tampering, at that record.
     let cases = [

@@ -329,6 +329,25 @@ async fn the_officers_reports_are_auditor_api_calls() {
     let health = auditor.get("/audit/v1/health").await;
     assert_eq!(health.status, StatusCode::OK);
     assert!(health.body["checkpoint"]["size"].as_u64().unwrap() >= 1);
+    assert!(health.body["last_verify"].is_null(), "{}", health.text);
+    // A verify run is kept: the API and the health page show it.
+    let config = gw.config_path().display().to_string();
+    assert_eq!(
+        gw.tongban(&["audit", "verify", "--config", &config]).await,
+        0
+    );
+    let health = auditor.get("/audit/v1/health").await;
+    let run = &health.body["last_verify"];
+    assert_eq!(run["ok"], true, "{}", health.text);
+    assert!(run["records"].as_i64().unwrap() >= 1, "{}", health.text);
+    let summary = run["summary"].as_str().unwrap();
+    assert!(summary.starts_with("OK: "), "{summary}");
+    let page = auditor.get("/console/health").await;
+    assert!(
+        page.text.contains(summary) && page.text.contains("完好"),
+        "{}",
+        page.text
+    );
     let stats = auditor.get("/audit/v1/stats").await;
     assert_eq!(stats.status, StatusCode::OK, "{}", stats.text);
     assert!(stats.body["lookups"].as_u64().unwrap() >= 1);

@@ -36,13 +36,13 @@ const POLICY_TABLES: &str = include_str!("../policy/migrations/0001_policy_table
 
 /// The audit store's migrations on PostgreSQL (audit/migrations/postgres/); SQLite has
 /// 0005 besides ([`audit_migrations`]).
-const AUDIT_MIGRATIONS: usize = 5;
+const AUDIT_MIGRATIONS: usize = 6;
 
 /// The policy store's migrations (policy/migrations/).
 const POLICY_MIGRATIONS: usize = 2;
 
 /// Every table a migrated state database holds.
-const TABLES: [&str; 14] = [
+const TABLES: [&str; 15] = [
     "_sqlx_migrations_audit",
     "_sqlx_migrations_policy",
     "access_request_history",
@@ -52,6 +52,7 @@ const TABLES: [&str; 14] = [
     "audit_cosignature",
     "audit_log",
     "audit_tree",
+    "audit_verify_run",
     "policy_agreements",
     "policy_counters",
     "policy_history",

@@ -54,6 +54,7 @@ pub mod tlog;
 mod tree_store;
 mod usage;
 mod verify;
+mod verify_runs;
 pub mod witness;
 
 pub use answer::{answer_sha256, canonical_answer, check_answer, AnswerError, RECEIPT_MEMBER};
@@ -88,3 +89,4 @@ pub use usage::{
 pub use verify::{
     verify, verify_chain, ChainChecker, TreeReport, VerifyFailure, VerifyOptions, VerifyReport,
 };
+pub use verify_runs::VerifyRun;

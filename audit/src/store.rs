@@ -144,6 +144,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "witness cosignatures",
         include_str!("../migrations/sqlite/0006_witness_cosignatures.sql"),
     ),
+    (
+        7,
+        "verify runs",
+        include_str!("../migrations/sqlite/0007_verify_runs.sql"),
+    ),
 ];
 
 /// The audit schema on PostgreSQL: `audit/migrations/postgres/`, embedded.
@@ -172,6 +177,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "witness cosignatures",
         include_str!("../migrations/postgres/0006_witness_cosignatures.sql"),
+    ),
+    (
+        7,
+        "verify runs",
+        include_str!("../migrations/postgres/0007_verify_runs.sql"),
     ),
 ];
 

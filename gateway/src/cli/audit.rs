@@ -302,11 +302,54 @@ async fn verify(
     jwks: &[PathBuf],
 ) -> Result<(), Failure> {
     let (config, store) = open(config).await?;
+    let mut reached = (0, 0);
+    let outcome = verify_store(&config, &store, (from, to), checkpoints, jwks, &mut reached).await;
+    // Kept for the health API and console; a run that could not start is not one.
+    let summary = match &outcome {
+        Ok(()) => Some(format!(
+            "OK: {} records verified up to seq {}",
+            reached.0, reached.1
+        )),
+        Err(Failure::Failed(reason)) => Some(reason.clone()),
+        Err(Failure::Usage(_)) => None,
+    };
+    if let Some(summary) = summary {
+        let range = match (from, to) {
+            (None, None) => String::new(),
+            _ => format!(
+                " (range {}..{})",
+                from.map(|f| f.to_string()).unwrap_or_default(),
+                to.map(|t| t.to_string()).unwrap_or_default()
+            ),
+        };
+        let run = ::audit::VerifyRun {
+            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ok: outcome.is_ok(),
+            records: reached.0,
+            head_seq: reached.1,
+            summary: format!("{summary}{range}"),
+        };
+        if let Err(e) = store.add_verify_run(&run).await {
+            eprintln!("warning: this run's outcome was not kept for the health page: {e}");
+        }
+    }
+    outcome
+}
+
+/// Verify `store`; `reached` gets the records verified and the head reached.
+async fn verify_store(
+    config: &Config,
+    store: &AuditStore,
+    (from, to): (Option<i64>, Option<i64>),
+    checkpoints: &[PathBuf],
+    jwks: &[PathBuf],
+    reached: &mut (i64, i64),
+) -> Result<(), Failure> {
     let opts = VerifyOptions {
         from,
         to,
-        jwks: trusted_keys(&config, jwks)?,
-        external: external_checkpoints(&config, checkpoints)?,
+        jwks: trusted_keys(config, jwks)?,
+        external: external_checkpoints(config, checkpoints)?,
         archive_dir: Some(config.audit.archive_dir.clone()),
     };
     let total = match store.bounds().await.map_err(failed)? {
@@ -324,10 +367,14 @@ async fn verify(
         .progress_chars("=> "),
     );
     let started = Instant::now();
-    let report = audit::verify(&store, &opts, |n| bar.set_position(n))
+    let report = audit::verify(store, &opts, |n| bar.set_position(n))
         .await
         .map_err(failed)?;
     bar.finish_and_clear();
+    *reached = (
+        i64::try_from(report.records).unwrap_or(i64::MAX),
+        report.head.0,
+    );
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {
         report.records as f64 / secs
@@ -368,7 +415,7 @@ async fn verify(
                     "    Merkle tree: not checked (no stored tree frontier where this range starts)"
                 ),
             }
-            witnessed(&config, &store, report.head.0).await
+            witnessed(config, store, report.head.0).await
         }
         Some(f) => Err(Failure::Failed(format!(
             "FAILED: audit chain broken at seq {}: {} ({} records verified before it)",

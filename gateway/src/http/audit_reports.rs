@@ -163,6 +163,7 @@ impl Reports {
             "records": bounds.map(|(first, last)| json!({"first": first, "last": last})),
             "witnesses": witnesses,
             "archives": archives,
+            "last_verify": store.last_verify_run().await?,
         }))
     }
 }

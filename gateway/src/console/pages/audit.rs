@@ -351,6 +351,11 @@ struct Health<'a> {
     last: String,
     witnesses: Vec<(String, String)>,
     archives: Vec<(String, String, String)>,
+    /// The last `audit verify` run: when (empty: none recorded), whether it passed,
+    /// its summary.
+    verify_at: String,
+    verify_ok: bool,
+    verify_summary: String,
 }
 
 /// `GET /console/health`: `GET /audit/v1/health`, the checkpoint's signature
@@ -391,6 +396,9 @@ pub(crate) async fn health(console: &Console, viewer: &Viewer) -> Outcome {
                 )
             })
             .collect(),
+        verify_at: text(&body["last_verify"], "finished_at"),
+        verify_ok: body["last_verify"]["ok"].as_bool() == Some(true),
+        verify_summary: text(&body["last_verify"], "summary"),
     };
     let html = page.render();
     rendered(o, html)
