@@ -37,6 +37,7 @@ mod export;
 mod follow;
 mod frontier;
 mod log;
+mod multi_insert;
 mod receipt;
 mod report;
 mod search;

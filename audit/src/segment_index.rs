@@ -14,7 +14,9 @@
 
 use std::path::Path;
 
-use rusqlite::params;
+use rusqlite::ToSql;
+
+use super::multi_insert::insert_rows;
 
 use super::batch::search_columns;
 use super::chain::AuditEntry;
@@ -38,6 +40,9 @@ pub(crate) fn keys_of(e: &AuditEntry) -> Keys {
 #[derive(Default)]
 pub(crate) struct Unindexed {
     rows: Vec<(i64, Keys)>,
+    /// The last seq of the next segment to index, as the last look found it: until
+    /// the head reaches it there is nothing to index, and no need to ask the store.
+    due: Option<i64>,
 }
 
 impl Unindexed {
@@ -50,6 +55,12 @@ impl Unindexed {
         }
         self.rows
             .extend((first..).zip(entries).map(|(seq, e)| (seq, keys_of(e))));
+    }
+
+    /// Whether a segment may be complete once the head is `head` (unknown until
+    /// [`index_sealed`] has looked).
+    pub(crate) fn may_be_due(&self, head: i64) -> bool {
+        self.due.is_none_or(|last| head >= last)
     }
 
     /// The keys of `first..=last`, if held.
@@ -74,6 +85,7 @@ fn store_err(e: rusqlite::Error) -> AuditError {
 /// by a writer that stopped before indexing. Returns the segments indexed.
 pub fn index_sealed_segments(path: &Path) -> Result<usize, AuditError> {
     let mut conn = rusqlite::Connection::open(path).map_err(store_err)?;
+    conn.set_prepared_statement_cache_capacity(super::multi_insert::STATEMENT_CACHE);
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(store_err)?;
     index_sealed(&mut conn, &mut Unindexed::default())
@@ -90,6 +102,7 @@ pub(crate) fn index_sealed(
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(store_err)?;
     let mut done = 0;
+    held.due = None;
     loop {
         // Each bound on its own: SQLite answers MIN or MAX alone from the B-tree's
         // edge, but scans the table for both in one SELECT.
@@ -105,6 +118,7 @@ pub(crate) fn index_sealed(
         let first = indexed.map_or(lowest, |i| (i + 1).max(lowest));
         let last = first + size - 1;
         if head < last {
+            held.due = Some(last);
             return Ok(done);
         }
         // Immediate: the bounds read above stay true until the segment is committed.
@@ -133,23 +147,16 @@ pub(crate) fn index_sealed(
             .collect();
         // In key order, the B-tree fills page after page.
         entries.sort_unstable();
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO audit_index (seg, col, value, seq) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(store_err)?;
-            for (col, value, seq) in entries {
-                insert
-                    .execute(params![
-                        first,
-                        i64::try_from(col).unwrap_or(i64::MAX),
-                        value,
-                        seq
-                    ])
-                    .map_err(store_err)?;
-            }
-        }
+        let entries: Vec<(i64, &str, i64)> = entries
+            .into_iter()
+            .map(|(col, value, seq)| (i64::try_from(col).unwrap_or(i64::MAX), value, seq))
+            .collect();
+        let rows: Vec<[&dyn ToSql; 4]> = entries
+            .iter()
+            .map(|(col, value, seq)| [&first as &dyn ToSql, col, value, seq])
+            .collect();
+        insert_rows(&tx, "INSERT INTO audit_index (seg, col, value, seq)", &rows)
+            .map_err(store_err)?;
         tx.prepare_cached("INSERT INTO audit_segment (first_seq, last_seq) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute([first, last]))
             .map_err(store_err)?;

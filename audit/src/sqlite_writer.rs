@@ -16,7 +16,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
+use rusqlite::{params, OptionalExtension as _, ToSql, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::batch::{chain, state_of, AuditSettings, ChainState, Prepared};
@@ -24,6 +24,7 @@ use super::batch::{ARCHIVED, HEAD, SEALED};
 use super::chain::AuditEntry;
 use super::error::AuditError;
 use super::frontier::behind;
+use super::multi_insert::{insert_rows, STATEMENT_CACHE};
 use super::segment_index::{index_sealed, Unindexed};
 use super::tlog::tree::Hash;
 use crate::signing::Signer;
@@ -135,6 +136,7 @@ fn open(path: &Path) -> Result<rusqlite::Connection, AuditError> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
@@ -210,9 +212,9 @@ fn run(
                 reply,
             } => {
                 let result = append(&mut conn, &cached, &entries, time_due, signer, settings);
-                let first = match &result {
-                    Ok((p, _)) => p.rows.first().map(|r| r.seq),
-                    Err(_) => None,
+                let (first, last) = match &result {
+                    Ok((p, _)) => (p.rows.first().map(|r| r.seq), p.rows.last().map(|r| r.seq)),
+                    Err(_) => (None, None),
                 };
                 if result.is_ok() {
                     // Full means a checkpoint is already due; either way it will run.
@@ -220,9 +222,13 @@ fn run(
                 }
                 let _ = reply.send(result);
                 // After the answer: the batch's requests do not wait for the index.
-                if let Some(first) = first {
+                if let (Some(first), Some(last)) = (first, last) {
                     unindexed.push(first, &entries);
-                    index_segments(&mut conn, &mut unindexed);
+                    // Most commits complete no segment: then not even the bounds
+                    // are read.
+                    if unindexed.may_be_due(last) {
+                        index_segments(&mut conn, &mut unindexed);
+                    }
                 }
             }
         }
@@ -272,8 +278,8 @@ fn read_state(conn: &rusqlite::Connection) -> Result<ChainState, AuditError> {
 
 /// Only the record: its search entries are written when its segment is complete
 /// ([`super::segment_index`]).
-const INSERT_ROW: &str = "INSERT INTO audit_log (seq, hash, record) VALUES (?1, ?2, ?3)";
-const INSERT_TREE: &str = "INSERT INTO audit_tree (idx, hash) VALUES (?1, ?2)";
+const INSERT_ROW: &str = "INSERT INTO audit_log (seq, hash, record)";
+const INSERT_TREE: &str = "INSERT INTO audit_tree (idx, hash)";
 const INSERT_CHECKPOINT: &str =
     "INSERT INTO audit_checkpoint (seq, hash, checkpoint, format) VALUES (?1, ?2, ?3, ?4)";
 
@@ -305,21 +311,23 @@ fn append(
         }
     }
     let p = chain(&mut current, entries, time_due, signer, settings)?;
-    {
-        let mut insert = tx.prepare_cached(INSERT_ROW)?;
-        for r in &p.rows {
-            insert.execute(params![r.seq, r.hash, r.record])?;
-        }
-    }
-    {
-        let mut insert = tx.prepare_cached(INSERT_TREE)?;
-        for (idx, hash) in &p.tree.stored {
-            insert.execute(params![
-                i64::try_from(*idx).unwrap_or(i64::MAX),
-                &hash.0[..]
-            ])?;
-        }
-    }
+    let rows: Vec<[&dyn ToSql; 3]> = p
+        .rows
+        .iter()
+        .map(|r| [&r.seq as &dyn ToSql, &r.hash, &r.record])
+        .collect();
+    insert_rows(&tx, INSERT_ROW, &rows)?;
+    let tree: Vec<(i64, &[u8])> = p
+        .tree
+        .stored
+        .iter()
+        .map(|(idx, hash)| (i64::try_from(*idx).unwrap_or(i64::MAX), &hash.0[..]))
+        .collect();
+    let tree_rows: Vec<[&dyn ToSql; 2]> = tree
+        .iter()
+        .map(|(idx, hash)| [idx as &dyn ToSql, hash])
+        .collect();
+    insert_rows(&tx, INSERT_TREE, &tree_rows)?;
     if let Some(c) = &p.checkpoint {
         tx.prepare_cached(INSERT_CHECKPOINT)?.execute(params![
             c.seq,
