@@ -43,7 +43,8 @@ import run as bench  # noqa: E402  (run.py beside this file: its servers, loadge
 
 PERF = shutil.which("perf") or "/usr/bin/perf"
 
-# (layer, specific?, pattern on the demangled name with leading `<`/`&` removed).
+# (layer, specific?, pattern matched at the start of the demangled name, after any
+# leading `<`, `&` and `mut `: the crate and module a function belongs to).
 # Order matters: the first pattern that matches names the frame's layer.
 LAYERS = [
     # The gateway's own modules, by what they do.
@@ -55,8 +56,9 @@ LAYERS = [
     ("audit", True, r"gateway::(http::audit_layer|audit_config)\b"),
     ("TLS", True, r"gateway::(http::identity|server)\b"),
     # serde's derived impls carry the type's path, so look for the trait first.
-    ("parse", True, r"serde::de::Deserialize for |serde::de::Visitor|serde_json::(de|read)::"),
-    ("JSON rendering", True, r"serde::ser::Serialize for |serde_json::(ser|value::ser)::|audit::canonical\b"),
+    ("parse", True, r"serde_json::(de|read)::|serde(_core)?::de::|.*serde(_core)?::de::(Deserialize for|Visitor)"),
+    ("JSON rendering", True, r"serde_json::(ser|value::ser)::|serde(_core)?::ser::|"
+                             r".*serde(_core)?::ser::Serialize for|audit::canonical\b"),
     # Evidence: hash chain, transparency log, signatures, receipts.
     ("evidence", True, r"audit::(chain|tlog|signing|receipt|answer|batch|batch_note|checkpoint|frontier|"
                        r"tree_store|witness|cosignatures)\b|ed25519_dalek::"),
@@ -68,15 +70,16 @@ LAYERS = [
     ("meta/tracing", True, r"tracing::|tracing_core::|tracing_subscriber::|tracing_opentelemetry::|"
                            r"opentelemetry\w*::|prometheus::|metrics::"),
     ("gateway (routing, glue)", True, r"gateway::"),
+    # The runtime: a leaf here is scheduling and readiness, not its caller's work.
+    ("async runtime (tokio)", True, r"tokio::|mio::"),
     # Generic: callers decide.
     ("evidence", False, r"sha2::|curve25519_dalek::|ed25519::"),
-    ("TLS", False, r"ring::|ring_core_|^(aes_hw|aes_nohw|vpaes|gcm_|GFp|ChaCha20|chacha20|poly1305|x25519|"
+    ("TLS", False, r"ring::|ring_core_|(aes_hw|aes_nohw|vpaes|gcm_|GFp|ChaCha20|chacha20|poly1305|x25519|"
                    r"sha256_block|sha512_block|bn_|fiat_|p256_|ecp_nistz256|CRYPTO_)"),
-    ("source read", False, r"sqlx\w*::|rusqlite::|libsqlite3_sys::|^sqlite3|^(btree|pager|pcache|vdbe|unix[A-Z]|"
-                           r"wal[A-Z]|moveTo|getAndInitPage|accessPayload)"),
+    ("source read", False, r"sqlx\w*::|rusqlite::|libsqlite3_sys::|sqlite3|btree|pager|pcache|vdbe|unix[A-Z]|"
+                           r"wal[A-Z]|moveTo|getAndInitPage|accessPayload"),
     ("JSON rendering", False, r"itoa::|ryu::|serde_json::"),
-    ("async runtime (tokio)", False, r"tokio::|mio::|futures\w*::|parking_lot|crossbeam|tower::|^epoll|"
-                                     r"^__GI_epoll"),
+    ("async runtime (tokio)", False, r"futures\w*::|parking_lot|crossbeam|tower::|epoll|__GI_epoll"),
 ]
 LAYERS = [(name, specific, re.compile(pattern)) for name, specific, pattern in LAYERS]
 ALLOCATOR = re.compile(r"^(malloc|free|cfree|realloc|calloc|_int_malloc|_int_free\w*|_int_realloc|"
@@ -87,13 +90,18 @@ ORDER = ["TLS", "HTTP", "meta/tracing", "parse", "policy", "source read", "JSON 
          "evidence", "gateway (routing, glue)", "async runtime (tokio)", "allocator", "kernel", "other"]
 
 
+def bare(sym):
+    """The name with what comes before the crate path removed: `<&mut serde_json::…`."""
+    return re.sub(r"^(<|&|mut |dyn |\s)+", "", sym)
+
+
 def classify_frame(sym, dso):
     """(layer, specific) of one frame, or None when it says nothing."""
-    name = sym.lstrip("<&_ ")
+    name = bare(sym)
     if dso.startswith("[kernel") or dso == "[unknown]" and not sym:
         return ("kernel", True)
     for layer, specific, pattern in LAYERS:
-        if pattern.search(name):
+        if pattern.match(name):
             return (layer, specific)
     return None
 
@@ -105,7 +113,7 @@ def classify_sample(frames):
     leaf_sym, leaf_dso = frames[0]
     if leaf_dso.startswith("[kernel"):
         return "kernel"
-    if ALLOCATOR.match(leaf_sym.lstrip("<&_ ")) or ALLOCATOR.match(leaf_sym):
+    if ALLOCATOR.match(bare(leaf_sym)):
         return "allocator"
     generic = None
     for sym, dso in frames:
