@@ -54,7 +54,7 @@ LAYERS = [
     ("policy", True, r"gateway::(http::authorize|agreements|policy_sync)\b"),
     ("source read", True, r"gateway::(http::fetch|sources)\b"),
     ("audit", True, r"gateway::(http::audit_layer|audit_config)\b"),
-    ("TLS", True, r"gateway::(http::identity|server)\b"),
+    ("TLS", True, r"gateway::http::identity\b"),
     # serde's derived impls carry the type's path, so look for the trait first.
     ("parse", True, r"serde_json::(de|read)::|serde(_core)?::de::|.*serde(_core)?::de::(Deserialize for|Visitor)"),
     ("JSON rendering", True, r"serde_json::(ser|value::ser)::|serde(_core)?::ser::|"
@@ -91,7 +91,9 @@ ORDER = ["TLS", "HTTP", "meta/tracing", "parse", "policy", "source read", "JSON 
 
 
 def bare(sym):
-    """The name with what comes before the crate path removed: `<&mut serde_json::…`."""
+    """The name with what comes before the crate path removed: `<&mut serde_json::…`;
+    a drop is named by what it drops (`core::ptr::drop_in_place<hyper::…>`)."""
+    sym = re.sub(r"^core::ptr::drop_in_place<", "", sym)
     return re.sub(r"^(<|&|mut |dyn |\s)+", "", sym)
 
 
