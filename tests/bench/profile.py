@@ -225,7 +225,7 @@ def tabulate(result, script, seconds):
     for layer in ORDER:
         if not by_symbol.get(layer):
             continue
-        tops = ", ".join(f"{sym[:70]} {n / total * 100:.1f} %" for sym, n in by_symbol[layer].most_common(4))
+        tops = ", ".join(f"`{sym[:70]}` {n / total * 100:.1f} %" for sym, n in by_symbol[layer].most_common(4))
         detail.append(f"- {layer}: {tops}")
     return table, "\n".join(detail)
 
