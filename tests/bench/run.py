@@ -11,6 +11,10 @@ same run, because the machine is shared and noisy: compare ratios, not absolute 
   full     Tongban: policy, SQLite connector, durable audit, signature
   noaudit  Tongban with the audit layer taken out (only in this harness)
 
+After the closed-loop rounds, open-loop rounds: Tongban and nginx offered the same
+fixed rates (25 % and 50 % of nginx's measured keep-alive maximum), latency counted
+from each request's due time (loadgen --rate), so queueing shows in p99 and p99.9.
+
 Prints one table and writes it, with the date and machine, to BENCHMARKS.md and
 into README.md between the bench markers.
 """
@@ -150,7 +154,8 @@ def child_pid(pid):
     return int(out[0]) if out else pid
 
 
-def loadgen(target, pki, mode, conns, seconds, label, proto="h1", warmup=1.0):
+def loadgen(target, pki, mode, conns, seconds, label, proto="h1", warmup=1.0, rate=None):
+    """One loadgen run; with `rate`, open loop at that many requests/s."""
     cmd = [os.path.join(BIN, "loadgen"), "--addr", f"127.0.0.1:{target['port']}",
            "--ca", f"{pki}/ca.pem", "--cert", f"{pki}/counter-a.pem", "--key", f"{pki}/counter-a.key",
            "--connections", str(conns), "--duration", str(seconds), "--warmup", str(warmup),
@@ -164,13 +169,18 @@ def loadgen(target, pki, mode, conns, seconds, label, proto="h1", warmup=1.0):
         cmd += ["--body", target["body"]]
     for h in target.get("headers", []):
         cmd += ["--header", h]
+    if rate:
+        # A server that falls behind gets 3 s to serve its backlog; what is left then
+        # counts at its latency so far, a lower bound (reported as unsent).
+        cmd += ["--rate", str(rate), "--drain", "3"]
     out = subprocess.run(pinned(CLIENT_CORE, cmd), capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"loadgen failed: {out.stderr}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     log(f"  {label:28s} {mode:9s} {proto} c={conns:<4d} {result['rps']:>8.0f} req/s  "
         f"p99 {result['p99_us']:>6d} us  cpu {result['server_cpu_us_per_req']} us/req  "
-        f"errors {result['errors']} non2xx {result['non_2xx']}")
+        f"errors {result['errors']} non2xx {result['non_2xx']}"
+        + (f"  open loop at {rate} req/s: p99.9 {result['p999_us']} us, unsent {result['unsent']}" if rate else ""))
     return result
 
 
@@ -319,6 +329,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
     ap.add_argument("--rounds", type=int, default=2, help="A B A B rounds")
+    ap.add_argument("--open-seconds", type=float, default=4.0, help="measured seconds per open-loop run")
     ap.add_argument("--no-write", action="store_true", help="print only; do not touch BENCHMARKS.md/README.md")
     args = ap.parse_args()
     if (os.cpu_count() or 1) < 2:
@@ -387,6 +398,7 @@ def run_all(args, work, servers):
             res[name]["handshake"].append(loadgen(targets[name], pki, "handshake", 16, args.seconds, name))
         for name in ("nginx", "full"):
             res[name]["h2"].append(loadgen(targets[name], pki, "keepalive", 64, args.seconds, name, proto="h2"))
+    open_loop, rates = open_loop_rounds(args, targets, pki, med(res["nginx"]["keepalive"], "rps"))
     log("idle connections, after the load rounds")
     idle = loadgen(targets["full"], pki, "idle", 1000, 3, "full idle (after load)", warmup=2.0)
     log("cross-check with an external client")
@@ -394,7 +406,47 @@ def run_all(args, work, servers):
     single = {k: v for k, v in targets["full"].items() if k != "workload"}
     ours = loadgen(single, pki, "keepalive", 64, args.seconds, "full (loadgen)")
     ab = ab_crosscheck(single, pki, work, args.seconds)
-    return {"res": res, "idle": idle, "idle_fresh": idle_fresh, "ab": ab, "ours_vs_ab": ours}
+    return {"res": res, "idle": idle, "idle_fresh": idle_fresh, "ab": ab, "ours_vs_ab": ours,
+            "open_loop": open_loop, "open_loop_rates": rates}
+
+
+# Offered loads of the open-loop rounds, as shares of nginx's keep-alive maximum.
+OPEN_LOOP_SHARES = {"25 %": 0.25, "50 %": 0.50}
+
+
+def open_loop_rounds(args, targets, pki, nginx_max):
+    """Tongban and nginx offered the same fixed rates, interleaved. Closed-loop p99 at
+    64 connections is only 64 ÷ throughput; a fixed schedule shows the queueing."""
+    runs = {share: {"full": [], "nginx": []} for share in OPEN_LOOP_SHARES}
+    rates = {share: round(nginx_max * f) for share, f in OPEN_LOOP_SHARES.items()} if nginx_max else {}
+    if not rates:
+        return runs, rates
+    for r in range(args.rounds):
+        log(f"open loop, round {r + 1}/{args.rounds} (nginx's maximum {nginx_max:,.0f} req/s)")
+        for share, rate in rates.items():
+            for name in ("nginx", "full"):
+                runs[share][name].append(loadgen(targets[name], pki, "keepalive", 64, args.open_seconds,
+                                                 f"{name} open {share}", rate=rate))
+    return runs, rates
+
+
+def open_loop_rows(results):
+    """Rows of the main table: p50/p99/p99.9 and the rate achieved at each offered load.
+    `≥` marks a lower bound: the server fell behind and some requests were never sent."""
+    lines = []
+    for share, rate in results.get("open_loop_rates", {}).items():
+        runs = results["open_loop"][share]
+        bound = {n: "≥ " if any(r.get("unsent") for r in runs[n]) else "" for n in runs}
+        for key, name in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")):
+            t, n = med(runs["full"], key), med(runs["nginx"], key)
+            # Only Tongban's figure a lower bound: so is the ratio.
+            r_bound = bound["full"] if not bound["nginx"] else ""
+            lines.append(f"| {name} latency µs at {share} of nginx's max ({rate:,} req/s offered, open loop) | "
+                         f"{bound['full']}{fmt(t)} | {bound['nginx']}{fmt(n)} | n/a | {r_bound}{ratio(t, n)} | n/a |")
+        t, n = med(runs["full"], "rps"), med(runs["nginx"], "rps")
+        lines.append(f"| req/s served at {share} of nginx's max, open loop | {fmt(t)} | {fmt(n)} | n/a | "
+                     f"{ratio(t, n)} | n/a |")
+    return lines
 
 
 def report(args, results):
@@ -417,6 +469,7 @@ def report(args, results):
              "|---|---|---|---|---|---|"]
     for title, t, n, l, _ in rows:
         lines.append(f"| {title} | {fmt(t)} | {fmt(n)} | {fmt(l)} | {ratio(t, n)} | {ratio(t, l)} |")
+    lines += open_loop_rows(results)
     full_rps, noaudit_rps = med(k["full"], "rps"), med(k["noaudit"], "rps")
     lines.append("")
     lines.append("| figure | value | target |")
@@ -428,6 +481,11 @@ def report(args, results):
     lines.append(f"| full lookup throughput vs nginx | {ratio(full_rps, med(k['nginx'], 'rps'))} | ≥ 1.0× (stretch 1.5×) |")
     lines.append(f"| new mTLS connections/s vs nginx | {ratio(med(h['full'], 'rps'), med(h['nginx'], 'rps'))} | ≥ 1.5× |")
     lines.append(f"| p99 latency at 64 connections | {fmt(med(k['full'], 'p99_us'))} µs | < 5,000 µs |")
+    half = results.get("open_loop", {}).get("50 %")
+    if half:
+        t, n = med(half["full"], "p99_us"), med(half["nginx"], "p99_us")
+        lines.append(f"| p99 at 50 % of nginx's max, open loop, Tongban / nginx | {fmt(t)} / {fmt(n)} µs = "
+                     f"{ratio(t, n)} | ≤ 2× |")
     for when, run in (("fresh gateway", results["idle_fresh"]), ("after the load rounds", idle)):
         rss = run.get("server_rss_kib")
         lines.append(f"| RSS holding 1,000 idle mTLS connections, {when} | {fmt(rss / 1024 if rss else None)} MiB "
@@ -442,7 +500,10 @@ def report(args, results):
               f"{CLIENT_CORE}; {args.rounds} interleaved rounds of {args.seconds:g} s, medians shown. Tongban "
               f"(and Tongban with audit off) answers the counter workload: 20,000 requests in turn — 78 % "
               f"population lookups over the demo's 10,000 residents, 8 % company lookups, 7 % refused (403), "
-              f"3 % bad identifiers (400), 2 % misses (404), 2 % bundles; nginx and the limit answer a constant.")
+              f"3 % bad identifiers (400), 2 % misses (404), 2 % bundles; nginx and the limit answer a constant. "
+              f"Open loop: {args.rounds} rounds of {args.open_seconds:g} s at fixed offered rates, 64 connections, "
+              f"latency from each request's due time; ≥ marks a lower bound (the server fell behind and some "
+              f"requests were still unsent 3 s after the schedule ended).")
     print(header)
     print(table)
     print(extras)
