@@ -185,3 +185,31 @@ async fn two_gateways_share_one_verifiable_chain() {
 
     drop((a, b, store));
 }
+
+/// `tongban audit verify` keeps its outcome on PostgreSQL as on SQLite: the health
+/// API's `last_verify` is the latest run.
+#[tokio::test]
+async fn verify_runs_are_kept_on_postgres() {
+    let Some(pg) = PgDatabase::create("verify_runs").await else {
+        return;
+    };
+    let store = AuditStore::open(&Database::Postgres(pg.url()))
+        .await
+        .unwrap();
+    assert_eq!(store.last_verify_run().await.unwrap(), None);
+    let mut run = audit::VerifyRun {
+        finished_at: "2026-12-05T10:00:00Z".into(),
+        ok: true,
+        records: 3,
+        head_seq: 3,
+        summary: "OK: 3 records verified up to seq 3".into(),
+    };
+    store.add_verify_run(&run).await.unwrap();
+    run.ok = false;
+    run.summary = "FAILED: audit chain broken at seq 2".into();
+    store.add_verify_run(&run).await.unwrap();
+    assert_eq!(store.last_verify_run().await.unwrap(), Some(run));
+    if let AuditStore::Postgres(p) = &store {
+        p.close().await;
+    }
+}
