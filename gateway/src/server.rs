@@ -1,11 +1,13 @@
 //! Listeners: the mTLS counter API and the plain ops endpoints, with graceful shutdown.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -19,6 +21,7 @@ use tower::Service;
 use crate::app::App;
 use crate::config::Config;
 use crate::error::{ApiError, HeadRefusal};
+use crate::http::respond::ResponseBody;
 use crate::http::route::Router;
 use crate::http::stack::{counter_service, router};
 use crate::http::{ops, Principal};
@@ -56,8 +59,63 @@ impl Running {
     }
 }
 
+/// What each mTLS connection is served with. The product's is
+/// [`counter_service`]; the benchmark harness builds the same stack around another
+/// audit layer ([`crate::http::stack::counter_service_with`]).
+pub trait ConnectionStack: Send + Sync + 'static {
+    /// The service of one connection.
+    type Service: Service<
+            Request<Incoming>,
+            Response = Response<ResponseBody>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static;
+
+    /// The service of a connection whose certificate gave `principal`; `over` is the
+    /// identity's connection share when the connection is beyond it.
+    fn build(
+        &self,
+        app: &App,
+        router: Router<Incoming>,
+        principal: Principal,
+        over: Option<usize>,
+    ) -> Self::Service;
+}
+
+impl<F, S> ConnectionStack for F
+where
+    F: Fn(&App, Router<Incoming>, Principal, Option<usize>) -> S + Send + Sync + 'static,
+    S: Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Service = S;
+
+    fn build(
+        &self,
+        app: &App,
+        router: Router<Incoming>,
+        principal: Principal,
+        over: Option<usize>,
+    ) -> S {
+        self(app, router, principal, over)
+    }
+}
+
 /// Build the gateway from `config`, bind both listeners and start serving.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_with(config, counter_service::<Incoming>).await
+}
+
+/// [`start`], each connection served by `stack`.
+pub async fn start_with(
+    config: Config,
+    stack: impl ConnectionStack,
+) -> Result<Running, StartError> {
     let app = Arc::new(App::build(config).await?);
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -78,7 +136,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         })?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = vec![
-        tokio::spawn(serve_counter(Arc::clone(&app), counter, stopped.clone())),
+        tokio::spawn(serve_counter(
+            Arc::clone(&app),
+            counter,
+            Arc::new(stack),
+            stopped.clone(),
+        )),
         tokio::spawn(ops::serve(Arc::clone(&app), ops_listener, stopped.clone())),
     ];
     // Checkpoints to the witnesses, in the background.
@@ -111,7 +174,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
-async fn serve_counter(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+async fn serve_counter<T: ConnectionStack>(
+    app: Arc<App>,
+    listener: TcpListener,
+    stack: Arc<T>,
+    mut stop: watch::Receiver<bool>,
+) {
     let router = router::<Incoming>(&app);
     // Every open connection, so that shutdown can wait for them.
     let mut connections = JoinSet::new();
@@ -125,6 +193,7 @@ async fn serve_counter(app: Arc<App>, listener: TcpListener, mut stop: watch::Re
                         app: Arc::clone(&app),
                         acceptor: TlsAcceptor::from(app.tls.current()),
                         router: router.clone(),
+                        stack: Arc::clone(&stack),
                         tcp,
                         peer,
                     };
@@ -160,15 +229,16 @@ async fn serve_counter(app: Arc<App>, listener: TcpListener, mut stop: watch::Re
     }
 }
 
-struct Connection {
+struct Connection<T> {
     app: Arc<App>,
     acceptor: TlsAcceptor,
     router: Router<Incoming>,
+    stack: Arc<T>,
     tcp: TcpStream,
     peer: SocketAddr,
 }
 
-impl Connection {
+impl<T: ConnectionStack> Connection<T> {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let _ = self.tcp.set_nodelay(true);
         let limits = &self.app.config.limits;
@@ -219,7 +289,7 @@ impl Connection {
         let activity = Activity::new();
         let caller = principal.clone();
         let svc = Tracked {
-            inner: counter_service(&self.app, self.router, principal, over),
+            inner: self.stack.build(&self.app, self.router, principal, over),
             activity: Arc::clone(&activity),
         };
         let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -9,7 +9,8 @@ same run, because the machine is shared and noisy: compare ratios, not absolute 
   nginx    nginx (Debian's package) as an mTLS reverse proxy, keep-alive upstream
            (its CPU per request counts the nginx worker and the constant upstream)
   full     Tongban: policy, SQLite connector, durable audit, signature
-  noaudit  Tongban with the audit layer taken out (only in this harness)
+  noaudit  Tongban with the audit layer taken out (only in this harness): the same
+           server, config and every other layer
 
 After the closed-loop rounds, open-loop rounds: Tongban and nginx offered the same
 fixed rates (25 % and 50 % of nginx's measured keep-alive maximum), latency counted
@@ -347,7 +348,7 @@ def main():
 
 def run_all(args, work, servers):
     demo = os.path.join(work, "demo")
-    p_demo, p_demo_ops, p_full, p_ops, p_noaudit, p_limit, p_up, p_nginx = (free_port() for _ in range(8))
+    p_demo, p_demo_ops, p_full, p_ops, p_noaudit, p_noaudit_ops, p_limit, p_up, p_nginx = (free_port() for _ in range(9))
     # `tongban demo` creates the directory and hosts the demo's e-licence department;
     # the gateway measured is `tongban serve` on that directory's config, as deployed
     # (the demo process would add the department's server to its memory).
@@ -365,7 +366,8 @@ def run_all(args, work, servers):
     full = serve("bench-full", p_full, p_ops)
     pki = os.path.join(demo, "pki")
     noaudit = servers.start("noaudit", [os.path.join(BIN, "tongban-noaudit"), "--config",
-                                        os.path.join(demo, "tongban.toml"), "--listen", f"127.0.0.1:{p_noaudit}"], p_noaudit)
+                                        os.path.join(demo, "tongban.toml"), "--listen", f"127.0.0.1:{p_noaudit}",
+                                        "--ops-listen", f"127.0.0.1:{p_noaudit_ops}"], p_noaudit)
     limit = servers.start("limit", [os.path.join(BIN, "bare-server"), "--listen", f"127.0.0.1:{p_limit}",
                                     "--cert", f"{pki}/server.pem", "--key", f"{pki}/server.key",
                                     "--client-ca", f"{pki}/ca.pem"], p_limit)

@@ -11,6 +11,7 @@ use tracing::Instrument as _;
 
 use super::parse::OPERATOR_HEADER;
 use super::render::{problem, rendered, Rendered};
+use super::run_to_end::RunToEnd;
 use super::{take_ready, BoxFuture, Outcome, Principal, RequestMeta};
 use crate::error::ApiError;
 
@@ -89,15 +90,15 @@ where
             let id = envelope.request_id().to_owned();
             Ok(envelope.commit(&log, outcome, |o| rendered(o, &id)).await)
         };
-        // Detached: a client that hangs up mid-request drops this service's future,
-        // but the request may already have read a record from a source, so it runs
-        // to its audit record regardless.
-        let task = tokio::spawn(work.in_current_span());
+        // A client that hangs up mid-request drops this service's future, but the
+        // request may already have read a record from a source, so it runs to its
+        // audit record regardless.
+        let work = RunToEnd::new(work.in_current_span());
         Box::pin(async move {
-            match task.await {
+            match work.await {
                 Ok(audited) => audited,
-                Err(e) => {
-                    tracing::error!(error = %e, "request task failed");
+                Err(_) => {
+                    tracing::error!(request_id = %request_id, "request panicked");
                     // Unrecorded, so nothing but that failure is answered.
                     let e = ApiError::AuditUnavailable;
                     Ok(Audited {

@@ -38,6 +38,7 @@ pub mod render;
 pub mod requests_api;
 pub mod respond;
 pub mod route;
+pub mod run_to_end;
 pub mod stack;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -9,7 +9,7 @@ use connectors::Dataset;
 use http::{Method, Request, Response};
 use http_body::Body;
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceBuilder};
+use tower::{Layer, Service, ServiceBuilder};
 
 use super::admin::{
     agreements_service, explain_service, roles_service, AGREEMENTS, EXPLAIN, ROLES,
@@ -17,7 +17,7 @@ use super::admin::{
 use super::audit_api::{
     log_service, records_service, CHECKPOINT, CONSISTENCY, ENTRIES, INCLUSION, RECORDS,
 };
-use super::audit_layer::AuditLayer;
+use super::audit_layer::{AuditLayer, Audited};
 use super::audit_reports::{reports_service, ANOMALIES, HEALTH, STATS, SUBJECTS};
 use super::authorize::AuthorizeLayer;
 use super::body::BodyLimits;
@@ -26,7 +26,7 @@ use super::catalogue::{catalogue_service, CATALOGUE};
 use super::citizen::{accesses_service, Names, ACCESSES};
 use super::fetch::Fetch;
 use super::identity::IdentityLayer;
-use super::limit::{IdentityShareLayer, ShedLayer};
+use super::limit::{IdentityShare, IdentityShareLayer, Shed, ShedLayer};
 use super::lookup::{Datasets, LookupService, ValidateLayer};
 use super::meta::MetaLayer;
 use super::metrics_layer::MetricsLayer;
@@ -201,6 +201,37 @@ pub fn counter_service<B>(
 where
     B: Send + 'static,
 {
+    // Fail-closed: nothing is answered that is not durably recorded.
+    let audit = AuditLayer::new(app.audit.clone(), app.config.node.clone());
+    counter_service_with(app, router, principal, over_connections, audit)
+}
+
+/// The layers below audit, as [`counter_service`] stacks them over `router`.
+pub type BelowAudit<B> = IdentityShare<Shed<Router<B>>>;
+
+/// [`counter_service`] with `audit` in the audit layer's place, every other layer
+/// the same. The product always passes [`AuditLayer`]; the benchmark harness passes
+/// one that records nothing, to measure what durable audit costs.
+pub fn counter_service_with<B, A>(
+    app: &App,
+    router: Router<B>,
+    principal: Principal,
+    over_connections: Option<usize>,
+    audit: A,
+) -> impl Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible, Future: Send>
+       + Clone
+       + Send
+       + Sync
+       + 'static
+where
+    B: Send + 'static,
+    A: Layer<BelowAudit<B>>,
+    A::Service: Service<Request<B>, Response = Audited, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
     ServiceBuilder::new()
         // Request id, clock and the request span come first, so everything is inside them.
         .layer(MetaLayer)
@@ -213,8 +244,7 @@ where
             app.metrics.clone(),
             app.config.datasets.iter().map(|d| d.dataset.to_string()),
         ))
-        // Fail-closed: nothing is answered that is not durably recorded.
-        .layer(AuditLayer::new(app.audit.clone(), app.config.node.clone()))
+        .layer(audit)
         // Each identity its share, below the global limit: one client cannot starve
         // the others. An outcome, so it is audited.
         .layer(IdentityShareLayer::new(

@@ -1,31 +1,20 @@
-//! Tongban with the audit layer taken out — the same stack as the product in every
-//! other layer. This exists only in the benchmark harness, to measure what durable
-//! audit costs; the product has no setting that turns audit off.
+//! Tongban with the audit layer taken out — the same gateway in every other part:
+//! its config and telemetry, its connection server (handshake and phase timeouts,
+//! per-identity shares, the parser-refusal wrapper, the CRL watch) and every other
+//! layer of the request stack. This exists only in the benchmark harness, to measure
+//! what durable audit costs; the product has no setting that turns audit off.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Result;
 use audit::Receipt;
 use clap::Parser;
-use gateway::app::App;
 use gateway::config::Config;
 use gateway::http::audit_layer::Audited;
-use gateway::http::identity::IdentityLayer;
-use gateway::http::limit::ShedLayer;
-use gateway::http::meta::MetaLayer;
-use gateway::http::metrics_layer::MetricsLayer;
 use gateway::http::render::rendered;
-use gateway::http::respond::RespondLayer;
-use gateway::http::stack::router;
-use gateway::http::{Outcome, Principal};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tower::ServiceBuilder;
+use gateway::http::stack::counter_service_with;
+use gateway::http::Outcome;
+use tower::util::MapResponseLayer;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -35,6 +24,9 @@ struct Args {
     /// Listen here instead of the config's address.
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
+    /// Serve the ops endpoints here instead of the config's address.
+    #[arg(long)]
+    ops_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> Result<()> {
@@ -51,52 +43,25 @@ async fn serve(args: Args) -> Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    let app = Arc::new(App::build(config).await?);
-    let tls = certs::server_config(
-        &app.config.tls.cert,
-        &app.config.tls.key,
-        &app.config.tls.client_cas,
-    )?;
-    let acceptor = TlsAcceptor::from(tls);
-    let router = router::<Incoming>(&app);
-    let listener = TcpListener::bind(app.config.listen).await?;
-    eprintln!("tongban-noaudit listening on {}", listener.local_addr()?);
-    loop {
-        let (tcp, _) = listener.accept().await?;
-        let (app, acceptor, router) = (Arc::clone(&app), acceptor.clone(), router.clone());
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            let Ok(tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
-                return;
-            };
-            let Ok(identity) = certs::identity_from_cert(cert.as_ref()) else {
-                return;
-            };
-            let principal = Principal {
-                identity,
-                fingerprint: certs::fingerprint(cert.as_ref()),
-            };
-            let svc = ServiceBuilder::new()
-                .layer(MetaLayer)
-                .layer(IdentityLayer::new(principal))
-                .layer(RespondLayer)
-                // As in the gateway's stack, so that only the audit layer differs.
-                .layer(MetricsLayer::new(
-                    app.metrics.clone(),
-                    app.config.datasets.iter().map(|d| d.dataset.to_string()),
-                ))
-                // In place of the audit layer: a receipt that records nothing.
-                .map_response(no_audit)
-                .layer(ShedLayer::new(Arc::clone(&app.in_flight)))
-                .service(router);
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc))
-                .await;
-        });
+    if let Some(ops) = args.ops_listen {
+        config.ops_listen = ops;
     }
+    let _telemetry = gateway::telemetry::init(&config.telemetry)?;
+    let no_audit: fn(Outcome) -> Audited = no_audit;
+    let running = gateway::server::start_with(config, move |app: &_, router, principal, over| {
+        counter_service_with(
+            app,
+            router,
+            principal,
+            over,
+            MapResponseLayer::new(no_audit),
+        )
+    })
+    .await?;
+    eprintln!("tongban-noaudit listening on {}", running.addr);
+    tokio::signal::ctrl_c().await?;
+    running.shutdown().await;
+    Ok(())
 }
 
 /// Rendered as the audit layer renders it, but neither digested nor recorded.
