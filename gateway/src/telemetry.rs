@@ -4,9 +4,27 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::{filter_fn, FilterExt as _};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
+
+/// What the log shows at `level`: events, and of the spans only the request's (its
+/// request id on every line), not the spans inside it (policy, connector, audit):
+/// those are for traces. A span no layer wants is never built; building and entering
+/// them for the log alone cost several µs of a lookup's CPU (docs/performance.md).
+fn log_filter<S>(
+    level: &str,
+) -> Result<impl tracing_subscriber::layer::Filter<S> + Send + Sync + 'static, TelemetryError>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let level = EnvFilter::try_new(level).map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    Ok(level.and(filter_fn(|m| !m.is_span() || m.name() == REQUEST_SPAN)))
+}
+
+/// The span each request runs in ([`crate::http::meta`]).
+const REQUEST_SPAN: &str = "request";
 
 use crate::config::TelemetryConfig;
 
@@ -37,11 +55,18 @@ pub enum TelemetryError {
 /// Install the global subscriber. Call once, inside the tokio runtime.
 pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     let filter =
-        EnvFilter::try_new(&cfg.log_level).map_err(|e| TelemetryError::Filter(e.to_string()))?;
+        || EnvFilter::try_new(&cfg.log_level).map_err(|e| TelemetryError::Filter(e.to_string()));
+    let in_log = log_filter(&cfg.log_level)?;
     let fmt = if cfg.log_format == "json" {
-        tracing_subscriber::fmt::layer().json().boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_filter(in_log)
+            .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_target(false).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_filter(in_log)
+            .boxed()
     };
     let (otel, provider) = if cfg.otlp_endpoint.is_empty() {
         (None, None)
@@ -59,14 +84,59 @@ pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
                     .build(),
             )
             .build();
-        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("tongban"));
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("tongban"))
+            .with_filter(filter()?);
         (Some(layer), Some(provider))
     };
-    // A second init (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(filter)
         .with(fmt)
         .with(otel)
         .try_init();
     Ok(Telemetry { provider })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::span::{Attributes, Id};
+    use tracing_subscriber::layer::{Context, SubscriberExt as _};
+    use tracing_subscriber::Layer;
+
+    use super::log_filter;
+
+    /// Names of the spans built and the events seen.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Seen {
+        fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(attrs.metadata().name().to_owned());
+        }
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let level = event.metadata().level().as_str().to_owned();
+            self.0.lock().unwrap().push(level);
+        }
+    }
+
+    #[test]
+    fn the_log_sees_events_and_the_request_span_but_not_the_spans_inside_it() {
+        let seen = Seen::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(seen.clone().with_filter(log_filter("info").unwrap()));
+        tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::info_span!("request", request_id = "r1");
+            let _in = request.enter();
+            tracing::info_span!("policy").in_scope(|| tracing::warn!("inside policy"));
+            tracing::debug!("below the level");
+            tracing::info!("at the level");
+        });
+        assert_eq!(*seen.0.lock().unwrap(), ["request", "WARN", "INFO"]);
+        assert!(log_filter::<tracing_subscriber::Registry>("no such=level=x").is_err());
+    }
 }
