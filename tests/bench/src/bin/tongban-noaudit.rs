@@ -16,6 +16,10 @@ use gateway::http::stack::counter_service_with;
 use gateway::http::Outcome;
 use tower::util::MapResponseLayer;
 
+// As the `tongban` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 struct Args {
     /// The gateway config (e.g. a demo directory's tongban.toml).
