@@ -85,7 +85,9 @@ LAYERS = [(name, specific, re.compile(pattern)) for name, specific, pattern in L
 ALLOCATOR = re.compile(r"^(malloc|free|cfree|realloc|calloc|_int_malloc|_int_free\w*|_int_realloc|"
                        r"malloc_consolidate|unlink_chunk|sysmalloc|tcache_\w+|__libc_(malloc|free|realloc|calloc)|"
                        r"__rust_(alloc|dealloc|realloc|alloc_zeroed)|__rdl_\w+|__rg_\w+|"
-                       r"alloc::alloc::)")
+                       r"alloc::alloc::|"
+                       # mimalloc, the binaries' allocator.
+                       r"_?mi_\w+|<mimalloc::MiMalloc as)")
 ORDER = ["TLS", "HTTP", "meta/tracing", "parse", "policy", "source read", "JSON rendering", "audit",
          "evidence", "gateway (routing, glue)", "async runtime (tokio)", "allocator", "kernel", "other"]
 
