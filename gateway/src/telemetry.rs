@@ -9,6 +9,8 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
+use crate::config::TelemetryConfig;
+
 /// What the log shows at `level`: events, and of the spans only the request's (its
 /// request id on every line), not the spans inside it (policy, connector, audit):
 /// those are for traces. A span no layer wants is never built; building and entering
@@ -25,8 +27,6 @@ where
 
 /// The span each request runs in ([`crate::http::meta`]).
 const REQUEST_SPAN: &str = "request";
-
-use crate::config::TelemetryConfig;
 
 /// Keeps the exporter alive; flushes spans when dropped.
 pub struct Telemetry {
@@ -89,6 +89,7 @@ pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             .with_filter(filter()?);
         (Some(layer), Some(provider))
     };
+    // A second init (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
         .with(fmt)
         .with(otel)
