@@ -21,8 +21,12 @@ fn log_filter<S>(
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let level = EnvFilter::try_new(level).map_err(|e| TelemetryError::Filter(e.to_string()))?;
-    Ok(level.and(filter_fn(|m| !m.is_span() || m.name() == REQUEST_SPAN)))
+    Ok(level_filter(level)?.and(filter_fn(|m| !m.is_span() || m.name() == REQUEST_SPAN)))
+}
+
+/// `log_level` as a tracing filter.
+fn level_filter(level: &str) -> Result<EnvFilter, TelemetryError> {
+    EnvFilter::try_new(level).map_err(|e| TelemetryError::Filter(e.to_string()))
 }
 
 /// The span each request runs in ([`crate::http::meta`]).
@@ -54,8 +58,6 @@ pub enum TelemetryError {
 
 /// Install the global subscriber. Call once, inside the tokio runtime.
 pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
-    let filter =
-        || EnvFilter::try_new(&cfg.log_level).map_err(|e| TelemetryError::Filter(e.to_string()));
     let in_log = log_filter(&cfg.log_level)?;
     let fmt = if cfg.log_format == "json" {
         tracing_subscriber::fmt::layer()
@@ -86,7 +88,7 @@ pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             .build();
         let layer = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("tongban"))
-            .with_filter(filter()?);
+            .with_filter(level_filter(&cfg.log_level)?);
         (Some(layer), Some(provider))
     };
     // A second init (tests) keeps the first subscriber.
