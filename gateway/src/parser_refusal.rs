@@ -36,9 +36,6 @@ pub type RecordRefusal = Box<
         + Send,
 >;
 
-/// Bytes held before they are written on, so memory per connection stays bounded.
-const HIGH_WATER: usize = 64 * 1024;
-
 /// The HTTP/2 connection preface's first bytes.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
@@ -55,7 +52,8 @@ const REFUSALS: [(&[u8], HeadRefusal); 3] = [
 /// An IO stream under hyper that answers parser refusals as the service would.
 pub struct ParserRefusals<IO> {
     io: IO,
-    /// Accepted from hyper, not yet written to `io`; `out[sent..]` is pending.
+    /// Once hyper refused a head: what it wrote before its refusal, then our answer;
+    /// `out[sent..]` is pending. Empty otherwise: writes go straight through.
     out: Vec<u8>,
     sent: usize,
     state: State,
@@ -144,31 +142,53 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ParserRefusals<IO> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         match this.state {
-            State::Passing if this.out.is_empty() => {
-                return Pin::new(&mut this.io).poll_write(cx, buf)
-            }
             State::Answered | State::Recording(_) => return Poll::Ready(Ok(buf.len())),
-            _ => {}
-        }
-        if this.out.len() - this.sent >= HIGH_WATER {
-            ready!(this.drain(cx))?;
-        }
-        // Whole buffers are taken, so hyper's answer is never split between two calls.
-        let refusal = match this.state {
-            State::Watching(_) => refused_head(buf),
-            _ => None,
-        };
-        match refusal {
-            None => this.out.extend_from_slice(buf),
-            Some((at, refusal)) => {
-                this.out.extend_from_slice(&buf[..at]);
-                if let State::Watching(record) = std::mem::replace(&mut this.state, State::Passing)
-                {
-                    this.state = State::Recording(Box::pin(answer(record, refusal)));
+            State::Passing | State::Unknown(_) => {}
+            State::Watching(_) => {
+                // Each buffer is looked at whole before any of it is written, so a
+                // partial write leaves a rest that holds no refusal either.
+                if let Some((at, refusal)) = refused_head(buf) {
+                    this.out.extend_from_slice(&buf[..at]);
+                    if let State::Watching(record) =
+                        std::mem::replace(&mut this.state, State::Passing)
+                    {
+                        this.state = State::Recording(Box::pin(answer(record, refusal)));
+                    }
+                    return Poll::Ready(Ok(buf.len()));
                 }
             }
         }
-        Poll::Ready(Ok(buf.len()))
+        // Written through, not copied: nothing is held between writes, so an idle
+        // connection keeps no buffer here.
+        Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let watched = match this.state {
+            State::Watching(_) => bufs.iter().any(|b| refused_head(b).is_some()),
+            State::Answered | State::Recording(_) => true,
+            State::Passing | State::Unknown(_) => false,
+        };
+        if watched {
+            // Rare: one buffer at a time, through the path above.
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return self.poll_write(cx, first);
+        }
+        // hyper hands the head and the body as separate buffers; TLS takes them in
+        // one call.
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
