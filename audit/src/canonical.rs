@@ -44,7 +44,9 @@ const EXACT: u64 = 1 << 53;
 
 /// Canonical JSON of an object.
 pub fn map_to_vec(map: &Map<String, Value>) -> Result<Vec<u8>, CanonicalError> {
-    let mut out = Vec::with_capacity(1024);
+    // Room for an answer and the receipt spliced into it later (record, note, proof):
+    // one allocation instead of a second one and a copy.
+    let mut out = Vec::with_capacity(4096);
     match write_map(&mut out, map) {
         Ok(()) => Ok(out),
         Err(Unsupported) => canonical(map),

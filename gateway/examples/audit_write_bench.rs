@@ -23,6 +23,10 @@
 
 mod common;
 
+// The gateway's allocator, so the costs are the ones it pays.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicI64, Ordering};

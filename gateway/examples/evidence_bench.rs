@@ -22,6 +22,10 @@
 
 mod common;
 
+// The gateway's allocator, so the costs are the ones it pays.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::Instant;
 
