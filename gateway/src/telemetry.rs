@@ -4,7 +4,7 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::filter::{filter_fn, FilterExt as _};
+use tracing_subscriber::filter::{filter_fn, FilterExt as _, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -21,7 +21,21 @@ fn log_filter<S>(
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    Ok(level_filter(level)?.and(filter_fn(|m| !m.is_span() || m.name() == REQUEST_SPAN)))
+    let cap = level_cap(level)?;
+    Ok(level_filter(level)?
+        .and(filter_fn(|m| !m.is_span() || m.name() == REQUEST_SPAN).with_max_level_hint(cap)))
+}
+
+/// The most verbose level any layer takes at `level`, installed as a global filter
+/// under every layer. Without it the subscriber as a whole has no level hint (the
+/// name filter above has none, and the absent OTLP layer then says it wants
+/// everything), so the debug and trace spans of the libraries underneath (h2 enters
+/// one on every poll of a connection) were built and entered on every call: most of
+/// HTTP/2's extra cost per request (docs/performance.md).
+fn level_cap(level: &str) -> Result<LevelFilter, TelemetryError> {
+    Ok(level_filter(level)?
+        .max_level_hint()
+        .unwrap_or(LevelFilter::TRACE))
 }
 
 /// `log_level` as a tracing filter.
@@ -58,6 +72,23 @@ pub enum TelemetryError {
 
 /// Install the global subscriber. Call once, inside the tokio runtime.
 pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+    let (subscriber, provider) = subscriber(cfg)?;
+    // A second init (tests) keeps the first subscriber.
+    let _ = subscriber.try_init();
+    Ok(Telemetry { provider })
+}
+
+/// The subscriber [`init`] installs, and the trace exporter's provider when one is
+/// configured.
+fn subscriber(
+    cfg: &TelemetryConfig,
+) -> Result<
+    (
+        impl tracing::Subscriber + Send + Sync + 'static,
+        Option<SdkTracerProvider>,
+    ),
+    TelemetryError,
+> {
     let in_log = log_filter(&cfg.log_level)?;
     let fmt = if cfg.log_format == "json" {
         tracing_subscriber::fmt::layer()
@@ -91,12 +122,11 @@ pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             .with_filter(level_filter(&cfg.log_level)?);
         (Some(layer), Some(provider))
     };
-    // A second init (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
+    let subscriber = tracing_subscriber::registry()
+        .with(level_cap(&cfg.log_level)?)
         .with(fmt)
-        .with(otel)
-        .try_init();
-    Ok(Telemetry { provider })
+        .with(otel);
+    Ok((subscriber, provider))
 }
 
 #[cfg(test)]
@@ -141,5 +171,31 @@ mod tests {
         });
         assert_eq!(*seen.0.lock().unwrap(), ["request", "WARN", "INFO"]);
         assert!(log_filter::<tracing_subscriber::Registry>("no such=level=x").is_err());
+    }
+
+    #[test]
+    fn the_libraries_debug_and_trace_spans_are_never_built() {
+        for level in ["info", "warn", "info,hyper=info"] {
+            let cfg = crate::config::TelemetryConfig {
+                log_level: level.into(),
+                ..Default::default()
+            };
+            let (subscriber, _) = super::subscriber(&cfg).unwrap();
+            tracing::subscriber::with_default(subscriber, || {
+                // What h2 builds for each connection and each poll of it.
+                let connection = tracing::debug_span!(target: "h2", "Connection");
+                let poll = tracing::trace_span!(target: "h2", "poll");
+                assert!(connection.is_disabled() && poll.is_disabled(), "at {level}");
+                assert!(!tracing::enabled!(tracing::Level::DEBUG), "at {level}");
+            });
+        }
+        let cfg = crate::config::TelemetryConfig {
+            log_level: "debug".into(),
+            ..Default::default()
+        };
+        let (subscriber, _) = super::subscriber(&cfg).unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(tracing::enabled!(tracing::Level::DEBUG));
+        });
     }
 }
