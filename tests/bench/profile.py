@@ -182,7 +182,8 @@ def profile(args, work, servers):
         PERF, "record", "-q", "-F", str(args.frequency), "--call-graph", "dwarf,32768", "-p", str(full.pid),
         "-o", data, "--", "sleep", str(args.seconds + 1)]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.3)  # perf attaches before the measured load begins
-    result = bench.loadgen(target, pki, "keepalive", 64, args.seconds, "full (profiled)", warmup=0.5)
+    result = bench.loadgen(target, pki, "keepalive", 64, args.seconds, "full (profiled)", warmup=0.5,
+                           proto=args.proto)
     _, err = perf.communicate(timeout=120)
     if perf.returncode != 0:
         raise SystemExit(f"perf record failed: {err.decode(errors='replace')}")
@@ -194,7 +195,7 @@ def profile(args, work, servers):
     return result, script.stdout
 
 
-def tabulate(result, script, seconds):
+def tabulate(result, script, seconds, proto="h1"):
     by_layer = collections.Counter()
     by_symbol = collections.defaultdict(collections.Counter)
     total = 0
@@ -207,9 +208,9 @@ def tabulate(result, script, seconds):
         raise SystemExit("perf recorded no samples")
     cpu = result.get("server_cpu_us_per_req")
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"Measured {when} on {bench.machine()} with `python3 tests/bench/profile.py --seconds {seconds:g}`: "
+    lines = [f"Measured {when} on {bench.machine()} with `python3 tests/bench/profile.py --seconds {seconds:g}{' --proto h2' if proto == 'h2' else ''}`: "
              f"`tongban serve` on the demo config pinned to core {bench.SERVER_CORE}, loadgen (counter workload, "
-             f"64 keep-alive HTTP/1.1 connections) on core {bench.CLIENT_CORE}; {result['requests']:,} requests "
+             f"64 keep-alive {'HTTP/2' if proto == 'h2' else 'HTTP/1.1'} connections) on core {bench.CLIENT_CORE}; {result['requests']:,} requests "
              f"in {result['seconds']} s ({result['rps']:,.0f} req/s, {result['non_2xx']:,} non-2xx as the mix "
              f"intends, {result['errors']} errors), server CPU {cpu} µs per request, {total:,} samples of "
              f"`perf record --call-graph dwarf`.",
@@ -236,6 +237,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds of load under perf")
     ap.add_argument("--frequency", type=int, default=499, help="perf samples per second")
+    ap.add_argument("--proto", choices=["h1", "h2"], default="h1",
+                    help="HTTP/1.1 or HTTP/2 connections (one request at a time on each)")
     ap.add_argument("--no-build", action="store_true", help="use the release binaries already built")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (perf.data, logs)")
     args = ap.parse_args()
@@ -251,7 +254,7 @@ def main():
         result, script = profile(args, work, servers)
     finally:
         servers.stop()
-    table, detail = tabulate(result, script, args.seconds)
+    table, detail = tabulate(result, script, args.seconds, args.proto)
     print(table)
     print(detail)
     if args.keep:
