@@ -122,16 +122,14 @@ fn run(
     fields: &[(String, String)],
 ) -> Result<Option<Record>, DirectError> {
     let mut stmt = conn.prepare_cached(sql).map_err(classify)?;
-    let indices: Vec<(String, usize)> = fields
+    let indices: Vec<usize> = fields
         .iter()
         .map(|(field, column)| {
-            stmt.column_index(column)
-                .map(|i| (field.clone(), i))
-                .map_err(|_| {
-                    DirectError::Failed(ConnectorError::Query(format!(
-                        "query has no column {column:?} (mapped from field {field})"
-                    )))
-                })
+            stmt.column_index(column).map_err(|_| {
+                DirectError::Failed(ConnectorError::Query(format!(
+                    "query has no column {column:?} (mapped from field {field})"
+                )))
+            })
         })
         .collect::<Result<_, _>>()?;
     let mut rows = stmt
@@ -141,7 +139,7 @@ fn run(
         return Ok(None);
     };
     let mut record = Record::new();
-    for (field, i) in indices {
+    for ((field, _), i) in fields.iter().zip(indices) {
         let value = match row.get_ref(i).map_err(classify)? {
             ValueRef::Null => serde_json::Value::Null,
             ValueRef::Integer(n) => serde_json::Value::from(n),
@@ -155,7 +153,7 @@ fn run(
                 ))))
             }
         };
-        record.insert(field, value);
+        record.insert(field.clone(), value);
     }
     Ok(Some(record))
 }

@@ -16,14 +16,13 @@ use crate::config::TelemetryConfig;
 /// those are for traces. A span no layer wants is never built; building and entering
 /// them for the log alone cost several µs of a lookup's CPU (docs/performance.md).
 fn log_filter<S>(
-    level: &str,
-) -> Result<impl tracing_subscriber::layer::Filter<S> + Send + Sync + 'static, TelemetryError>
+    level: EnvFilter,
+    cap: LevelFilter,
+) -> impl tracing_subscriber::layer::Filter<S> + Send + Sync + 'static
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let cap = level_cap(level)?;
-    Ok(level_filter(level)?
-        .and(filter_fn(|m| !m.is_span() || m.name() == REQUEST_SPAN).with_max_level_hint(cap)))
+    level.and(filter_fn(|m| !m.is_span() || m.name() == REQUEST_SPAN).with_max_level_hint(cap))
 }
 
 /// The most verbose level any layer takes at `level`, installed as a global filter
@@ -32,10 +31,8 @@ where
 /// everything), so the debug and trace spans of the libraries underneath (h2 enters
 /// one on every poll of a connection) were built and entered on every call: most of
 /// HTTP/2's extra cost per request (docs/performance.md).
-fn level_cap(level: &str) -> Result<LevelFilter, TelemetryError> {
-    Ok(level_filter(level)?
-        .max_level_hint()
-        .unwrap_or(LevelFilter::TRACE))
+fn level_cap(level: &EnvFilter) -> LevelFilter {
+    level.max_level_hint().unwrap_or(LevelFilter::TRACE)
 }
 
 /// `log_level` as a tracing filter.
@@ -72,7 +69,11 @@ pub enum TelemetryError {
 
 /// Install the global subscriber. Call once, inside the tokio runtime.
 pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
-    let (subscriber, provider) = subscriber(cfg)?;
+    use std::io::IsTerminal as _;
+    // Colour only for a person at a terminal: in a file or a journal the escape
+    // codes are noise, and writing them into each request span's fields cost CPU.
+    let colour = std::io::stdout().is_terminal();
+    let (subscriber, provider) = subscriber(cfg, std::io::stdout, colour)?;
     // A second init (tests) keeps the first subscriber.
     let _ = subscriber.try_init();
     Ok(Telemetry { provider })
@@ -80,24 +81,34 @@ pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
 
 /// The subscriber [`init`] installs, and the trace exporter's provider when one is
 /// configured.
-fn subscriber(
+fn subscriber<W>(
     cfg: &TelemetryConfig,
+    out: W,
+    colour: bool,
 ) -> Result<
     (
         impl tracing::Subscriber + Send + Sync + 'static,
         Option<SdkTracerProvider>,
     ),
     TelemetryError,
-> {
-    let in_log = log_filter(&cfg.log_level)?;
+>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let level = level_filter(&cfg.log_level)?;
+    let cap = level_cap(&level);
+    let in_log = log_filter(level, cap);
     let fmt = if cfg.log_format == "json" {
         tracing_subscriber::fmt::layer()
             .json()
+            .with_writer(out)
             .with_filter(in_log)
             .boxed()
     } else {
         tracing_subscriber::fmt::layer()
             .with_target(false)
+            .with_ansi(colour)
+            .with_writer(out)
             .with_filter(in_log)
             .boxed()
     };
@@ -123,7 +134,7 @@ fn subscriber(
         (Some(layer), Some(provider))
     };
     let subscriber = tracing_subscriber::registry()
-        .with(level_cap(&cfg.log_level)?)
+        .with(cap)
         .with(fmt)
         .with(otel);
     Ok((subscriber, provider))
@@ -138,7 +149,7 @@ mod tests {
     use tracing_subscriber::layer::{Context, SubscriberExt as _};
     use tracing_subscriber::Layer;
 
-    use super::log_filter;
+    use super::{level_cap, level_filter, log_filter};
 
     /// Names of the spans built and the events seen.
     #[derive(Clone, Default)]
@@ -160,8 +171,10 @@ mod tests {
     #[test]
     fn the_log_sees_events_and_the_request_span_but_not_the_spans_inside_it() {
         let seen = Seen::default();
-        let subscriber = tracing_subscriber::registry()
-            .with(seen.clone().with_filter(log_filter("info").unwrap()));
+        let level = level_filter("info").unwrap();
+        let cap = level_cap(&level);
+        let subscriber =
+            tracing_subscriber::registry().with(seen.clone().with_filter(log_filter(level, cap)));
         tracing::subscriber::with_default(subscriber, || {
             let request = tracing::info_span!("request", request_id = "r1");
             let _in = request.enter();
@@ -170,7 +183,7 @@ mod tests {
             tracing::info!("at the level");
         });
         assert_eq!(*seen.0.lock().unwrap(), ["request", "WARN", "INFO"]);
-        assert!(log_filter::<tracing_subscriber::Registry>("no such=level=x").is_err());
+        assert!(level_filter("no such=level=x").is_err());
     }
 
     #[test]
@@ -180,7 +193,7 @@ mod tests {
                 log_level: level.into(),
                 ..Default::default()
             };
-            let (subscriber, _) = super::subscriber(&cfg).unwrap();
+            let (subscriber, _) = super::subscriber(&cfg, std::io::sink, false).unwrap();
             tracing::subscriber::with_default(subscriber, || {
                 // What h2 builds for each connection and each poll of it.
                 let connection = tracing::debug_span!(target: "h2", "Connection");
@@ -193,9 +206,41 @@ mod tests {
             log_level: "debug".into(),
             ..Default::default()
         };
-        let (subscriber, _) = super::subscriber(&cfg).unwrap();
+        let (subscriber, _) = super::subscriber(&cfg, std::io::sink, false).unwrap();
         tracing::subscriber::with_default(subscriber, || {
             assert!(tracing::enabled!(tracing::Level::DEBUG));
         });
+    }
+
+    /// A log that is not a terminal (a file, a journal): plain text, and each line
+    /// inside a request still names its request id.
+    #[test]
+    fn a_log_written_to_a_file_has_no_escape_codes() {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let out = lines.clone();
+        let cfg = crate::config::TelemetryConfig {
+            log_level: "info".into(),
+            ..Default::default()
+        };
+        let (subscriber, _) = super::subscriber(&cfg, move || out.clone(), false).unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::info_span!(super::REQUEST_SPAN, request_id = %"r-42");
+            request.in_scope(|| tracing::warn!(source = "population", "source slow"));
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("request_id=r-42"), "{text}");
+        assert!(text.contains("source=\"population\""), "{text}");
+        assert!(!text.contains('\x1b'), "escape codes in {text:?}");
     }
 }

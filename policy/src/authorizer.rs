@@ -587,6 +587,34 @@ mod tests {
         );
     }
 
+    /// One decider answers every question of its (consumer, dataset): the verdicts
+    /// it remembers per mask must never answer a question with another's verdict.
+    #[tokio::test]
+    async fn remembered_verdicts_answer_only_their_own_mask() {
+        let mut other = agreement("a2", A, Effect::Deny);
+        other.matters = vec!["marketing".into()];
+        let auth = Authorizer::new(vec![agreement("a1", A, Effect::Allow), other], vec![])
+            .await
+            .unwrap();
+        let mut denied = question(A, None);
+        denied.matter = "marketing";
+        let mut nothing = question(A, None);
+        nothing.matter = "tax-filing";
+        for _ in 0..3 {
+            assert!(
+                matches!(auth.decide(&question(A, None)).unwrap(), Decision::Allow(g) if g.agreement == "a1")
+            );
+            assert!(
+                matches!(deny(&auth, &denied).await, Denial::ExplicitDeny { .. }),
+                "the deny line holds for marketing"
+            );
+            assert!(matches!(
+                deny(&auth, &nothing).await,
+                Denial::MatterNotAllowed { .. }
+            ));
+        }
+    }
+
     #[tokio::test]
     async fn each_condition_is_refused_and_named() {
         let auth = Authorizer::new(vec![agreement("a1", A, Effect::Allow)], vec![])

@@ -15,7 +15,7 @@
 //! 100,000.
 
 use std::future::Future as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use casbin::function_map::OperatorFunction;
 use casbin::rhai::{Dynamic, ImmutableString};
@@ -96,7 +96,16 @@ pub(crate) struct Decider {
     /// `r.sub` as a Rhai string, made once: handing casbin a clone is a reference
     /// count, not an allocation.
     subject: ImmutableString,
+    /// casbin's verdict for each `met` mask seen so far. The subject, its roles and
+    /// the lines are fixed for a decider's life, so the mask is all a verdict depends
+    /// on; a policy change builds new deciders. Evaluating the matcher through Rhai
+    /// was most of a decision's CPU (docs/performance.md).
+    verdicts: Mutex<Vec<(Box<str>, bool)>>,
 }
+
+/// Most masks a decider remembers verdicts for: a handful of candidates gives few
+/// masks; past this, decisions are evaluated each time.
+const REMEMBERED_VERDICTS: usize = 64;
 
 impl Decider {
     /// Build the enforcer for `identity` holding `roles` over `candidates`.
@@ -126,6 +135,7 @@ impl Decider {
             candidates,
             keys,
             subject: identity.into(),
+            verdicts: Mutex::new(Vec::new()),
         })
     }
 
@@ -167,17 +177,45 @@ impl Decider {
             .iter()
             .map(|c| if c.is_none() { '1' } else { '0' })
             .collect();
-        // A Vec of Dynamic is casbin's own request form: no serde conversion, and
-        // the vector is reused as is.
-        let request = vec![
-            Dynamic::from(self.subject.clone()),
-            Dynamic::from(ImmutableString::from(mask)),
-        ];
-        let verdict = self.enforcer.enforce(request)?;
+        let verdict = match self.remembered(&mask) {
+            Some(v) => v,
+            None => {
+                // A Vec of Dynamic is casbin's own request form: no serde conversion,
+                // and the vector is reused as is.
+                let request = vec![
+                    Dynamic::from(self.subject.clone()),
+                    Dynamic::from(ImmutableString::from(mask.as_str())),
+                ];
+                let verdict = self.enforcer.enforce(request)?;
+                self.remember(mask, verdict);
+                verdict
+            }
+        };
         Ok(Evaluation {
             decision: Decision::read(q, verdict, &self.candidates, &checks),
             checks,
         })
+    }
+}
+
+impl Decider {
+    fn verdicts(&self) -> std::sync::MutexGuard<'_, Vec<(Box<str>, bool)>> {
+        // Only (mask, bool) pairs inside: a panic elsewhere leaves them valid.
+        self.verdicts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remembered(&self, mask: &str) -> Option<bool> {
+        self.verdicts()
+            .iter()
+            .find(|(m, _)| &**m == mask)
+            .map(|(_, v)| *v)
+    }
+
+    fn remember(&self, mask: String, verdict: bool) {
+        let mut verdicts = self.verdicts();
+        if verdicts.len() < REMEMBERED_VERDICTS && !verdicts.iter().any(|(m, _)| **m == *mask) {
+            verdicts.push((mask.into_boxed_str(), verdict));
+        }
     }
 }
 
