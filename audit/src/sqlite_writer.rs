@@ -12,6 +12,7 @@
 //! milliseconds more: most of the latency tail under load.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,11 +71,16 @@ impl SqliteWriter {
         conn.pragma_update(None, "wal_autocheckpoint", WAL_SAFETY_NET_PAGES)?;
         let checkpointer = open(path)?;
         let (committed, commits) = std_mpsc::sync_channel(1);
+        let committed = Committed {
+            signal: committed,
+            pending: Arc::new(AtomicBool::new(false)),
+        };
+        let pending = Arc::clone(&committed.pending);
         let (jobs, rx) = std_mpsc::channel();
         let (stopped_tx, stopped) = oneshot::channel();
         let spawn = |name: &str| std::thread::Builder::new().name(name.into());
         let checkpoints = spawn("tongban-audit-ckpt")
-            .spawn(move || checkpoint_wal(&checkpointer, &commits))
+            .spawn(move || checkpoint_wal(&checkpointer, &commits, &pending))
             .map_err(|e| AuditError::Store(format!("cannot start the WAL checkpointer: {e}")))?;
         spawn("tongban-audit")
             .spawn(move || {
@@ -151,29 +157,45 @@ const WAL_SAFETY_NET_PAGES: i64 = 8192;
 /// own checkpoint there ensures (a short one by then: most frames are copied).
 const CHECKPOINT_AFTER: Duration = Duration::from_millis(250);
 
-/// Copy committed WAL frames into the database file some time after commits, until
-/// the writer is gone (then once more, at once). PASSIVE never blocks the writer or
-/// readers.
-fn checkpoint_wal(conn: &rusqlite::Connection, commits: &std_mpsc::Receiver<()>) {
-    while commits.recv().is_ok() {
-        let stopping = wait_for_more(commits);
-        checkpoint_once(conn);
-        if stopping {
-            return;
+/// The writer's side of the checkpointer's wake-up: one signal per checkpoint, not
+/// one per commit. Waking the checkpointer on every commit only to wait again cost
+/// two context switches per batch on the core the requests run on.
+struct Committed {
+    signal: std_mpsc::SyncSender<()>,
+    /// Set by the first commit after a checkpoint began; cleared by the checkpointer
+    /// just before its next checkpoint, which covers every commit up to then.
+    pending: Arc<AtomicBool>,
+}
+
+impl Committed {
+    fn tell(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            // Full means a signal is already waiting; either way a checkpoint runs.
+            let _ = self.signal.try_send(());
         }
     }
 }
 
-/// Let commits accumulate for [`CHECKPOINT_AFTER`]; the ones signalled meanwhile are
-/// covered by the checkpoint that follows. True when the writer has stopped.
-fn wait_for_more(commits: &std_mpsc::Receiver<()>) -> bool {
-    let deadline = std::time::Instant::now() + CHECKPOINT_AFTER;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match commits.recv_timeout(left) {
-            Ok(()) if !left.is_zero() => continue,
-            Ok(()) | Err(std_mpsc::RecvTimeoutError::Timeout) => return false,
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => return true,
+/// Copy committed WAL frames into the database file some time after commits, until
+/// the writer is gone (then once more, at once). PASSIVE never blocks the writer or
+/// readers.
+fn checkpoint_wal(
+    conn: &rusqlite::Connection,
+    commits: &std_mpsc::Receiver<()>,
+    pending: &AtomicBool,
+) {
+    while commits.recv().is_ok() {
+        // Let commits accumulate for CHECKPOINT_AFTER; they do not signal meanwhile.
+        // The writer hanging up ends the wait at once.
+        let stopping = matches!(
+            commits.recv_timeout(CHECKPOINT_AFTER),
+            Err(std_mpsc::RecvTimeoutError::Disconnected)
+        );
+        // Before copying: a commit from here on signals again.
+        pending.store(false, Ordering::Release);
+        checkpoint_once(conn);
+        if stopping {
+            return;
         }
     }
 }
@@ -193,7 +215,7 @@ fn checkpoint_once(conn: &rusqlite::Connection) {
 fn run(
     mut conn: rusqlite::Connection,
     jobs: &std_mpsc::Receiver<Job>,
-    committed: &std_mpsc::SyncSender<()>,
+    committed: &Committed,
     signer: &Signer,
     settings: &AuditSettings,
 ) {
@@ -217,8 +239,7 @@ fn run(
                     Err(_) => (None, None),
                 };
                 if result.is_ok() {
-                    // Full means a checkpoint is already due; either way it will run.
-                    let _ = committed.try_send(());
+                    committed.tell();
                 }
                 let _ = reply.send(result);
                 // After the answer: the batch's requests do not wait for the index.
