@@ -2,10 +2,10 @@
 //!
 //! A group commit appends records with only their `seq`, `hash` and `record`. Once
 //! `audit_index_segment.records` records lie past the last indexed segment, the
-//! writer thread indexes them in one transaction after answering the batch: the
-//! entries (time, operator, subject, case id of each record) sorted, under the
-//! segment's first seq, so the insert appends to the end of one B-tree instead of
-//! dirtying a random page of three per record. Search reads the index for indexed
+//! writer thread indexes them after answering each batch, [`STEP_ENTRIES`] entries a
+//! step: the entries (time, operator, subject, case id of each record) sorted, under
+//! the segment's first seq, so the inserts append to the end of one B-tree instead of
+//! dirtying a random page of three per record. The last step lists the segment. Search reads the index for indexed
 //! segments and scans the records past them ([`search`]); `audit verify` checks
 //! every indexed segment against its records (`verify/index.rs`).
 //!
@@ -43,7 +43,26 @@ pub(crate) struct Unindexed {
     /// The last seq of the next segment to index, as the last look found it: until
     /// the head reaches it there is nothing to index, and no need to ask the store.
     due: Option<i64>,
+    /// The segment being indexed, when a step left some of its entries for the next.
+    current: Option<Segment>,
 }
+
+/// A complete segment's entries in key order, and how far they are written.
+struct Segment {
+    first: i64,
+    last: i64,
+    /// `MAX(last_seq)` of the listed segments when this one was begun: if another
+    /// process lists one meanwhile, this one is dropped and looked at again.
+    listed: Option<i64>,
+    entries: Vec<(i64, String, i64)>,
+    written: usize,
+}
+
+/// Most index entries one step writes. A whole segment in one transaction held the
+/// writer thread (and the next batch's requests) for ~12 ms every 4,096 records: most
+/// of the open-loop p99 at a quarter of nginx's rate. A step after each commit keeps
+/// the pause under a millisecond and still indexes far faster than records arrive.
+pub(crate) const STEP_ENTRIES: usize = 1024;
 
 impl Unindexed {
     /// Records `seq..` of a committed batch.
@@ -60,7 +79,7 @@ impl Unindexed {
     /// Whether a segment may be complete once the head is `head` (unknown until
     /// [`index_sealed`] has looked).
     pub(crate) fn may_be_due(&self, head: i64) -> bool {
-        self.due.is_none_or(|last| head >= last)
+        self.current.is_some() || self.due.is_none_or(|last| head >= last)
     }
 
     /// The keys of `first..=last`, if held.
@@ -91,78 +110,141 @@ pub fn index_sealed_segments(path: &Path) -> Result<usize, AuditError> {
     index_sealed(&mut conn, &mut Unindexed::default())
 }
 
-/// Index every complete segment past the last indexed one, each in its own
-/// transaction, taking keys from `held` where it covers them.
+/// Index every complete segment past the last indexed one, taking keys from `held`
+/// where it covers them. Returns the segments indexed.
 pub(crate) fn index_sealed(
     conn: &mut rusqlite::Connection,
     held: &mut Unindexed,
 ) -> Result<usize, AuditError> {
+    let mut done = 0;
+    loop {
+        match index_step(conn, held, usize::MAX)? {
+            Step::Idle => return Ok(done),
+            Step::Listed => done += 1,
+            Step::Wrote => {}
+        }
+    }
+}
+
+/// What one [`index_step`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// No complete segment waits.
+    Idle,
+    /// Wrote entries of a segment; more remain.
+    Wrote,
+    /// Wrote a segment's last entries and listed it as indexed.
+    Listed,
+}
+
+/// Write at most `budget` entries of the next complete segment not yet indexed, in
+/// one transaction; the one that writes its last entries also lists it in
+/// `audit_segment`, from which moment search reads it through the index. Until then
+/// search scans its records, and `audit verify` checks only listed segments.
+pub(crate) fn index_step(
+    conn: &mut rusqlite::Connection,
+    held: &mut Unindexed,
+    budget: usize,
+) -> Result<Step, AuditError> {
+    let mut segment = match held.current.take() {
+        Some(s) => s,
+        None => match next_segment(conn, held)? {
+            Some(s) => s,
+            None => return Ok(Step::Idle),
+        },
+    };
+    // Immediate: what is read below stays true until the entries are committed.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(store_err)?;
+    let listed: Option<i64> = tx
+        .prepare_cached("SELECT MAX(last_seq) FROM audit_segment")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(store_err)?;
+    if listed != segment.listed {
+        // Another process indexed meanwhile; look again next time.
+        return Ok(Step::Wrote);
+    }
+    let end = segment
+        .entries
+        .len()
+        .min(segment.written.saturating_add(budget));
+    let rows: Vec<[&dyn ToSql; 4]> = segment.entries[segment.written..end]
+        .iter()
+        .map(|(col, value, seq)| [&segment.first as &dyn ToSql, col, value, seq])
+        .collect();
+    // OR IGNORE: a step that ran before a crash, or another process indexing the
+    // same segment, wrote some of these already; they are the same entries.
+    insert_rows(
+        &tx,
+        "INSERT OR IGNORE INTO audit_index (seg, col, value, seq)",
+        &rows,
+    )
+    .map_err(store_err)?;
+    let finished = end == segment.entries.len();
+    if finished {
+        tx.prepare_cached("INSERT INTO audit_segment (first_seq, last_seq) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute([segment.first, segment.last]))
+            .map_err(store_err)?;
+    }
+    tx.commit().map_err(store_err)?;
+    if finished {
+        return Ok(Step::Listed);
+    }
+    segment.written = end;
+    held.current = Some(segment);
+    Ok(Step::Wrote)
+}
+
+/// The next complete segment past the listed ones, its entries in key order; `None`
+/// (and `held.due` set) while the head has not reached its end.
+fn next_segment(
+    conn: &rusqlite::Connection,
+    held: &mut Unindexed,
+) -> Result<Option<Segment>, AuditError> {
     let size: i64 = conn
         .prepare_cached("SELECT records FROM audit_index_segment WHERE id = 1")
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(store_err)?;
-    let mut done = 0;
     held.due = None;
-    loop {
-        // Each bound on its own: SQLite answers MIN or MAX alone from the B-tree's
-        // edge, but scans the table for both in one SELECT.
-        let (indexed, lowest, head): (Option<i64>, Option<i64>, Option<i64>) = conn
-            .prepare_cached(
-                "SELECT (SELECT MAX(last_seq) FROM audit_segment), (SELECT MIN(seq) FROM audit_log), (SELECT MAX(seq) FROM audit_log)",
-            )
-            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
-            .map_err(store_err)?;
-        let (Some(lowest), Some(head)) = (lowest, head) else {
-            return Ok(done);
-        };
-        let first = indexed.map_or(lowest, |i| (i + 1).max(lowest));
-        let last = first + size - 1;
-        if head < last {
-            held.due = Some(last);
-            return Ok(done);
-        }
-        // Immediate: the bounds read above stay true until the segment is committed.
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(store_err)?;
-        let moved: Option<i64> = tx
-            .prepare_cached("SELECT MAX(last_seq) FROM audit_segment")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(store_err)?;
-        if moved != indexed {
-            continue;
-        }
-        let keys = match held.take(first, last) {
-            Some(k) => k,
-            None => read_keys(&tx, first, last)?,
-        };
-        let mut entries: Vec<(usize, &str, i64)> = keys
-            .iter()
-            .flat_map(|(seq, k)| {
-                INDEXED
-                    .iter()
-                    .zip(k)
-                    .filter_map(move |(col, v)| Some((*col, v.as_deref()?, *seq)))
-            })
-            .collect();
-        // In key order, the B-tree fills page after page.
-        entries.sort_unstable();
-        let entries: Vec<(i64, &str, i64)> = entries
-            .into_iter()
-            .map(|(col, value, seq)| (i64::try_from(col).unwrap_or(i64::MAX), value, seq))
-            .collect();
-        let rows: Vec<[&dyn ToSql; 4]> = entries
-            .iter()
-            .map(|(col, value, seq)| [&first as &dyn ToSql, col, value, seq])
-            .collect();
-        insert_rows(&tx, "INSERT INTO audit_index (seg, col, value, seq)", &rows)
-            .map_err(store_err)?;
-        tx.prepare_cached("INSERT INTO audit_segment (first_seq, last_seq) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute([first, last]))
-            .map_err(store_err)?;
-        tx.commit().map_err(store_err)?;
-        done += 1;
+    // Each bound on its own: SQLite answers MIN or MAX alone from the B-tree's
+    // edge, but scans the table for both in one SELECT.
+    let (listed, lowest, head): (Option<i64>, Option<i64>, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT (SELECT MAX(last_seq) FROM audit_segment), (SELECT MIN(seq) FROM audit_log), (SELECT MAX(seq) FROM audit_log)",
+        )
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+        .map_err(store_err)?;
+    let (Some(lowest), Some(head)) = (lowest, head) else {
+        return Ok(None);
+    };
+    let first = listed.map_or(lowest, |i| (i + 1).max(lowest));
+    let last = first + size - 1;
+    if head < last {
+        held.due = Some(last);
+        return Ok(None);
     }
+    let keys = match held.take(first, last) {
+        Some(k) => k,
+        None => read_keys(conn, first, last)?,
+    };
+    let mut entries: Vec<(i64, String, i64)> = keys
+        .into_iter()
+        .flat_map(|(seq, k)| {
+            INDEXED.iter().zip(k).filter_map(move |(col, v)| {
+                Some((i64::try_from(*col).unwrap_or(i64::MAX), v?, seq))
+            })
+        })
+        .collect();
+    // In key order, the B-tree fills page after page.
+    entries.sort_unstable();
+    Ok(Some(Segment {
+        first,
+        last,
+        listed,
+        entries,
+        written: 0,
+    }))
 }
 
 /// The keys of records `first..=last`, read from their records (a segment the
@@ -189,4 +271,105 @@ fn read_keys(
         out.push((seq, keys));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{seal_entry, AuditStore, Database, GENESIS};
+
+    /// A store of `n` chained records in segments of 8, its file.
+    async fn store(dir: &Path, n: i64) -> std::path::PathBuf {
+        let db = dir.join("state.db");
+        let store = AuditStore::open(&Database::Sqlite(db.clone()))
+            .await
+            .unwrap();
+        let AuditStore::Sqlite(pool) = &store else {
+            unreachable!()
+        };
+        let mut prev = GENESIS.to_owned();
+        for seq in 1..=n {
+            let e = AuditEntry {
+                time: format!("2026-12-06T01:{:02}:00.000000Z", seq % 60),
+                subject: Some(format!("S{}", seq % 5)),
+                operator: (seq % 2 == 0).then(|| format!("clerk-{}", seq % 3)),
+                ..AuditEntry::default()
+            };
+            let (record, hash) = seal_entry(seq, &prev, &e).unwrap();
+            sqlx::query("INSERT INTO audit_log (seq, hash, record) VALUES (?1, ?2, ?3)")
+                .bind(seq)
+                .bind(&hash)
+                .bind(record)
+                .execute(pool)
+                .await
+                .unwrap();
+            prev = hash;
+        }
+        sqlx::query("UPDATE audit_index_segment SET records = 8")
+            .execute(pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        db
+    }
+
+    fn listed(conn: &rusqlite::Connection) -> Vec<(i64, i64)> {
+        conn.prepare("SELECT first_seq, last_seq FROM audit_segment ORDER BY first_seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn entries(conn: &rusqlite::Connection) -> Vec<(i64, i64, String, i64)> {
+        conn.prepare("SELECT seg, col, value, seq FROM audit_index ORDER BY seg, col, value, seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Written a few entries at a time, across a restart that forgets how far it got,
+    /// a segment ends up with exactly the entries one transaction would have written,
+    /// and is listed only once they are all there.
+    #[tokio::test]
+    async fn a_segment_indexed_in_steps_matches_one_indexed_at_once() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let at_once = store(a.path(), 20).await;
+        let mut conn = rusqlite::Connection::open(&at_once).unwrap();
+        assert_eq!(
+            index_sealed(&mut conn, &mut Unindexed::default()).unwrap(),
+            2
+        );
+        let want = entries(&conn);
+        // 8 records, each with a time and a subject and half with an operator: 20
+        // entries per segment.
+        assert_eq!(want.len(), 40);
+
+        let stepped = store(b.path(), 20).await;
+        let mut conn = rusqlite::Connection::open(&stepped).unwrap();
+        let mut held = Unindexed::default();
+        for _ in 0..3 {
+            assert_eq!(index_step(&mut conn, &mut held, 6).unwrap(), Step::Wrote);
+            assert!(listed(&conn).is_empty(), "listed before its last entries");
+        }
+        // A restart: the next writer holds nothing and starts the segment over.
+        let mut held = Unindexed::default();
+        let mut steps = Vec::new();
+        loop {
+            match index_step(&mut conn, &mut held, 6).unwrap() {
+                Step::Idle => break,
+                s => steps.push(s),
+            }
+        }
+        assert_eq!(steps.iter().filter(|s| **s == Step::Listed).count(), 2);
+        assert_eq!(listed(&conn), [(1, 8), (9, 16)]);
+        assert_eq!(entries(&conn), want);
+        // Records 17..=20 are no complete segment: due once the head reaches 24.
+        assert!(!held.may_be_due(23));
+        assert!(held.may_be_due(24));
+    }
 }

@@ -26,7 +26,7 @@ use super::chain::AuditEntry;
 use super::error::AuditError;
 use super::frontier::behind;
 use super::multi_insert::{insert_rows, STATEMENT_CACHE};
-use super::segment_index::{index_sealed, Unindexed};
+use super::segment_index::{index_sealed, index_step, Unindexed, STEP_ENTRIES};
 use super::tlog::tree::Hash;
 use crate::signing::Signer;
 
@@ -242,13 +242,14 @@ fn run(
                     committed.tell();
                 }
                 let _ = reply.send(result);
-                // After the answer: the batch's requests do not wait for the index.
+                // After the answer: the batch's requests do not wait for the index,
+                // and the next batch waits for one step of it at most.
                 if let (Some(first), Some(last)) = (first, last) {
                     unindexed.push(first, &entries);
                     // Most commits complete no segment: then not even the bounds
                     // are read.
                     if unindexed.may_be_due(last) {
-                        index_segments(&mut conn, &mut unindexed);
+                        index_one_step(&mut conn, &mut unindexed);
                     }
                 }
             }
@@ -260,6 +261,13 @@ fn run(
 /// what is not indexed, and the next commit tries again.
 fn index_segments(conn: &mut rusqlite::Connection, unindexed: &mut Unindexed) {
     if let Err(e) = index_sealed(conn, unindexed) {
+        tracing::warn!(error = %e, "audit search index not built; search scans the records meanwhile");
+    }
+}
+
+/// [`index_segments`], one step of at most [`STEP_ENTRIES`] entries.
+fn index_one_step(conn: &mut rusqlite::Connection, unindexed: &mut Unindexed) {
+    if let Err(e) = index_step(conn, unindexed, STEP_ENTRIES) {
         tracing::warn!(error = %e, "audit search index not built; search scans the records meanwhile");
     }
 }
