@@ -72,8 +72,9 @@ pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     use std::io::IsTerminal as _;
     // Colour only for a person at a terminal: in a file or a journal the escape
     // codes are noise, and writing them into each request span's fields cost CPU.
-    let colour = std::io::stdout().is_terminal();
-    let (subscriber, provider) = subscriber(cfg, std::io::stdout, colour)?;
+    let colour = std::io::stderr().is_terminal();
+    // stderr: what a command prints on stdout (the demo's banner) stays apart.
+    let (subscriber, provider) = subscriber(cfg, std::io::stderr, colour)?;
     // A second init (tests) keeps the first subscriber.
     let _ = subscriber.try_init();
     Ok(Telemetry { provider })
