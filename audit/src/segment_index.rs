@@ -5,9 +5,10 @@
 //! writer thread indexes them after answering each batch, [`STEP_ENTRIES`] entries a
 //! step: the entries (time, operator, subject, case id of each record) sorted, under
 //! the segment's first seq, so the inserts append to the end of one B-tree instead of
-//! dirtying a random page of three per record. The last step lists the segment. Search reads the index for indexed
-//! segments and scans the records past them ([`search`]); `audit verify` checks
-//! every indexed segment against its records (`verify/index.rs`).
+//! dirtying a random page of three per record. The last step lists the segment.
+//! Search reads the index for listed segments and scans the records past them
+//! ([`search`]); `audit verify` checks every listed segment against its records
+//! (`verify/index.rs`).
 //!
 //! Measured with `audit_write_bench` (BENCHMARKS.md): indexes on the commit path cost
 //! most of the writer's CPU once subjects are spread.
@@ -60,8 +61,9 @@ struct Segment {
 
 /// Most index entries one step writes. A whole segment in one transaction held the
 /// writer thread (and the next batch's requests) for ~12 ms every 4,096 records: most
-/// of the open-loop p99 at a quarter of nginx's rate. A step after each commit keeps
-/// the pause under a millisecond and still indexes far faster than records arrive.
+/// of the open-loop p99 at a quarter of nginx's rate (docs/performance.md). A step
+/// after each commit is a sixteenth of that pause, and a segment is still indexed
+/// long before the next one is complete.
 pub(crate) const STEP_ENTRIES: usize = 1024;
 
 impl Unindexed {
