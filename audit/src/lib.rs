@@ -30,6 +30,8 @@ mod batch;
 mod batch_note;
 pub mod canonical;
 mod chain;
+#[cfg(test)]
+mod chained_store;
 mod checkpoint;
 mod cosignatures;
 mod error;

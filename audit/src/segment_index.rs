@@ -279,41 +279,29 @@ fn read_keys(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::{seal_entry, AuditStore, Database, GENESIS};
+    use crate::chained_store::chained_store;
+    use crate::AuditStore;
 
     /// A store of `n` chained records in segments of 8, its file.
     async fn store(dir: &Path, n: i64) -> std::path::PathBuf {
-        let db = dir.join("state.db");
-        let store = AuditStore::open(&Database::Sqlite(db.clone()))
-            .await
-            .unwrap();
-        let AuditStore::Sqlite(pool) = &store else {
-            unreachable!()
-        };
-        let mut prev = GENESIS.to_owned();
-        for seq in 1..=n {
-            let e = AuditEntry {
+        let entries: Vec<AuditEntry> = (1..=n)
+            .map(|seq| AuditEntry {
                 time: format!("2026-12-06T01:{:02}:00.000000Z", seq % 60),
                 subject: Some(format!("S{}", seq % 5)),
                 operator: (seq % 2 == 0).then(|| format!("clerk-{}", seq % 3)),
                 ..AuditEntry::default()
-            };
-            let (record, hash) = seal_entry(seq, &prev, &e).unwrap();
-            sqlx::query("INSERT INTO audit_log (seq, hash, record) VALUES (?1, ?2, ?3)")
-                .bind(seq)
-                .bind(&hash)
-                .bind(record)
-                .execute(pool)
-                .await
-                .unwrap();
-            prev = hash;
-        }
+            })
+            .collect();
+        let store = chained_store(dir, &entries).await;
+        let AuditStore::Sqlite(pool) = &store else {
+            unreachable!()
+        };
         sqlx::query("UPDATE audit_index_segment SET records = 8")
             .execute(pool)
             .await
             .unwrap();
         pool.close().await;
-        db
+        dir.join("state.db")
     }
 
     fn listed(conn: &rusqlite::Connection) -> Vec<(i64, i64)> {

@@ -279,33 +279,11 @@ impl SubjectReport {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::{seal_entry, AuditEntry, Database, GENESIS};
+    use crate::AuditEntry;
 
     const PERSON: &str = "110101199003074573";
 
-    /// A store holding `entries`, chained.
-    async fn store(dir: &std::path::Path, entries: &[AuditEntry]) -> AuditStore {
-        let store = AuditStore::open(&Database::Sqlite(dir.join("state.db")))
-            .await
-            .unwrap();
-        let AuditStore::Sqlite(pool) = &store else {
-            unreachable!()
-        };
-        let mut prev = GENESIS.to_owned();
-        for (i, e) in entries.iter().enumerate() {
-            let seq = i as i64 + 1;
-            let (record, hash) = seal_entry(seq, &prev, e).unwrap();
-            sqlx::query("INSERT INTO audit_log (seq, hash, record) VALUES (?1, ?2, ?3)")
-                .bind(seq)
-                .bind(&hash)
-                .bind(record)
-                .execute(pool)
-                .await
-                .unwrap();
-            prev = hash;
-        }
-        store
-    }
+    use crate::chained_store::chained_store as store;
 
     fn lookup(day: u32, matter: &str, decision: Decision) -> AuditEntry {
         AuditEntry {

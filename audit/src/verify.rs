@@ -855,46 +855,31 @@ async fn anchor_of(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::Database;
-    use crate::{seal_entry, AuditEntry};
+    use crate::AuditEntry;
 
     /// A store of `n` chained records.
     async fn store(dir: &std::path::Path, n: i64) -> (AuditStore, sqlx::SqlitePool) {
         let db = dir.join("state.db");
-        let store = AuditStore::open(&Database::Sqlite(db.clone()))
-            .await
-            .unwrap();
-        let AuditStore::Sqlite(pool) = &store else {
-            unreachable!()
-        };
-        let mut tx = pool.begin().await.unwrap();
-        let mut prev = GENESIS.to_owned();
-        for seq in 1..=n {
-            // Every other record without an operator: NULL columns are checked too.
-            let e = AuditEntry {
+        // Every other record without an operator: NULL columns are checked too.
+        let entries: Vec<AuditEntry> = (1..=n)
+            .map(|seq| AuditEntry {
                 time: format!("2026-11-28T01:{:02}:00.000000Z", seq % 60),
                 request_id: format!("r{seq}"),
                 subject: Some(format!("S{seq}")),
                 operator: (seq % 2 == 0).then(|| format!("clerk-{}", seq % 3)),
                 decision: crate::Decision::Allow,
                 ..AuditEntry::default()
-            };
-            let (record, hash) = seal_entry(seq, &prev, &e).unwrap();
-            sqlx::query("INSERT INTO audit_log (seq, hash, record) VALUES (?1, ?2, ?3)")
-                .bind(seq)
-                .bind(&hash)
-                .bind(record)
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            prev = hash;
-        }
+            })
+            .collect();
+        let store = crate::chained_store::chained_store(dir, &entries).await;
+        let AuditStore::Sqlite(pool) = &store else {
+            unreachable!()
+        };
         // Segments of 8: records 1..=40 are five indexed segments, the rest a tail.
         sqlx::query("UPDATE audit_index_segment SET records = 8")
-            .execute(&mut *tx)
+            .execute(pool)
             .await
             .unwrap();
-        tx.commit().await.unwrap();
         // The tree as the writer would have stored it.
         store.catch_up_tree().await.unwrap();
         crate::index_sealed_segments(&db).unwrap();
